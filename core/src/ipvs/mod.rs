@@ -1,0 +1,1 @@
+//! IPVS: the kernel schedulers and the virtual-server machine.

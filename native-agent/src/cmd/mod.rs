@@ -1,0 +1,2 @@
+//! One module per subcommand; each parses its flags, calls core, renders the result.
+pub mod ipvs;

@@ -1,0 +1,35 @@
+//! The `proxyscope` binary: a thin shell over `proxyscope-core`.
+//!
+//! Exit codes (a contract scripts rely on): 0 ok, 1 internal error (or a failed `--check`),
+//! 2 bad input.
+
+mod cmd;
+mod error;
+
+use clap::{Parser, Subcommand};
+use error::CliError;
+
+#[derive(Parser)]
+#[command(name = "proxyscope", version, about = "See how kube-proxy sends Service traffic to Pods, packet by packet")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// IPVS tools (scheduler replay, ...)
+    #[command(subcommand)]
+    Ipvs(cmd::ipvs::IpvsCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Ipvs(c) => cmd::ipvs::run(c),
+    };
+    if let Err(e) = result {
+        eprintln!("proxyscope: {e}");
+        std::process::exit(e.exit_code());
+    }
+}
