@@ -4,4 +4,5 @@
 //! Time and randomness are parameters. It builds natively and for `wasm32-unknown-unknown`.
 
 pub mod ipvs;
+pub mod generate;
 pub mod trace;

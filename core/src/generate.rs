@@ -1,0 +1,1 @@
+//! Seeded generators of Kubernetes scenarios (random ones for differential tests, large ones for benchmarks).
