@@ -1,0 +1,341 @@
+//! Printing the model the way `iptables-save` prints it.
+
+use super::*;
+use std::fmt::Write;
+
+/// Quote a string argument exactly like libxtables' `xtables_save_string`: bare when it is made
+/// only of `[A-Za-z0-9_-]`, otherwise in double quotes with `"`, `\` and `'` backslash-escaped.
+pub fn save_string(out: &mut String, s: &str) {
+    let plain = !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    out.push(' ');
+    if plain {
+        out.push_str(s);
+        return;
+    }
+    out.push('"');
+    for ch in s.chars() {
+        if matches!(ch, '"' | '\\' | '\'') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out.push('"');
+}
+
+fn neg(out: &mut String, n: bool) {
+    if n {
+        out.push_str(" !");
+    }
+}
+
+fn port(out: &mut String, p: PortSpec) {
+    if p.lo == p.hi {
+        let _ = write!(out, "{}", p.lo);
+    } else {
+        let _ = write!(out, "{}:{}", p.lo, p.hi);
+    }
+}
+
+/// Print one match (with its leading space).
+pub fn print_match(out: &mut String, m: &Match) {
+    match m {
+        Match::Comment { comment } => {
+            out.push_str(" -m comment --comment");
+            save_string(out, comment);
+        }
+        Match::Ports { module, sport, dport } => {
+            let _ = write!(out, " -m {module}");
+            for (name, p) in [("--sport", sport), ("--dport", dport)] {
+                if let Some(p) = p {
+                    neg(out, p.neg);
+                    let _ = write!(out, " {name} ");
+                    port(out, p.value);
+                }
+            }
+        }
+        Match::Multiport { neg: n, kind, ports } => {
+            out.push_str(" -m multiport");
+            neg(out, *n);
+            out.push_str(match kind {
+                MultiportKind::Sports => " --sports ",
+                MultiportKind::Dports => " --dports ",
+                MultiportKind::Ports => " --ports ",
+            });
+            for (i, p) in ports.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                port(out, *p);
+            }
+        }
+        Match::Statistic(Statistic::Random { neg: n, fixed }) => {
+            out.push_str(" -m statistic --mode random");
+            neg(out, *n);
+            // libxt_statistic prints the kernel's fixed-point value back with 11 decimals.
+            let _ = write!(out, " --probability {:.11}", Statistic::probability_of(*fixed));
+        }
+        Match::Statistic(Statistic::Nth { neg: n, every, packet }) => {
+            out.push_str(" -m statistic --mode nth");
+            neg(out, *n);
+            let _ = write!(out, " --every {} --packet {}", every + 1, packet);
+        }
+        Match::Recent(r) => {
+            out.push_str(" -m recent");
+            neg(out, r.neg);
+            out.push_str(match r.action {
+                RecentAction::Set => " --set",
+                RecentAction::Rcheck => " --rcheck",
+                RecentAction::Update => " --update",
+                RecentAction::Remove => " --remove",
+            });
+            if let Some(s) = r.seconds {
+                let _ = write!(out, " --seconds {s}");
+            }
+            if r.reap {
+                out.push_str(" --reap");
+            }
+            if let Some(h) = r.hitcount {
+                let _ = write!(out, " --hitcount {h}");
+            }
+            if r.rttl {
+                out.push_str(" --rttl");
+            }
+            let _ = write!(out, " --name {} --mask {}", r.name, r.mask);
+            out.push_str(if r.rdest { " --rdest" } else { " --rsource" });
+        }
+        Match::Mark { neg: n, value, mask } => {
+            out.push_str(" -m mark");
+            neg(out, *n);
+            let _ = write!(out, " --mark {value:#x}");
+            if *mask != u32::MAX {
+                let _ = write!(out, "/{mask:#x}");
+            }
+        }
+        Match::AddrType { src, dst, limit_iface_in, limit_iface_out } => {
+            out.push_str(" -m addrtype");
+            for (name, t) in [("--src-type", src), ("--dst-type", dst)] {
+                if let Some(t) = t {
+                    neg(out, t.neg);
+                    let _ = write!(out, " {name} ");
+                    for (i, a) in t.value.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        out.push_str(a.as_str());
+                    }
+                }
+            }
+            if *limit_iface_in {
+                out.push_str(" --limit-iface-in");
+            }
+            if *limit_iface_out {
+                out.push_str(" --limit-iface-out");
+            }
+        }
+        Match::Conntrack { ctstate } => {
+            out.push_str(" -m conntrack");
+            if let Some(s) = ctstate {
+                neg(out, s.neg);
+                out.push_str(" --ctstate ");
+                for (i, st) in s.value.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(st.as_str());
+                }
+            }
+        }
+        Match::Nfacct { name } => {
+            out.push_str(" -m nfacct --nfacct-name");
+            save_string(out, name);
+        }
+        Match::Set { neg: n, name, dirs } => {
+            out.push_str(" -m set");
+            neg(out, *n);
+            let _ = write!(out, " --match-set {name} ");
+            for (i, d) in dirs.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(if *d { "src" } else { "dst" });
+            }
+        }
+        Match::Unknown { module, args } => {
+            let _ = write!(out, " -m {module}");
+            raw_args(out, args);
+        }
+    }
+}
+
+fn raw_args(out: &mut String, args: &[String]) {
+    for a in args {
+        if a.starts_with('-') || a == "!" {
+            out.push(' ');
+            out.push_str(a);
+        } else {
+            save_string(out, a);
+        }
+    }
+}
+
+/// Print a target (with its leading space).
+pub fn print_target(out: &mut String, t: &Target) {
+    match t {
+        Target::Accept => out.push_str(" -j ACCEPT"),
+        Target::Drop => out.push_str(" -j DROP"),
+        Target::Return => out.push_str(" -j RETURN"),
+        Target::Jump { chain } => {
+            let _ = write!(out, " -j {chain}");
+        }
+        Target::Goto { chain } => {
+            let _ = write!(out, " -g {chain}");
+        }
+        Target::Reject { with } => {
+            let _ = write!(out, " -j REJECT --reject-with {with}");
+        }
+        Target::Dnat { to, random, persistent } => {
+            let _ = write!(out, " -j DNAT --to-destination {to}");
+            if *random {
+                out.push_str(" --random");
+            }
+            if *persistent {
+                out.push_str(" --persistent");
+            }
+        }
+        Target::Snat { to, random, random_fully, persistent } => {
+            let _ = write!(out, " -j SNAT --to-source {to}");
+            if *random {
+                out.push_str(" --random");
+            }
+            if *random_fully {
+                out.push_str(" --random-fully");
+            }
+            if *persistent {
+                out.push_str(" --persistent");
+            }
+        }
+        Target::Masquerade { to_ports, random, random_fully } => {
+            out.push_str(" -j MASQUERADE");
+            if let Some(p) = to_ports {
+                let _ = write!(out, " --to-ports {p}");
+            }
+            if *random {
+                out.push_str(" --random");
+            }
+            if *random_fully {
+                out.push_str(" --random-fully");
+            }
+        }
+        Target::Mark { value, mask } => {
+            let _ = write!(out, " -j MARK --set-xmark {value:#x}/{mask:#x}");
+        }
+        Target::Log { prefix, level } => {
+            out.push_str(" -j LOG");
+            if let Some(p) = prefix {
+                out.push_str(" --log-prefix");
+                save_string(out, p);
+            }
+            if let Some(l) = level {
+                let _ = write!(out, " --log-level {l}");
+            }
+        }
+        Target::Unknown { name, args } => {
+            let _ = write!(out, " -j {name}");
+            raw_args(out, args);
+        }
+    }
+}
+
+/// The rule's arguments after `-A CHAIN`, in iptables-save order, with a leading space.
+pub fn print_rule_args(out: &mut String, r: &Rule) {
+    if let Some(s) = &r.src {
+        neg(out, s.neg);
+        let _ = write!(out, " -s {}", s.value);
+    }
+    if let Some(d) = &r.dst {
+        neg(out, d.neg);
+        let _ = write!(out, " -d {}", d.value);
+    }
+    if let Some(i) = &r.in_iface {
+        neg(out, i.neg);
+        let _ = write!(out, " -i {}", i.value);
+    }
+    if let Some(o) = &r.out_iface {
+        neg(out, o.neg);
+        let _ = write!(out, " -o {}", o.value);
+    }
+    if let Some(p) = &r.proto {
+        neg(out, p.neg);
+        match p.value.name() {
+            Some(n) => {
+                let _ = write!(out, " -p {n}");
+            }
+            None => {
+                let _ = write!(out, " -p {}", p.value.0);
+            }
+        }
+    }
+    for m in &r.matches {
+        print_match(out, m);
+    }
+    if let Some(t) = &r.target {
+        print_target(out, t);
+    }
+}
+
+/// One rule as `-A CHAIN ...` (what the trace shows).
+pub fn rule_text(chain: &str, r: &Rule) -> String {
+    let mut s = String::with_capacity(128);
+    s.push_str("-A ");
+    s.push_str(chain);
+    print_rule_args(&mut s, r);
+    s
+}
+
+/// Chains in `iptables-save` order: built-in chains in their fixed order, then user chains sorted
+/// by name (both the nft and legacy backends list them sorted).
+pub fn chain_order(table: &Table) -> Vec<&Chain> {
+    let builtins = builtin_chains(&table.name);
+    let mut out: Vec<&Chain> = builtins.iter().filter_map(|b| table.chain(b)).collect();
+    let mut users: Vec<&Chain> = table.chains.iter().filter(|c| !builtins.contains(&c.name.as_str())).collect();
+    users.sort_by(|a, b| a.name.cmp(&b.name));
+    out.extend(users);
+    out
+}
+
+/// Print a ruleset as `iptables-save` (without the `#` header lines). `counters` adds the
+/// `[p:b]` rule prefix of `iptables-save -c`.
+pub fn print_saved(rs: &Ruleset, counters: bool) -> String {
+    let mut out = String::with_capacity(rs.rule_count() * 128 + 256);
+    for t in &rs.tables {
+        let _ = writeln!(out, "*{}", t.name);
+        let chains = chain_order(t);
+        for c in &chains {
+            let _ = writeln!(
+                out,
+                ":{} {} [{}:{}]",
+                c.name,
+                c.policy.as_deref().unwrap_or("-"),
+                c.counters.packets,
+                c.counters.bytes
+            );
+        }
+        for c in &chains {
+            for r in &c.rules {
+                if counters {
+                    let rc = r.counters.unwrap_or_default();
+                    let _ = write!(out, "[{}:{}] ", rc.packets, rc.bytes);
+                }
+                out.push_str("-A ");
+                out.push_str(&c.name);
+                print_rule_args(&mut out, r);
+                out.push('\n');
+            }
+        }
+        for d in &t.deleted {
+            let _ = writeln!(out, "-X {d}");
+        }
+        out.push_str("COMMIT\n");
+    }
+    out
+}
