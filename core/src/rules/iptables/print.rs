@@ -146,7 +146,8 @@ pub fn print_match(out: &mut String, m: &Match) {
             }
         }
         Match::Nfacct { name } => {
-            out.push_str(" -m nfacct --nfacct-name");
+            // libxt_nfacct prints a double space before the name (seen from both backends).
+            out.push_str(" -m nfacct --nfacct-name ");
             save_string(out, name);
         }
         Match::Set { neg: n, name, dirs } => {
