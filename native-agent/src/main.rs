@@ -5,6 +5,7 @@
 
 mod cmd;
 mod error;
+mod kernel;
 
 use clap::{Parser, Subcommand};
 use error::CliError;

@@ -1,0 +1,157 @@
+//! Send one real TCP connect or UDP datagram from a client namespace and classify what the
+//! kernel did with it.
+
+use super::listen::parse_reply;
+use super::sys::{self, SysError};
+use proxyscope_core::trace::Proto;
+use std::io::{ErrorKind, Read};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::Duration;
+
+/// What came back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    /// A backend answered: the address it was reached at and the source address it saw.
+    Delivered {
+        backend: SocketAddr,
+        seen_src: SocketAddr,
+        local_port: u16,
+    },
+    /// An active refusal: TCP RST or ICMP port-unreachable (iptables `-j REJECT`).
+    Refused { local_port: u16 },
+    /// Another ICMP error (host/net unreachable, prohibited).
+    Unreachable { error: String, local_port: u16 },
+    /// Nothing came back within the timeout (`-j DROP`, or no route anywhere).
+    Timeout { local_port: u16 },
+}
+
+impl Observed {
+    /// Ephemeral port the client used (to find the flow in conntrack).
+    pub fn local_port(&self) -> u16 {
+        match self {
+            Observed::Delivered { local_port, .. }
+            | Observed::Refused { local_port }
+            | Observed::Unreachable { local_port, .. }
+            | Observed::Timeout { local_port } => *local_port,
+        }
+    }
+
+    /// Short word for tables: the backend `ip:port`, `REJECT`, `DROP` or `UNREACH`.
+    pub fn summary(&self) -> String {
+        match self {
+            Observed::Delivered { backend, .. } => backend.to_string(),
+            Observed::Refused { .. } => "REJECT".into(),
+            Observed::Unreachable { .. } => "UNREACH".into(),
+            Observed::Timeout { .. } => "DROP".into(),
+        }
+    }
+}
+
+/// Send one probe from inside namespace `ns` to `dst`, waiting at most `timeout` per step.
+pub fn probe(
+    ns: &str,
+    proto: Proto,
+    dst: SocketAddr,
+    timeout: Duration,
+) -> Result<Observed, SysError> {
+    sys::in_netns(ns, || match proto {
+        Proto::Udp => probe_udp(dst, timeout),
+        _ => probe_tcp(dst, timeout),
+    })?
+}
+
+fn classify_error(e: &std::io::Error, local_port: u16) -> Option<Observed> {
+    match e.kind() {
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset => {
+            Some(Observed::Refused { local_port })
+        }
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => Some(Observed::Timeout { local_port }),
+        ErrorKind::HostUnreachable
+        | ErrorKind::NetworkUnreachable
+        | ErrorKind::PermissionDenied => Some(Observed::Unreachable {
+            error: e.to_string(),
+            local_port,
+        }),
+        _ => None,
+    }
+}
+
+fn probe_tcp(dst: SocketAddr, timeout: Duration) -> Result<Observed, SysError> {
+    // std cannot report the local port of a failed connect, so bind first to learn it.
+    let domain = if dst.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
+        .map_err(|e| SysError(format!("socket: {e}")))?;
+    let any: SocketAddr = if dst.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap()
+    } else {
+        "[::]:0".parse().unwrap()
+    };
+    sock.bind(&any.into())
+        .map_err(|e| SysError(format!("bind: {e}")))?;
+    let local_port = sock
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map(|a| a.port())
+        .unwrap_or(0);
+    if let Err(e) = sock.connect_timeout(&dst.into(), timeout) {
+        return classify_error(&e, local_port)
+            .ok_or_else(|| SysError(format!("tcp connect {dst}: {e}")));
+    }
+    let mut stream: TcpStream = sock.into();
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| SysError(e.to_string()))?;
+    let mut text = String::new();
+    match stream.read_to_string(&mut text) {
+        Ok(_) => {}
+        Err(e) => {
+            if let Some(o) = classify_error(&e, local_port) {
+                return Ok(o);
+            }
+            return Err(SysError(format!("tcp read {dst}: {e}")));
+        }
+    }
+    let (backend, seen_src) = parse_reply(&text)
+        .ok_or_else(|| SysError(format!("tcp {dst}: unexpected reply {text:?}")))?;
+    Ok(Observed::Delivered {
+        backend,
+        seen_src,
+        local_port,
+    })
+}
+
+fn probe_udp(dst: SocketAddr, timeout: Duration) -> Result<Observed, SysError> {
+    let any = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let sock = UdpSocket::bind(any).map_err(|e| SysError(format!("bind: {e}")))?;
+    let local_port = sock.local_addr().map(|a| a.port()).unwrap_or(0);
+    // A connected UDP socket is what turns an ICMP port-unreachable into ECONNREFUSED on recv.
+    sock.connect(dst)
+        .map_err(|e| SysError(format!("udp connect {dst}: {e}")))?;
+    sock.set_read_timeout(Some(timeout))
+        .map_err(|e| SysError(e.to_string()))?;
+    if let Err(e) = sock.send(b"proxyscope probe\n") {
+        return classify_error(&e, local_port)
+            .ok_or_else(|| SysError(format!("udp send {dst}: {e}")));
+    }
+    let mut buf = [0u8; 1500];
+    match sock.recv(&mut buf) {
+        Ok(n) => {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            let (backend, seen_src) = parse_reply(&text)
+                .ok_or_else(|| SysError(format!("udp {dst}: unexpected reply {text:?}")))?;
+            Ok(Observed::Delivered {
+                backend,
+                seen_src,
+                local_port,
+            })
+        }
+        Err(e) => {
+            classify_error(&e, local_port).ok_or_else(|| SysError(format!("udp recv {dst}: {e}")))
+        }
+    }
+}

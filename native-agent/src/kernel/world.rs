@@ -1,0 +1,382 @@
+//! A "world" of network namespaces wired with veth pairs, shaped like one Kubernetes node.
+//!
+//! ```text
+//!  ext (external client, LAN)         node (kube-proxy's rules live here)          pods (every Pod IP)
+//!  eth0 192.168.0.100/24  ───veth───  eth0 192.168.0.2/24, 2001:db8::1/64
+//!       2001:db8::100/64              pods0 10.244.0.1/32 ─────────veth─────────  eth0 <pod IPs>/32,/128
+//!                                           fd00:10:244::1/128                    listeners: TCP+UDP on
+//!  podc (a Pod on this node)                                                      every endpoint ip:port
+//!  eth0 10.244.0.250/32  ────veth───  podc0 (route 10.244.0.250/32, fd00:10:244::fa/128)
+//!       fd00:10:244::fa/128
+//!                                     up0 172.31.255.2/30 ────veth────  wan (upstream router)
+//!                                         fd00:ffff::2/64                eth0 172.31.255.1/30,
+//!                                     default routes via wan             fd00:ffff::1/64; forwards
+//!                                                                        into a blackhole route
+//! ```
+//!
+//! The upstream `wan` namespace exists so that packets no kube-proxy rule rewrote leave the node
+//! by a different interface than they came in: with the LAN client as the default gateway the
+//! node would send an ICMP redirect first, and the ICMP rate limiter then swallows the port
+//! unreachable of a filter `-j REJECT` (seen here: `IcmpOutRateLimitHost`). `wan` silently
+//! discards what it receives, so "left the node unmodified" shows up as a timeout.
+//!
+//! The address plan is the one `proxyscope_core::generate` uses for its scenarios, so generated
+//! Services and EndpointSlices are reachable here. Every address lives in one of our namespaces;
+//! nothing in the host's namespace is touched (every command runs under `ip netns exec` / `ip -n`).
+
+use super::sys::{self, SysError};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Node-side addresses and the client addresses of the world.
+pub const NODE_IP4: &str = "192.168.0.2";
+pub const NODE_IP6: &str = "2001:db8::1";
+pub const EXT_CLIENT_IP4: &str = "192.168.0.100";
+pub const EXT_CLIENT_IP6: &str = "2001:db8::100";
+pub const POD_CLIENT_IP4: &str = "10.244.0.250";
+pub const POD_CLIENT_IP6: &str = "fd00:10:244::fa";
+/// The node's address towards its pods: what MASQUERADE rewrites a Pod-bound packet's source to.
+pub const NODE_POD_GW4: &str = "10.244.0.1";
+pub const NODE_POD_GW6: &str = "fd00:10:244::1";
+pub const CLUSTER_CIDR4: &str = "10.244.0.0/16";
+pub const CLUSTER_CIDR6: &str = "fd00:10:244::/48";
+
+/// Which vantage point a probe is sent from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Client {
+    /// A machine on the node's LAN: traffic arrives on the node's eth0 (PREROUTING → FORWARD/INPUT).
+    External,
+    /// A Pod on this node (source inside the node's podCIDR): PREROUTING via the pod veth.
+    Pod,
+    /// A process on the node itself: OUTPUT path, source chosen by routing (or 127.0.0.1).
+    Node,
+}
+
+impl Client {
+    pub const ALL: [Client; 3] = [Client::External, Client::Pod, Client::Node];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Client::External => "external",
+            Client::Pod => "pod",
+            Client::Node => "node",
+        }
+    }
+
+    /// The source address the client's packets carry towards `dst` (what kube-proxy's rules see
+    /// in PREROUTING / OUTPUT).
+    pub fn source_for(self, dst: IpAddr) -> IpAddr {
+        let s = match (self, dst.is_ipv4()) {
+            (Client::Node, _) if dst.is_loopback() => return dst,
+            (Client::External, true) => EXT_CLIENT_IP4,
+            (Client::External, false) => EXT_CLIENT_IP6,
+            (Client::Pod, true) => POD_CLIENT_IP4,
+            (Client::Pod, false) => POD_CLIENT_IP6,
+            // Node-originated traffic to a non-local address leaves by the default route via eth0.
+            (Client::Node, true) => NODE_IP4,
+            (Client::Node, false) => NODE_IP6,
+        };
+        s.parse().expect("constant address")
+    }
+}
+
+/// One network namespace we created; deleted on drop (including during a panic's unwinding).
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn create(name: String) -> Result<Netns, SysError> {
+        sys::run(None, "ip", &["netns", "add", &name], None)?;
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// `ip -n <ns> args…`
+    pub fn ip(&self, args: &[&str]) -> Result<String, SysError> {
+        let mut full = vec!["-n", self.name.as_str()];
+        full.extend_from_slice(args);
+        sys::run(None, "ip", &full, None)
+    }
+
+    /// Run a tool inside this namespace.
+    pub fn exec(
+        &self,
+        program: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<String, SysError> {
+        sys::run(Some(&self.name), program, args, stdin)
+    }
+
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<(), SysError> {
+        self.exec("sysctl", &["-q", "-w", &format!("{key}={value}")], None)
+            .map(|_| ())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = sys::run(None, "ip", &["netns", "del", &self.name], None);
+    }
+}
+
+static WORLD_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Prefix of every namespace this process creates: `psk-<pid>-`.
+fn own_prefix() -> String {
+    format!("psk-{}-", std::process::id())
+}
+
+/// Delete `psk-<pid>-*` namespaces left behind by harness processes that no longer exist
+/// (e.g. a test run killed with SIGKILL). Namespaces of live processes are left alone.
+pub fn clean_stale_namespaces() {
+    let Ok(list) = sys::run(None, "ip", &["netns", "list"], None) else {
+        return;
+    };
+    for line in list.lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix("psk-") else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !sys::pid_alive(pid) {
+            let _ = sys::run(None, "ip", &["netns", "del", name], None);
+        }
+    }
+}
+
+/// The namespaces of one node plus its clients. Dropping it deletes them all.
+#[derive(Debug)]
+pub struct World {
+    pub node: Netns,
+    pub pods: Netns,
+    pub ext: Netns,
+    pub podc: Netns,
+    pub wan: Netns,
+    /// Pod addresses configured in `pods` so far.
+    pod_addrs: Vec<IpAddr>,
+}
+
+impl World {
+    /// Build the namespaces, veths, addresses, routes and sysctls of the diagram above.
+    pub fn new() -> Result<World, SysError> {
+        clean_stale_namespaces();
+        let n = WORLD_SEQ.fetch_add(1, Ordering::Relaxed);
+        let name = |role: &str| format!("{}{n}-{role}", own_prefix());
+        // Created one by one so a failure half-way drops (deletes) the ones already made.
+        let node = Netns::create(name("node"))?;
+        let pods = Netns::create(name("pods"))?;
+        let ext = Netns::create(name("ext"))?;
+        let podc = Netns::create(name("podc"))?;
+        let wan = Netns::create(name("wan"))?;
+        let w = World {
+            node,
+            pods,
+            ext,
+            podc,
+            wan,
+            pod_addrs: Vec::new(),
+        };
+        w.wire()?;
+        Ok(w)
+    }
+
+    fn wire(&self) -> Result<(), SysError> {
+        let node = &self.node;
+        // veth pairs are created inside the node namespace and one end is moved straight into the
+        // peer namespace, so no interface ever exists in the host's namespace.
+        node.ip(&[
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &self.ext.name,
+        ])?;
+        node.ip(&[
+            "link",
+            "add",
+            "pods0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &self.pods.name,
+        ])?;
+        node.ip(&[
+            "link",
+            "add",
+            "podc0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &self.podc.name,
+        ])?;
+        node.ip(&[
+            "link",
+            "add",
+            "up0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &self.wan.name,
+        ])?;
+
+        // Forwarding as on any Kubernetes node; route_localnet because kube-proxy sets it when
+        // localhost NodePorts are enabled (DNAT of 127.0.0.1:<nodePort> to a Pod must be routable).
+        node.sysctl("net.ipv4.ip_forward", "1")?;
+        node.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        node.sysctl("net.ipv4.conf.all.route_localnet", "1")?;
+        node.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
+        node.sysctl("net.ipv4.conf.default.rp_filter", "0")?;
+
+        // `nodad`: no IPv6 duplicate address detection, so addresses are usable immediately.
+        node.ip(&["addr", "add", "192.168.0.2/24", "dev", "eth0"])?;
+        node.ip(&["addr", "add", "2001:db8::1/64", "dev", "eth0", "nodad"])?;
+        node.ip(&["addr", "add", "10.244.0.1/32", "dev", "pods0"])?;
+        node.ip(&["addr", "add", "fd00:10:244::1/128", "dev", "pods0", "nodad"])?;
+        node.ip(&["addr", "add", "172.31.255.2/30", "dev", "up0"])?;
+        node.ip(&["addr", "add", "fd00:ffff::2/64", "dev", "up0", "nodad"])?;
+        for dev in ["eth0", "pods0", "podc0", "up0"] {
+            node.ip(&["link", "set", dev, "up"])?;
+        }
+        node.ip(&["route", "add", CLUSTER_CIDR4, "dev", "pods0"])?;
+        node.ip(&["-6", "route", "add", CLUSTER_CIDR6, "dev", "pods0"])?;
+        node.ip(&["route", "add", "10.244.0.250/32", "dev", "podc0"])?;
+        node.ip(&["-6", "route", "add", "fd00:10:244::fa/128", "dev", "podc0"])?;
+        // A default route upstream so node-originated packets to Service IPs have a route before
+        // nat OUTPUT rewrites them, as on a real node; `src` keeps their source the node's eth0
+        // address (what `status.addresses` says).
+        node.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            "172.31.255.1",
+            "dev",
+            "up0",
+            "src",
+            NODE_IP4,
+        ])?;
+        node.ip(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "fd00:ffff::1",
+            "dev",
+            "up0",
+            "src",
+            NODE_IP6,
+        ])?;
+
+        let wan = &self.wan;
+        wan.ip(&["addr", "add", "172.31.255.1/30", "dev", "eth0"])?;
+        wan.ip(&["addr", "add", "fd00:ffff::1/64", "dev", "eth0", "nodad"])?;
+        wan.ip(&["link", "set", "eth0", "up"])?;
+        wan.sysctl("net.ipv4.ip_forward", "1")?;
+        wan.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        wan.ip(&["route", "add", "blackhole", "default"])?;
+        wan.ip(&["-6", "route", "add", "blackhole", "default"])?;
+
+        let ext = &self.ext;
+        ext.ip(&["addr", "add", "192.168.0.100/24", "dev", "eth0"])?;
+        ext.ip(&["addr", "add", "2001:db8::100/64", "dev", "eth0", "nodad"])?;
+        ext.ip(&["link", "set", "eth0", "up"])?;
+        ext.ip(&["route", "add", "default", "via", NODE_IP4, "dev", "eth0"])?;
+        ext.ip(&[
+            "-6", "route", "add", "default", "via", NODE_IP6, "dev", "eth0",
+        ])?;
+
+        for (ns, v4, v6) in [
+            (&self.podc, "10.244.0.250/32", "fd00:10:244::fa/128"),
+            (&self.pods, "", ""),
+        ] {
+            if !v4.is_empty() {
+                ns.ip(&["addr", "add", v4, "dev", "eth0"])?;
+                ns.ip(&["addr", "add", v6, "dev", "eth0", "nodad"])?;
+            }
+            ns.ip(&["link", "set", "eth0", "up"])?;
+            ns.ip(&["route", "add", &format!("{NODE_POD_GW4}/32"), "dev", "eth0"])?;
+            ns.ip(&[
+                "route",
+                "add",
+                "default",
+                "via",
+                NODE_POD_GW4,
+                "dev",
+                "eth0",
+            ])?;
+            ns.ip(&[
+                "-6",
+                "route",
+                "add",
+                &format!("{NODE_POD_GW6}/128"),
+                "dev",
+                "eth0",
+            ])?;
+            ns.ip(&[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                NODE_POD_GW6,
+                "dev",
+                "eth0",
+            ])?;
+        }
+        // The pods namespace answers for many addresses on one veth: ignore reverse-path checks.
+        self.pods.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
+        self.pods.sysctl("net.ipv4.conf.default.rp_filter", "0")?;
+        Ok(())
+    }
+
+    /// Give the pods namespace these Pod IPs (idempotent per address).
+    pub fn add_pod_ips(&mut self, ips: &[IpAddr]) -> Result<(), SysError> {
+        for ip in ips {
+            if self.pod_addrs.contains(ip) {
+                continue;
+            }
+            let cidr = if ip.is_ipv4() {
+                format!("{ip}/32")
+            } else {
+                format!("{ip}/128")
+            };
+            let mut args = vec!["addr", "add", cidr.as_str(), "dev", "eth0"];
+            if ip.is_ipv6() {
+                args.push("nodad");
+            }
+            self.pods.ip(&args)?;
+            self.pod_addrs.push(*ip);
+        }
+        Ok(())
+    }
+
+    /// The namespace a client's sockets are opened in.
+    pub fn client_ns(&self, client: Client) -> &Netns {
+        match client {
+            Client::External => &self.ext,
+            Client::Pod => &self.podc,
+            Client::Node => &self.node,
+        }
+    }
+}
