@@ -86,8 +86,9 @@ fn some_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<SocketAd
     Option::<SocketAddr>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+/// One line of the stream, tagged by `op`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum Event {
     AddServer {
         server: SocketAddr,
@@ -155,6 +156,171 @@ pub enum Event {
         id: String,
         t: f64,
     },
+}
+
+/// `Event` as read: externally tagged (`{"conn": {...}}`) so a bad field keeps its path
+/// (an internally tagged enum buffers the object and loses it).
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum EventIn {
+    AddServer {
+        server: SocketAddr,
+        weight: i64,
+        #[serde(default)]
+        u_threshold: Option<u32>,
+        #[serde(default)]
+        l_threshold: Option<u32>,
+        t: f64,
+    },
+    EditServer {
+        server: SocketAddr,
+        weight: i64,
+        #[serde(default)]
+        u_threshold: Option<u32>,
+        #[serde(default)]
+        l_threshold: Option<u32>,
+        t: f64,
+    },
+    DelServer {
+        server: SocketAddr,
+        t: f64,
+    },
+    SetScheduler {
+        scheduler: SchedulerKind,
+        #[serde(default)]
+        flags: Vec<String>,
+        #[serde(default)]
+        flags_value: Option<u32>,
+        t: f64,
+    },
+    SetOverload {
+        server: SocketAddr,
+        value: bool,
+        t: f64,
+    },
+    Conn {
+        id: String,
+        client: SocketAddr,
+        dst: SocketAddr,
+        #[serde(default)]
+        establish: bool,
+        #[serde(default)]
+        proto: Option<Proto>,
+        #[serde(default)]
+        rand: Option<Vec<RandDraw>>,
+        t: f64,
+        #[serde(default, deserialize_with = "some_option")]
+        expect: Option<Option<SocketAddr>>,
+    },
+    Establish {
+        id: String,
+        t: f64,
+    },
+    Fin {
+        id: String,
+        t: f64,
+    },
+    Close {
+        id: String,
+        t: f64,
+    },
+}
+
+impl From<EventIn> for Event {
+    fn from(e: EventIn) -> Event {
+        match e {
+            EventIn::AddServer {
+                server,
+                weight,
+                u_threshold,
+                l_threshold,
+                t,
+            } => Event::AddServer {
+                server,
+                weight,
+                u_threshold,
+                l_threshold,
+                t,
+            },
+            EventIn::EditServer {
+                server,
+                weight,
+                u_threshold,
+                l_threshold,
+                t,
+            } => Event::EditServer {
+                server,
+                weight,
+                u_threshold,
+                l_threshold,
+                t,
+            },
+            EventIn::DelServer { server, t } => Event::DelServer { server, t },
+            EventIn::SetScheduler {
+                scheduler,
+                flags,
+                flags_value,
+                t,
+            } => Event::SetScheduler {
+                scheduler,
+                flags,
+                flags_value,
+                t,
+            },
+            EventIn::SetOverload { server, value, t } => Event::SetOverload { server, value, t },
+            EventIn::Conn {
+                id,
+                client,
+                dst,
+                establish,
+                proto,
+                rand,
+                t,
+                expect,
+            } => Event::Conn {
+                id,
+                client,
+                dst,
+                establish,
+                proto,
+                rand,
+                t,
+                expect,
+            },
+            EventIn::Establish { id, t } => Event::Establish { id, t },
+            EventIn::Fin { id, t } => Event::Fin { id, t },
+            EventIn::Close { id, t } => Event::Close { id, t },
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Event, D::Error> {
+        use serde::de::Error;
+        use serde_json::Value;
+        let mut map = serde_json::Map::<String, Value>::deserialize(d)?;
+        let op = match map.remove("op") {
+            Some(Value::String(s)) => s,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "field \"op\": expected a string, found {other}"
+                )));
+            }
+            None => return Err(D::Error::custom("missing field \"op\"")),
+        };
+        let mut outer = serde_json::Map::new();
+        outer.insert(op, Value::Object(map));
+        serde_path_to_error::deserialize::<_, EventIn>(Value::Object(outer))
+            .map(Event::from)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                match path.split_once('.') {
+                    Some((_, field)) => D::Error::custom(format!("field {field:?}: {inner}")),
+                    None => D::Error::custom(inner),
+                }
+            })
+    }
 }
 
 impl Event {
