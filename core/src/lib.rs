@@ -10,5 +10,7 @@
 pub mod diag;
 pub mod generate;
 pub mod ipvs;
+pub mod k8s;
+pub mod proxier;
 pub mod rules;
 pub mod trace;

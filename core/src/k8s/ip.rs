@@ -1,0 +1,67 @@
+//! IP parsing the way Kubernetes does it.
+//!
+//! kube-proxy parses API addresses with `netutils.ParseIPSloppy` / `ParseCIDRSloppy`, which accept
+//! legacy IPv4 forms with leading zeros as *decimal* (`172.30.0.041` is 172.30.0.41), and prints
+//! them back normalised. Rust's std parser rejects those forms, so this module reproduces Go's.
+
+use ipnet::IpNet;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// Parse an IP like Go's `ParseIPSloppy` (leading zeros in IPv4 octets are decimal).
+pub fn parse_ip_sloppy(s: &str) -> Option<IpAddr> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if s.contains(':') {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    let mut n = 0;
+    for part in s.split('.') {
+        if n == 4 || part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        octets[n] = part.parse::<u16>().ok().filter(|v| *v <= 255)? as u8;
+        n += 1;
+    }
+    (n == 4).then(|| IpAddr::V4(Ipv4Addr::from(octets)))
+}
+
+/// Parse a CIDR like Go's `ParseCIDRSloppy`; the result is the network (host bits cleared), as
+/// kube-proxy prints `ipNet.String()`.
+pub fn parse_cidr_sloppy(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    let (a, p) = s.split_once('/')?;
+    let addr = parse_ip_sloppy(a)?;
+    if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let prefix: u8 = p.parse().ok()?;
+    IpNet::new(addr, prefix).ok().map(|n| n.trunc())
+}
+
+/// `ip:port` for IPv4, `[ip]:port` for IPv6 (Go's `net.JoinHostPort`).
+pub fn join_host_port(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_leading_zeros_are_decimal() {
+        // Values from kube-proxy's TestOverallIPTablesRules-era fixtures (spec §6).
+        assert_eq!(parse_ip_sloppy("172.30.0.041").unwrap().to_string(), "172.30.0.41");
+        assert_eq!(parse_ip_sloppy("10.180.00.001").unwrap().to_string(), "10.180.0.1");
+        assert_eq!(parse_cidr_sloppy("203.0.113.000/025").unwrap().to_string(), "203.0.113.0/25");
+        assert!(parse_ip_sloppy("1.2.3.256").is_none());
+        assert!(parse_ip_sloppy("1.2.3").is_none());
+        assert!(parse_cidr_sloppy("10.0.0.0/33").is_none());
+        assert_eq!(join_host_port("fd00::1".parse().unwrap(), 80), "[fd00::1]:80");
+    }
+}

@@ -1,0 +1,573 @@
+//! kube-proxy's iptables mode: the `iptables-restore` payload of one full sync, byte for byte
+//! (kube-proxy v1.33 `pkg/proxy/iptables/proxier.go` `syncProxyRules`), plus the jump rules it
+//! ensures in the built-in chains, and the resulting node state as `iptables-save` shows it.
+//!
+//! Order: kube-proxy iterates its service map (a Go map: random order per sync). We emit service
+//! ports sorted by namespace, name, then spec port order; within one service port the order is
+//! kube-proxy's own. Where kube-proxy builds a set through a map (merged terminating endpoints,
+//! nodePortAddresses matches) we keep endpoint-string / interface order.
+
+use super::{Categorized, Endpoint, ServicePort, categorize, service_ports};
+use crate::k8s::{DetectLocal, Scenario};
+use crate::rules::iptables::{self as ipt, Chain, Counters, Family, Ruleset};
+use data_encoding::BASE32;
+use ipnet::IpNet;
+use sha2::{Digest, Sha256};
+use std::fmt::Write;
+use std::net::IpAddr;
+
+/// More endpoints than this (over all service ports) puts kube-proxy in "large cluster mode":
+/// per-endpoint comments are dropped to keep the payload small (`largeClusterEndpointsThreshold`).
+pub const LARGE_CLUSTER_ENDPOINTS: usize = 1000;
+
+/// kube-proxy's nfacct counter names (`pkg/proxy/metrics`).
+pub const NFACCT_LOCALHOST_NODEPORTS: &str = "localhost_nps_accepted_pkts";
+pub const NFACCT_CT_INVALID: &str = "ct_state_invalid_dropped_pkts";
+
+/// First 16 characters of base32(sha256(input)) — kube-proxy's chain-name hash.
+pub fn hash16(input: &str) -> String {
+    let digest = Sha256::digest(input.as_bytes());
+    let mut s = BASE32.encode(&digest);
+    s.truncate(16);
+    s
+}
+
+/// `KUBE-SVC-`/`KUBE-SVL-`/`KUBE-EXT-`/`KUBE-FW-` + hash of `ns/name[:port]` + protocol.
+pub fn service_chain(prefix: &str, sp: &ServicePort) -> String {
+    format!("{prefix}{}", hash16(&format!("{}{}", sp.name_string, sp.protocol.as_str())))
+}
+
+/// `KUBE-SEP-` + hash of `ns/name[:port]` + protocol + `ip:port`.
+pub fn endpoint_chain(sp: &ServicePort, ep: &Endpoint) -> String {
+    format!("KUBE-SEP-{}", hash16(&format!("{}{}{}", sp.name_string, sp.protocol.as_str(), ep.key())))
+}
+
+/// A jump from a built-in chain that kube-proxy ensures outside the restore payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JumpRule {
+    pub table: &'static str,
+    pub from: &'static str,
+    pub to: &'static str,
+    pub comment: Option<&'static str>,
+    pub ctstate_new: bool,
+}
+
+/// kube-proxy's `iptablesJumpChains` + `iptablesKubeletJumpChains`, in processing order. Each
+/// is *prepended* if missing, so on a clean node a built-in chain lists them in reverse.
+pub const JUMPS: &[JumpRule] = &[
+    JumpRule { table: "filter", from: "INPUT", to: "KUBE-EXTERNAL-SERVICES", comment: Some("kubernetes externally-visible service portals"), ctstate_new: true },
+    JumpRule { table: "filter", from: "FORWARD", to: "KUBE-EXTERNAL-SERVICES", comment: Some("kubernetes externally-visible service portals"), ctstate_new: true },
+    JumpRule { table: "filter", from: "INPUT", to: "KUBE-NODEPORTS", comment: Some("kubernetes health check service ports"), ctstate_new: false },
+    JumpRule { table: "filter", from: "FORWARD", to: "KUBE-SERVICES", comment: Some("kubernetes service portals"), ctstate_new: true },
+    JumpRule { table: "filter", from: "OUTPUT", to: "KUBE-SERVICES", comment: Some("kubernetes service portals"), ctstate_new: true },
+    JumpRule { table: "filter", from: "FORWARD", to: "KUBE-FORWARD", comment: Some("kubernetes forwarding rules"), ctstate_new: false },
+    JumpRule { table: "filter", from: "INPUT", to: "KUBE-PROXY-FIREWALL", comment: Some("kubernetes load balancer firewall"), ctstate_new: true },
+    JumpRule { table: "filter", from: "OUTPUT", to: "KUBE-PROXY-FIREWALL", comment: Some("kubernetes load balancer firewall"), ctstate_new: true },
+    JumpRule { table: "filter", from: "FORWARD", to: "KUBE-PROXY-FIREWALL", comment: Some("kubernetes load balancer firewall"), ctstate_new: true },
+    JumpRule { table: "nat", from: "OUTPUT", to: "KUBE-SERVICES", comment: Some("kubernetes service portals"), ctstate_new: false },
+    JumpRule { table: "nat", from: "PREROUTING", to: "KUBE-SERVICES", comment: Some("kubernetes service portals"), ctstate_new: false },
+    JumpRule { table: "nat", from: "POSTROUTING", to: "KUBE-POSTROUTING", comment: Some("kubernetes postrouting rules"), ctstate_new: false },
+    JumpRule { table: "filter", from: "INPUT", to: "KUBE-FIREWALL", comment: None, ctstate_new: false },
+    JumpRule { table: "filter", from: "OUTPUT", to: "KUBE-FIREWALL", comment: None, ctstate_new: false },
+];
+
+impl JumpRule {
+    /// The rule in kube-proxy's argument order (as `iptables -I` is called).
+    pub fn args(&self) -> String {
+        let mut s = String::new();
+        if self.ctstate_new {
+            s.push_str("-m conntrack --ctstate NEW ");
+        }
+        if let Some(c) = self.comment {
+            let _ = write!(s, "-m comment --comment \"{c}\" ");
+        }
+        let _ = write!(s, "-j {}", self.to);
+        s
+    }
+}
+
+/// What one family's proxier programs.
+#[derive(Debug, Clone)]
+pub struct FamilyRules {
+    pub family: Family,
+    /// The `iptables-restore --noflush --counters` input, byte for byte.
+    pub payload: String,
+    /// Service ports programmed (for naming chains in UIs).
+    pub service_ports: Vec<(ServicePort, Categorized)>,
+    pub large_cluster: bool,
+    pub localhost_node_ports: bool,
+}
+
+/// Per-family knobs derived from the config and the node.
+struct Ctx<'a> {
+    s: &'a Scenario,
+    mark: String,
+    detect: DetectLocal,
+    localhost_np: bool,
+    node_ip: Option<IpAddr>,
+    large: bool,
+    nfacct: bool,
+}
+
+impl Ctx<'_> {
+    fn if_local(&self) -> Option<String> {
+        match &self.detect {
+            DetectLocal::None => None,
+            DetectLocal::Cidr(c) => Some(format!("-s {}", c[0])),
+            DetectLocal::Bridge(b) => Some(format!("-i {b}")),
+            DetectLocal::InterfacePrefix(p) => Some(format!("-i {p}+")),
+        }
+    }
+    fn if_not_local(&self) -> Option<String> {
+        self.if_local().map(|a| format!("! {a}"))
+    }
+    /// `-m comment --comment X ` unless in large-cluster mode (`appendServiceCommentLocked`).
+    fn service_comment(&self, out: &mut String, comment: &str) {
+        if !self.large {
+            let _ = write!(out, "-m comment --comment {comment} ");
+        }
+    }
+}
+
+/// `1/n` with 10 decimals, as kube-proxy's `computeProbability` (`%0.10f`).
+pub fn probability(n: usize) -> String {
+    format!("{:.10}", 1.0 / n as f64)
+}
+
+/// Which families kube-proxy runs a proxier for: those the node has a (non-loopback) address of;
+/// IPv4 alone when the node's addresses are unknown.
+pub fn families(s: &Scenario) -> Vec<Family> {
+    let addrs = s.local_addresses();
+    let v4 = addrs.iter().any(|a| a.is_ipv4() && !a.is_loopback()) || s.node_ip(false).is_some();
+    let v6 = addrs.iter().any(|a| a.is_ipv6() && !a.is_loopback()) || s.node_ip(true).is_some();
+    match (v4, v6) {
+        (_, false) => vec![Family::V4],
+        (false, true) => vec![Family::V6],
+        (true, true) => vec![Family::V4, Family::V6],
+    }
+}
+
+/// The nodePortAddresses of this family: `None` = match all local addresses (the addrtype tail
+/// rule), `Some(cidrs)` = only addresses inside these CIDRs.
+fn node_port_cidrs(s: &Scenario, v6: bool) -> Option<Vec<IpNet>> {
+    let cfg = &s.config.node_port_addresses;
+    if cfg.is_empty() {
+        return None;
+    }
+    let mut cidrs = Vec::new();
+    for c in cfg {
+        if c == "primary" {
+            if let Some(ip) = s.node_ip(v6) {
+                cidrs.push(IpNet::from(ip));
+            }
+        } else if let Some(n) = crate::k8s::ip::parse_cidr_sloppy(c) {
+            if matches!(n, IpNet::V6(_)) == v6 {
+                cidrs.push(n);
+            }
+        }
+    }
+    // An explicit 0.0.0.0/0 or ::/0 means "all" (kube-proxy's IsZeroCIDR).
+    if cidrs.iter().any(|c| c.prefix_len() == 0) {
+        return None;
+    }
+    Some(cidrs)
+}
+
+/// Generate one family's payload.
+pub fn generate(s: &Scenario, family: Family) -> FamilyRules {
+    let v6 = family == Family::V6;
+    let ports = service_ports(s, v6);
+    let total_endpoints: usize = ports.iter().map(|p| p.endpoints.len()).sum();
+    let np_cidrs = node_port_cidrs(s, v6);
+    // Localhost NodePorts: IPv4 only, and forced off when nodePortAddresses excludes loopback.
+    let localhost_np = !v6
+        && s.config.localhost_node_ports
+        && np_cidrs.as_ref().is_none_or(|c| c.iter().any(|n| n.contains(&IpAddr::from([127, 0, 0, 1]))));
+    let cx = Ctx {
+        s,
+        mark: format!("{:#x}", s.config.masquerade_mark()),
+        detect: s.config.detect_local(v6, &s.node_pod_cidrs()),
+        localhost_np,
+        node_ip: s.node_ip(v6),
+        large: total_endpoints > LARGE_CLUSTER_ENDPOINTS,
+        nfacct: s.network.nfacct,
+    };
+    let est = ports.len() * 600 + total_endpoints * 400 + 4096;
+    let mut filter_chains = String::with_capacity(256);
+    let mut filter_rules = String::with_capacity(est / 4);
+    let mut nat_chains = String::with_capacity(est / 4);
+    let mut nat_rules = String::with_capacity(est);
+
+    for c in ["KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL"] {
+        let _ = writeln!(filter_chains, ":{c} - [0:0]");
+    }
+    for c in ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"] {
+        let _ = writeln!(nat_chains, ":{c} - [0:0]");
+    }
+    let m = &cx.mark;
+    let _ = writeln!(nat_rules, "-A KUBE-POSTROUTING -m mark ! --mark {m}/{m} -j RETURN");
+    // Clear the bit so a packet that re-traverses the stack is not masqueraded twice.
+    let _ = writeln!(nat_rules, "-A KUBE-POSTROUTING -j MARK --xor-mark {m}");
+    let _ = writeln!(
+        nat_rules,
+        "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE{}",
+        if s.network.random_fully { " --random-fully" } else { "" }
+    );
+    let _ = writeln!(nat_rules, "-A KUBE-MARK-MASQ -j MARK --or-mark {m}");
+    if localhost_np {
+        // route_localnet makes 127/8 NodePorts work and opens a hole (CVE-2020-8558); this rule,
+        // a copy of kubelet's, closes it.
+        let _ = writeln!(filter_chains, ":KUBE-FIREWALL - [0:0]");
+        let _ = writeln!(
+            filter_rules,
+            "-A KUBE-FIREWALL -m comment --comment \"block incoming localnet connections\" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
+        );
+    }
+
+    let mut programmed = Vec::with_capacity(ports.len());
+    for spe in &ports {
+        let sp = &spe.port;
+        let cat = categorize(&spe.endpoints, sp);
+        write_service_port(&cx, sp, &cat, &mut filter_rules, &mut nat_chains, &mut nat_rules);
+        programmed.push((sp.clone(), cat));
+    }
+
+    // The NodePort tail rule must stay last in KUBE-SERVICES.
+    const TAIL: &str = "\"kubernetes service nodeports; NOTE: this must be the last rule in this chain\"";
+    match &np_cidrs {
+        None => {
+            let extra = if v6 {
+                " ! -d ::1/128"
+            } else if !localhost_np {
+                " ! -d 127.0.0.0/8"
+            } else {
+                ""
+            };
+            let _ = writeln!(nat_rules, "-A KUBE-SERVICES -m comment --comment {TAIL} -m addrtype --dst-type LOCAL{extra} -j KUBE-NODEPORTS");
+        }
+        Some(cidrs) => {
+            let mut seen = Vec::new();
+            for (_, addrs) in &s.network.interfaces {
+                for a in addrs {
+                    let ip = a.addr();
+                    if ip.is_ipv6() != v6 || seen.contains(&ip) || !cidrs.iter().any(|c| c.contains(&ip)) {
+                        continue;
+                    }
+                    if ip.is_loopback() && (v6 || !localhost_np) {
+                        continue;
+                    }
+                    seen.push(ip);
+                    let _ = writeln!(nat_rules, "-A KUBE-SERVICES -m comment --comment {TAIL} -d {ip} -j KUBE-NODEPORTS");
+                }
+            }
+        }
+    }
+
+    if !s.config.tcp_be_liberal {
+        let acct = if cx.nfacct { format!(" -m nfacct --nfacct-name {NFACCT_CT_INVALID}") } else { String::new() };
+        let _ = writeln!(filter_rules, "-A KUBE-FORWARD -m conntrack --ctstate INVALID{acct} -j DROP");
+    }
+    let _ = writeln!(
+        filter_rules,
+        "-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark {m}/{m} -j ACCEPT"
+    );
+    let _ = writeln!(
+        filter_rules,
+        "-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+    );
+
+    let mut payload =
+        String::with_capacity(filter_chains.len() + filter_rules.len() + nat_chains.len() + nat_rules.len() + 32);
+    payload.push_str("*filter\n");
+    payload.push_str(&filter_chains);
+    payload.push_str(&filter_rules);
+    payload.push_str("COMMIT\n*nat\n");
+    payload.push_str(&nat_chains);
+    payload.push_str(&nat_rules);
+    payload.push_str("COMMIT\n");
+    FamilyRules { family, payload, service_ports: programmed, large_cluster: cx.large, localhost_node_ports: localhost_np }
+}
+
+fn write_service_port(
+    cx: &Ctx,
+    sp: &ServicePort,
+    cat: &Categorized,
+    filter_rules: &mut String,
+    nat_chains: &mut String,
+    nat_rules: &mut String,
+) {
+    let p = sp.protocol.as_str();
+    let spn = &sp.name_string;
+    let svc_chain = service_chain("KUBE-SVC-", sp);
+    let svl_chain = service_chain("KUBE-SVL-", sp);
+    let ext_chain = service_chain("KUBE-EXT-", sp);
+    let fw_chain = service_chain("KUBE-FW-", sp);
+
+    let uses_cluster_chain = !cat.cluster.is_empty() && sp.uses_cluster_endpoints();
+    let uses_local_chain = !cat.local.is_empty() && sp.uses_local_endpoints();
+    let has_endpoints = cat.has_any;
+    let (internal_chain, has_internal) = if sp.internal_policy_local {
+        (&svl_chain, has_endpoints && !cat.local.is_empty())
+    } else {
+        (&svc_chain, has_endpoints)
+    };
+    let (external_policy_chain, has_external) = if sp.external_policy_local {
+        (&svl_chain, has_endpoints && !cat.local.is_empty())
+    } else {
+        (&svc_chain, has_endpoints)
+    };
+    // Based on has_endpoints, not has_external: the short-circuit rules for pod and node
+    // traffic are needed even when no local endpoint exists.
+    let uses_ext_chain = has_endpoints && sp.externally_accessible();
+    let uses_fw_chain = has_endpoints && !sp.lb_ips.is_empty() && !sp.source_ranges.is_empty();
+    let lb_chain = if uses_fw_chain { &fw_chain } else { &ext_chain };
+
+    let (int_target, int_comment, ext_target, ext_comment) = if !has_endpoints {
+        let c = format!("\"{spn} has no endpoints\"");
+        ("REJECT", c.clone(), "REJECT", c)
+    } else {
+        let c = format!("\"{spn} has no local endpoints\"");
+        ("DROP", c.clone(), "DROP", c)
+    };
+
+    let cip = sp.cluster_ip;
+    let port = sp.port;
+    if has_internal {
+        let _ = writeln!(
+            nat_rules,
+            "-A KUBE-SERVICES -m comment --comment \"{spn} cluster IP\" -m {p} -p {p} -d {cip} --dport {port} -j {internal_chain}"
+        );
+    } else {
+        let _ = writeln!(
+            filter_rules,
+            "-A KUBE-SERVICES -m comment --comment {int_comment} -m {p} -p {p} -d {cip} --dport {port} -j {int_target}"
+        );
+    }
+    for eip in &sp.external_ips {
+        if has_endpoints {
+            let _ = writeln!(
+                nat_rules,
+                "-A KUBE-SERVICES -m comment --comment \"{spn} external IP\" -m {p} -p {p} -d {eip} --dport {port} -j {ext_chain}"
+            );
+        }
+        if !has_external {
+            let _ = writeln!(
+                filter_rules,
+                "-A KUBE-EXTERNAL-SERVICES -m comment --comment {ext_comment} -m {p} -p {p} -d {eip} --dport {port} -j {ext_target}"
+            );
+        }
+    }
+    for lb in &sp.lb_ips {
+        if has_endpoints {
+            let _ = writeln!(
+                nat_rules,
+                "-A KUBE-SERVICES -m comment --comment \"{spn} loadbalancer IP\" -m {p} -p {p} -d {lb} --dport {port} -j {lb_chain}"
+            );
+        }
+        if uses_fw_chain {
+            let _ = writeln!(
+                filter_rules,
+                "-A KUBE-PROXY-FIREWALL -m comment --comment \"{spn} traffic not accepted by {fw_chain}\" -m {p} -p {p} -d {lb} --dport {port} -j DROP"
+            );
+        }
+    }
+    if !has_external {
+        for lb in &sp.lb_ips {
+            let _ = writeln!(
+                filter_rules,
+                "-A KUBE-EXTERNAL-SERVICES -m comment --comment {ext_comment} -m {p} -p {p} -d {lb} --dport {port} -j {ext_target}"
+            );
+        }
+    }
+    if sp.node_port != 0 {
+        let np = sp.node_port;
+        if has_endpoints {
+            if cx.localhost_np && cx.nfacct {
+                let _ = writeln!(
+                    nat_rules,
+                    "-A KUBE-NODEPORTS -m comment --comment {spn} -m {p} -p {p} -d 127.0.0.0/8 --dport {np} -m nfacct --nfacct-name {NFACCT_LOCALHOST_NODEPORTS} -j {ext_chain}"
+                );
+            }
+            let _ = writeln!(nat_rules, "-A KUBE-NODEPORTS -m comment --comment {spn} -m {p} -p {p} --dport {np} -j {ext_chain}");
+        }
+        if !has_external {
+            let _ = writeln!(
+                filter_rules,
+                "-A KUBE-EXTERNAL-SERVICES -m comment --comment {ext_comment} -m addrtype --dst-type LOCAL -m {p} -p {p} --dport {np} -j {ext_target}"
+            );
+        }
+    }
+    if sp.health_check_node_port != 0 {
+        let _ = writeln!(
+            filter_rules,
+            "-A KUBE-NODEPORTS -m comment --comment \"{spn} health check node port\" -m tcp -p tcp --dport {} -j ACCEPT",
+            sp.health_check_node_port
+        );
+    }
+
+    // Internal masquerade: written to the internal chain's rules before its jump rules.
+    if has_internal {
+        let base = format!("-A {internal_chain} -m comment --comment \"{spn} cluster IP\" -m {p} -p {p} -d {cip} --dport {port}");
+        if cx.s.config.masquerade_all {
+            let _ = writeln!(nat_rules, "{base} -j KUBE-MARK-MASQ");
+        } else if let Some(nl) = cx.if_not_local() {
+            // Off-cluster traffic to a ClusterIP may bounce off-node: masquerade it.
+            let _ = writeln!(nat_rules, "{base} {nl} -j KUBE-MARK-MASQ");
+        }
+    }
+
+    if uses_ext_chain {
+        let _ = writeln!(nat_chains, ":{ext_chain} - [0:0]");
+        if !sp.external_policy_local {
+            let _ = writeln!(
+                nat_rules,
+                "-A {ext_chain} -m comment --comment \"masquerade traffic for {spn} external destinations\" -j KUBE-MARK-MASQ"
+            );
+        } else {
+            if let Some(l) = cx.if_local() {
+                // Pod -> external IP traffic acts as if it went out to the LB and came back:
+                // neither traffic policy applies.
+                let _ = writeln!(
+                    nat_rules,
+                    "-A {ext_chain} -m comment --comment \"pod traffic for {spn} external destinations\" {l} -j {svc_chain}"
+                );
+            }
+            let _ = writeln!(
+                nat_rules,
+                "-A {ext_chain} -m comment --comment \"masquerade LOCAL traffic for {spn} external destinations\" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ"
+            );
+            let _ = writeln!(
+                nat_rules,
+                "-A {ext_chain} -m comment --comment \"route LOCAL traffic for {spn} external destinations\" -m addrtype --src-type LOCAL -j {svc_chain}"
+            );
+        }
+        if has_external {
+            let _ = writeln!(nat_rules, "-A {ext_chain} -j {external_policy_chain}");
+        }
+    }
+
+    if uses_fw_chain {
+        let _ = writeln!(nat_chains, ":{fw_chain} - [0:0]");
+        let mut allow_from_node = false;
+        for cidr in &sp.source_ranges {
+            let _ = writeln!(
+                nat_rules,
+                "-A {fw_chain} -m comment --comment \"{spn} loadbalancer IP\" -s {cidr} -j {ext_chain}"
+            );
+            if cx.node_ip.is_some_and(|ip| cidr.contains(&ip)) {
+                allow_from_node = true;
+            }
+        }
+        // A node talking to its own LB VIP can loop back with the VIP as source.
+        if allow_from_node {
+            for lb in &sp.lb_ips {
+                let _ = writeln!(
+                    nat_rules,
+                    "-A {fw_chain} -m comment --comment \"{spn} loadbalancer IP\" -s {lb} -j {ext_chain}"
+                );
+            }
+        }
+        let _ = writeln!(
+            nat_rules,
+            "-A {fw_chain} -m comment --comment \"other traffic to {spn} will be dropped by KUBE-PROXY-FIREWALL\""
+        );
+    }
+
+    if uses_cluster_chain {
+        let _ = writeln!(nat_chains, ":{svc_chain} - [0:0]");
+        write_service_to_endpoints(cx, nat_rules, sp, &svc_chain, &cat.cluster);
+    }
+    if uses_local_chain {
+        let _ = writeln!(nat_chains, ":{svl_chain} - [0:0]");
+        write_service_to_endpoints(cx, nat_rules, sp, &svl_chain, &cat.local);
+    }
+
+    for ep in &cat.reachable {
+        let sep = endpoint_chain(sp, ep);
+        let _ = writeln!(nat_chains, ":{sep} - [0:0]");
+        let mut head = format!("-A {sep} ");
+        cx.service_comment(&mut head, spn);
+        // Hairpin: a pod reaching itself through the Service must be SNATed, or the reply
+        // would bypass conntrack's reverse NAT.
+        let _ = writeln!(nat_rules, "{head}-s {} -j KUBE-MARK-MASQ", ep.ip);
+        let recent = if sp.affinity_seconds.is_some() { format!("-m recent --name {sep} --set ") } else { String::new() };
+        let _ = writeln!(nat_rules, "{head}{recent}-m {p} -p {p} -j DNAT --to-destination {}", ep.key());
+    }
+}
+
+/// SVC/SVL chain body: affinity checks, then the cascade of `1/(n-i)` random jumps.
+fn write_service_to_endpoints(cx: &Ctx, nat_rules: &mut String, sp: &ServicePort, chain: &str, eps: &[Endpoint]) {
+    let spn = &sp.name_string;
+    if let Some(timeout) = sp.affinity_seconds {
+        for ep in eps {
+            let sep = endpoint_chain(sp, ep);
+            let mut line = format!("-A {chain} ");
+            cx.service_comment(&mut line, &format!("\"{spn} -> {}\"", ep.key()));
+            let _ = writeln!(nat_rules, "{line}-m recent --name {sep} --rcheck --seconds {timeout} --reap -j {sep}");
+        }
+    }
+    let n = eps.len();
+    for (i, ep) in eps.iter().enumerate() {
+        let sep = endpoint_chain(sp, ep);
+        let mut line = format!("-A {chain} ");
+        cx.service_comment(&mut line, &format!("\"{spn} -> {}\"", ep.key()));
+        if i < n - 1 {
+            let _ = write!(line, "-m statistic --mode random --probability {} ", probability(n - i));
+        }
+        let _ = writeln!(nat_rules, "{line}-j {sep}");
+    }
+}
+
+/// The node's ruleset after kube-proxy's sync, as `iptables-save` shows it: the payload loaded
+/// into empty tables with built-in chains (policy ACCEPT), plus the ensured jump rules.
+pub fn node_ruleset(fr: &FamilyRules) -> Ruleset {
+    let parsed = ipt::parse(&fr.payload, fr.family);
+    debug_assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+    let mut rs = parsed.ruleset;
+    for table in ["filter", "nat"] {
+        let t = match rs.table_mut(table) {
+            Some(t) => t,
+            None => {
+                rs.tables.push(ipt::Table::new(table));
+                rs.tables.last_mut().expect("pushed")
+            }
+        };
+        for (i, b) in ipt::builtin_chains(table).iter().enumerate() {
+            if t.chain(b).is_none() {
+                t.chains.insert(
+                    i,
+                    Chain { name: b.to_string(), policy: Some("ACCEPT".into()), counters: Counters::default(), rules: Vec::new() },
+                );
+            }
+        }
+    }
+    for j in JUMPS {
+        let t = rs.table_mut(j.table).expect("table created above");
+        if t.chain(j.to).is_none() {
+            // EnsureChain: kube-proxy creates the chain (empty) before jumping to it.
+            t.chains.push(Chain { name: j.to.to_string(), policy: None, counters: Counters::default(), rules: Vec::new() });
+        }
+        let text = j.args();
+        let toks = ipt::parse::tokenize(&text).expect("static rule text");
+        let idx: std::collections::HashMap<String, usize> =
+            t.chains.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+        let mut diags = Vec::new();
+        let rule = ipt::parse::parse_rule_args(&toks, fr.family, j.table, &idx, 0, &mut diags).expect("static rule");
+        let chain = t.chain_mut(j.from).expect("built-in chain");
+        // `iptables -C` first, then `-I CHAIN 1` (prepend) when missing.
+        if !chain.rules.contains(&rule) {
+            chain.rules.insert(0, rule);
+        }
+    }
+    rs
+}
+
+/// `iptables-save` text of the node after the sync (no `#` header lines).
+pub fn saved_text(fr: &FamilyRules) -> String {
+    ipt::print_saved(&node_ruleset(fr), false)
+}
+
+/// Rules for every active family.
+pub fn generate_all(s: &Scenario) -> Vec<FamilyRules> {
+    families(s).into_iter().map(|f| generate(s, f)).collect()
+}

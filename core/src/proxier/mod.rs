@@ -1,0 +1,287 @@
+//! What kube-proxy derives from the API objects, shared by every mode: service ports, their
+//! endpoints, and the endpoint categorisation that implements traffic policies.
+//!
+//! This mirrors kube-proxy's `pkg/proxy` (`BaseServicePortInfo`, the EndpointSlice cache and
+//! `CategorizeEndpoints`). One [`ServicePort`] per `spec.ports[]` entry per IP family.
+
+pub mod iptables;
+
+use crate::k8s::Scenario;
+use crate::k8s::ip::{join_host_port, parse_cidr_sloppy, parse_ip_sloppy};
+use crate::trace::Proto;
+use ipnet::IpNet;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// kube-proxy's default ClientIP affinity timeout (`v1.DefaultClientIPServiceAffinitySeconds`).
+pub const DEFAULT_AFFINITY_SECONDS: u32 = 10800;
+
+/// One service port as kube-proxy's proxier sees it, for one IP family.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServicePort {
+    pub namespace: String,
+    pub name: String,
+    pub port_name: String,
+    /// `ns/name` or `ns/name:portName` (kube-proxy's `ServicePortName.String()`).
+    pub name_string: String,
+    pub protocol: Proto,
+    pub cluster_ip: IpAddr,
+    pub port: u16,
+    /// 0 = none.
+    pub node_port: u16,
+    pub external_ips: Vec<IpAddr>,
+    /// LB ingress IPs (ipMode Proxy excluded), this family only.
+    pub lb_ips: Vec<IpAddr>,
+    pub source_ranges: Vec<IpNet>,
+    /// ClientIP affinity timeout, None without affinity.
+    pub affinity_seconds: Option<u32>,
+    pub external_policy_local: bool,
+    pub internal_policy_local: bool,
+    /// 0 = none (only LoadBalancer + externalTrafficPolicy Local).
+    pub health_check_node_port: u16,
+    pub service_type: String,
+}
+
+impl ServicePort {
+    /// NodePort, externalIP or LB IP: traffic from outside can reach it.
+    pub fn externally_accessible(&self) -> bool {
+        self.node_port != 0 || !self.lb_ips.is_empty() || !self.external_ips.is_empty()
+    }
+    /// kube-proxy needs the cluster-wide endpoint set (`UsesClusterEndpoints`): internal policy
+    /// Cluster, or any external access (eTP Local still short-circuits pod/node traffic to all).
+    pub fn uses_cluster_endpoints(&self) -> bool {
+        !self.internal_policy_local || self.externally_accessible()
+    }
+    pub fn uses_local_endpoints(&self) -> bool {
+        self.internal_policy_local || (self.external_policy_local && self.externally_accessible())
+    }
+}
+
+/// One endpoint of a service port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+    /// `nodeName` equals this node.
+    pub local: bool,
+    pub node_name: Option<String>,
+}
+
+impl Endpoint {
+    /// `ip:port` / `[ip]:port`: what kube-proxy sorts by, hashes and DNATs to.
+    pub fn key(&self) -> String {
+        join_host_port(self.ip, self.port)
+    }
+}
+
+/// The result of kube-proxy's `CategorizeEndpoints`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Categorized {
+    pub cluster: Vec<Endpoint>,
+    pub local: Vec<Endpoint>,
+    /// Endpoints reachable from this node given the policies (they get SEP chains / real servers).
+    pub reachable: Vec<Endpoint>,
+    pub has_any: bool,
+}
+
+/// kube-proxy's endpoint selection: ready endpoints, falling back to serving+terminating ones
+/// when none is ready (per set: cluster-wide and node-local separately).
+pub fn categorize(eps: &[Endpoint], sp: &ServicePort) -> Categorized {
+    let mut c = Categorized::default();
+    if sp.uses_cluster_endpoints() {
+        c.cluster = eps.iter().filter(|e| e.ready).cloned().collect();
+        if c.cluster.is_empty() {
+            c.cluster = eps.iter().filter(|e| e.serving && e.terminating).cloned().collect();
+        }
+        c.has_any = !c.cluster.is_empty();
+    }
+    if !sp.uses_local_endpoints() {
+        c.reachable = c.cluster.clone();
+        return c;
+    }
+    let mut local_ready = false;
+    let mut local_term = false;
+    for e in eps {
+        if e.ready {
+            c.has_any = true;
+            local_ready |= e.local;
+        } else if e.serving && e.terminating {
+            c.has_any = true;
+            local_term |= e.local;
+        }
+    }
+    let mut use_terminating = false;
+    if local_ready {
+        c.local = eps.iter().filter(|e| e.local && e.ready).cloned().collect();
+    } else if local_term {
+        use_terminating = true;
+        c.local = eps.iter().filter(|e| e.local && e.serving && e.terminating).cloned().collect();
+    }
+    if !sp.uses_cluster_endpoints() {
+        c.reachable = c.local.clone();
+        return c;
+    }
+    if !use_terminating {
+        c.reachable = c.cluster.clone();
+        return c;
+    }
+    // kube-proxy merges through a Go map (random order); we keep endpoint-string order.
+    let mut merged: BTreeMap<String, Endpoint> = BTreeMap::new();
+    for e in c.cluster.iter().chain(&c.local) {
+        merged.insert(e.key(), e.clone());
+    }
+    c.reachable = merged.into_values().collect();
+    c
+}
+
+/// A service port together with its (sorted) endpoints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServicePortEndpoints {
+    pub port: ServicePort,
+    pub endpoints: Vec<Endpoint>,
+}
+
+fn family_ok(ip: &IpAddr, v6: bool) -> bool {
+    ip.is_ipv6() == v6
+}
+
+/// All service ports of one family with their endpoints, in a stable order (namespace, name,
+/// port order in the spec). kube-proxy walks a Go map here, so its order differs per sync.
+pub fn service_ports(s: &Scenario, v6: bool) -> Vec<ServicePortEndpoints> {
+    let mut out = Vec::new();
+    for svc in &s.services {
+        let Some(spec) = &svc.spec else { continue };
+        let ty = spec.type_.clone().unwrap_or_else(|| "ClusterIP".into());
+        if ty == "ExternalName" {
+            continue;
+        }
+        let ns = svc.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        // The family's cluster IP: spec.clusterIPs (dual-stack) or spec.clusterIP.
+        let cluster_ip = spec
+            .cluster_ips
+            .iter()
+            .flatten()
+            .chain(spec.cluster_ip.iter())
+            .filter(|c| c.as_str() != "None")
+            .filter_map(|c| parse_ip_sloppy(c))
+            .find(|ip| family_ok(ip, v6));
+        let Some(cluster_ip) = cluster_ip else { continue };
+        let externally_reachable_type =
+            ty == "NodePort" || ty == "LoadBalancer" || (ty == "ClusterIP" && spec.external_ips.as_ref().is_some_and(|e| !e.is_empty()));
+        let etp_local = externally_reachable_type && spec.external_traffic_policy.as_deref() == Some("Local");
+        let itp_local = spec.internal_traffic_policy.as_deref() == Some("Local");
+        let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+            spec.session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds)
+                .map(|t| t as u32)
+                .unwrap_or(DEFAULT_AFFINITY_SECONDS)
+        });
+        let external_ips: Vec<IpAddr> =
+            spec.external_ips.iter().flatten().filter_map(|i| parse_ip_sloppy(i)).filter(|i| family_ok(i, v6)).collect();
+        let lb_ips: Vec<IpAddr> = svc
+            .status
+            .as_ref()
+            .and_then(|st| st.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .into_iter()
+            .flatten()
+            // LoadBalancerIPMode (GA in 1.32): `Proxy` ingresses are not programmed on nodes.
+            .filter(|ing| ing.ip_mode.as_deref() != Some("Proxy"))
+            .filter_map(|ing| ing.ip.as_deref().and_then(parse_ip_sloppy))
+            .filter(|i| family_ok(i, v6))
+            .collect();
+        let source_ranges: Vec<IpNet> = spec
+            .load_balancer_source_ranges
+            .iter()
+            .flatten()
+            .filter_map(|r| parse_cidr_sloppy(r))
+            .filter(|n| matches!(n, IpNet::V6(_)) == v6)
+            .collect();
+        let hc = if ty == "LoadBalancer" && etp_local { spec.health_check_node_port.unwrap_or(0) as u16 } else { 0 };
+        for p in spec.ports.iter().flatten() {
+            let proto = p.protocol.as_deref().and_then(Proto::parse).unwrap_or(Proto::Tcp);
+            let port_name = p.name.clone().unwrap_or_default();
+            let name_string =
+                if port_name.is_empty() { format!("{ns}/{name}") } else { format!("{ns}/{name}:{port_name}") };
+            let sp = ServicePort {
+                namespace: ns.clone(),
+                name: name.clone(),
+                port_name: port_name.clone(),
+                name_string,
+                protocol: proto,
+                cluster_ip,
+                port: p.port as u16,
+                node_port: p.node_port.unwrap_or(0) as u16,
+                external_ips: external_ips.clone(),
+                lb_ips: lb_ips.clone(),
+                source_ranges: source_ranges.clone(),
+                affinity_seconds: affinity,
+                external_policy_local: etp_local,
+                internal_policy_local: itp_local,
+                health_check_node_port: hc,
+                service_type: ty.clone(),
+            };
+            let endpoints = endpoints_for(s, &ns, &name, &port_name, proto, v6);
+            out.push(ServicePortEndpoints { port: sp, endpoints });
+        }
+    }
+    out
+}
+
+/// Endpoints of one service port from the EndpointSlices (kube-proxy's EndpointSliceCache):
+/// slices owned by the service (`kubernetes.io/service-name`), of this family, whose port has the
+/// same name and protocol; `addresses[0]` only; duplicates merged; sorted by `ip:port` string.
+pub fn endpoints_for(s: &Scenario, ns: &str, name: &str, port_name: &str, proto: Proto, v6: bool) -> Vec<Endpoint> {
+    let want_type = if v6 { "IPv6" } else { "IPv4" };
+    let mut by_key: BTreeMap<String, Endpoint> = BTreeMap::new();
+    for slice in &s.slices {
+        let slice_ns = slice.metadata.namespace.as_deref().unwrap_or("default");
+        let owner = slice.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name"));
+        if slice_ns != ns || owner.map(String::as_str) != Some(name) || slice.address_type != want_type {
+            continue;
+        }
+        for sp in slice.ports.iter().flatten() {
+            let Some(port) = sp.port else { continue };
+            if sp.name.as_deref().unwrap_or("") != port_name {
+                continue;
+            }
+            let sp_proto = sp.protocol.as_deref().and_then(Proto::parse).unwrap_or(Proto::Tcp);
+            if sp_proto != proto {
+                continue;
+            }
+            for e in slice.endpoints.iter().flatten() {
+                let Some(ip) = e.addresses.first().and_then(|a| parse_ip_sloppy(a)) else { continue };
+                let cond = e.conditions.as_ref();
+                // Missing conditions mean ready / serving / not terminating (EndpointSlice API).
+                let ready = cond.and_then(|c| c.ready).unwrap_or(true);
+                let serving = cond.and_then(|c| c.serving).unwrap_or(true);
+                let terminating = cond.and_then(|c| c.terminating).unwrap_or(false);
+                let ep = Endpoint {
+                    ip,
+                    port: port as u16,
+                    ready,
+                    serving,
+                    terminating,
+                    local: e.node_name.as_deref() == Some(s.node_name.as_str()),
+                    node_name: e.node_name.clone(),
+                };
+                let key = ep.key();
+                // The same endpoint in two slices (during a slice migration): keep a ready copy.
+                match by_key.get(&key) {
+                    Some(old) if old.ready || !ep.ready => {}
+                    _ => {
+                        by_key.insert(key, ep);
+                    }
+                }
+            }
+        }
+    }
+    by_key.into_values().collect()
+}
