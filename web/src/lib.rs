@@ -1,7 +1,285 @@
-//! The proxyscope web explainer.
+//! The proxyscope web explainer: core compiled to WASM, rendered with Yew.
+//!
+//! Code map:
+//! - [`state`]: the one reducer (`State`, `Action`); deterministic, seeds and time come in actions.
+//! - [`engine`]: trace → debugger frames (packet header after each step, chain stack, rule).
+//! - [`i18n`]: English/Chinese labels, narration generated from trace steps, glossary.
+//! - [`share`]: the URL-fragment format (deflate + base64url JSON).
+//! - [`model`]: the only module that calls `proxyscope_core`'s facade.
+//! - [`diagram`], [`views`], [`many`]: dumb views.
+//!
+//! Architecture invariant: side effects (URL, localStorage, timers, keyboard, clock, randomness,
+//! downloads) happen only in [`App`]; views receive data and emit actions.
+
+pub mod diagram;
+pub mod engine;
+pub mod i18n;
+pub mod many;
+pub mod model;
+pub mod share;
+pub mod state;
+pub mod views;
+
+use std::rc::Rc;
+
+use gloo_events::{EventListener, EventListenerOptions};
+use wasm_bindgen::JsCast;
 use yew::prelude::*;
+
+use crate::diagram::Diagram;
+use crate::i18n::{K, Lang, t};
+use crate::many::ManyView;
+use crate::state::{Action, SPEEDS_MS, State};
+use crate::views::*;
+
+const LANG_KEY: &str = "proxyscope.lang";
+
+fn window() -> web_sys::Window {
+    gloo_utils::window()
+}
+
+fn reduced_motion() -> bool {
+    window()
+        .match_media("(prefers-reduced-motion: reduce)")
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.matches())
+}
+
+/// Language: a shared link's choice wins, then the learner's last toggle, then the browser.
+fn initial_lang() -> Lang {
+    let stored = window().local_storage().ok().flatten().and_then(|s| s.get_item(LANG_KEY).ok().flatten());
+    match stored.as_deref() {
+        Some("zh") => Lang::Zh,
+        Some("en") => Lang::En,
+        _ => Lang::from_browser(&window().navigator().language().unwrap_or_default()),
+    }
+}
+
+fn initial_state() -> State {
+    let loc = window().location();
+    let embed = loc
+        .search()
+        .ok()
+        .and_then(|s| web_sys::UrlSearchParams::new_with_str(&s).ok())
+        .and_then(|p| p.get("embed"))
+        .is_some_and(|v| v == "1");
+    let mut s = State::new(initial_lang(), embed);
+    if let Some(r) = share::from_hash(&loc.hash().unwrap_or_default()) {
+        match r {
+            Ok(sh) => s.apply(Action::Restore(sh)),
+            Err(e) => s.apply(Action::ShareFailed(e.to_string())),
+        }
+    }
+    s
+}
+
+/// Seed for a new packet: the one place the app draws randomness (core takes it as a parameter).
+fn fresh_seed() -> u64 {
+    (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64
+}
+
+fn now_secs() -> f64 {
+    js_sys::Date::now() / 1000.0
+}
+
+fn page_url(query: &str, hash: &str) -> String {
+    let loc = window().location();
+    format!("{}{}{query}{hash}", loc.origin().unwrap_or_default(), loc.pathname().unwrap_or_default())
+}
+
+fn download_json(name: &str, json: &str) {
+    let parts = js_sys::Array::of1(&json.into());
+    let opts = web_sys::BlobPropertyBag::new();
+    opts.set_type("application/json");
+    let Ok(blob) = web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts) else { return };
+    let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else { return };
+    let doc = gloo_utils::document();
+    if let Ok(a) = doc.create_element("a").map(|e| e.unchecked_into::<web_sys::HtmlAnchorElement>()) {
+        a.set_href(&url);
+        a.set_download(name);
+        a.click();
+    }
+    let _ = web_sys::Url::revoke_object_url(&url);
+}
 
 #[function_component(App)]
 pub fn app() -> Html {
-    html! { <main id="app"><h1>{ "proxyscope" }</h1></main> }
+    let state = use_reducer(initial_state);
+    let dispatch = state.dispatcher();
+    let on_action: Callback<Action> = {
+        let d = dispatch.clone();
+        Callback::from(move |a| d.dispatch(a))
+    };
+    let reduced = use_memo((), |_| reduced_motion());
+
+    // <html lang> and the title follow the language, so screen readers pronounce it right.
+    use_effect_with(state.lang, |lang| {
+        let doc = gloo_utils::document();
+        if let Some(el) = doc.document_element() {
+            let _ = el.set_attribute("lang", lang.code());
+        }
+        doc.set_title(&format!("proxyscope — {}", t(*lang, K::Subtitle)));
+        if let Some(s) = window().local_storage().ok().flatten() {
+            let _ = s.set_item(LANG_KEY, if *lang == Lang::Zh { "zh" } else { "en" });
+        }
+    });
+
+    // The URL fragment mirrors the state (replaceState: stepping should not flood history).
+    let share_hash = use_memo(state.share_state(), share::to_hash);
+    let has_shareable = !state.sent.is_empty() || state.is_custom_scenario();
+    use_effect_with((share_hash.clone(), has_shareable), |(hash, on)| {
+        if *on {
+            if let Ok(h) = window().history() {
+                let _ = h.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(hash.as_str()));
+            }
+        }
+    });
+
+    // Playback: one timeout per frame while playing.
+    {
+        let d = dispatch.clone();
+        use_effect_with((state.playing, state.speed, state.cursor, state.timeline.clone()), move |(playing, speed, _, _)| {
+            let timer = playing.then(|| {
+                let d = d.clone();
+                gloo_timers::callback::Timeout::new(SPEEDS_MS[*speed], move || d.dispatch(Action::Tick))
+            });
+            move || drop(timer)
+        });
+    }
+
+    let on_send = {
+        let d = dispatch.clone();
+        Callback::from(move |()| d.dispatch(Action::Send { seed: fresh_seed(), now: now_secs() }))
+    };
+    let on_many = {
+        let d = dispatch.clone();
+        Callback::from(move |n: usize| d.dispatch(Action::SendMany { n, seed: fresh_seed(), now: now_secs() }))
+    };
+    let on_export = {
+        let trace = state.trace.clone();
+        Callback::from(move |()| {
+            if let Some(tr) = &trace {
+                if let Ok(json) = serde_json::to_string_pretty(&**tr) {
+                    download_json("proxyscope-trace.json", &json);
+                }
+            }
+        })
+    };
+
+    // Keyboard shortcuts for every control; ignored while typing in a form field.
+    {
+        let d = dispatch.clone();
+        let on_send = on_send.clone();
+        use_effect_with((), move |_| {
+            let opts = EventListenerOptions::enable_prevent_default();
+            let l = EventListener::new_with_options(&gloo_utils::document(), "keydown", opts, move |e| {
+                let Some(e) = e.dyn_ref::<web_sys::KeyboardEvent>() else { return };
+                if e.ctrl_key() || e.meta_key() || e.alt_key() {
+                    return;
+                }
+                let typing = e.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()).is_some_and(|el| {
+                    matches!(el.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT")
+                });
+                if typing {
+                    return;
+                }
+                let action = match e.key().as_str() {
+                    " " => Some(Action::TogglePlay),
+                    "ArrowRight" => Some(Action::StepForward),
+                    "ArrowLeft" => Some(Action::StepBack),
+                    "]" => Some(Action::NextHook),
+                    "[" => Some(Action::PrevHook),
+                    "+" | "=" => Some(Action::Faster),
+                    "-" | "_" => Some(Action::Slower),
+                    "Home" => Some(Action::Reset),
+                    "End" => Some(Action::End),
+                    "l" | "L" => Some(Action::ToggleLang),
+                    "s" | "S" => {
+                        on_send.emit(());
+                        e.prevent_default();
+                        None
+                    }
+                    _ => None,
+                };
+                if let Some(a) = action {
+                    e.prevent_default();
+                    d.dispatch(a);
+                }
+            });
+            move || drop(l)
+        });
+    }
+
+    let lang = state.lang;
+    let frame = state.timeline.frames.get(state.cursor).cloned();
+    let embed_url = page_url("?embed=1", &share_hash);
+    let share_url = page_url("", &share_hash);
+    let pods = Rc::new(state.model().map(|m| m.pods.clone()).unwrap_or_default());
+    let client_label: AttrValue = state
+        .model()
+        .and_then(|m| m.clients.get(state.client))
+        .map(|c| c.label.clone().into())
+        .unwrap_or_else(|| t(lang, K::Client).into());
+
+    html! {
+        <main id="app" class={classes!(state.embed.then_some("embed"))} data-ready="1">
+            <header class="top">
+                <div>
+                    <h1>{ t(lang, K::Title) }</h1>
+                    if !state.embed { <p class="subtitle">{ t(lang, K::Subtitle) }</p> }
+                </div>
+                <div class="top-actions">
+                    <span class="mode">{ format!("{}: iptables", t(lang, K::Mode)) }</span>
+                    <button id="lang" type="button" lang={lang.other().code()} aria-keyshortcuts="L"
+                        onclick={on_action.reform(|_: MouseEvent| Action::ToggleLang)}>{ t(lang, K::LangToggle) }</button>
+                    if state.embed {
+                        <a href={share_url.clone()} target="_blank" rel="noopener">{ "proxyscope ↗" }</a>
+                    }
+                </div>
+            </header>
+            if let Some(e) = &state.share_error {
+                <p class="error" role="alert" id="share-error">{ format!("{}: ", t(lang, K::ShareError)) }<span lang="en">{ e.clone() }</span></p>
+            }
+            if let Ok(m) = &state.model {
+                <SendForm lang={lang} model={m.clone()} client={state.client} target={state.target} proto={state.proto}
+                    on_action={on_action.clone()} on_send={on_send.clone()} />
+            }
+            <Controls lang={lang} timeline={state.timeline.clone()} cursor={state.cursor} playing={state.playing}
+                speed={state.speed} on_action={on_action.clone()} />
+            <Diagram lang={lang} client_label={client_label} pods={pods} timeline={state.timeline.clone()}
+                trace={state.trace.clone()} cursor={state.cursor} />
+            <div class="grid">
+                <StepText lang={lang} trace={state.trace.clone()} timeline={state.timeline.clone()} cursor={state.cursor} on_action={on_action.clone()} />
+                <div class="side">
+                    if let Some(tr) = &state.trace {
+                        <PacketHeader lang={lang} original={tr.packet} frame={frame.clone()} />
+                    }
+                    <RulePanel lang={lang} frame={frame.clone()} />
+                    if let Some(tr) = &state.trace {
+                        <Outcomes lang={lang} trace={tr.clone()} />
+                    }
+                </div>
+            </div>
+            if !state.embed {
+                <section class="panel many-panel" aria-labelledby="many-title">
+                    <h2 id="many-title">{ t(lang, K::SendMany) }</h2>
+                    <ManyButtons lang={lang} on_many={on_many} />
+                    if let Some(m) = &state.many {
+                        <ManyView lang={lang} many={m.clone()} reduced_motion={*reduced} />
+                    }
+                </section>
+                <div class="grid">
+                    <ScenarioEditor lang={lang} text={AttrValue::from(state.scenario_text.clone())}
+                        errors={match &state.model { Err(d) if state.editor_errors.is_empty() => d.clone(), _ => state.editor_errors.clone() }}
+                        on_action={on_action.clone()} />
+                    <div class="side">
+                        <SharePanel lang={lang} url={AttrValue::from(share_url)} embed_url={AttrValue::from(embed_url)}
+                            has_trace={state.trace.is_some()} on_export={on_export} />
+                        <Glossary lang={lang} />
+                    </div>
+                </div>
+            }
+        </main>
+    }
 }

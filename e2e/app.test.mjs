@@ -1,0 +1,241 @@
+// End-to-end: the built app (web/dist) in Debian's headless Chromium, served from this test.
+// Run after scripts/build-web.sh:  (cd e2e && node --test)
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const DIST = path.resolve(here, process.env.DIST_DIR ?? '../web/dist');
+const SHOTS = path.resolve(here, process.env.SHOT_DIR ?? '../target/e2e');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };
+
+let server, base, browser;
+
+before(async () => {
+  assert.ok(fs.existsSync(path.join(DIST, 'index.html')), `${DIST}/index.html missing: run scripts/build-web.sh first`);
+  fs.mkdirSync(SHOTS, { recursive: true });
+  server = http.createServer((req, res) => {
+    const url = new URL(req.url, 'http://x');
+    const rel = url.pathname === '/' ? 'index.html' : decodeURIComponent(url.pathname).replace(/^\/+/, '');
+    const file = path.resolve(DIST, rel);
+    if (!file.startsWith(DIST + path.sep) || !fs.existsSync(file)) { res.writeHead(404).end('not found'); return; }
+    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream' });
+    fs.createReadStream(file).pipe(res);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${server.address().port}/`;
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking',
+           '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await new Promise((r) => (server ? server.close(r) : r()));
+});
+
+async function open(url = base, opts = {}) {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 1000 }, locale: 'en-US', ...opts });
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  await page.goto(url);
+  await page.waitForSelector('#app[data-ready]');
+  return { page, ctx, errors };
+}
+
+const narration = (page) => page.textContent('#narration');
+const position = async (page) => (await page.textContent('#position')).trim();
+
+async function sendAndPause(page) {
+  await page.click('#send');
+  await page.waitForSelector('#step-list li');
+  // Sending starts playback; pause so the test drives the steps.
+  if ((await page.getAttribute('#play', 'aria-pressed')) === 'true') await page.click('#play');
+}
+
+test('first render shows the demo diagram fast', async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 1000 }, locale: 'en-US' });
+  const page = await ctx.newPage();
+  const t0 = Date.now();
+  await page.goto(base);
+  await page.waitForSelector('#hook-PREROUTING');
+  const wall = Date.now() - t0;
+  // Navigation start → diagram in the DOM, by the page's own clock.
+  const perf = await page.evaluate(() => performance.now());
+  console.log(`first render: ${perf.toFixed(0)} ms after navigation start (${wall} ms wall incl. launch of the tab)`);
+  assert.ok(perf < 1000, `first render took ${perf} ms`);
+  for (const h of ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING']) {
+    assert.ok(await page.$(`#hook-${h}`), h);
+  }
+  const pods = await page.$$eval('.pod[data-endpoint]', (els) => els.map((e) => e.dataset.endpoint));
+  for (const ip of ['10.0.0.2', '10.0.0.3', '10.0.0.4']) {
+    assert.ok(pods.some((p) => p.startsWith(ip + ':')), `pod ${ip} in ${pods}`);
+  }
+  const targets = await page.$$eval('#target option', (os) => os.map((o) => o.textContent));
+  assert.ok(targets.some((t) => t.includes('10.104.14.67')), `ClusterIP target in ${targets}`);
+  await page.screenshot({ path: path.join(SHOTS, '01-demo.png'), fullPage: true });
+  await ctx.close();
+});
+
+test('send a packet and step forward and back like a debugger', async () => {
+  const { page, ctx, errors } = await open();
+  await sendAndPause(page);
+  await page.click('#reset');
+  assert.match(await position(page), /^1 \//);
+  const dstBefore = await page.textContent('#hdr-dst code');
+  assert.match(dstBefore, /^10\.104\.14\.67:80$/);
+  // Step until DNAT happened; the header must show a Pod address then.
+  let steps = 0;
+  while (!(await page.$('#hdr-dst.rewritten')) && steps < 200) {
+    await page.click('#fwd');
+    steps++;
+  }
+  const dstAfter = await page.textContent('#hdr-dst code');
+  assert.match(dstAfter, /^10\.0\.0\.[234]:\d+$/, 'DNAT to one of the demo Pods');
+  assert.match(await narration(page), /DNAT/);
+  await page.screenshot({ path: path.join(SHOTS, '02-after-dnat.png'), fullPage: true });
+  // One step back undoes the rewrite in the view.
+  await page.click('#back');
+  assert.equal(await page.textContent('#hdr-dst code'), dstBefore);
+  // Keyboard: → forward, ← back, End last step.
+  await page.locator('body').press('ArrowRight');
+  assert.equal(await page.textContent('#hdr-dst code'), dstAfter);
+  await page.locator('body').press('End');
+  const [cur, total] = (await position(page)).split(' / ').map(Number);
+  assert.equal(cur, total);
+  assert.match(await narration(page), /Result/);
+  // Jump to a hook with the hook buttons.
+  await page.click('.hook-jump[data-hook="PREROUTING"]');
+  assert.match(await narration(page), /PREROUTING/);
+  await page.screenshot({ path: path.join(SHOTS, '03-prerouting.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+  await ctx.close();
+});
+
+test('play runs to the end by itself', async () => {
+  const { page, ctx } = await open();
+  await page.click('#send');
+  await page.locator('body').press('+');
+  await page.locator('body').press('+');
+  await page.locator('body').press('+');
+  await page.waitForFunction(() => {
+    const [a, b] = document.querySelector('#position').textContent.split(' / ').map(Number);
+    return a === b && a > 1;
+  }, null, { timeout: 20000 });
+  assert.equal(await page.getAttribute('#play', 'aria-pressed'), 'false');
+  await ctx.close();
+});
+
+test('language toggle covers labels, narration and glossary; default follows the browser', async () => {
+  const { page, ctx } = await open();
+  await sendAndPause(page);
+  await page.click('#lang');
+  assert.equal(await page.getAttribute('html', 'lang'), 'zh-CN');
+  assert.equal(await page.textContent('#send'), '发送数据包');
+  assert.match(await page.textContent('#glossary'), /会话保持/);
+  assert.match(await page.textContent('#glossary'), /伪装/);
+  assert.match(await page.textContent('#glossary'), /调度算法/);
+  assert.match(await narration(page), /[\u4e00-\u9fff]/);
+  await page.screenshot({ path: path.join(SHOTS, '04-zh.png'), fullPage: true });
+  await page.locator('body').press('l');
+  assert.equal(await page.textContent('#send'), 'Send packet');
+  await ctx.close();
+
+  const zh = await open(base, { locale: 'zh-CN' });
+  assert.equal(await zh.page.textContent('#send'), '发送数据包');
+  await zh.ctx.close();
+});
+
+test('a shared link reproduces the view, embed mode is minimal', async () => {
+  const { page, ctx } = await open();
+  await sendAndPause(page);
+  await page.click('#reset');
+  for (let i = 0; i < 6; i++) await page.click('#fwd');
+  const want = {
+    pos: await position(page),
+    narr: await narration(page),
+    dst: await page.textContent('#hdr-dst code'),
+    steps: await page.$$eval('#step-list li', (l) => l.map((x) => x.textContent)),
+  };
+  const link = await page.inputValue('#share-url');
+  assert.match(link, /#s=[A-Za-z0-9_-]+$/);
+  const snippet = await page.inputValue('#embed-snippet');
+  assert.match(snippet, /<iframe src="[^"]*\?embed=1#s=/);
+  await ctx.close();
+
+  const other = await open(link);
+  assert.equal(await position(other.page), want.pos);
+  assert.equal(await narration(other.page), want.narr);
+  assert.equal(await other.page.textContent('#hdr-dst code'), want.dst);
+  assert.deepEqual(await other.page.$$eval('#step-list li', (l) => l.map((x) => x.textContent)), want.steps);
+  await other.ctx.close();
+
+  const embedUrl = snippet.match(/src="([^"]+)"/)[1].replaceAll('&amp;', '&');
+  const emb = await open(embedUrl, { viewport: { width: 980, height: 640 } });
+  assert.ok(await emb.page.$('main.embed'));
+  assert.equal(await emb.page.$('#scenario'), null, 'no editor in embed mode');
+  assert.equal(await position(emb.page), want.pos);
+  await emb.page.screenshot({ path: path.join(SHOTS, '05-embed.png') });
+  await emb.ctx.close();
+
+  const broken = await open(base + '#s=not-valid');
+  assert.match(await broken.page.textContent('#share-error'), /URL fragment/);
+  await broken.ctx.close();
+});
+
+test('export the trace as JSON', async () => {
+  const { page, ctx } = await open(base, { acceptDownloads: true });
+  await sendAndPause(page);
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
+  const file = path.join(SHOTS, 'trace.json');
+  await dl.saveAs(file);
+  const trace = JSON.parse(fs.readFileSync(file, 'utf8'));
+  assert.equal(trace.mode, 'iptables');
+  assert.ok(Array.isArray(trace.steps) && trace.steps.length > 0);
+  assert.equal(trace.packet.dst, '10.104.14.67');
+  await ctx.close();
+});
+
+test('scenario editor shows errors at their line', async () => {
+  const { page, ctx } = await open();
+  await page.fill('#scenario', 'apiVersion: v1\nkind: Service\nmetadata:\n  name: [unclosed\n');
+  await page.click('#load-scenario');
+  const errs = await page.textContent('#scenario-errors');
+  assert.match(errs, /line \d+/);
+  await page.screenshot({ path: path.join(SHOTS, '06-editor-error.png'), fullPage: true });
+  await ctx.close();
+});
+
+test('send many: 1000 connections animate and spread over the Pods', async () => {
+  const { page, ctx } = await open();
+  await page.click('.many-n[data-n="1000"]');
+  await page.waitForSelector('#many-canvas[data-fps]:not([data-fps=""])', { timeout: 20000 });
+  const fps = Number(await page.getAttribute('#many-canvas', 'data-fps'));
+  // Second opinion from the Performance API: frame count over the flight, measured in-page.
+  const counts = await page.$$eval('#distribution td.count', (tds) => tds.map((t) => Number(t.textContent)));
+  console.log(`send many: 1000 packets in flight at ${fps.toFixed(1)} fps (app's rAF loop); counts per Pod ${counts.join('/')}`);
+  assert.equal(counts.reduce((a, b) => a + b, 0), 1000);
+  assert.equal(counts.length, 3, 'three Pods');
+  // Uniform 1/3 each: with n=1000 a count outside 333 ± 5σ (σ≈14.9) means the draw is biased.
+  for (const c of counts) assert.ok(Math.abs(c - 1000 / 3) < 75, `count ${c}`);
+  assert.ok(fps >= 30, `fps ${fps}`);
+  await page.screenshot({ path: path.join(SHOTS, '07-send-many.png'), fullPage: true });
+  await ctx.close();
+});
+
+test('reduced motion: no transition on the packet', async () => {
+  const { page, ctx } = await open(base, { reducedMotion: 'reduce' });
+  await sendAndPause(page);
+  const t = await page.$eval('#packet-dot', (e) => getComputedStyle(e).transitionDuration);
+  assert.match(t, /^0s/);
+  await ctx.close();
+});

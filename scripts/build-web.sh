@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Build the web explainer into web/dist (static files: index.html, JS glue, optimised .wasm).
+# Needs: rustup target wasm32-unknown-unknown, wasm-bindgen-cli equal to Cargo.lock's wasm-bindgen,
+# wasm-opt from npm `binaryen` (e2e/node_modules/.bin; Debian's is too old), node (size report).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PWD/e2e/node_modules/.bin:$PATH"
+OUT=web/dist
+PROFILE=wasm-release
+LOCKED=${LOCKED---locked}
+
+cargo build -p proxyscope-web --bin proxyscope-web --target wasm32-unknown-unknown --profile "$PROFILE" $LOCKED
+rm -rf "$OUT" && mkdir -p "$OUT"
+wasm-bindgen --target web --no-typescript --out-dir "$OUT" --out-name proxyscope_web \
+  "target/wasm32-unknown-unknown/$PROFILE/proxyscope-web.wasm"
+if command -v wasm-opt >/dev/null; then
+  wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-mutable-globals --enable-reference-types \
+    "$OUT/proxyscope_web_bg.wasm" -o "$OUT/proxyscope_web_bg.opt.wasm"
+  mv "$OUT/proxyscope_web_bg.opt.wasm" "$OUT/proxyscope_web_bg.wasm"
+else
+  echo "build-web: wasm-opt not on PATH (run: cd e2e && npm ci); shipping unoptimised wasm" >&2
+fi
+cp index.html "$OUT/"
+
+# Size budget: .wasm + JS < 400 kB brotli.
+node -e '
+const fs = require("fs"), zlib = require("zlib"), dir = process.argv[1];
+let raw = 0, br = 0;
+for (const f of ["proxyscope_web_bg.wasm", "proxyscope_web.js"]) {
+  const b = fs.readFileSync(dir + "/" + f);
+  const c = zlib.brotliCompressSync(b, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11 } }).length;
+  raw += b.length; br += c;
+  console.log(`build-web: ${f}: ${b.length} bytes, ${c} bytes brotli`);
+}
+console.log(`build-web: total ${raw} bytes, ${br} bytes brotli (budget 400000)`);
+if (br > 400000) { console.error("build-web: over the 400 kB brotli budget"); process.exit(1); }
+' "$OUT"

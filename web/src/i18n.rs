@@ -1,0 +1,502 @@
+//! English and Chinese text: every label, the step narration and the glossary.
+//!
+//! Each text is a `match` arm holding both languages, so a key cannot exist in one language only
+//! (the compiler checks exhaustiveness). Narration is generated from the structured trace step,
+//! never from core's English `Note` strings, so it is available in both languages.
+
+use proxyscope_core::trace::{Entry, Hook, Step, Verdict};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+pub enum Lang {
+    #[default]
+    En,
+    Zh,
+}
+
+impl Lang {
+    /// Pick the language from `navigator.language` (`zh`, `zh-CN`, `zh-Hant-TW`, ... → Chinese).
+    pub fn from_browser(tag: &str) -> Lang {
+        if tag.to_ascii_lowercase().starts_with("zh") { Lang::Zh } else { Lang::En }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Zh => "zh-CN",
+        }
+    }
+
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::En => Lang::Zh,
+            Lang::Zh => Lang::En,
+        }
+    }
+}
+
+/// A fixed UI string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum K {
+    Title,
+    Subtitle,
+    LangToggle,
+    Client,
+    Destination,
+    Protocol,
+    Send,
+    Play,
+    Pause,
+    StepBack,
+    StepForward,
+    Speed,
+    Reset,
+    JumpToHook,
+    PrevHook,
+    NextHook,
+    Node,
+    Routing,
+    LocalProcess,
+    Pods,
+    PacketHeader,
+    Source,
+    Dest,
+    Mark,
+    RulePanel,
+    NoRuleYet,
+    Matched,
+    NotMatched,
+    FailedMatch,
+    Narration,
+    Steps,
+    NoPacketYet,
+    Share,
+    CopyLink,
+    Embed,
+    EmbedSnippet,
+    ExportJson,
+    Scenario,
+    LoadScenario,
+    Presets,
+    ScenarioErrors,
+    Line,
+    SendMany,
+    Connections,
+    Distribution,
+    Glossary,
+    Shortcuts,
+    ShortcutHelp,
+    Outcomes,
+    Probability,
+    ChainStack,
+    Verdict,
+    Warnings,
+    FrameRate,
+    OtherNode,
+    Dropped,
+    ShareError,
+    Mode,
+}
+
+pub fn t(lang: Lang, k: K) -> &'static str {
+    let (en, zh) = match k {
+        K::Title => ("proxyscope", "proxyscope"),
+        K::Subtitle => (
+            "How kube-proxy sends Service traffic to Pods, packet by packet",
+            "逐个数据包查看 kube-proxy 如何把 Service 流量转发到 Pod",
+        ),
+        K::LangToggle => ("中文", "English"),
+        K::Client => ("Client", "客户端"),
+        K::Destination => ("Destination", "目的地址"),
+        K::Protocol => ("Protocol", "协议"),
+        K::Send => ("Send packet", "发送数据包"),
+        K::Play => ("Play", "播放"),
+        K::Pause => ("Pause", "暂停"),
+        K::StepBack => ("Step back", "后退一步"),
+        K::StepForward => ("Step forward", "前进一步"),
+        K::Speed => ("Speed", "速度"),
+        K::Reset => ("Reset", "重置"),
+        K::JumpToHook => ("Jump to hook", "跳转到钩子"),
+        K::PrevHook => ("Previous hook", "上一个钩子"),
+        K::NextHook => ("Next hook", "下一个钩子"),
+        K::Node => ("Node (netfilter)", "节点（netfilter）"),
+        K::Routing => ("routing", "路由决策"),
+        K::LocalProcess => ("local process", "本机进程"),
+        K::Pods => ("Pods", "Pod"),
+        K::PacketHeader => ("Packet header", "数据包头"),
+        K::Source => ("source", "源地址"),
+        K::Dest => ("destination", "目的地址"),
+        K::Mark => ("mark", "标记"),
+        K::RulePanel => ("Rule", "规则"),
+        K::NoRuleYet => ("No rule evaluated in this step.", "这一步没有评估规则。"),
+        K::Matched => ("matched", "匹配"),
+        K::NotMatched => ("did not match", "不匹配"),
+        K::FailedMatch => ("failed match", "未通过的匹配条件"),
+        K::Narration => ("What happens", "发生了什么"),
+        K::Steps => ("All steps", "全部步骤"),
+        K::NoPacketYet => (
+            "Choose a client and a destination, then send a packet.",
+            "选择客户端和目的地址，然后发送数据包。",
+        ),
+        K::Share => ("Share", "分享"),
+        K::CopyLink => ("Link to this view", "当前视图的链接"),
+        K::Embed => ("Embed", "嵌入"),
+        K::EmbedSnippet => ("iframe snippet", "iframe 代码"),
+        K::ExportJson => ("Export trace (JSON)", "导出追踪（JSON）"),
+        K::Scenario => ("Scenario", "场景"),
+        K::LoadScenario => ("Load scenario", "加载场景"),
+        K::Presets => ("Presets", "预设"),
+        K::ScenarioErrors => ("Problems in the scenario", "场景中的问题"),
+        K::Line => ("line", "第几行"),
+        K::SendMany => ("Send many", "批量发送"),
+        K::Connections => ("connections", "个连接"),
+        K::Distribution => ("Distribution over Pods", "在各 Pod 上的分布"),
+        K::Glossary => ("Glossary", "术语表"),
+        K::Shortcuts => ("Keyboard", "键盘快捷键"),
+        K::ShortcutHelp => (
+            "Space play/pause · → / ← step · [ / ] previous/next hook · + / − speed · Home reset · End last step · L language",
+            "空格 播放/暂停 · → / ← 单步 · [ / ] 上/下一个钩子 · + / − 速度 · Home 重置 · End 最后一步 · L 切换语言",
+        ),
+        K::Outcomes => ("Possible outcomes", "所有可能的结果"),
+        K::Probability => ("probability", "概率"),
+        K::ChainStack => ("Chain stack", "链调用栈"),
+        K::Verdict => ("Verdict", "裁决"),
+        K::Warnings => ("Warnings", "警告"),
+        K::FrameRate => ("frames per second", "帧每秒"),
+        K::OtherNode => ("other node", "其他节点"),
+        K::Dropped => ("dropped", "已丢弃"),
+        K::ShareError => ("The shared link could not be opened", "无法打开分享的链接"),
+        K::Mode => ("Mode", "模式"),
+    };
+    match lang {
+        Lang::En => en,
+        Lang::Zh => zh,
+    }
+}
+
+/// Glossary: (English term, Chinese term, English explanation, Chinese explanation).
+pub const GLOSSARY: &[(&str, &str, &str, &str)] = &[
+    (
+        "session affinity",
+        "会话保持",
+        "Packets from the same client IP keep going to the same Pod for a while (iptables: -m recent lists).",
+        "同一客户端 IP 的数据包在一段时间内总是发往同一个 Pod（iptables 模式用 -m recent 列表实现）。",
+    ),
+    (
+        "masquerade",
+        "伪装",
+        "Source NAT to the outgoing interface's address, so replies come back through this node.",
+        "把源地址改成出口网卡的地址（源 NAT），使回包经过本节点返回。",
+    ),
+    (
+        "scheduling algorithm",
+        "调度算法",
+        "How IPVS picks a real server for a new connection (rr, wrr, lc, sh, ...).",
+        "IPVS 为新连接挑选真实服务器的方法（rr、wrr、lc、sh 等）。",
+    ),
+    (
+        "conntrack",
+        "连接跟踪",
+        "The kernel's table of connections; NAT is decided on a connection's first packet and replayed for the rest.",
+        "内核的连接表；NAT 只在连接的第一个包上决定，之后的包沿用同样的转换。",
+    ),
+    (
+        "DNAT",
+        "目的地址转换",
+        "Rewriting the destination address: the Service IP becomes a Pod IP.",
+        "改写目的地址：把 Service IP 换成 Pod IP。",
+    ),
+    (
+        "SNAT",
+        "源地址转换",
+        "Rewriting the source address.",
+        "改写源地址。",
+    ),
+    (
+        "netfilter hook",
+        "netfilter 钩子",
+        "A fixed point in the kernel's packet path where iptables chains run.",
+        "内核数据包路径上固定的位置，iptables 的链在这里执行。",
+    ),
+    (
+        "chain",
+        "链",
+        "An ordered list of rules; -j jumps into another chain and returns, -g goes to it without returning.",
+        "按顺序排列的规则列表；-j 跳入另一条链并返回，-g 转入另一条链不返回。",
+    ),
+    (
+        "endpoint",
+        "端点",
+        "A Pod IP and port that backs a Service.",
+        "Service 后端 Pod 的 IP 和端口。",
+    ),
+    ("ClusterIP", "集群 IP", "The virtual IP of a Service inside the cluster.", "Service 在集群内部的虚拟 IP。"),
+    (
+        "NodePort",
+        "节点端口",
+        "A port opened on every node that leads to the Service.",
+        "在每个节点上开放、通往该 Service 的端口。",
+    ),
+    (
+        "LoadBalancer IP",
+        "负载均衡器 IP",
+        "The address a cloud load balancer gives the Service.",
+        "云负载均衡器分配给 Service 的地址。",
+    ),
+    (
+        "externalIP",
+        "外部 IP",
+        "An address listed in spec.externalIPs that nodes accept for the Service.",
+        "在 spec.externalIPs 中列出、节点会为该 Service 接收的地址。",
+    ),
+    (
+        "externalTrafficPolicy",
+        "外部流量策略",
+        "Local keeps the client source IP but only uses Pods on the receiving node.",
+        "Local 保留客户端源 IP，但只使用接收节点上的 Pod。",
+    ),
+];
+
+pub fn hook_name(h: Hook) -> &'static str {
+    h.as_str()
+}
+
+fn verdict_words(lang: Lang, v: Verdict) -> &'static str {
+    match (lang, v) {
+        (Lang::En, Verdict::Accept) => "accepted and delivered to a local socket",
+        (Lang::En, Verdict::Forwarded) => "sent out of the node",
+        (Lang::En, Verdict::Drop) => "dropped silently",
+        (Lang::En, Verdict::Reject) => "rejected (the client gets an error back)",
+        (Lang::Zh, Verdict::Accept) => "被接受并交给本机的套接字",
+        (Lang::Zh, Verdict::Forwarded) => "被发送出节点",
+        (Lang::Zh, Verdict::Drop) => "被静默丢弃",
+        (Lang::Zh, Verdict::Reject) => "被拒绝（客户端会收到错误）",
+    }
+}
+
+/// Why a hook matters for kube-proxy, in one sentence (kube-proxy installs its jumps in nat
+/// PREROUTING/OUTPUT for DNAT and nat POSTROUTING for masquerade; filter chains see the
+/// post-DNAT destination).
+fn hook_why(lang: Lang, h: Hook, table: &str) -> &'static str {
+    match (lang, h, table) {
+        (Lang::En, Hook::Prerouting, "nat") => {
+            "kube-proxy's KUBE-SERVICES chain runs here, so Service addresses are rewritten before routing."
+        }
+        (Lang::Zh, Hook::Prerouting, "nat") => "kube-proxy 的 KUBE-SERVICES 链在这里执行，所以 Service 地址在路由之前就被改写。",
+        (Lang::En, Hook::Output, "nat") => {
+            "Packets made on the node itself skip PREROUTING; kube-proxy hooks KUBE-SERVICES here too."
+        }
+        (Lang::Zh, Hook::Output, "nat") => "节点自身发出的包不经过 PREROUTING；kube-proxy 也在这里挂上 KUBE-SERVICES。",
+        (Lang::En, Hook::Postrouting, "nat") => {
+            "Last stop before leaving: KUBE-POSTROUTING masquerades packets that carry the 0x4000 mark."
+        }
+        (Lang::Zh, Hook::Postrouting, "nat") => "离开前的最后一站：KUBE-POSTROUTING 对带有 0x4000 标记的包做伪装。",
+        (Lang::En, _, "filter") => "The filter table sees the destination after DNAT, so it only catches unrewritten Service traffic.",
+        (Lang::Zh, _, "filter") => "filter 表看到的是 DNAT 之后的目的地址，所以只会拦截没有被改写的 Service 流量。",
+        (Lang::En, _, _) => "The packet reaches this hook.",
+        (Lang::Zh, _, _) => "数据包到达这个钩子。",
+    }
+}
+
+/// One plain-words sentence for a step.
+pub fn narrate(lang: Lang, step: &Step) -> String {
+    let zh = lang == Lang::Zh;
+    match step {
+        Step::Hook { hook, table } => {
+            let why = hook_why(lang, *hook, table);
+            if zh {
+                format!("数据包进入 {table} 表的 {} 钩子。{why}", hook_name(*hook))
+            } else {
+                format!("The packet enters the {} hook, {table} table. {why}", hook_name(*hook))
+            }
+        }
+        Step::Conntrack { established: true, .. } => {
+            if zh {
+                "连接跟踪找到已有连接：沿用第一个包的 NAT，nat 表的链不再执行。".into()
+            } else {
+                "Conntrack finds an existing connection: the first packet's NAT is reused and nat chains are skipped.".into()
+            }
+        }
+        Step::Conntrack { established: false, .. } => {
+            if zh {
+                "连接跟踪没有找到这个连接：这是新连接，nat 表的规则将决定它的去向。".into()
+            } else {
+                "Conntrack has no entry for this flow: it is a new connection, so the nat rules decide where it goes.".into()
+            }
+        }
+        Step::Route { local: true, .. } => {
+            if zh {
+                "路由决策：目的地址属于本机，数据包走 INPUT。".into()
+            } else {
+                "Routing decision: the destination is a local address, so the packet goes to INPUT.".into()
+            }
+        }
+        Step::Route { local: false, .. } => {
+            if zh {
+                "路由决策：目的地址不在本机（已是 Pod IP），数据包被转发。".into()
+            } else {
+                "Routing decision: the destination is not local (it is a Pod IP now), so the packet is forwarded.".into()
+            }
+        }
+        Step::Chain { table, chain, entry } => match (entry, zh) {
+            (Entry::Hook, false) => format!("Start of the built-in chain {table}/{chain}."),
+            (Entry::Hook, true) => format!("开始执行内置链 {table}/{chain}。"),
+            (Entry::Jump, false) => format!("Jump (-j) into {chain}; it returns here when done."),
+            (Entry::Jump, true) => format!("跳转（-j）到 {chain}；执行完后返回。"),
+            (Entry::Goto, false) => format!("Go to (-g) {chain}; it will not return to the caller."),
+            (Entry::Goto, true) => format!("转到（-g）{chain}；不会返回调用者。"),
+        },
+        Step::Rule { chain, index, matched, failed, .. } => match (matched, failed, zh) {
+            (true, _, false) => format!("Rule {index} of {chain} matches, so its target runs."),
+            (true, _, true) => format!("{chain} 的第 {index} 条规则匹配，执行它的目标。"),
+            (false, Some(f), false) => format!("Rule {index} of {chain} does not match: {f} fails. Next rule."),
+            (false, Some(f), true) => format!("{chain} 的第 {index} 条规则不匹配：条件 {f} 不成立。继续下一条。"),
+            (false, None, false) => format!("Rule {index} of {chain} does not match. Next rule."),
+            (false, None, true) => format!("{chain} 的第 {index} 条规则不匹配。继续下一条。"),
+        },
+        Step::ChainEnd { chain, policy: Some(p), .. } => {
+            if zh {
+                format!("{chain} 链结束，应用默认策略 {p:?}。")
+            } else {
+                format!("End of {chain}: its default policy {p:?} applies.")
+            }
+        }
+        Step::ChainEnd { chain, policy: None, .. } => {
+            if zh {
+                format!("{chain} 链结束，没有裁决，返回调用者。")
+            } else {
+                format!("End of {chain} without a verdict: back to the caller.")
+            }
+        }
+        Step::Return { chain, .. } => {
+            if zh {
+                format!("从 {chain} 返回（RETURN）到调用它的链。")
+            } else {
+                format!("RETURN from {chain} to the chain that called it.")
+            }
+        }
+        Step::Mark { from, to } => {
+            if zh {
+                format!(
+                    "数据包标记从 {from:#x} 变为 {to:#x}。0x4000 表示“离开节点时需要伪装”（KUBE-MARK-MASQ）。"
+                )
+            } else {
+                format!(
+                    "The packet mark changes from {from:#x} to {to:#x}. Bit 0x4000 means \"masquerade on the way out\" (KUBE-MARK-MASQ)."
+                )
+            }
+        }
+        Step::Dnat { from, to } => {
+            if zh {
+                format!("DNAT：目的地址 {from} 被改写为 Pod 端点 {to}。连接跟踪会记住这个选择。")
+            } else {
+                format!("DNAT: the destination {from} is rewritten to the Pod endpoint {to}. Conntrack remembers this choice.")
+            }
+        }
+        Step::Snat { from, to, masquerade: true } => {
+            if zh {
+                format!("伪装（MASQUERADE）：源地址 {from} 被改写为 {to}，回包因此会经过本节点。")
+            } else {
+                format!("MASQUERADE: the source {from} becomes {to}, so the reply comes back through this node.")
+            }
+        }
+        Step::Snat { from, to, masquerade: false } => {
+            if zh {
+                format!("SNAT：源地址 {from} 被改写为 {to}。")
+            } else {
+                format!("SNAT: the source {from} becomes {to}.")
+            }
+        }
+        Step::Recent { name, action, addr, hit } => {
+            if zh {
+                format!(
+                    "会话保持：在 -m recent 列表 {name} 中 {action} {addr}（{}）。",
+                    if *hit { "命中" } else { "未命中" }
+                )
+            } else {
+                format!(
+                    "Session affinity: -m recent list {name}, {action} {addr} ({}).",
+                    if *hit { "hit" } else { "miss" }
+                )
+            }
+        }
+        Step::IpvsLookup { service: Some(s), .. } => {
+            if zh {
+                format!("IPVS 在 LOCAL_IN 找到虚拟服务 {s}。")
+            } else {
+                format!("IPVS finds the virtual service {s} at LOCAL_IN.")
+            }
+        }
+        Step::IpvsLookup { service: None, .. } => {
+            if zh {
+                "IPVS 没有匹配的虚拟服务。".into()
+            } else {
+                "IPVS has no virtual service for this packet.".into()
+            }
+        }
+        Step::IpvsSchedule { scheduler, server, reason } => match (server, zh) {
+            (Some(s), false) => format!("Scheduling algorithm {scheduler} picks {s}: {reason}"),
+            (Some(s), true) => format!("调度算法 {scheduler} 选择了 {s}：{reason}"),
+            (None, false) => format!("Scheduling algorithm {scheduler} finds no server: {reason}"),
+            (None, true) => format!("调度算法 {scheduler} 没有可用的服务器：{reason}"),
+        },
+        Step::IpvsConnection { server, .. } => {
+            if zh {
+                format!("复用已有的 IPVS 连接或持久化模板，发往 {server}。")
+            } else {
+                format!("An existing IPVS connection or persistence template is reused: {server}.")
+            }
+        }
+        Step::Note { text } => text.clone(),
+        Step::Verdict { verdict } => {
+            if zh {
+                format!("结果：数据包{}。", verdict_words(lang, *verdict))
+            } else {
+                format!("Result: the packet is {}.", verdict_words(lang, *verdict))
+            }
+        }
+    }
+}
+
+/// Short label for the step list (the text alternative of the animation).
+pub fn step_label(lang: Lang, step: &Step) -> String {
+    narrate(lang, step)
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn browser_language() {
+        assert_eq!(Lang::from_browser("zh-CN"), Lang::Zh);
+        assert_eq!(Lang::from_browser("zh-Hant-TW"), Lang::Zh);
+        assert_eq!(Lang::from_browser("ZH"), Lang::Zh);
+        assert_eq!(Lang::from_browser("en-GB"), Lang::En);
+        assert_eq!(Lang::from_browser(""), Lang::En);
+    }
+
+    #[test]
+    fn glossary_has_the_required_terms() {
+        for (en, zh) in [("session affinity", "会话保持"), ("masquerade", "伪装"), ("scheduling algorithm", "调度算法")] {
+            assert!(GLOSSARY.iter().any(|g| g.0 == en && g.1 == zh), "{en}");
+        }
+    }
+
+    #[test]
+    fn narration_differs_by_language_and_names_the_chain() {
+        let s = Step::Rule {
+            table: "nat".into(),
+            chain: "KUBE-SVC-X".into(),
+            index: 1,
+            text: String::new(),
+            line: None,
+            matched: false,
+            failed: Some("! -s 10.0.0.0/16".into()),
+            note: None,
+        };
+        let en = narrate(Lang::En, &s);
+        let zh = narrate(Lang::Zh, &s);
+        assert!(en.contains("KUBE-SVC-X") && en.contains("! -s 10.0.0.0/16"));
+        assert!(zh.contains("KUBE-SVC-X") && zh.contains("不匹配"));
+    }
+}

@@ -1,0 +1,345 @@
+//! The app's single state and its reducer (Yew function_todomvc style).
+//!
+//! Everything the learner can do is an [`Action`]; [`State::apply`] is deterministic: randomness
+//! (the packet's seed) and time (`now`) arrive inside the action, chosen by the root component.
+//! That is what makes a share link reproducible: replaying the same actions gives the same view.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use proxyscope_core::trace::{Proto, Trace};
+use yew::Reducible;
+
+use crate::engine::{self, Timeline};
+use crate::i18n::Lang;
+use crate::model::{self, Model, Sim};
+use crate::share::{SentPacket, ShareState};
+
+/// Milliseconds per step for the speed control, slowest first.
+pub const SPEEDS_MS: [u32; 5] = [1600, 800, 400, 200, 80];
+pub const DEFAULT_SPEED: usize = 1;
+/// Packets kept for a share link; older ones are dropped (and with them their conntrack history).
+pub const MAX_SENT: usize = 32;
+pub const MANY_CHOICES: [usize; 4] = [1, 10, 100, 1000];
+
+/// Result of "send many": which endpoint each connection went to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Many {
+    /// Endpoint labels (`ip:port`, or `REJECT`/`DROP`/"" for packets no rule rewrote).
+    pub outputs: Vec<String>,
+    /// For each connection, the index into `outputs`.
+    pub per_packet: Vec<usize>,
+    /// Count per output, same order.
+    pub counts: Vec<usize>,
+    /// Exact probabilities from core (the first connection's outcome tree), for comparison.
+    pub expected: Vec<(String, f64)>,
+}
+
+#[derive(Debug)]
+pub enum Action {
+    ToggleLang,
+    SetLang(Lang),
+    SelectClient(usize),
+    SelectTarget(usize),
+    SelectProto(Proto),
+    /// Send the selected packet; the root picks seed and time.
+    Send { seed: u64, now: f64 },
+    StepForward,
+    StepBack,
+    Seek(usize),
+    NextHook,
+    PrevHook,
+    Reset,
+    End,
+    TogglePlay,
+    Pause,
+    /// Timer tick while playing.
+    Tick,
+    Faster,
+    Slower,
+    EditScenario(String),
+    LoadScenario,
+    LoadPreset(usize),
+    SendMany { n: usize, seed: u64, now: f64 },
+    Restore(ShareState),
+    ShareFailed(String),
+}
+
+#[derive(Clone)]
+pub struct State {
+    pub lang: Lang,
+    pub embed: bool,
+    pub scenario_text: String,
+    /// The loaded scenario, or the diagnostics of the last load attempt.
+    pub model: Result<Rc<Model>, Rc<Vec<model::Diag>>>,
+    /// Diagnostics of an edit that failed to load while the previous scenario stays active.
+    pub editor_errors: Rc<Vec<model::Diag>>,
+    /// Stateful core session (conntrack, `-m recent`); only the reducer mutates it.
+    pub sim: Option<Rc<RefCell<Sim>>>,
+    pub client: usize,
+    pub target: usize,
+    pub proto: Proto,
+    pub sent: Vec<SentPacket>,
+    pub trace: Option<Rc<Trace>>,
+    pub timeline: Rc<Timeline>,
+    pub cursor: usize,
+    pub playing: bool,
+    pub speed: usize,
+    pub many: Option<Rc<Many>>,
+    pub share_error: Option<String>,
+}
+
+impl State {
+    pub fn new(lang: Lang, embed: bool) -> State {
+        let mut s = State {
+            lang,
+            embed,
+            scenario_text: model::DEMO.to_string(),
+            model: Err(Rc::new(vec![])),
+            editor_errors: Rc::new(vec![]),
+            sim: None,
+            client: 0,
+            target: 0,
+            proto: Proto::Tcp,
+            sent: vec![],
+            trace: None,
+            timeline: Rc::new(Timeline::default()),
+            cursor: 0,
+            playing: false,
+            speed: DEFAULT_SPEED,
+            many: None,
+            share_error: None,
+        };
+        s.load(model::DEMO.to_string());
+        s
+    }
+
+    pub fn model(&self) -> Option<&Model> {
+        self.model.as_ref().ok().map(|m| &**m)
+    }
+
+    pub fn is_custom_scenario(&self) -> bool {
+        self.scenario_text != model::DEMO
+    }
+
+    /// What a share link needs to rebuild this view.
+    pub fn share_state(&self) -> ShareState {
+        ShareState {
+            scenario: self.is_custom_scenario().then(|| self.scenario_text.clone()),
+            sent: self.sent.clone(),
+            step: self.cursor,
+            lang: Some(self.lang),
+            ..ShareState::default()
+        }
+    }
+
+    fn load(&mut self, text: String) -> bool {
+        match model::load(&text) {
+            Ok(m) => {
+                let m = Rc::new(m);
+                self.sim = Some(Rc::new(RefCell::new(Sim::new(&m))));
+                self.client = 0;
+                self.target = 0;
+                self.proto = m.targets.first().map(|t| t.proto).unwrap_or(Proto::Tcp);
+                self.model = Ok(m);
+                self.editor_errors = Rc::new(vec![]);
+                self.scenario_text = text;
+                self.clear_trace();
+                self.sent.clear();
+                true
+            }
+            Err(d) => {
+                self.editor_errors = Rc::new(d);
+                self.scenario_text = text;
+                false
+            }
+        }
+    }
+
+    fn clear_trace(&mut self) {
+        self.trace = None;
+        self.timeline = Rc::new(Timeline::default());
+        self.cursor = 0;
+        self.playing = false;
+        self.many = None;
+    }
+
+    fn selected_packet(&self, seed: u64, now: f64) -> Option<SentPacket> {
+        let m = self.model()?;
+        let c = m.clients.get(self.client)?;
+        let t = m.targets.get(self.target)?;
+        Some(SentPacket { src: c.src, dst: t.dst, dport: t.dport, proto: self.proto, sport: None, seed, now })
+    }
+
+    fn run(&mut self, p: SentPacket) {
+        let Some(sim) = &self.sim else { return };
+        let trace = sim.borrow_mut().trace(&p);
+        self.timeline = Rc::new(engine::timeline(&trace));
+        self.trace = Some(Rc::new(trace));
+        self.cursor = 0;
+        self.sent.push(p);
+        if self.sent.len() > MAX_SENT {
+            self.sent.remove(0);
+        }
+    }
+
+    fn last_frame(&self) -> usize {
+        self.timeline.len().saturating_sub(1)
+    }
+
+    pub fn apply(&mut self, action: Action) {
+        match action {
+            Action::ToggleLang => self.lang = self.lang.other(),
+            Action::SetLang(l) => self.lang = l,
+            Action::SelectClient(i) => self.client = i,
+            Action::SelectTarget(i) => {
+                self.target = i;
+                if let Some(t) = self.model().and_then(|m| m.targets.get(i)) {
+                    self.proto = t.proto;
+                }
+            }
+            Action::SelectProto(p) => self.proto = p,
+            Action::Send { seed, now } => {
+                if let Some(p) = self.selected_packet(seed, now) {
+                    self.run(p);
+                    self.playing = true;
+                }
+            }
+            Action::StepForward => {
+                self.playing = false;
+                self.cursor = (self.cursor + 1).min(self.last_frame());
+            }
+            Action::StepBack => {
+                self.playing = false;
+                self.cursor = self.cursor.saturating_sub(1);
+            }
+            Action::Seek(i) => {
+                self.playing = false;
+                self.cursor = i.min(self.last_frame());
+            }
+            Action::NextHook => {
+                self.playing = false;
+                if let Some(i) = self.timeline.next_hook(self.cursor) {
+                    self.cursor = i;
+                }
+            }
+            Action::PrevHook => {
+                self.playing = false;
+                self.cursor = self.timeline.prev_hook(self.cursor).unwrap_or(0);
+            }
+            Action::Reset => {
+                self.playing = false;
+                self.cursor = 0;
+            }
+            Action::End => {
+                self.playing = false;
+                self.cursor = self.last_frame();
+            }
+            Action::TogglePlay => {
+                if self.playing {
+                    self.playing = false;
+                } else if !self.timeline.is_empty() {
+                    // Play from the start again when at the end, like a media player.
+                    if self.cursor >= self.last_frame() {
+                        self.cursor = 0;
+                    }
+                    self.playing = true;
+                }
+            }
+            Action::Pause => self.playing = false,
+            Action::Tick => {
+                if self.playing {
+                    if self.cursor < self.last_frame() {
+                        self.cursor += 1;
+                    }
+                    if self.cursor >= self.last_frame() {
+                        self.playing = false;
+                    }
+                }
+            }
+            Action::Faster => self.speed = (self.speed + 1).min(SPEEDS_MS.len() - 1),
+            Action::Slower => self.speed = self.speed.saturating_sub(1),
+            Action::EditScenario(t) => self.scenario_text = t,
+            Action::LoadScenario => {
+                let t = self.scenario_text.clone();
+                self.load(t);
+            }
+            Action::LoadPreset(i) => {
+                if let Some((_, text)) = model::PRESETS.get(i) {
+                    self.load(text.to_string());
+                }
+            }
+            Action::SendMany { n, seed, now } => {
+                if let (Some(m), Some(p)) = (self.model.clone().ok(), self.selected_packet(seed, now)) {
+                    self.many = Some(Rc::new(send_many(&m, &p, n)));
+                }
+            }
+            Action::Restore(sh) => self.restore(sh),
+            Action::ShareFailed(e) => self.share_error = Some(e),
+        }
+    }
+
+    fn restore(&mut self, sh: ShareState) {
+        if let Some(l) = sh.lang {
+            self.lang = l;
+        }
+        let text = sh.scenario.unwrap_or_else(|| model::DEMO.to_string());
+        if !self.load(text) {
+            self.share_error = Some("scenario in the link does not load".into());
+            return;
+        }
+        // Replaying every packet in order rebuilds conntrack and `-m recent` state; the view shows
+        // the last one's trace.
+        for p in sh.sent {
+            self.run(p);
+        }
+        self.cursor = sh.step.min(self.last_frame());
+        self.playing = false;
+    }
+}
+
+/// Trace `n` new connections with a fresh session each time the button is pressed (so the
+/// learner's stepping session is left alone), each with its own seed. Conntrack/affinity state
+/// carries across the `n` connections, as it would on a real node: with session affinity they all
+/// land on one Pod, which is the point to see.
+pub fn send_many(m: &Model, p: &SentPacket, n: usize) -> Many {
+    let mut sim = Sim::new(m);
+    let mut outputs: Vec<String> = Vec::new();
+    let mut counts: Vec<usize> = Vec::new();
+    let mut per_packet = Vec::with_capacity(n);
+    let mut expected = Vec::new();
+    for i in 0..n {
+        let q = SentPacket {
+            seed: p.seed.wrapping_add(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            // A new source port per connection, so each one is a new conntrack entry.
+            sport: Some(32768u16.wrapping_add((i % 28232) as u16)),
+            now: p.now + i as f64 * 0.001,
+            ..p.clone()
+        };
+        let t = sim.trace(&q);
+        if i == 0 {
+            expected = t.outcomes.iter().map(|o| (o.output.clone(), o.probability)).collect();
+        }
+        let k = match outputs.iter().position(|o| *o == t.chosen.output) {
+            Some(k) => k,
+            None => {
+                outputs.push(t.chosen.output.clone());
+                counts.push(0);
+                outputs.len() - 1
+            }
+        };
+        counts[k] += 1;
+        per_packet.push(k);
+    }
+    Many { outputs, per_packet, counts, expected }
+}
+
+impl Reducible for State {
+    type Action = Action;
+
+    fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
+        let mut s = (*self).clone();
+        s.apply(action);
+        Rc::new(s)
+    }
+}
