@@ -184,6 +184,16 @@ fn gcd(a: i32, b: i32) -> i32 {
     a
 }
 
+/// The Maglev population step for a table of any size `m` (the kernel always uses
+/// [`MH_TAB_SIZE`]); exposed so small tables can be checked by hand.
+pub fn populate_table(setup: &[MhSetup], m: usize) -> Vec<Option<DestId>> {
+    let mut table = vec![None; m];
+    if setup.iter().any(|s| s.turns >= 1) {
+        populate(setup, &mut table);
+    }
+    table
+}
+
 /// `ip_vs_mh_populate`: rounds over the servers in list order; each takes `turns` entries in a
 /// row, each time advancing its own walk past taken entries; stop at the M-th entry.
 fn populate(setup: &[MhSetup], table: &mut [Option<DestId>]) {
