@@ -316,8 +316,10 @@ impl<'de> Deserialize<'de> for Event {
                 let path = e.path().to_string();
                 let inner = e.into_inner();
                 match path.split_once('.') {
-                    Some((_, field)) => D::Error::custom(format!("field {field:?}: {inner}")),
-                    None => D::Error::custom(inner),
+                    Some((_, field)) if !field.is_empty() => {
+                        D::Error::custom(format!("field {field:?}: {inner}"))
+                    }
+                    _ => D::Error::custom(inner),
                 }
             })
     }
