@@ -7,10 +7,12 @@
 //! mode programs ([`proxier`]) → the rule text formats ([`rules`]) → the kernel machines that run
 //! them ([`netfilter`], [`ipvs`]) → the [`trace`] the CLI and the web app render.
 
+pub mod api;
 pub mod diag;
 pub mod generate;
 pub mod ipvs;
 pub mod k8s;
+pub mod netfilter;
 pub mod proxier;
 pub mod rules;
 pub mod trace;

@@ -124,7 +124,11 @@ pub enum Step {
     /// The routing decision after PREROUTING / OUTPUT.
     Route { local: bool, note: String },
     /// The walk entered a chain.
-    Chain { table: String, chain: String, entry: Entry },
+    Chain {
+        table: String,
+        chain: String,
+        entry: Entry,
+    },
     /// A rule was evaluated. `failed` names the first match that did not match (None = matched).
     Rule {
         table: String,
@@ -140,9 +144,23 @@ pub enum Step {
         /// Extra explanation (e.g. the random draw of `-m statistic`).
         note: Option<String>,
     },
+    /// A run of rules that cannot match because the header field the chain is indexed on
+    /// differs (e.g. 9,999 KUBE-SERVICES rules for other ClusterIPs). The kernel still evaluates
+    /// them one by one; they count in `rules_evaluated`.
+    Skipped {
+        table: String,
+        chain: String,
+        first: usize,
+        last: usize,
+        reason: String,
+    },
     /// End of a chain reached without a verdict: the built-in chain's policy applies, or a
     /// user chain returns to its caller.
-    ChainEnd { table: String, chain: String, policy: Option<Verdict> },
+    ChainEnd {
+        table: String,
+        chain: String,
+        policy: Option<Verdict>,
+    },
     /// `-j RETURN` or falling off a user chain.
     Return { table: String, chain: String },
     /// The skb mark changed.
@@ -150,13 +168,29 @@ pub enum Step {
     /// Destination rewritten.
     Dnat { from: String, to: String },
     /// Source rewritten (SNAT or MASQUERADE).
-    Snat { from: String, to: String, masquerade: bool },
+    Snat {
+        from: String,
+        to: String,
+        masquerade: bool,
+    },
     /// A `-m recent` list was read or written.
-    Recent { name: String, action: String, addr: IpAddr, hit: bool },
+    Recent {
+        name: String,
+        action: String,
+        addr: IpAddr,
+        hit: bool,
+    },
     /// IPVS: a virtual service lookup at LOCAL_IN.
-    IpvsLookup { service: Option<String>, note: String },
+    IpvsLookup {
+        service: Option<String>,
+        note: String,
+    },
     /// IPVS: the scheduler picked a real server (or none), with the kernel's reason.
-    IpvsSchedule { scheduler: String, server: Option<String>, reason: String },
+    IpvsSchedule {
+        scheduler: String,
+        server: Option<String>,
+        reason: String,
+    },
     /// IPVS: an existing connection entry or persistence template was reused.
     IpvsConnection { server: String, note: String },
     /// Plain-words narration for a learner, attached after the events it explains.

@@ -27,7 +27,9 @@ fn restore_payload_parses_to_the_same_model_as_the_kernel_text() {
     for t in &ours.ruleset.tables {
         let kt = kernel.table(&t.name).expect("table present in kernel text");
         for c in &t.chains {
-            let kc = kt.chain(&c.name).unwrap_or_else(|| panic!("chain {} missing", c.name));
+            let kc = kt
+                .chain(&c.name)
+                .unwrap_or_else(|| panic!("chain {} missing", c.name));
             assert_eq!(c.rules.len(), kc.rules.len(), "chain {}", c.name);
             for (a, b) in c.rules.iter().zip(&kc.rules) {
                 let (mut a, mut b) = (a.clone(), b.clone());
@@ -62,7 +64,11 @@ fn kernel_fixtures() -> Vec<(String, String, String)> {
 }
 
 fn family_of(name: &str) -> Family {
-    if name.starts_with("ipv6") { Family::V6 } else { Family::V4 }
+    if name.starts_with("ipv6") {
+        Family::V6
+    } else {
+        Family::V4
+    }
 }
 
 #[test]
@@ -78,12 +84,20 @@ fn every_kernel_fixture_round_trips_byte_for_byte() {
 fn every_kernel_fixture_payload_means_what_the_kernel_saved() {
     for (name, restore, saved) in kernel_fixtures() {
         let ours = parse(&restore, family_of(&name));
-        assert!(ours.diagnostics.is_empty(), "{name}: {:?}", ours.diagnostics);
+        assert!(
+            ours.diagnostics.is_empty(),
+            "{name}: {:?}",
+            ours.diagnostics
+        );
         let kernel = parse(&saved, family_of(&name)).ruleset;
         for t in &ours.ruleset.tables {
-            let kt = kernel.table(&t.name).unwrap_or_else(|| panic!("{name}: table {}", t.name));
+            let kt = kernel
+                .table(&t.name)
+                .unwrap_or_else(|| panic!("{name}: table {}", t.name));
             for c in &t.chains {
-                let kc = kt.chain(&c.name).unwrap_or_else(|| panic!("{name}: chain {} missing", c.name));
+                let kc = kt
+                    .chain(&c.name)
+                    .unwrap_or_else(|| panic!("{name}: chain {} missing", c.name));
                 let strip = |r: &proxyscope_core::rules::iptables::Rule| {
                     let mut r = r.clone();
                     r.line = 0;

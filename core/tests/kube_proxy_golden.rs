@@ -14,7 +14,9 @@ fn service_key(rule: &str) -> (u8, String) {
     if rule.contains("must be the last rule") {
         return (1, String::new());
     }
-    let Some(i) = rule.find("--comment ") else { return (0, String::new()) };
+    let Some(i) = rule.find("--comment ") else {
+        return (0, String::new());
+    };
     let rest = rule[i + 10..].trim_start_matches('"');
     let end = rest.find([' ', ':', '"']).unwrap_or(rest.len());
     (0, rest[..end].to_string())
@@ -22,7 +24,8 @@ fn service_key(rule: &str) -> (u8, String) {
 
 /// kube-proxy's test normaliser (spec §13).
 fn normalise(payload: &str) -> String {
-    let mut tables: BTreeMap<String, (Vec<String>, BTreeMap<String, Vec<String>>, Vec<String>)> = BTreeMap::new();
+    let mut tables: BTreeMap<String, (Vec<String>, BTreeMap<String, Vec<String>>, Vec<String>)> =
+        BTreeMap::new();
     let mut cur = String::new();
     for line in payload.lines() {
         let line = line.trim();
@@ -34,7 +37,13 @@ fn normalise(payload: &str) -> String {
             tables.get_mut(&cur).unwrap().0.push(name);
         } else if let Some(r) = line.strip_prefix("-A ") {
             let chain = r.split_whitespace().next().unwrap().to_string();
-            tables.get_mut(&cur).unwrap().1.entry(chain).or_default().push(line.to_string());
+            tables
+                .get_mut(&cur)
+                .unwrap()
+                .1
+                .entry(chain)
+                .or_default()
+                .push(line.to_string());
         } else if let Some(x) = line.strip_prefix("-X ") {
             tables.get_mut(&cur).unwrap().2.push(x.to_string());
         }
@@ -75,7 +84,11 @@ fn normalise(payload: &str) -> String {
 }
 
 fn dedent(s: &str) -> String {
-    s.lines().map(str::trim).filter(|l| !l.is_empty()).map(|l| format!("{l}\n")).collect()
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 fn payload(yaml: &str, family: Family) -> String {
@@ -96,7 +109,8 @@ fn chain_name_hashes_match_kube_proxy() {
 /// Upstream: TestOverallIPTablesRules.
 #[test]
 fn overall_iptables_rules() {
-    let expected = dedent(r#"
+    let expected = dedent(
+        r#"
         *filter
         :KUBE-NODEPORTS - [0:0]
         :KUBE-SERVICES - [0:0]
@@ -192,7 +206,8 @@ fn overall_iptables_rules() {
         -A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment "ns1/svc1:p80 cluster IP" -m tcp -p tcp -d 172.30.0.41 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
         -A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment "ns1/svc1:p80 -> 10.180.0.1:80" -j KUBE-SEP-SXIVWICOYRO3J4NJ
         COMMIT
-    "#);
+    "#,
+    );
     let got = normalise(&payload(include_str!("golden/overall.yaml"), Family::V4));
     if got != expected {
         let diff: Vec<String> = got
@@ -203,6 +218,9 @@ fn overall_iptables_rules() {
             .take(5)
             .map(|(i, (a, b))| format!("line {}:\n  got:      {a}\n  expected: {b}", i + 1))
             .collect();
-        panic!("payload differs from kube-proxy's expectation:\n{}\n\nfull output:\n{got}", diff.join("\n"));
+        panic!(
+            "payload differs from kube-proxy's expectation:\n{}\n\nfull output:\n{got}",
+            diff.join("\n")
+        );
     }
 }

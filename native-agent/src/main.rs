@@ -8,7 +8,6 @@ mod error;
 mod kernel;
 
 use clap::{Parser, Subcommand};
-use error::CliError;
 
 #[derive(Parser)]
 #[command(name = "proxyscope", version, about = "See how kube-proxy sends Service traffic to Pods, packet by packet")]
@@ -19,6 +18,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print the rules kube-proxy programs for a scenario
+    Rules(cmd::rules::RulesArgs),
+    /// Trace a packet through the rules, hook by hook and rule by rule
+    Trace(cmd::trace::TraceArgs),
     /// IPVS tools (scheduler replay, ...)
     #[command(subcommand)]
     Ipvs(cmd::ipvs::IpvsCommand),
@@ -27,6 +30,8 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Rules(a) => cmd::rules::run(a),
+        Command::Trace(a) => cmd::trace::run(a),
         Command::Ipvs(c) => cmd::ipvs::run(c),
     };
     if let Err(e) = result {

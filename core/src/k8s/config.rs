@@ -101,19 +101,33 @@ impl ProxyConfig {
     /// node's pod CIDRs.
     pub fn detect_local(&self, v6: bool, node_pod_cidrs: &[IpNet]) -> DetectLocal {
         let of_family = |v: &[IpNet]| -> Vec<IpNet> {
-            v.iter().filter(|c| matches!(c, IpNet::V6(_)) == v6).copied().take(1).collect()
+            v.iter()
+                .filter(|c| matches!(c, IpNet::V6(_)) == v6)
+                .copied()
+                .take(1)
+                .collect()
         };
         match self.detect_local_mode.as_str() {
             "" | "ClusterCIDR" => {
                 let c = of_family(&self.cluster_cidrs);
-                if c.is_empty() { DetectLocal::None } else { DetectLocal::Cidr(c) }
+                if c.is_empty() {
+                    DetectLocal::None
+                } else {
+                    DetectLocal::Cidr(c)
+                }
             }
             "NodeCIDR" => {
                 let c = of_family(node_pod_cidrs);
-                if c.is_empty() { DetectLocal::None } else { DetectLocal::Cidr(c) }
+                if c.is_empty() {
+                    DetectLocal::None
+                } else {
+                    DetectLocal::Cidr(c)
+                }
             }
             "BridgeInterface" => DetectLocal::Bridge(self.bridge_interface.clone()),
-            "InterfaceNamePrefix" => DetectLocal::InterfacePrefix(self.interface_name_prefix.clone()),
+            "InterfaceNamePrefix" => {
+                DetectLocal::InterfacePrefix(self.interface_name_prefix.clone())
+            }
             _ => DetectLocal::None,
         }
     }
@@ -146,7 +160,10 @@ pub(crate) struct Reader<'a> {
 
 impl Reader<'_> {
     fn loc(&self, field: &str) -> String {
-        format!("document {} (KubeProxyConfiguration), field {field}", self.doc)
+        format!(
+            "document {} (KubeProxyConfiguration), field {field}",
+            self.doc
+        )
     }
     fn last_key(field: &str) -> &str {
         field.rsplit('.').next().unwrap_or(field)
@@ -263,7 +280,10 @@ pub(crate) fn read(obj: &serde_json::Map<String, Value>, r: &mut Reader) -> Prox
                         "ipvs" => ProxyMode::Ipvs,
                         "nftables" => ProxyMode::Nftables,
                         other => {
-                            r.error("mode", format!("unknown mode `{other}` (iptables, ipvs or nftables)"));
+                            r.error(
+                                "mode",
+                                format!("unknown mode `{other}` (iptables, ipvs or nftables)"),
+                            );
                             ProxyMode::Iptables
                         }
                     }
@@ -281,7 +301,10 @@ pub(crate) fn read(obj: &serde_json::Map<String, Value>, r: &mut Reader) -> Prox
             }
             "detectLocalMode" => {
                 if let Some(m) = r.string(v, "detectLocalMode") {
-                    if !matches!(m.as_str(), "" | "ClusterCIDR" | "NodeCIDR" | "BridgeInterface" | "InterfaceNamePrefix") {
+                    if !matches!(
+                        m.as_str(),
+                        "" | "ClusterCIDR" | "NodeCIDR" | "BridgeInterface" | "InterfaceNamePrefix"
+                    ) {
                         r.error(
                             "detectLocalMode",
                             format!("unknown mode `{m}` (ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix)"),
@@ -298,9 +321,15 @@ pub(crate) fn read(obj: &serde_json::Map<String, Value>, r: &mut Reader) -> Prox
                 };
                 for (k2, v2) in o {
                     match k2.as_str() {
-                        "bridgeInterface" => c.bridge_interface = r.string(v2, "detectLocal.bridgeInterface").unwrap_or_default(),
+                        "bridgeInterface" => {
+                            c.bridge_interface = r
+                                .string(v2, "detectLocal.bridgeInterface")
+                                .unwrap_or_default()
+                        }
                         "interfaceNamePrefix" => {
-                            c.interface_name_prefix = r.string(v2, "detectLocal.interfaceNamePrefix").unwrap_or_default()
+                            c.interface_name_prefix = r
+                                .string(v2, "detectLocal.interfaceNamePrefix")
+                                .unwrap_or_default()
                         }
                         other => r.warn(&format!("detectLocal.{other}"), "unknown field: ignored"),
                     }
@@ -322,7 +351,9 @@ pub(crate) fn read(obj: &serde_json::Map<String, Value>, r: &mut Reader) -> Prox
                 Value::Null => {}
                 _ => r.error("nodePortAddresses", "expected a list of CIDRs"),
             },
-            "hostnameOverride" => c.hostname_override = r.string(v, "hostnameOverride").unwrap_or_default(),
+            "hostnameOverride" => {
+                c.hostname_override = r.string(v, "hostnameOverride").unwrap_or_default()
+            }
             "iptables" | "nftables" => {
                 let Some(o) = v.as_object() else {
                     r.error(k, "expected an object");
@@ -334,12 +365,20 @@ pub(crate) fn read(obj: &serde_json::Map<String, Value>, r: &mut Reader) -> Prox
                     match k2.as_str() {
                         "masqueradeAll" => {
                             if let Some(b) = r.boolean(v2, &f) {
-                                if ipt { c.masquerade_all = b } else { c.nftables_masquerade_all = b }
+                                if ipt {
+                                    c.masquerade_all = b
+                                } else {
+                                    c.nftables_masquerade_all = b
+                                }
                             }
                         }
                         "masqueradeBit" => {
                             if let Some(n) = r.int(v2, &f, 0, 31) {
-                                if ipt { c.masquerade_bit = n as u32 } else { c.nftables_masquerade_bit = n as u32 }
+                                if ipt {
+                                    c.masquerade_bit = n as u32
+                                } else {
+                                    c.nftables_masquerade_bit = n as u32
+                                }
                             }
                         }
                         "localhostNodePorts" if ipt => {
@@ -349,7 +388,10 @@ pub(crate) fn read(obj: &serde_json::Map<String, Value>, r: &mut Reader) -> Prox
                         }
                         "syncPeriod" | "minSyncPeriod" => {
                             let _ = r.duration(v2, &f);
-                            r.warn(&f, "sync timing is not modelled (proxyscope shows one full sync)");
+                            r.warn(
+                                &f,
+                                "sync timing is not modelled (proxyscope shows one full sync)",
+                            );
                         }
                         other => r.warn(&f, format!("unknown field `{other}`: ignored")),
                     }
@@ -379,7 +421,10 @@ pub(crate) fn read(obj: &serde_json::Map<String, Value>, r: &mut Reader) -> Prox
                         "udpTimeout" => c.ipvs.udp_timeout = r.duration(v2, &f).unwrap_or(0),
                         "syncPeriod" | "minSyncPeriod" => {
                             let _ = r.duration(v2, &f);
-                            r.warn(&f, "sync timing is not modelled (proxyscope shows one full sync)");
+                            r.warn(
+                                &f,
+                                "sync timing is not modelled (proxyscope shows one full sync)",
+                            );
                         }
                         other => r.warn(&f, format!("unknown field `{other}`: ignored")),
                     }
@@ -408,10 +453,16 @@ pub(crate) fn read(obj: &serde_json::Map<String, Value>, r: &mut Reader) -> Prox
                 }
             }
             "syncPeriod" | "minSyncPeriod" => {
-                r.warn(k, "sync timing is not modelled (proxyscope shows one full sync)");
+                r.warn(
+                    k,
+                    "sync timing is not modelled (proxyscope shows one full sync)",
+                );
             }
             other if NO_EFFECT.contains(&other) => {
-                r.warn(other, "has no effect on the rules or packet paths proxyscope shows");
+                r.warn(
+                    other,
+                    "has no effect on the rules or packet paths proxyscope shows",
+                );
             }
             other => r.warn(other, format!("unknown field `{other}`: ignored")),
         }

@@ -19,7 +19,8 @@ pub fn parse_ip_sloppy(s: &str) -> Option<IpAddr> {
     let mut octets = [0u8; 4];
     let mut n = 0;
     for part in s.split('.') {
-        if n == 4 || part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+        if n == 4 || part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit())
+        {
             return None;
         }
         octets[n] = part.parse::<u16>().ok().filter(|v| *v <= 255)? as u8;
@@ -56,12 +57,24 @@ mod tests {
     #[test]
     fn legacy_leading_zeros_are_decimal() {
         // Values from kube-proxy's TestOverallIPTablesRules-era fixtures (spec §6).
-        assert_eq!(parse_ip_sloppy("172.30.0.041").unwrap().to_string(), "172.30.0.41");
-        assert_eq!(parse_ip_sloppy("10.180.00.001").unwrap().to_string(), "10.180.0.1");
-        assert_eq!(parse_cidr_sloppy("203.0.113.000/025").unwrap().to_string(), "203.0.113.0/25");
+        assert_eq!(
+            parse_ip_sloppy("172.30.0.041").unwrap().to_string(),
+            "172.30.0.41"
+        );
+        assert_eq!(
+            parse_ip_sloppy("10.180.00.001").unwrap().to_string(),
+            "10.180.0.1"
+        );
+        assert_eq!(
+            parse_cidr_sloppy("203.0.113.000/025").unwrap().to_string(),
+            "203.0.113.0/25"
+        );
         assert!(parse_ip_sloppy("1.2.3.256").is_none());
         assert!(parse_ip_sloppy("1.2.3").is_none());
         assert!(parse_cidr_sloppy("10.0.0.0/33").is_none());
-        assert_eq!(join_host_port("fd00::1".parse().unwrap(), 80), "[fd00::1]:80");
+        assert_eq!(
+            join_host_port("fd00::1".parse().unwrap(), 80),
+            "[fd00::1]:80"
+        );
     }
 }

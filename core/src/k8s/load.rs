@@ -48,17 +48,33 @@ impl<'a> Lines<'a> {
     }
 
     fn range(&self, doc: usize) -> (usize, usize) {
-        self.docs.get(doc.wrapping_sub(1)).copied().unwrap_or((1, usize::MAX))
+        self.docs
+            .get(doc.wrapping_sub(1))
+            .copied()
+            .unwrap_or((1, usize::MAX))
     }
 
     /// First line of document `doc` (1-based) at or after `from` that holds `key:`.
     fn find_key(&self, doc: usize, key: &str, from: usize) -> Option<usize> {
         let (a, b) = self.range(doc);
         let a = a.max(from);
-        self.text.lines().enumerate().skip(a.saturating_sub(1)).take_while(|(i, _)| i + 1 <= b).find_map(|(i, l)| {
-            let t = l.trim_start().trim_start_matches("- ").trim_start_matches('"');
-            (t.starts_with(key) && t[key.len()..].trim_start_matches('"').trim_start().starts_with(':')).then_some(i + 1)
-        })
+        self.text
+            .lines()
+            .enumerate()
+            .skip(a.saturating_sub(1))
+            .take_while(|(i, _)| *i < b)
+            .find_map(|(i, l)| {
+                let t = l
+                    .trim_start()
+                    .trim_start_matches("- ")
+                    .trim_start_matches('"');
+                (t.starts_with(key)
+                    && t[key.len()..]
+                        .trim_start_matches('"')
+                        .trim_start()
+                        .starts_with(':'))
+                .then_some(i + 1)
+            })
     }
 
     fn doc_start(&self, doc: usize) -> Option<usize> {
@@ -67,12 +83,18 @@ impl<'a> Lines<'a> {
 }
 
 fn kind_of(v: &Value) -> (&str, &str) {
-    (v.get("apiVersion").and_then(Value::as_str).unwrap_or(""), v.get("kind").and_then(Value::as_str).unwrap_or(""))
+    (
+        v.get("apiVersion").and_then(Value::as_str).unwrap_or(""),
+        v.get("kind").and_then(Value::as_str).unwrap_or(""),
+    )
 }
 
 fn meta_name(v: &Value) -> String {
     let m = v.get("metadata");
-    let name = m.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("?");
+    let name = m
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("?");
     match m.and_then(|m| m.get("namespace")).and_then(Value::as_str) {
         Some(ns) => format!("{ns}/{name}"),
         None => name.to_string(),
@@ -85,7 +107,11 @@ fn unknown_fields(orig: &Value, rt: &Value, path: &str, out: &mut Vec<String>) {
     match (orig, rt) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in a {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 match b.get(k) {
                     Some(bv) => unknown_fields(v, bv, &p, out),
                     None => {
@@ -133,7 +159,9 @@ impl Ctx<'_> {
             Some(f) => {
                 let key = f.rsplit('.').next().unwrap_or(f);
                 let key = key.split('[').next().unwrap_or(key);
-                self.lines.find_key(doc, key, 0).or_else(|| self.lines.doc_start(doc))
+                self.lines
+                    .find_key(doc, key, 0)
+                    .or_else(|| self.lines.doc_start(doc))
             }
             None => self.lines.doc_start(doc),
         };
@@ -154,7 +182,12 @@ impl Ctx<'_> {
 
     /// Deserialize an API object with the real type, naming the failing field on error and
     /// warning about fields the type does not know.
-    fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(&mut self, doc: usize, what: &str, v: &Value) -> Option<T> {
+    fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
+        &mut self,
+        doc: usize,
+        what: &str,
+        v: &Value,
+    ) -> Option<T> {
         let r: Result<T, _> = serde_path_to_error::deserialize(v.clone());
         match r {
             Ok(t) => {
@@ -190,7 +223,10 @@ pub fn load(text: &str) -> Result<Loaded, Vec<Diagnostic>> {
             return Err(vec![Diagnostic::error(line, "YAML", first)]);
         }
     };
-    let mut ctx = Ctx { lines: Lines::new(text, docs.len()), diags: Vec::new() };
+    let mut ctx = Ctx {
+        lines: Lines::new(text, docs.len()),
+        diags: Vec::new(),
+    };
 
     // Flatten `kind: List` (what `kubectl get a,b -o yaml` prints) keeping the document number.
     let mut objects: Vec<(usize, String, Value)> = Vec::new();
@@ -210,7 +246,12 @@ pub fn load(text: &str) -> Result<Loaded, Vec<Diagnostic>> {
                 }
             }
             Value::Object(_) => objects.push((doc, String::new(), d)),
-            other => ctx.error(doc, "document", None, format!("expected a Kubernetes object, got {other}")),
+            other => ctx.error(
+                doc,
+                "document",
+                None,
+                format!("expected a Kubernetes object, got {other}"),
+            ),
         }
     }
 
@@ -311,12 +352,17 @@ pub fn load(text: &str) -> Result<Loaded, Vec<Diagnostic>> {
         ));
         String::new()
     };
-    let node = nodes.iter().find(|(_, n)| n.metadata.name.as_deref() == Some(node_name.as_str())).map(|(_, n)| n.clone());
+    let node = nodes
+        .iter()
+        .find(|(_, n)| n.metadata.name.as_deref() == Some(node_name.as_str()))
+        .map(|(_, n)| n.clone());
     if node.is_none() && !nodes.is_empty() && !node_name.is_empty() {
         ctx.diags.push(Diagnostic::warning(
             None,
             "scenario",
-            format!("no Node named `{node_name}`: the other Node objects only name where endpoints run"),
+            format!(
+                "no Node named `{node_name}`: the other Node objects only name where endpoints run"
+            ),
         ));
     }
 
@@ -339,9 +385,19 @@ pub fn load(text: &str) -> Result<Loaded, Vec<Diagnostic>> {
     if ctx.diags.iter().any(|d| d.is_error()) {
         return Err(ctx.diags);
     }
-    services.sort_by(|a, b| (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name)));
+    services.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
     Ok(Loaded {
-        scenario: Scenario { config, node_name, node, network, services, slices, service_cidrs },
+        scenario: Scenario {
+            config,
+            node_name,
+            node,
+            network,
+            services,
+            slices,
+            service_cidrs,
+        },
         warnings: ctx.diags,
     })
 }
@@ -351,23 +407,49 @@ fn check_service(ctx: &mut Ctx, doc: usize, what: &str, s: &Service) {
         ctx.error(doc, what, Some("metadata.name"), "a Service needs a name");
     }
     if s.metadata.namespace.is_none() {
-        ctx.warn(doc, what, Some("metadata"), "no metadata.namespace: using `default`");
+        ctx.warn(
+            doc,
+            what,
+            Some("metadata"),
+            "no metadata.namespace: using `default`",
+        );
     }
     let Some(spec) = &s.spec else {
         ctx.error(doc, what, Some("spec"), "a Service needs a spec");
         return;
     };
-    for (i, ip) in spec.cluster_ips.iter().flatten().chain(spec.cluster_ip.iter()).enumerate() {
+    for (i, ip) in spec
+        .cluster_ips
+        .iter()
+        .flatten()
+        .chain(spec.cluster_ip.iter())
+        .enumerate()
+    {
         if ip != "None" && !ip.is_empty() && parse_ip_sloppy(ip).is_none() {
-            ctx.error(doc, what, Some(&format!("spec.clusterIPs[{i}]")), format!("`{ip}` is not an IP address"));
+            ctx.error(
+                doc,
+                what,
+                Some(&format!("spec.clusterIPs[{i}]")),
+                format!("`{ip}` is not an IP address"),
+            );
         }
     }
     for (i, ip) in spec.external_ips.iter().flatten().enumerate() {
         if parse_ip_sloppy(ip).is_none() {
-            ctx.error(doc, what, Some(&format!("spec.externalIPs[{i}]")), format!("`{ip}` is not an IP address"));
+            ctx.error(
+                doc,
+                what,
+                Some(&format!("spec.externalIPs[{i}]")),
+                format!("`{ip}` is not an IP address"),
+            );
         }
     }
-    for (i, r) in spec.load_balancer_source_ranges.iter().flatten().enumerate() {
+    for (i, r) in spec
+        .load_balancer_source_ranges
+        .iter()
+        .flatten()
+        .enumerate()
+    {
         if parse_cidr_sloppy(r).is_none() {
             // kube-proxy logs and skips such a range rather than failing (its test feeds " 203.0.113.0/25").
             ctx.warn(
@@ -381,22 +463,45 @@ fn check_service(ctx: &mut Ctx, doc: usize, what: &str, s: &Service) {
     for (i, p) in spec.ports.iter().flatten().enumerate() {
         let f = format!("spec.ports[{i}]");
         if !(1..=65535).contains(&p.port) {
-            ctx.error(doc, what, Some(&format!("{f}.port")), format!("port {} is out of range 1..65535", p.port));
+            ctx.error(
+                doc,
+                what,
+                Some(&format!("{f}.port")),
+                format!("port {} is out of range 1..65535", p.port),
+            );
         }
         if let Some(np) = p.node_port {
             if !(0..=65535).contains(&np) {
-                ctx.error(doc, what, Some(&format!("{f}.nodePort")), format!("nodePort {np} is out of range"));
+                ctx.error(
+                    doc,
+                    what,
+                    Some(&format!("{f}.nodePort")),
+                    format!("nodePort {np} is out of range"),
+                );
             }
         }
         if let Some(proto) = &p.protocol {
             if crate::trace::Proto::parse(proto).is_none() {
-                ctx.error(doc, what, Some(&format!("{f}.protocol")), format!("`{proto}` is not TCP, UDP or SCTP"));
+                ctx.error(
+                    doc,
+                    what,
+                    Some(&format!("{f}.protocol")),
+                    format!("`{proto}` is not TCP, UDP or SCTP"),
+                );
             }
         }
     }
     if let Some(t) = &spec.type_ {
-        if !matches!(t.as_str(), "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
-            ctx.error(doc, what, Some("spec.type"), format!("unknown Service type `{t}`"));
+        if !matches!(
+            t.as_str(),
+            "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
+        ) {
+            ctx.error(
+                doc,
+                what,
+                Some("spec.type"),
+                format!("unknown Service type `{t}`"),
+            );
         }
     }
     if spec.traffic_distribution.is_some() {
@@ -409,13 +514,22 @@ fn check_service(ctx: &mut Ctx, doc: usize, what: &str, s: &Service) {
     }
     if let Some(hc) = spec.health_check_node_port {
         if !(0..=65535).contains(&hc) {
-            ctx.error(doc, what, Some("spec.healthCheckNodePort"), format!("{hc} is out of range"));
+            ctx.error(
+                doc,
+                what,
+                Some("spec.healthCheckNodePort"),
+                format!("{hc} is out of range"),
+            );
         }
     }
 }
 
 fn check_slice(ctx: &mut Ctx, doc: usize, what: &str, s: &EndpointSlice) {
-    let has_owner = s.metadata.labels.as_ref().is_some_and(|l| l.contains_key("kubernetes.io/service-name"));
+    let has_owner = s
+        .metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key("kubernetes.io/service-name"));
     if !has_owner {
         ctx.warn(
             doc,
@@ -425,12 +539,22 @@ fn check_slice(ctx: &mut Ctx, doc: usize, what: &str, s: &EndpointSlice) {
         );
     }
     if !matches!(s.address_type.as_str(), "IPv4" | "IPv6" | "FQDN") {
-        ctx.error(doc, what, Some("addressType"), format!("unknown addressType `{}`", s.address_type));
+        ctx.error(
+            doc,
+            what,
+            Some("addressType"),
+            format!("unknown addressType `{}`", s.address_type),
+        );
     }
     for (i, e) in s.endpoints.iter().flatten().enumerate() {
         for (j, a) in e.addresses.iter().enumerate() {
             if s.address_type != "FQDN" && parse_ip_sloppy(a).is_none() {
-                ctx.error(doc, what, Some(&format!("endpoints[{i}].addresses[{j}]")), format!("`{a}` is not an IP address"));
+                ctx.error(
+                    doc,
+                    what,
+                    Some(&format!("endpoints[{i}].addresses[{j}]")),
+                    format!("`{a}` is not an IP address"),
+                );
             }
         }
         if e.addresses.len() > 1 {
@@ -453,21 +577,35 @@ fn check_slice(ctx: &mut Ctx, doc: usize, what: &str, s: &EndpointSlice) {
     for (i, p) in s.ports.iter().flatten().enumerate() {
         if let Some(port) = p.port {
             if !(1..=65535).contains(&port) {
-                ctx.error(doc, what, Some(&format!("ports[{i}].port")), format!("port {port} is out of range"));
+                ctx.error(
+                    doc,
+                    what,
+                    Some(&format!("ports[{i}].port")),
+                    format!("port {port} is out of range"),
+                );
             }
         }
     }
 }
 
 fn read_network(ctx: &mut Ctx, doc: usize, what: &str, v: &Value) -> NodeNetwork {
-    let mut n = NodeNetwork { interfaces: Vec::new(), random_fully: true, nfacct: true };
+    let mut n = NodeNetwork {
+        interfaces: Vec::new(),
+        random_fully: true,
+        nfacct: true,
+    };
     let empty = Map::new();
     for (k, val) in v.as_object().unwrap_or(&empty) {
         match k.as_str() {
             "apiVersion" | "kind" | "metadata" => {}
             "interfaces" => {
                 let Some(o) = val.as_object() else {
-                    ctx.error(doc, what, Some("interfaces"), "expected a map of interface name -> list of address/prefix");
+                    ctx.error(
+                        doc,
+                        what,
+                        Some("interfaces"),
+                        "expected a map of interface name -> list of address/prefix",
+                    );
                     continue;
                 };
                 for (ifname, addrs) in o {
@@ -481,11 +619,21 @@ fn read_network(ctx: &mut Ctx, doc: usize, what: &str, v: &Value) -> NodeNetwork
                         });
                         match parsed {
                             Some(net) => list.push(net),
-                            None => ctx.error(doc, what, Some(&f), format!("{a} is not an address with a prefix like 192.168.0.2/24")),
+                            None => ctx.error(
+                                doc,
+                                what,
+                                Some(&f),
+                                format!("{a} is not an address with a prefix like 192.168.0.2/24"),
+                            ),
                         }
                     }
                     if !addrs.is_array() {
-                        ctx.error(doc, what, Some(&format!("interfaces.{ifname}")), "expected a list of addresses");
+                        ctx.error(
+                            doc,
+                            what,
+                            Some(&format!("interfaces.{ifname}")),
+                            "expected a list of addresses",
+                        );
                     }
                     n.interfaces.push((ifname.clone(), list));
                 }
@@ -500,11 +648,21 @@ fn read_network(ctx: &mut Ctx, doc: usize, what: &str, v: &Value) -> NodeNetwork
                     match f.as_str() {
                         "randomFully" => n.random_fully = b,
                         "nfacct" => n.nfacct = b,
-                        other => ctx.warn(doc, what, Some(&field), format!("unknown feature `{other}`: ignored")),
+                        other => ctx.warn(
+                            doc,
+                            what,
+                            Some(&field),
+                            format!("unknown feature `{other}`: ignored"),
+                        ),
                     }
                 }
             }
-            other => ctx.warn(doc, what, Some(other), format!("unknown field `{other}`: ignored")),
+            other => ctx.warn(
+                doc,
+                what,
+                Some(other),
+                format!("unknown field `{other}`: ignored"),
+            ),
         }
     }
     n

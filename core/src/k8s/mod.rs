@@ -42,8 +42,12 @@ impl Scenario {
         let Some(spec) = self.node.as_ref().and_then(|n| n.spec.as_ref()) else {
             return Vec::new();
         };
-        let mut v: Vec<IpNet> =
-            spec.pod_cidrs.iter().flatten().filter_map(|c| ip::parse_cidr_sloppy(c)).collect();
+        let mut v: Vec<IpNet> = spec
+            .pod_cidrs
+            .iter()
+            .flatten()
+            .filter_map(|c| ip::parse_cidr_sloppy(c))
+            .collect();
         if v.is_empty() {
             if let Some(c) = spec.pod_cidr.as_deref().and_then(ip::parse_cidr_sloppy) {
                 v.push(c);

@@ -30,14 +30,24 @@ impl NodeNetwork {
     /// Without a NodeNetwork document: loopback plus the Node's `status.addresses` (as /32, /128
     /// on `eth0`), both features on.
     pub fn from_addresses(addrs: &[IpAddr]) -> NodeNetwork {
-        let lo = vec!["127.0.0.1/8".parse().expect("literal"), "::1/128".parse().expect("literal")];
+        let lo = vec![
+            "127.0.0.1/8".parse().expect("literal"),
+            "::1/128".parse().expect("literal"),
+        ];
         let eth0 = addrs.iter().map(|a| IpNet::from(*a)).collect();
-        NodeNetwork { interfaces: vec![("lo".into(), lo), ("eth0".into(), eth0)], random_fully: true, nfacct: true }
+        NodeNetwork {
+            interfaces: vec![("lo".into(), lo), ("eth0".into(), eth0)],
+            random_fully: true,
+            nfacct: true,
+        }
     }
 
     /// Every address on every interface.
     pub fn addresses(&self) -> Vec<IpAddr> {
-        self.interfaces.iter().flat_map(|(_, a)| a.iter().map(|n| n.addr())).collect()
+        self.interfaces
+            .iter()
+            .flat_map(|(_, a)| a.iter().map(|n| n.addr()))
+            .collect()
     }
 
     /// Is `ip` an address of this node (the kernel's RTN_LOCAL, what `addrtype LOCAL` tests)?
@@ -45,16 +55,24 @@ impl NodeNetwork {
     pub fn is_local(&self, ip: IpAddr) -> bool {
         if let IpAddr::V4(a) = ip {
             if a.octets()[0] == 127
-                && self.interfaces.iter().any(|(_, v)| v.iter().any(|n| n.contains(&ip) && n.addr().is_loopback()))
+                && self
+                    .interfaces
+                    .iter()
+                    .any(|(_, v)| v.iter().any(|n| n.contains(&ip) && n.addr().is_loopback()))
             {
                 return true;
             }
         }
-        self.interfaces.iter().any(|(_, v)| v.iter().any(|n| n.addr() == ip))
+        self.interfaces
+            .iter()
+            .any(|(_, v)| v.iter().any(|n| n.addr() == ip))
     }
 
     /// The interface an address belongs to.
     pub fn interface_of(&self, ip: IpAddr) -> Option<&str> {
-        self.interfaces.iter().find(|(_, v)| v.iter().any(|n| n.addr() == ip)).map(|(n, _)| n.as_str())
+        self.interfaces
+            .iter()
+            .find(|(_, v)| v.iter().any(|n| n.addr() == ip))
+            .map(|(n, _)| n.as_str())
     }
 }

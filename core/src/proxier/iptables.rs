@@ -34,12 +34,23 @@ pub fn hash16(input: &str) -> String {
 
 /// `KUBE-SVC-`/`KUBE-SVL-`/`KUBE-EXT-`/`KUBE-FW-` + hash of `ns/name[:port]` + protocol.
 pub fn service_chain(prefix: &str, sp: &ServicePort) -> String {
-    format!("{prefix}{}", hash16(&format!("{}{}", sp.name_string, sp.protocol.as_str())))
+    format!(
+        "{prefix}{}",
+        hash16(&format!("{}{}", sp.name_string, sp.protocol.as_str()))
+    )
 }
 
 /// `KUBE-SEP-` + hash of `ns/name[:port]` + protocol + `ip:port`.
 pub fn endpoint_chain(sp: &ServicePort, ep: &Endpoint) -> String {
-    format!("KUBE-SEP-{}", hash16(&format!("{}{}{}", sp.name_string, sp.protocol.as_str(), ep.key())))
+    format!(
+        "KUBE-SEP-{}",
+        hash16(&format!(
+            "{}{}{}",
+            sp.name_string,
+            sp.protocol.as_str(),
+            ep.key()
+        ))
+    )
 }
 
 /// A jump from a built-in chain that kube-proxy ensures outside the restore payload.
@@ -55,20 +66,104 @@ pub struct JumpRule {
 /// kube-proxy's `iptablesJumpChains` + `iptablesKubeletJumpChains`, in processing order. Each
 /// is *prepended* if missing, so on a clean node a built-in chain lists them in reverse.
 pub const JUMPS: &[JumpRule] = &[
-    JumpRule { table: "filter", from: "INPUT", to: "KUBE-EXTERNAL-SERVICES", comment: Some("kubernetes externally-visible service portals"), ctstate_new: true },
-    JumpRule { table: "filter", from: "FORWARD", to: "KUBE-EXTERNAL-SERVICES", comment: Some("kubernetes externally-visible service portals"), ctstate_new: true },
-    JumpRule { table: "filter", from: "INPUT", to: "KUBE-NODEPORTS", comment: Some("kubernetes health check service ports"), ctstate_new: false },
-    JumpRule { table: "filter", from: "FORWARD", to: "KUBE-SERVICES", comment: Some("kubernetes service portals"), ctstate_new: true },
-    JumpRule { table: "filter", from: "OUTPUT", to: "KUBE-SERVICES", comment: Some("kubernetes service portals"), ctstate_new: true },
-    JumpRule { table: "filter", from: "FORWARD", to: "KUBE-FORWARD", comment: Some("kubernetes forwarding rules"), ctstate_new: false },
-    JumpRule { table: "filter", from: "INPUT", to: "KUBE-PROXY-FIREWALL", comment: Some("kubernetes load balancer firewall"), ctstate_new: true },
-    JumpRule { table: "filter", from: "OUTPUT", to: "KUBE-PROXY-FIREWALL", comment: Some("kubernetes load balancer firewall"), ctstate_new: true },
-    JumpRule { table: "filter", from: "FORWARD", to: "KUBE-PROXY-FIREWALL", comment: Some("kubernetes load balancer firewall"), ctstate_new: true },
-    JumpRule { table: "nat", from: "OUTPUT", to: "KUBE-SERVICES", comment: Some("kubernetes service portals"), ctstate_new: false },
-    JumpRule { table: "nat", from: "PREROUTING", to: "KUBE-SERVICES", comment: Some("kubernetes service portals"), ctstate_new: false },
-    JumpRule { table: "nat", from: "POSTROUTING", to: "KUBE-POSTROUTING", comment: Some("kubernetes postrouting rules"), ctstate_new: false },
-    JumpRule { table: "filter", from: "INPUT", to: "KUBE-FIREWALL", comment: None, ctstate_new: false },
-    JumpRule { table: "filter", from: "OUTPUT", to: "KUBE-FIREWALL", comment: None, ctstate_new: false },
+    JumpRule {
+        table: "filter",
+        from: "INPUT",
+        to: "KUBE-EXTERNAL-SERVICES",
+        comment: Some("kubernetes externally-visible service portals"),
+        ctstate_new: true,
+    },
+    JumpRule {
+        table: "filter",
+        from: "FORWARD",
+        to: "KUBE-EXTERNAL-SERVICES",
+        comment: Some("kubernetes externally-visible service portals"),
+        ctstate_new: true,
+    },
+    JumpRule {
+        table: "filter",
+        from: "INPUT",
+        to: "KUBE-NODEPORTS",
+        comment: Some("kubernetes health check service ports"),
+        ctstate_new: false,
+    },
+    JumpRule {
+        table: "filter",
+        from: "FORWARD",
+        to: "KUBE-SERVICES",
+        comment: Some("kubernetes service portals"),
+        ctstate_new: true,
+    },
+    JumpRule {
+        table: "filter",
+        from: "OUTPUT",
+        to: "KUBE-SERVICES",
+        comment: Some("kubernetes service portals"),
+        ctstate_new: true,
+    },
+    JumpRule {
+        table: "filter",
+        from: "FORWARD",
+        to: "KUBE-FORWARD",
+        comment: Some("kubernetes forwarding rules"),
+        ctstate_new: false,
+    },
+    JumpRule {
+        table: "filter",
+        from: "INPUT",
+        to: "KUBE-PROXY-FIREWALL",
+        comment: Some("kubernetes load balancer firewall"),
+        ctstate_new: true,
+    },
+    JumpRule {
+        table: "filter",
+        from: "OUTPUT",
+        to: "KUBE-PROXY-FIREWALL",
+        comment: Some("kubernetes load balancer firewall"),
+        ctstate_new: true,
+    },
+    JumpRule {
+        table: "filter",
+        from: "FORWARD",
+        to: "KUBE-PROXY-FIREWALL",
+        comment: Some("kubernetes load balancer firewall"),
+        ctstate_new: true,
+    },
+    JumpRule {
+        table: "nat",
+        from: "OUTPUT",
+        to: "KUBE-SERVICES",
+        comment: Some("kubernetes service portals"),
+        ctstate_new: false,
+    },
+    JumpRule {
+        table: "nat",
+        from: "PREROUTING",
+        to: "KUBE-SERVICES",
+        comment: Some("kubernetes service portals"),
+        ctstate_new: false,
+    },
+    JumpRule {
+        table: "nat",
+        from: "POSTROUTING",
+        to: "KUBE-POSTROUTING",
+        comment: Some("kubernetes postrouting rules"),
+        ctstate_new: false,
+    },
+    JumpRule {
+        table: "filter",
+        from: "INPUT",
+        to: "KUBE-FIREWALL",
+        comment: None,
+        ctstate_new: false,
+    },
+    JumpRule {
+        table: "filter",
+        from: "OUTPUT",
+        to: "KUBE-FIREWALL",
+        comment: None,
+        ctstate_new: false,
+    },
 ];
 
 impl JumpRule {
@@ -182,7 +277,9 @@ pub fn generate(s: &Scenario, family: Family) -> FamilyRules {
     // Localhost NodePorts: IPv4 only, and forced off when nodePortAddresses excludes loopback.
     let localhost_np = !v6
         && s.config.localhost_node_ports
-        && np_cidrs.as_ref().is_none_or(|c| c.iter().any(|n| n.contains(&IpAddr::from([127, 0, 0, 1]))));
+        && np_cidrs
+            .as_ref()
+            .is_none_or(|c| c.iter().any(|n| n.contains(&IpAddr::from([127, 0, 0, 1]))));
     let cx = Ctx {
         s,
         mark: format!("{:#x}", s.config.masquerade_mark()),
@@ -198,20 +295,38 @@ pub fn generate(s: &Scenario, family: Family) -> FamilyRules {
     let mut nat_chains = String::with_capacity(est / 4);
     let mut nat_rules = String::with_capacity(est);
 
-    for c in ["KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL"] {
+    for c in [
+        "KUBE-SERVICES",
+        "KUBE-EXTERNAL-SERVICES",
+        "KUBE-FORWARD",
+        "KUBE-NODEPORTS",
+        "KUBE-PROXY-FIREWALL",
+    ] {
         let _ = writeln!(filter_chains, ":{c} - [0:0]");
     }
-    for c in ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"] {
+    for c in [
+        "KUBE-SERVICES",
+        "KUBE-NODEPORTS",
+        "KUBE-POSTROUTING",
+        "KUBE-MARK-MASQ",
+    ] {
         let _ = writeln!(nat_chains, ":{c} - [0:0]");
     }
     let m = &cx.mark;
-    let _ = writeln!(nat_rules, "-A KUBE-POSTROUTING -m mark ! --mark {m}/{m} -j RETURN");
+    let _ = writeln!(
+        nat_rules,
+        "-A KUBE-POSTROUTING -m mark ! --mark {m}/{m} -j RETURN"
+    );
     // Clear the bit so a packet that re-traverses the stack is not masqueraded twice.
     let _ = writeln!(nat_rules, "-A KUBE-POSTROUTING -j MARK --xor-mark {m}");
     let _ = writeln!(
         nat_rules,
         "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE{}",
-        if s.network.random_fully { " --random-fully" } else { "" }
+        if s.network.random_fully {
+            " --random-fully"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(nat_rules, "-A KUBE-MARK-MASQ -j MARK --or-mark {m}");
     if localhost_np {
@@ -228,12 +343,20 @@ pub fn generate(s: &Scenario, family: Family) -> FamilyRules {
     for spe in &ports {
         let sp = &spe.port;
         let cat = categorize(&spe.endpoints, sp);
-        write_service_port(&cx, sp, &cat, &mut filter_rules, &mut nat_chains, &mut nat_rules);
+        write_service_port(
+            &cx,
+            sp,
+            &cat,
+            &mut filter_rules,
+            &mut nat_chains,
+            &mut nat_rules,
+        );
         programmed.push((sp.clone(), cat));
     }
 
     // The NodePort tail rule must stay last in KUBE-SERVICES.
-    const TAIL: &str = "\"kubernetes service nodeports; NOTE: this must be the last rule in this chain\"";
+    const TAIL: &str =
+        "\"kubernetes service nodeports; NOTE: this must be the last rule in this chain\"";
     match &np_cidrs {
         None => {
             let extra = if v6 {
@@ -243,29 +366,45 @@ pub fn generate(s: &Scenario, family: Family) -> FamilyRules {
             } else {
                 ""
             };
-            let _ = writeln!(nat_rules, "-A KUBE-SERVICES -m comment --comment {TAIL} -m addrtype --dst-type LOCAL{extra} -j KUBE-NODEPORTS");
+            let _ = writeln!(
+                nat_rules,
+                "-A KUBE-SERVICES -m comment --comment {TAIL} -m addrtype --dst-type LOCAL{extra} -j KUBE-NODEPORTS"
+            );
         }
         Some(cidrs) => {
             let mut seen = Vec::new();
             for (_, addrs) in &s.network.interfaces {
                 for a in addrs {
                     let ip = a.addr();
-                    if ip.is_ipv6() != v6 || seen.contains(&ip) || !cidrs.iter().any(|c| c.contains(&ip)) {
+                    if ip.is_ipv6() != v6
+                        || seen.contains(&ip)
+                        || !cidrs.iter().any(|c| c.contains(&ip))
+                    {
                         continue;
                     }
                     if ip.is_loopback() && (v6 || !localhost_np) {
                         continue;
                     }
                     seen.push(ip);
-                    let _ = writeln!(nat_rules, "-A KUBE-SERVICES -m comment --comment {TAIL} -d {ip} -j KUBE-NODEPORTS");
+                    let _ = writeln!(
+                        nat_rules,
+                        "-A KUBE-SERVICES -m comment --comment {TAIL} -d {ip} -j KUBE-NODEPORTS"
+                    );
                 }
             }
         }
     }
 
     if !s.config.tcp_be_liberal {
-        let acct = if cx.nfacct { format!(" -m nfacct --nfacct-name {NFACCT_CT_INVALID}") } else { String::new() };
-        let _ = writeln!(filter_rules, "-A KUBE-FORWARD -m conntrack --ctstate INVALID{acct} -j DROP");
+        let acct = if cx.nfacct {
+            format!(" -m nfacct --nfacct-name {NFACCT_CT_INVALID}")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            filter_rules,
+            "-A KUBE-FORWARD -m conntrack --ctstate INVALID{acct} -j DROP"
+        );
     }
     let _ = writeln!(
         filter_rules,
@@ -276,8 +415,9 @@ pub fn generate(s: &Scenario, family: Family) -> FamilyRules {
         "-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
     );
 
-    let mut payload =
-        String::with_capacity(filter_chains.len() + filter_rules.len() + nat_chains.len() + nat_rules.len() + 32);
+    let mut payload = String::with_capacity(
+        filter_chains.len() + filter_rules.len() + nat_chains.len() + nat_rules.len() + 32,
+    );
     payload.push_str("*filter\n");
     payload.push_str(&filter_chains);
     payload.push_str(&filter_rules);
@@ -285,7 +425,13 @@ pub fn generate(s: &Scenario, family: Family) -> FamilyRules {
     payload.push_str(&nat_chains);
     payload.push_str(&nat_rules);
     payload.push_str("COMMIT\n");
-    FamilyRules { family, payload, service_ports: programmed, large_cluster: cx.large, localhost_node_ports: localhost_np }
+    FamilyRules {
+        family,
+        payload,
+        service_ports: programmed,
+        large_cluster: cx.large,
+        localhost_node_ports: localhost_np,
+    }
 }
 
 fn write_service_port(
@@ -388,7 +534,10 @@ fn write_service_port(
                     "-A KUBE-NODEPORTS -m comment --comment {spn} -m {p} -p {p} -d 127.0.0.0/8 --dport {np} -m nfacct --nfacct-name {NFACCT_LOCALHOST_NODEPORTS} -j {ext_chain}"
                 );
             }
-            let _ = writeln!(nat_rules, "-A KUBE-NODEPORTS -m comment --comment {spn} -m {p} -p {p} --dport {np} -j {ext_chain}");
+            let _ = writeln!(
+                nat_rules,
+                "-A KUBE-NODEPORTS -m comment --comment {spn} -m {p} -p {p} --dport {np} -j {ext_chain}"
+            );
         }
         if !has_external {
             let _ = writeln!(
@@ -407,7 +556,9 @@ fn write_service_port(
 
     // Internal masquerade: written to the internal chain's rules before its jump rules.
     if has_internal {
-        let base = format!("-A {internal_chain} -m comment --comment \"{spn} cluster IP\" -m {p} -p {p} -d {cip} --dport {port}");
+        let base = format!(
+            "-A {internal_chain} -m comment --comment \"{spn} cluster IP\" -m {p} -p {p} -d {cip} --dport {port}"
+        );
         if cx.s.config.masquerade_all {
             let _ = writeln!(nat_rules, "{base} -j KUBE-MARK-MASQ");
         } else if let Some(nl) = cx.if_not_local() {
@@ -490,20 +641,37 @@ fn write_service_port(
         // Hairpin: a pod reaching itself through the Service must be SNATed, or the reply
         // would bypass conntrack's reverse NAT.
         let _ = writeln!(nat_rules, "{head}-s {} -j KUBE-MARK-MASQ", ep.ip);
-        let recent = if sp.affinity_seconds.is_some() { format!("-m recent --name {sep} --set ") } else { String::new() };
-        let _ = writeln!(nat_rules, "{head}{recent}-m {p} -p {p} -j DNAT --to-destination {}", ep.key());
+        let recent = if sp.affinity_seconds.is_some() {
+            format!("-m recent --name {sep} --set ")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            nat_rules,
+            "{head}{recent}-m {p} -p {p} -j DNAT --to-destination {}",
+            ep.key()
+        );
     }
 }
 
 /// SVC/SVL chain body: affinity checks, then the cascade of `1/(n-i)` random jumps.
-fn write_service_to_endpoints(cx: &Ctx, nat_rules: &mut String, sp: &ServicePort, chain: &str, eps: &[Endpoint]) {
+fn write_service_to_endpoints(
+    cx: &Ctx,
+    nat_rules: &mut String,
+    sp: &ServicePort,
+    chain: &str,
+    eps: &[Endpoint],
+) {
     let spn = &sp.name_string;
     if let Some(timeout) = sp.affinity_seconds {
         for ep in eps {
             let sep = endpoint_chain(sp, ep);
             let mut line = format!("-A {chain} ");
             cx.service_comment(&mut line, &format!("\"{spn} -> {}\"", ep.key()));
-            let _ = writeln!(nat_rules, "{line}-m recent --name {sep} --rcheck --seconds {timeout} --reap -j {sep}");
+            let _ = writeln!(
+                nat_rules,
+                "{line}-m recent --name {sep} --rcheck --seconds {timeout} --reap -j {sep}"
+            );
         }
     }
     let n = eps.len();
@@ -512,7 +680,11 @@ fn write_service_to_endpoints(cx: &Ctx, nat_rules: &mut String, sp: &ServicePort
         let mut line = format!("-A {chain} ");
         cx.service_comment(&mut line, &format!("\"{spn} -> {}\"", ep.key()));
         if i < n - 1 {
-            let _ = write!(line, "-m statistic --mode random --probability {} ", probability(n - i));
+            let _ = write!(
+                line,
+                "-m statistic --mode random --probability {} ",
+                probability(n - i)
+            );
         }
         let _ = writeln!(nat_rules, "{line}-j {sep}");
     }
@@ -536,7 +708,12 @@ pub fn node_ruleset(fr: &FamilyRules) -> Ruleset {
             if t.chain(b).is_none() {
                 t.chains.insert(
                     i,
-                    Chain { name: b.to_string(), policy: Some("ACCEPT".into()), counters: Counters::default(), rules: Vec::new() },
+                    Chain {
+                        name: b.to_string(),
+                        policy: Some("ACCEPT".into()),
+                        counters: Counters::default(),
+                        rules: Vec::new(),
+                    },
                 );
             }
         }
@@ -545,14 +722,24 @@ pub fn node_ruleset(fr: &FamilyRules) -> Ruleset {
         let t = rs.table_mut(j.table).expect("table created above");
         if t.chain(j.to).is_none() {
             // EnsureChain: kube-proxy creates the chain (empty) before jumping to it.
-            t.chains.push(Chain { name: j.to.to_string(), policy: None, counters: Counters::default(), rules: Vec::new() });
+            t.chains.push(Chain {
+                name: j.to.to_string(),
+                policy: None,
+                counters: Counters::default(),
+                rules: Vec::new(),
+            });
         }
         let text = j.args();
         let toks = ipt::parse::tokenize(&text).expect("static rule text");
-        let idx: std::collections::HashMap<String, usize> =
-            t.chains.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+        let idx: std::collections::HashMap<String, usize> = t
+            .chains
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
         let mut diags = Vec::new();
-        let rule = ipt::parse::parse_rule_args(&toks, fr.family, j.table, &idx, 0, &mut diags).expect("static rule");
+        let rule = ipt::parse::parse_rule_args(&toks, fr.family, j.table, &idx, 0, &mut diags)
+            .expect("static rule");
         let chain = t.chain_mut(j.from).expect("built-in chain");
         // `iptables -C` first, then `-I CHAIN 1` (prepend) when missing.
         if !chain.rules.contains(&rule) {

@@ -95,7 +95,11 @@ pub fn categorize(eps: &[Endpoint], sp: &ServicePort) -> Categorized {
     if sp.uses_cluster_endpoints() {
         c.cluster = eps.iter().filter(|e| e.ready).cloned().collect();
         if c.cluster.is_empty() {
-            c.cluster = eps.iter().filter(|e| e.serving && e.terminating).cloned().collect();
+            c.cluster = eps
+                .iter()
+                .filter(|e| e.serving && e.terminating)
+                .cloned()
+                .collect();
         }
         c.has_any = !c.cluster.is_empty();
     }
@@ -119,7 +123,11 @@ pub fn categorize(eps: &[Endpoint], sp: &ServicePort) -> Categorized {
         c.local = eps.iter().filter(|e| e.local && e.ready).cloned().collect();
     } else if local_term {
         use_terminating = true;
-        c.local = eps.iter().filter(|e| e.local && e.serving && e.terminating).cloned().collect();
+        c.local = eps
+            .iter()
+            .filter(|e| e.local && e.serving && e.terminating)
+            .cloned()
+            .collect();
     }
     if !sp.uses_cluster_endpoints() {
         c.reachable = c.local.clone();
@@ -159,7 +167,11 @@ pub fn service_ports(s: &Scenario, v6: bool) -> Vec<ServicePortEndpoints> {
         if ty == "ExternalName" {
             continue;
         }
-        let ns = svc.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = svc
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let name = svc.metadata.name.clone().unwrap_or_default();
         // The family's cluster IP: spec.clusterIPs (dual-stack) or spec.clusterIP.
         let cluster_ip = spec
@@ -170,10 +182,14 @@ pub fn service_ports(s: &Scenario, v6: bool) -> Vec<ServicePortEndpoints> {
             .filter(|c| c.as_str() != "None")
             .filter_map(|c| parse_ip_sloppy(c))
             .find(|ip| family_ok(ip, v6));
-        let Some(cluster_ip) = cluster_ip else { continue };
-        let externally_reachable_type =
-            ty == "NodePort" || ty == "LoadBalancer" || (ty == "ClusterIP" && spec.external_ips.as_ref().is_some_and(|e| !e.is_empty()));
-        let etp_local = externally_reachable_type && spec.external_traffic_policy.as_deref() == Some("Local");
+        let Some(cluster_ip) = cluster_ip else {
+            continue;
+        };
+        let externally_reachable_type = ty == "NodePort"
+            || ty == "LoadBalancer"
+            || (ty == "ClusterIP" && spec.external_ips.as_ref().is_some_and(|e| !e.is_empty()));
+        let etp_local =
+            externally_reachable_type && spec.external_traffic_policy.as_deref() == Some("Local");
         let itp_local = spec.internal_traffic_policy.as_deref() == Some("Local");
         let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
             spec.session_affinity_config
@@ -183,8 +199,13 @@ pub fn service_ports(s: &Scenario, v6: bool) -> Vec<ServicePortEndpoints> {
                 .map(|t| t as u32)
                 .unwrap_or(DEFAULT_AFFINITY_SECONDS)
         });
-        let external_ips: Vec<IpAddr> =
-            spec.external_ips.iter().flatten().filter_map(|i| parse_ip_sloppy(i)).filter(|i| family_ok(i, v6)).collect();
+        let external_ips: Vec<IpAddr> = spec
+            .external_ips
+            .iter()
+            .flatten()
+            .filter_map(|i| parse_ip_sloppy(i))
+            .filter(|i| family_ok(i, v6))
+            .collect();
         let lb_ips: Vec<IpAddr> = svc
             .status
             .as_ref()
@@ -204,12 +225,23 @@ pub fn service_ports(s: &Scenario, v6: bool) -> Vec<ServicePortEndpoints> {
             .filter_map(|r| parse_cidr_sloppy(r))
             .filter(|n| matches!(n, IpNet::V6(_)) == v6)
             .collect();
-        let hc = if ty == "LoadBalancer" && etp_local { spec.health_check_node_port.unwrap_or(0) as u16 } else { 0 };
+        let hc = if ty == "LoadBalancer" && etp_local {
+            spec.health_check_node_port.unwrap_or(0) as u16
+        } else {
+            0
+        };
         for p in spec.ports.iter().flatten() {
-            let proto = p.protocol.as_deref().and_then(Proto::parse).unwrap_or(Proto::Tcp);
+            let proto = p
+                .protocol
+                .as_deref()
+                .and_then(Proto::parse)
+                .unwrap_or(Proto::Tcp);
             let port_name = p.name.clone().unwrap_or_default();
-            let name_string =
-                if port_name.is_empty() { format!("{ns}/{name}") } else { format!("{ns}/{name}:{port_name}") };
+            let name_string = if port_name.is_empty() {
+                format!("{ns}/{name}")
+            } else {
+                format!("{ns}/{name}:{port_name}")
+            };
             let sp = ServicePort {
                 namespace: ns.clone(),
                 name: name.clone(),
@@ -229,7 +261,10 @@ pub fn service_ports(s: &Scenario, v6: bool) -> Vec<ServicePortEndpoints> {
                 service_type: ty.clone(),
             };
             let endpoints = endpoints_for(s, &ns, &name, &port_name, proto, v6);
-            out.push(ServicePortEndpoints { port: sp, endpoints });
+            out.push(ServicePortEndpoints {
+                port: sp,
+                endpoints,
+            });
         }
     }
     out
@@ -238,13 +273,27 @@ pub fn service_ports(s: &Scenario, v6: bool) -> Vec<ServicePortEndpoints> {
 /// Endpoints of one service port from the EndpointSlices (kube-proxy's EndpointSliceCache):
 /// slices owned by the service (`kubernetes.io/service-name`), of this family, whose port has the
 /// same name and protocol; `addresses[0]` only; duplicates merged; sorted by `ip:port` string.
-pub fn endpoints_for(s: &Scenario, ns: &str, name: &str, port_name: &str, proto: Proto, v6: bool) -> Vec<Endpoint> {
+pub fn endpoints_for(
+    s: &Scenario,
+    ns: &str,
+    name: &str,
+    port_name: &str,
+    proto: Proto,
+    v6: bool,
+) -> Vec<Endpoint> {
     let want_type = if v6 { "IPv6" } else { "IPv4" };
     let mut by_key: BTreeMap<String, Endpoint> = BTreeMap::new();
     for slice in &s.slices {
         let slice_ns = slice.metadata.namespace.as_deref().unwrap_or("default");
-        let owner = slice.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name"));
-        if slice_ns != ns || owner.map(String::as_str) != Some(name) || slice.address_type != want_type {
+        let owner = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("kubernetes.io/service-name"));
+        if slice_ns != ns
+            || owner.map(String::as_str) != Some(name)
+            || slice.address_type != want_type
+        {
             continue;
         }
         for sp in slice.ports.iter().flatten() {
@@ -252,12 +301,18 @@ pub fn endpoints_for(s: &Scenario, ns: &str, name: &str, port_name: &str, proto:
             if sp.name.as_deref().unwrap_or("") != port_name {
                 continue;
             }
-            let sp_proto = sp.protocol.as_deref().and_then(Proto::parse).unwrap_or(Proto::Tcp);
+            let sp_proto = sp
+                .protocol
+                .as_deref()
+                .and_then(Proto::parse)
+                .unwrap_or(Proto::Tcp);
             if sp_proto != proto {
                 continue;
             }
             for e in slice.endpoints.iter().flatten() {
-                let Some(ip) = e.addresses.first().and_then(|a| parse_ip_sloppy(a)) else { continue };
+                let Some(ip) = e.addresses.first().and_then(|a| parse_ip_sloppy(a)) else {
+                    continue;
+                };
                 let cond = e.conditions.as_ref();
                 // Missing conditions mean ready / serving / not terminating (EndpointSlice API).
                 let ready = cond.and_then(|c| c.ready).unwrap_or(true);

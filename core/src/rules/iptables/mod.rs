@@ -248,8 +248,15 @@ pub struct Recent {
 pub enum Statistic {
     /// The kernel keeps the probability as a 31-bit fixed-point integer
     /// (`lround(p * 2^31)`, xt_statistic) and matches when `(random & 0x7fffffff) < value`.
-    Random { neg: bool, fixed: u32 },
-    Nth { neg: bool, every: u32, packet: u32 },
+    Random {
+        neg: bool,
+        fixed: u32,
+    },
+    Nth {
+        neg: bool,
+        every: u32,
+        packet: u32,
+    },
 }
 
 impl Statistic {
@@ -276,29 +283,50 @@ pub enum MultiportKind {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "match", rename_all = "lowercase")]
 pub enum Match {
-    Comment { comment: String },
+    Comment {
+        comment: String,
+    },
     /// `-m tcp` / `-m udp` / `-m sctp` (with or without port options).
     Ports {
         module: String,
         sport: Option<Neg<PortSpec>>,
         dport: Option<Neg<PortSpec>>,
     },
-    Multiport { neg: bool, kind: MultiportKind, ports: Vec<PortSpec> },
+    Multiport {
+        neg: bool,
+        kind: MultiportKind,
+        ports: Vec<PortSpec>,
+    },
     Statistic(Statistic),
     Recent(Recent),
-    Mark { neg: bool, value: u32, mask: u32 },
+    Mark {
+        neg: bool,
+        value: u32,
+        mask: u32,
+    },
     AddrType {
         src: Option<Neg<Vec<AddrType>>>,
         dst: Option<Neg<Vec<AddrType>>>,
         limit_iface_in: bool,
         limit_iface_out: bool,
     },
-    Conntrack { ctstate: Option<Neg<Vec<CtState>>> },
-    Nfacct { name: String },
+    Conntrack {
+        ctstate: Option<Neg<Vec<CtState>>>,
+    },
+    Nfacct {
+        name: String,
+    },
     /// `-m set --match-set NAME src,dst` (IPVS mode keys its rules on ipsets).
-    Set { neg: bool, name: String, dirs: Vec<bool /* true = src */> },
+    Set {
+        neg: bool,
+        name: String,
+        dirs: Vec<bool /* true = src */>,
+    },
     /// Any module we don't model: kept verbatim, reported as unsupported by the tracer.
-    Unknown { module: String, args: Vec<String> },
+    Unknown {
+        module: String,
+        args: Vec<String>,
+    },
 }
 
 /// The `-j` / `-g` part.
@@ -309,18 +337,46 @@ pub enum Target {
     Drop,
     Return,
     /// `-j CHAIN`
-    Jump { chain: String },
+    Jump {
+        chain: String,
+    },
     /// `-g CHAIN`
-    Goto { chain: String },
-    Reject { with: String },
-    Dnat { to: String, random: bool, persistent: bool },
-    Snat { to: String, random: bool, random_fully: bool, persistent: bool },
-    Masquerade { to_ports: Option<String>, random: bool, random_fully: bool },
+    Goto {
+        chain: String,
+    },
+    Reject {
+        with: String,
+    },
+    Dnat {
+        to: String,
+        random: bool,
+        persistent: bool,
+    },
+    Snat {
+        to: String,
+        random: bool,
+        random_fully: bool,
+        persistent: bool,
+    },
+    Masquerade {
+        to_ports: Option<String>,
+        random: bool,
+        random_fully: bool,
+    },
     /// MARK in the kernel's form: `mark = (mark & !mask) ^ value` (`--set-xmark value/mask`).
-    Mark { value: u32, mask: u32 },
-    Log { prefix: Option<String>, level: Option<String> },
+    Mark {
+        value: u32,
+        mask: u32,
+    },
+    Log {
+        prefix: Option<String>,
+        level: Option<String>,
+    },
     /// A target we don't model.
-    Unknown { name: String, args: Vec<String> },
+    Unknown {
+        name: String,
+        args: Vec<String>,
+    },
 }
 
 impl Ruleset {
@@ -332,13 +388,21 @@ impl Ruleset {
     }
     /// Total number of rules in all tables.
     pub fn rule_count(&self) -> usize {
-        self.tables.iter().flat_map(|t| &t.chains).map(|c| c.rules.len()).sum()
+        self.tables
+            .iter()
+            .flat_map(|t| &t.chains)
+            .map(|c| c.rules.len())
+            .sum()
     }
 }
 
 impl Table {
     pub fn new(name: &str) -> Table {
-        Table { name: name.to_string(), chains: Vec::new(), deleted: Vec::new() }
+        Table {
+            name: name.to_string(),
+            chains: Vec::new(),
+            deleted: Vec::new(),
+        }
     }
     pub fn chain(&self, name: &str) -> Option<&Chain> {
         self.chains.iter().find(|c| c.name == name)

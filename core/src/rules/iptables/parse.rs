@@ -49,7 +49,13 @@ pub fn detect_family(text: &str) -> Family {
 
 /// Parse a whole dump.
 pub fn parse(text: &str, family: Family) -> Parsed {
-    let mut p = Parser { family, out: Parsed::default(), table: None, table_line: 0, index: HashMap::new() };
+    let mut p = Parser {
+        family,
+        out: Parsed::default(),
+        table: None,
+        table_line: 0,
+        index: HashMap::new(),
+    };
     for (i, raw) in text.lines().enumerate() {
         p.line(i + 1, raw);
     }
@@ -75,7 +81,9 @@ struct Parser {
 
 impl Parser {
     fn err(&mut self, line: usize, msg: impl Into<String>) {
-        self.out.diagnostics.push(Diagnostic::error(Some(line), "", msg));
+        self.out
+            .diagnostics
+            .push(Diagnostic::error(Some(line), "", msg));
     }
 
     fn line(&mut self, n: usize, raw: &str) {
@@ -85,7 +93,10 @@ impl Parser {
         }
         if let Some(name) = line.strip_prefix('*') {
             if let Some(t) = self.table.take() {
-                self.err(n, format!("table {} is not closed by COMMIT before *{name}", t.name));
+                self.err(
+                    n,
+                    format!("table {} is not closed by COMMIT before *{name}", t.name),
+                );
                 self.out.ruleset.tables.push(t);
             }
             self.table = Some(Table::new(name.trim()));
@@ -101,7 +112,10 @@ impl Parser {
             return;
         }
         let Some(table) = self.table.as_mut() else {
-            self.err(n, format!("line outside of a table (expected `*filter`, `*nat`, ...): {line}"));
+            self.err(
+                n,
+                format!("line outside of a table (expected `*filter`, `*nat`, ...): {line}"),
+            );
             return;
         };
         if let Some(decl) = line.strip_prefix(':') {
@@ -145,7 +159,8 @@ impl Parser {
                 }
                 let mut diags = Vec::new();
                 let table_name = table.name.clone();
-                let rule = parse_rule_args(args, self.family, &table_name, &self.index, n, &mut diags);
+                let rule =
+                    parse_rule_args(args, self.family, &table_name, &self.index, n, &mut diags);
                 self.out.diagnostics.extend(diags);
                 let Some(mut rule) = rule else { return };
                 if rule.counters.is_none() {
@@ -186,7 +201,10 @@ impl Parser {
                 }
                 None => self.err(n, "-N without a chain name"),
             },
-            other => self.err(n, format!("unsupported command `{other}` (expected -A, -I, -N or -X)")),
+            other => self.err(
+                n,
+                format!("unsupported command `{other}` (expected -A, -I, -N or -X)"),
+            ),
         }
     }
 }
@@ -194,7 +212,9 @@ impl Parser {
 fn parse_chain_decl(decl: &str) -> Result<Chain, String> {
     let mut it = decl.split_whitespace();
     let name = it.next().ok_or("chain declaration without a name")?;
-    let policy = it.next().ok_or_else(|| format!("chain {name}: missing policy (`-` for user chains)"))?;
+    let policy = it
+        .next()
+        .ok_or_else(|| format!("chain {name}: missing policy (`-` for user chains)"))?;
     let counters = match it.next() {
         Some(c) => parse_counters(c).ok_or_else(|| format!("chain {name}: bad counters {c}"))?,
         None => Counters::default(),
@@ -204,7 +224,11 @@ fn parse_chain_decl(decl: &str) -> Result<Chain, String> {
     }
     Ok(Chain {
         name: name.to_string(),
-        policy: if policy == "-" { None } else { Some(policy.to_string()) },
+        policy: if policy == "-" {
+            None
+        } else {
+            Some(policy.to_string())
+        },
         counters,
         rules: Vec::new(),
     })
@@ -213,13 +237,17 @@ fn parse_chain_decl(decl: &str) -> Result<Chain, String> {
 fn parse_counters(s: &str) -> Option<Counters> {
     let inner = s.strip_prefix('[')?.strip_suffix(']')?;
     let (p, b) = inner.split_once(':')?;
-    Some(Counters { packets: p.parse().ok()?, bytes: b.parse().ok()? })
+    Some(Counters {
+        packets: p.parse().ok()?,
+        bytes: b.parse().ok()?,
+    })
 }
 
 fn split_counter_prefix(line: &str) -> Result<(Option<Counters>, &str), String> {
     if line.starts_with('[') {
         let end = line.find(']').ok_or("unterminated counter prefix")?;
-        let c = parse_counters(&line[..=end]).ok_or_else(|| format!("bad counters {}", &line[..=end]))?;
+        let c = parse_counters(&line[..=end])
+            .ok_or_else(|| format!("bad counters {}", &line[..=end]))?;
         Ok((Some(c), line[end + 1..].trim_start()))
     } else {
         Ok((None, line))
@@ -307,7 +335,10 @@ pub(crate) fn parse_net(s: &str, family: Family) -> Option<IpNet> {
 }
 
 fn fam_ok(a: IpAddr, f: Family) -> bool {
-    matches!((a, f), (IpAddr::V4(_), Family::V4) | (IpAddr::V6(_), Family::V6))
+    matches!(
+        (a, f),
+        (IpAddr::V4(_), Family::V4) | (IpAddr::V6(_), Family::V6)
+    )
 }
 
 fn parse_port(s: &str) -> Option<PortSpec> {
@@ -362,10 +393,23 @@ enum Accept {
 
 fn new_match(module: &str, family: Family) -> Match {
     match module {
-        "comment" => Match::Comment { comment: String::new() },
-        "tcp" | "udp" | "sctp" => Match::Ports { module: module.to_string(), sport: None, dport: None },
-        "multiport" => Match::Multiport { neg: false, kind: MultiportKind::Ports, ports: Vec::new() },
-        "statistic" => Match::Statistic(Statistic::Random { neg: false, fixed: 0 }),
+        "comment" => Match::Comment {
+            comment: String::new(),
+        },
+        "tcp" | "udp" | "sctp" => Match::Ports {
+            module: module.to_string(),
+            sport: None,
+            dport: None,
+        },
+        "multiport" => Match::Multiport {
+            neg: false,
+            kind: MultiportKind::Ports,
+            ports: Vec::new(),
+        },
+        "statistic" => Match::Statistic(Statistic::Random {
+            neg: false,
+            fixed: 0,
+        }),
         "recent" => Match::Recent(Recent {
             neg: false,
             action: RecentAction::Rcheck,
@@ -380,28 +424,57 @@ fn new_match(module: &str, family: Family) -> Match {
             },
             rdest: false,
         }),
-        "mark" => Match::Mark { neg: false, value: 0, mask: u32::MAX },
-        "addrtype" => Match::AddrType { src: None, dst: None, limit_iface_in: false, limit_iface_out: false },
+        "mark" => Match::Mark {
+            neg: false,
+            value: 0,
+            mask: u32::MAX,
+        },
+        "addrtype" => Match::AddrType {
+            src: None,
+            dst: None,
+            limit_iface_in: false,
+            limit_iface_out: false,
+        },
         "conntrack" => Match::Conntrack { ctstate: None },
-        "nfacct" => Match::Nfacct { name: String::new() },
-        "set" => Match::Set { neg: false, name: String::new(), dirs: Vec::new() },
-        other => Match::Unknown { module: other.to_string(), args: Vec::new() },
+        "nfacct" => Match::Nfacct {
+            name: String::new(),
+        },
+        "set" => Match::Set {
+            neg: false,
+            name: String::new(),
+            dirs: Vec::new(),
+        },
+        other => Match::Unknown {
+            module: other.to_string(),
+            args: Vec::new(),
+        },
     }
 }
 
 fn list<T: Copy>(s: &str, all: &[T], name: impl Fn(T) -> &'static str) -> Option<Vec<T>> {
     let mut v = Vec::new();
     for part in s.split(',') {
-        let t = all.iter().copied().find(|t| name(*t).eq_ignore_ascii_case(part))?;
+        let t = all
+            .iter()
+            .copied()
+            .find(|t| name(*t).eq_ignore_ascii_case(part))?;
         v.push(t);
     }
     Some(v)
 }
 
 /// Offer option `opt` (with `neg` and the following words `vals`) to match `m`.
-fn match_accept(m: &mut Match, opt: &str, neg: bool, vals: &[Cow<str>], family: Family) -> Result<Accept, String> {
+fn match_accept(
+    m: &mut Match,
+    opt: &str,
+    neg: bool,
+    vals: &[Cow<str>],
+    family: Family,
+) -> Result<Accept, String> {
     let val = |i: usize| -> Result<&str, String> {
-        vals.get(i).map(|v| v.as_ref()).ok_or_else(|| format!("{opt} needs a value"))
+        vals.get(i)
+            .map(|v| v.as_ref())
+            .ok_or_else(|| format!("{opt} needs a value"))
     };
     match m {
         Match::Comment { comment } => match opt {
@@ -411,11 +484,19 @@ fn match_accept(m: &mut Match, opt: &str, neg: bool, vals: &[Cow<str>], family: 
             }
             _ => Ok(Accept::No),
         },
-        Match::Ports { module, sport, dport } => match opt {
+        Match::Ports {
+            module,
+            sport,
+            dport,
+        } => match opt {
             "--sport" | "--source-port" | "--dport" | "--destination-port" => {
                 let v = val(0)?;
                 let p = parse_port(v).ok_or_else(|| format!("{opt}: bad port `{v}`"))?;
-                let slot = if matches!(opt, "--sport" | "--source-port") { sport } else { dport };
+                let slot = if matches!(opt, "--sport" | "--source-port") {
+                    sport
+                } else {
+                    dport
+                };
                 *slot = Some(Neg::new(neg, p));
                 Ok(Accept::Yes(1))
             }
@@ -424,7 +505,11 @@ fn match_accept(m: &mut Match, opt: &str, neg: bool, vals: &[Cow<str>], family: 
             "--chunk-types" if module == "sctp" => Ok(Accept::Unmodelled),
             _ => Ok(Accept::No),
         },
-        Match::Multiport { neg: n, kind, ports } => {
+        Match::Multiport {
+            neg: n,
+            kind,
+            ports,
+        } => {
             let k = match opt {
                 "--sports" | "--source-ports" => MultiportKind::Sports,
                 "--dports" | "--destination-ports" => MultiportKind::Dports,
@@ -449,24 +534,38 @@ fn match_accept(m: &mut Match, opt: &str, neg: bool, vals: &[Cow<str>], family: 
                 };
                 *st = match v {
                     "random" => Statistic::Random { neg: n, fixed: 0 },
-                    "nth" => Statistic::Nth { neg: n, every: 0, packet: 0 },
+                    "nth" => Statistic::Nth {
+                        neg: n,
+                        every: 0,
+                        packet: 0,
+                    },
                     _ => return Err(format!("--mode: unknown statistic mode `{v}`")),
                 };
                 Ok(Accept::Yes(1))
             }
             "--probability" => {
                 let v = val(0)?;
-                let p: f64 = v.parse().map_err(|_| format!("--probability: bad number `{v}`"))?;
+                let p: f64 = v
+                    .parse()
+                    .map_err(|_| format!("--probability: bad number `{v}`"))?;
                 if !(0.0..=1.0).contains(&p) {
                     return Err(format!("--probability must be between 0 and 1, got {v}"));
                 }
-                *st = Statistic::Random { neg, fixed: Statistic::fixed_from_probability(p) };
+                *st = Statistic::Random {
+                    neg,
+                    fixed: Statistic::fixed_from_probability(p),
+                };
                 Ok(Accept::Yes(1))
             }
             "--every" | "--packet" => {
                 let v = val(0)?;
                 let x: u32 = v.parse().map_err(|_| format!("{opt}: bad number `{v}`"))?;
-                if let Statistic::Nth { neg: n, every, packet } = st {
+                if let Statistic::Nth {
+                    neg: n,
+                    every,
+                    packet,
+                } = st
+                {
                     *n |= neg;
                     if opt == "--every" {
                         if x == 0 {
@@ -483,61 +582,65 @@ fn match_accept(m: &mut Match, opt: &str, neg: bool, vals: &[Cow<str>], family: 
             }
             _ => Ok(Accept::No),
         },
-        Match::Recent(r) => {
-            match opt {
-                "--set" | "--rcheck" | "--update" | "--remove" => {
-                    r.action = match opt {
-                        "--set" => RecentAction::Set,
-                        "--rcheck" => RecentAction::Rcheck,
-                        "--update" => RecentAction::Update,
-                        _ => RecentAction::Remove,
-                    };
-                    r.neg = neg;
-                    Ok(Accept::Yes(0))
-                }
-                "--seconds" | "--hitcount" => {
-                    let v = val(0)?;
-                    let x: u32 = v.parse().map_err(|_| format!("{opt}: bad number `{v}`"))?;
-                    if opt == "--seconds" {
-                        r.seconds = Some(x);
-                    } else {
-                        r.hitcount = Some(x);
-                    }
-                    Ok(Accept::Yes(1))
-                }
-                "--reap" => {
-                    r.reap = true;
-                    Ok(Accept::Yes(0))
-                }
-                "--rttl" => {
-                    r.rttl = true;
-                    Ok(Accept::Yes(0))
-                }
-                "--name" => {
-                    r.name = val(0)?.to_string();
-                    Ok(Accept::Yes(1))
-                }
-                "--mask" => {
-                    let v = val(0)?;
-                    let a: IpAddr = v.parse().map_err(|_| format!("--mask: bad address `{v}`"))?;
-                    if !fam_ok(a, family) {
-                        return Err(format!("--mask {v} is not of this table's family"));
-                    }
-                    r.mask = a;
-                    Ok(Accept::Yes(1))
-                }
-                "--rsource" => {
-                    r.rdest = false;
-                    Ok(Accept::Yes(0))
-                }
-                "--rdest" => {
-                    r.rdest = true;
-                    Ok(Accept::Yes(0))
-                }
-                _ => Ok(Accept::No),
+        Match::Recent(r) => match opt {
+            "--set" | "--rcheck" | "--update" | "--remove" => {
+                r.action = match opt {
+                    "--set" => RecentAction::Set,
+                    "--rcheck" => RecentAction::Rcheck,
+                    "--update" => RecentAction::Update,
+                    _ => RecentAction::Remove,
+                };
+                r.neg = neg;
+                Ok(Accept::Yes(0))
             }
-        }
-        Match::Mark { neg: n, value, mask } => match opt {
+            "--seconds" | "--hitcount" => {
+                let v = val(0)?;
+                let x: u32 = v.parse().map_err(|_| format!("{opt}: bad number `{v}`"))?;
+                if opt == "--seconds" {
+                    r.seconds = Some(x);
+                } else {
+                    r.hitcount = Some(x);
+                }
+                Ok(Accept::Yes(1))
+            }
+            "--reap" => {
+                r.reap = true;
+                Ok(Accept::Yes(0))
+            }
+            "--rttl" => {
+                r.rttl = true;
+                Ok(Accept::Yes(0))
+            }
+            "--name" => {
+                r.name = val(0)?.to_string();
+                Ok(Accept::Yes(1))
+            }
+            "--mask" => {
+                let v = val(0)?;
+                let a: IpAddr = v
+                    .parse()
+                    .map_err(|_| format!("--mask: bad address `{v}`"))?;
+                if !fam_ok(a, family) {
+                    return Err(format!("--mask {v} is not of this table's family"));
+                }
+                r.mask = a;
+                Ok(Accept::Yes(1))
+            }
+            "--rsource" => {
+                r.rdest = false;
+                Ok(Accept::Yes(0))
+            }
+            "--rdest" => {
+                r.rdest = true;
+                Ok(Accept::Yes(0))
+            }
+            _ => Ok(Accept::No),
+        },
+        Match::Mark {
+            neg: n,
+            value,
+            mask,
+        } => match opt {
             "--mark" => {
                 let v = val(0)?;
                 let (a, b) = parse_mark(v).ok_or_else(|| format!("--mark: bad value `{v}`"))?;
@@ -548,10 +651,16 @@ fn match_accept(m: &mut Match, opt: &str, neg: bool, vals: &[Cow<str>], family: 
             }
             _ => Ok(Accept::No),
         },
-        Match::AddrType { src, dst, limit_iface_in, limit_iface_out } => match opt {
+        Match::AddrType {
+            src,
+            dst,
+            limit_iface_in,
+            limit_iface_out,
+        } => match opt {
             "--src-type" | "--dst-type" => {
                 let v = val(0)?;
-                let types = list(v, &AddrType::ALL, AddrType::as_str).ok_or_else(|| format!("{opt}: bad type list `{v}`"))?;
+                let types = list(v, &AddrType::ALL, AddrType::as_str)
+                    .ok_or_else(|| format!("{opt}: bad type list `{v}`"))?;
                 let slot = if opt == "--src-type" { src } else { dst };
                 *slot = Some(Neg::new(neg, types));
                 Ok(Accept::Yes(1))
@@ -569,8 +678,8 @@ fn match_accept(m: &mut Match, opt: &str, neg: bool, vals: &[Cow<str>], family: 
         Match::Conntrack { ctstate } => match opt {
             "--ctstate" => {
                 let v = val(0)?;
-                let mut states =
-                    list(v, &CtState::ALL, CtState::as_str).ok_or_else(|| format!("--ctstate: bad state list `{v}`"))?;
+                let mut states = list(v, &CtState::ALL, CtState::as_str)
+                    .ok_or_else(|| format!("--ctstate: bad state list `{v}`"))?;
                 states.sort();
                 states.dedup();
                 *ctstate = Some(Neg::new(neg, states));
@@ -602,8 +711,16 @@ fn match_accept(m: &mut Match, opt: &str, neg: bool, vals: &[Cow<str>], family: 
                 *dirs = v;
                 Ok(Accept::Yes(2))
             }
-            "--return-nomatch" | "--update-counters" | "--update-subcounters" | "--packets-eq"
-            | "--packets-lt" | "--packets-gt" | "--bytes-eq" | "--bytes-lt" | "--bytes-gt" | "--no-update-counters"
+            "--return-nomatch"
+            | "--update-counters"
+            | "--update-subcounters"
+            | "--packets-eq"
+            | "--packets-lt"
+            | "--packets-gt"
+            | "--bytes-eq"
+            | "--bytes-lt"
+            | "--bytes-gt"
+            | "--no-update-counters"
             | "--no-update-subcounters" => Ok(Accept::Unmodelled),
             _ => Ok(Accept::No),
         },
@@ -616,26 +733,56 @@ fn new_target(name: &str) -> Target {
         "ACCEPT" => Target::Accept,
         "DROP" => Target::Drop,
         "RETURN" => Target::Return,
-        "REJECT" => Target::Reject { with: String::new() },
-        "DNAT" => Target::Dnat { to: String::new(), random: false, persistent: false },
-        "SNAT" => Target::Snat { to: String::new(), random: false, random_fully: false, persistent: false },
-        "MASQUERADE" => Target::Masquerade { to_ports: None, random: false, random_fully: false },
-        "MARK" => Target::Mark { value: 0, mask: u32::MAX },
-        "LOG" => Target::Log { prefix: None, level: None },
-        other => Target::Unknown { name: other.to_string(), args: Vec::new() },
+        "REJECT" => Target::Reject {
+            with: String::new(),
+        },
+        "DNAT" => Target::Dnat {
+            to: String::new(),
+            random: false,
+            persistent: false,
+        },
+        "SNAT" => Target::Snat {
+            to: String::new(),
+            random: false,
+            random_fully: false,
+            persistent: false,
+        },
+        "MASQUERADE" => Target::Masquerade {
+            to_ports: None,
+            random: false,
+            random_fully: false,
+        },
+        "MARK" => Target::Mark {
+            value: 0,
+            mask: u32::MAX,
+        },
+        "LOG" => Target::Log {
+            prefix: None,
+            level: None,
+        },
+        other => Target::Unknown {
+            name: other.to_string(),
+            args: Vec::new(),
+        },
     }
 }
 
 fn target_accept(t: &mut Target, opt: &str, vals: &[Cow<str>]) -> Result<Option<usize>, String> {
     let val = |i: usize| -> Result<&str, String> {
-        vals.get(i).map(|v| v.as_ref()).ok_or_else(|| format!("{opt} needs a value"))
+        vals.get(i)
+            .map(|v| v.as_ref())
+            .ok_or_else(|| format!("{opt} needs a value"))
     };
     Ok(match t {
         Target::Reject { with } if opt == "--reject-with" => {
             *with = val(0)?.to_string();
             Some(1)
         }
-        Target::Dnat { to, random, persistent } => match opt {
+        Target::Dnat {
+            to,
+            random,
+            persistent,
+        } => match opt {
             "--to-destination" | "--to" => {
                 *to = val(0)?.to_string();
                 Some(1)
@@ -650,7 +797,12 @@ fn target_accept(t: &mut Target, opt: &str, vals: &[Cow<str>]) -> Result<Option<
             }
             _ => None,
         },
-        Target::Snat { to, random, random_fully, persistent } => match opt {
+        Target::Snat {
+            to,
+            random,
+            random_fully,
+            persistent,
+        } => match opt {
             "--to-source" | "--to" => {
                 *to = val(0)?.to_string();
                 Some(1)
@@ -669,7 +821,11 @@ fn target_accept(t: &mut Target, opt: &str, vals: &[Cow<str>]) -> Result<Option<
             }
             _ => None,
         },
-        Target::Masquerade { to_ports, random, random_fully } => match opt {
+        Target::Masquerade {
+            to_ports,
+            random,
+            random_fully,
+        } => match opt {
             "--to-ports" => {
                 *to_ports = Some(val(0)?.to_string());
                 Some(1)
@@ -761,28 +917,49 @@ pub(crate) fn parse_rule_args(
         let next = |i: usize| args.get(i).map(|s| s.as_ref());
         match tok {
             "-s" | "--source" | "--src" | "-d" | "--destination" | "--dst" => {
-                let Some(v) = next(i) else { return fail(diags, format!("{tok} needs an address")) };
+                let Some(v) = next(i) else {
+                    return fail(diags, format!("{tok} needs an address"));
+                };
                 i += 1;
                 let Some(net) = parse_net(v, family) else {
-                    return fail(diags, format!("{tok}: `{v}` is not an address or CIDR of this family"));
+                    return fail(
+                        diags,
+                        format!("{tok}: `{v}` is not an address or CIDR of this family"),
+                    );
                 };
-                let slot = if tok.starts_with("-s") || tok.starts_with("--s") { &mut rule.src } else { &mut rule.dst };
+                let slot = if tok.starts_with("-s") || tok.starts_with("--s") {
+                    &mut rule.src
+                } else {
+                    &mut rule.dst
+                };
                 *slot = Some(Neg::new(take_neg, net));
             }
             "-i" | "--in-interface" | "-o" | "--out-interface" => {
-                let Some(v) = next(i) else { return fail(diags, format!("{tok} needs an interface")) };
+                let Some(v) = next(i) else {
+                    return fail(diags, format!("{tok} needs an interface"));
+                };
                 i += 1;
-                let slot = if tok.starts_with("-i") || tok.starts_with("--in") { &mut rule.in_iface } else { &mut rule.out_iface };
+                let slot = if tok.starts_with("-i") || tok.starts_with("--in") {
+                    &mut rule.in_iface
+                } else {
+                    &mut rule.out_iface
+                };
                 *slot = Some(Neg::new(take_neg, v.to_string()));
             }
             "-p" | "--protocol" => {
-                let Some(v) = next(i) else { return fail(diags, "-p needs a protocol".into()) };
+                let Some(v) = next(i) else {
+                    return fail(diags, "-p needs a protocol".into());
+                };
                 i += 1;
-                let Some(p) = ProtoNum::from_name(v) else { return fail(diags, format!("-p: unknown protocol `{v}`")) };
+                let Some(p) = ProtoNum::from_name(v) else {
+                    return fail(diags, format!("-p: unknown protocol `{v}`"));
+                };
                 rule.proto = Some(Neg::new(take_neg, p));
             }
             "-m" | "--match" => {
-                let Some(v) = next(i) else { return fail(diags, "-m needs a module name".into()) };
+                let Some(v) = next(i) else {
+                    return fail(diags, "-m needs a module name".into());
+                };
                 i += 1;
                 let m = new_match(v, family);
                 if let Match::Unknown { module, .. } = &m {
@@ -795,14 +972,20 @@ pub(crate) fn parse_rule_args(
                 building.push(Building { m, raw: Vec::new() });
             }
             "-j" | "--jump" | "-g" | "--goto" => {
-                let Some(v) = next(i) else { return fail(diags, format!("{tok} needs a target")) };
+                let Some(v) = next(i) else {
+                    return fail(diags, format!("{tok} needs a target"));
+                };
                 i += 1;
                 let goto = tok.starts_with("-g") || tok == "--goto";
                 let declared = chains.contains_key(v);
                 let t = if goto {
-                    Target::Goto { chain: v.to_string() }
+                    Target::Goto {
+                        chain: v.to_string(),
+                    }
                 } else if declared {
-                    Target::Jump { chain: v.to_string() }
+                    Target::Jump {
+                        chain: v.to_string(),
+                    }
                 } else {
                     let t = new_target(v);
                     if let Target::Unknown { name, .. } = &t {
@@ -818,7 +1001,11 @@ pub(crate) fn parse_rule_args(
                     t
                 };
                 if goto && !declared {
-                    diags.push(Diagnostic::error(Some(line), "", format!("-g {v}: chain not declared in table {table_name}")));
+                    diags.push(Diagnostic::error(
+                        Some(line),
+                        "",
+                        format!("-g {v}: chain not declared in table {table_name}"),
+                    ));
                 }
                 target = Some((t, Vec::new()));
             }
@@ -890,7 +1077,10 @@ pub(crate) fn parse_rule_args(
                             }
                             b.raw.push(opt.to_string());
                             b.raw.extend(vals.iter().map(|v| v.to_string()));
-                            b.m = Match::Unknown { module, args: std::mem::take(&mut b.raw) };
+                            b.m = Match::Unknown {
+                                module,
+                                args: std::mem::take(&mut b.raw),
+                            };
                             i = end;
                             taken = true;
                             break;
@@ -902,7 +1092,11 @@ pub(crate) fn parse_rule_args(
                     continue;
                 }
                 // 3. an unknown module swallows options nobody else knows
-                if let Some(b) = building.iter_mut().rev().find(|b| matches!(b.m, Match::Unknown { .. })) {
+                if let Some(b) = building
+                    .iter_mut()
+                    .rev()
+                    .find(|b| matches!(b.m, Match::Unknown { .. }))
+                {
                     if let Match::Unknown { args: uargs, .. } = &mut b.m {
                         if take_neg {
                             uargs.push("!".into());
@@ -916,7 +1110,9 @@ pub(crate) fn parse_rule_args(
                 // 4. implicit protocol match (`-p tcp --dport 80`)
                 if let Some(p) = rule.proto.as_ref().and_then(|p| p.value.name()) {
                     if matches!(p, "tcp" | "udp" | "sctp")
-                        && !building.iter().any(|b| matches!(&b.m, Match::Ports { module, .. } if module == p))
+                        && !building
+                            .iter()
+                            .any(|b| matches!(&b.m, Match::Ports { module, .. } if module == p))
                     {
                         let mut m = new_match(p, family);
                         match match_accept(&mut m, opt, take_neg, vals, family) {
@@ -982,11 +1178,19 @@ fn match_module_name(m: &Match) -> String {
 /// Reject what the real iptables would refuse to load.
 fn validate_match(m: &Match) -> Result<(), String> {
     match m {
-        Match::Comment { comment } if comment.len() > 255 => Err("--comment is longer than 255 characters".into()),
-        Match::Multiport { ports, .. } if ports.is_empty() => Err("-m multiport needs --ports/--sports/--dports".into()),
+        Match::Comment { comment } if comment.len() > 255 => {
+            Err("--comment is longer than 255 characters".into())
+        }
+        Match::Multiport { ports, .. } if ports.is_empty() => {
+            Err("-m multiport needs --ports/--sports/--dports".into())
+        }
         Match::Nfacct { name } if name.is_empty() => Err("-m nfacct needs --nfacct-name".into()),
         Match::Set { name, .. } if name.is_empty() => Err("-m set needs --match-set".into()),
-        Match::AddrType { src: None, dst: None, .. } => Err("-m addrtype needs --src-type or --dst-type".into()),
+        Match::AddrType {
+            src: None,
+            dst: None,
+            ..
+        } => Err("-m addrtype needs --src-type or --dst-type".into()),
         Match::Mark { .. } | Match::Conntrack { .. } | Match::Comment { .. } => Ok(()),
         _ => Ok(()),
     }

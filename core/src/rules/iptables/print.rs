@@ -6,7 +6,9 @@ use std::fmt::Write;
 /// Quote a string argument exactly like libxtables' `xtables_save_string`: bare when it is made
 /// only of `[A-Za-z0-9_-]`, otherwise in double quotes with `"`, `\` and `'` backslash-escaped.
 pub fn save_string(out: &mut String, s: &str) {
-    let plain = !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     out.push(' ');
     if plain {
         out.push_str(s);
@@ -43,7 +45,11 @@ pub fn print_match(out: &mut String, m: &Match) {
             out.push_str(" -m comment --comment");
             save_string(out, comment);
         }
-        Match::Ports { module, sport, dport } => {
+        Match::Ports {
+            module,
+            sport,
+            dport,
+        } => {
             let _ = write!(out, " -m {module}");
             for (name, p) in [("--sport", sport), ("--dport", dport)] {
                 if let Some(p) = p {
@@ -53,7 +59,11 @@ pub fn print_match(out: &mut String, m: &Match) {
                 }
             }
         }
-        Match::Multiport { neg: n, kind, ports } => {
+        Match::Multiport {
+            neg: n,
+            kind,
+            ports,
+        } => {
             out.push_str(" -m multiport");
             neg(out, *n);
             out.push_str(match kind {
@@ -72,9 +82,17 @@ pub fn print_match(out: &mut String, m: &Match) {
             out.push_str(" -m statistic --mode random");
             neg(out, *n);
             // libxt_statistic prints the kernel's fixed-point value back with 11 decimals.
-            let _ = write!(out, " --probability {:.11}", Statistic::probability_of(*fixed));
+            let _ = write!(
+                out,
+                " --probability {:.11}",
+                Statistic::probability_of(*fixed)
+            );
         }
-        Match::Statistic(Statistic::Nth { neg: n, every, packet }) => {
+        Match::Statistic(Statistic::Nth {
+            neg: n,
+            every,
+            packet,
+        }) => {
             out.push_str(" -m statistic --mode nth");
             neg(out, *n);
             let _ = write!(out, " --every {} --packet {}", every + 1, packet);
@@ -103,7 +121,11 @@ pub fn print_match(out: &mut String, m: &Match) {
             let _ = write!(out, " --name {} --mask {}", r.name, r.mask);
             out.push_str(if r.rdest { " --rdest" } else { " --rsource" });
         }
-        Match::Mark { neg: n, value, mask } => {
+        Match::Mark {
+            neg: n,
+            value,
+            mask,
+        } => {
             out.push_str(" -m mark");
             neg(out, *n);
             let _ = write!(out, " --mark {value:#x}");
@@ -111,7 +133,12 @@ pub fn print_match(out: &mut String, m: &Match) {
                 let _ = write!(out, "/{mask:#x}");
             }
         }
-        Match::AddrType { src, dst, limit_iface_in, limit_iface_out } => {
+        Match::AddrType {
+            src,
+            dst,
+            limit_iface_in,
+            limit_iface_out,
+        } => {
             out.push_str(" -m addrtype");
             for (name, t) in [("--src-type", src), ("--dst-type", dst)] {
                 if let Some(t) = t {
@@ -194,7 +221,11 @@ pub fn print_target(out: &mut String, t: &Target) {
         Target::Reject { with } => {
             let _ = write!(out, " -j REJECT --reject-with {with}");
         }
-        Target::Dnat { to, random, persistent } => {
+        Target::Dnat {
+            to,
+            random,
+            persistent,
+        } => {
             let _ = write!(out, " -j DNAT --to-destination {to}");
             if *random {
                 out.push_str(" --random");
@@ -203,7 +234,12 @@ pub fn print_target(out: &mut String, t: &Target) {
                 out.push_str(" --persistent");
             }
         }
-        Target::Snat { to, random, random_fully, persistent } => {
+        Target::Snat {
+            to,
+            random,
+            random_fully,
+            persistent,
+        } => {
             let _ = write!(out, " -j SNAT --to-source {to}");
             if *random {
                 out.push_str(" --random");
@@ -215,7 +251,11 @@ pub fn print_target(out: &mut String, t: &Target) {
                 out.push_str(" --persistent");
             }
         }
-        Target::Masquerade { to_ports, random, random_fully } => {
+        Target::Masquerade {
+            to_ports,
+            random,
+            random_fully,
+        } => {
             out.push_str(" -j MASQUERADE");
             if let Some(p) = to_ports {
                 let _ = write!(out, " --to-ports {p}");
@@ -298,7 +338,11 @@ pub fn rule_text(chain: &str, r: &Rule) -> String {
 pub fn chain_order(table: &Table) -> Vec<&Chain> {
     let builtins = builtin_chains(&table.name);
     let mut out: Vec<&Chain> = builtins.iter().filter_map(|b| table.chain(b)).collect();
-    let mut users: Vec<&Chain> = table.chains.iter().filter(|c| !builtins.contains(&c.name.as_str())).collect();
+    let mut users: Vec<&Chain> = table
+        .chains
+        .iter()
+        .filter(|c| !builtins.contains(&c.name.as_str()))
+        .collect();
     users.sort_by(|a, b| a.name.cmp(&b.name));
     out.extend(users);
     out

@@ -1,0 +1,445 @@
+//! The facade the CLI and the web app use: plain data in, plain data out.
+
+use crate::diag::Diagnostic;
+use crate::k8s::{self, Loaded, Scenario};
+use crate::netfilter::{self, Machine, NodeView, State, WalkRequest};
+use crate::proxier::iptables as ipt_mode;
+use crate::proxier::service_ports;
+use crate::rules::iptables::{self as ipt, Family};
+use crate::trace::{Packet, Proto, Trace};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// The built-in demo: the seed's `my-service` (ClusterIP 10.104.14.67:80, Pods 10.0.0.2/3/4).
+pub const DEMO_SCENARIO: &str = include_str!("../../examples/demo.yaml");
+
+/// Every shipped example scenario: (file name, text).
+pub const EXAMPLES: &[(&str, &str)] = &[
+    ("demo.yaml", DEMO_SCENARIO),
+    (
+        "nodeport-local.yaml",
+        include_str!("../../examples/nodeport-local.yaml"),
+    ),
+    (
+        "loadbalancer-source-ranges.yaml",
+        include_str!("../../examples/loadbalancer-source-ranges.yaml"),
+    ),
+    (
+        "session-affinity.yaml",
+        include_str!("../../examples/session-affinity.yaml"),
+    ),
+    (
+        "no-endpoints.yaml",
+        include_str!("../../examples/no-endpoints.yaml"),
+    ),
+    (
+        "dual-stack.yaml",
+        include_str!("../../examples/dual-stack.yaml"),
+    ),
+    (
+        "terminating.yaml",
+        include_str!("../../examples/terminating.yaml"),
+    ),
+];
+
+/// Load a scenario (YAML or JSON, what `kubectl get -o yaml` prints).
+pub fn load_scenario(text: &str) -> Result<Loaded, Vec<Diagnostic>> {
+    k8s::load(text)
+}
+
+/// One packet to trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceRequest {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub dport: u16,
+    pub proto: Proto,
+    /// Source port; None = a fresh ephemeral port (a new connection) per packet.
+    pub sport: Option<u16>,
+    /// Seed of the random draws of `-m statistic` (the kernel's get_random_u32).
+    pub seed: u64,
+    /// Time in seconds since the session started (affinity and conntrack expiry).
+    pub now: f64,
+}
+
+/// The iptables-mode rules kube-proxy writes, per family.
+#[derive(Debug, Clone, Serialize)]
+pub struct RulesText {
+    pub family: Family,
+    /// `iptables-restore` input, byte for byte as kube-proxy writes it.
+    pub restore: String,
+    /// What `iptables-save` shows on the node afterwards.
+    pub saved: String,
+}
+
+/// Rules for every family the node runs.
+pub fn iptables_rules(s: &Scenario) -> Vec<RulesText> {
+    ipt_mode::generate_all(s)
+        .into_iter()
+        .map(|fr| RulesText {
+            family: fr.family,
+            saved: ipt_mode::saved_text(&fr),
+            restore: fr.payload,
+        })
+        .collect()
+}
+
+/// How a client reaches the node, for the walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// A process on the node itself (OUTPUT path).
+    Node,
+    /// A Pod on this node (arrives from the pod network on this node).
+    LocalPod,
+    /// Anything else (arrives on the node's uplink).
+    Remote,
+}
+
+/// Node facts the walk needs, derived from the scenario.
+#[derive(Debug, Clone)]
+struct NodeFacts {
+    view: NodeView,
+    pod_cidrs: Vec<IpNet>,
+    local_pod_ips: Vec<IpAddr>,
+    uplink: String,
+    pod_iface: String,
+}
+
+fn node_facts(s: &Scenario) -> NodeFacts {
+    let local: Vec<IpNet> = s
+        .network
+        .interfaces
+        .iter()
+        .flat_map(|(_, a)| a.iter().copied())
+        .collect();
+    let view = NodeView {
+        local,
+        masq_v4: s.node_ip(false),
+        masq_v6: s.node_ip(true),
+        ipsets: Default::default(),
+    };
+    let local_pod_ips = s
+        .slices
+        .iter()
+        .flat_map(|sl| sl.endpoints.iter().flatten())
+        .filter(|e| e.node_name.as_deref() == Some(s.node_name.as_str()))
+        .filter_map(|e| {
+            e.addresses
+                .first()
+                .and_then(|a| k8s::ip::parse_ip_sloppy(a))
+        })
+        .collect();
+    let uplink = s
+        .network
+        .interfaces
+        .iter()
+        .map(|(n, _)| n.clone())
+        .find(|n| n != "lo")
+        .unwrap_or_else(|| "eth0".into());
+    let pod_iface = match s.config.detect_local_mode.as_str() {
+        "BridgeInterface" => s.config.bridge_interface.clone(),
+        "InterfaceNamePrefix" => format!("{}0", s.config.interface_name_prefix),
+        _ => "cni0".into(),
+    };
+    NodeFacts {
+        view,
+        pod_cidrs: s.node_pod_cidrs(),
+        local_pod_ips,
+        uplink,
+        pod_iface,
+    }
+}
+
+impl NodeFacts {
+    fn client_kind(&self, src: IpAddr) -> ClientKind {
+        if self.view.is_local(src) {
+            ClientKind::Node
+        } else if self.pod_cidrs.iter().any(|c| c.contains(&src))
+            || self.local_pod_ips.contains(&src)
+        {
+            ClientKind::LocalPod
+        } else {
+            ClientKind::Remote
+        }
+    }
+}
+
+/// A tracing session: the node's rules plus the state (conntrack, `-m recent`) that carries
+/// over from one packet to the next.
+#[derive(Debug, Clone)]
+pub struct Session {
+    machines: Vec<Machine>,
+    facts: NodeFacts,
+    pub state: State,
+    next_sport: u16,
+    mode: String,
+}
+
+impl Session {
+    /// iptables mode with the rules kube-proxy would program for this scenario.
+    pub fn new(s: &Scenario) -> Session {
+        let facts = node_facts(s);
+        let machines = ipt_mode::generate_all(s)
+            .iter()
+            .map(|fr| Machine::new(ipt_mode::node_ruleset(fr), fr.family, facts.view.clone()))
+            .collect();
+        Session {
+            machines,
+            facts,
+            state: State::default(),
+            next_sport: 40000,
+            mode: "iptables".into(),
+        }
+    }
+
+    /// iptables mode with a real node's `iptables-save` / `ip6tables-save` dump; the scenario
+    /// supplies the node (addresses, pod CIDR).
+    pub fn from_dump(s: &Scenario, dump: &str) -> (Session, Vec<Diagnostic>) {
+        let facts = node_facts(s);
+        let family = ipt::parse::detect_family(dump);
+        let parsed = ipt::parse(dump, family);
+        let machines = vec![Machine::new(parsed.ruleset, family, facts.view.clone())];
+        (
+            Session {
+                machines,
+                facts,
+                state: State::default(),
+                next_sport: 40000,
+                mode: "iptables".into(),
+            },
+            parsed.diagnostics,
+        )
+    }
+
+    /// How a source address reaches this node.
+    pub fn client_kind(&self, src: IpAddr) -> ClientKind {
+        self.facts.client_kind(src)
+    }
+
+    /// Trace one packet, updating the session's state.
+    pub fn trace(&mut self, req: &TraceRequest) -> Trace {
+        let sport = req.sport.unwrap_or_else(|| {
+            let p = self.next_sport;
+            self.next_sport = if p >= 60999 { 32768 } else { p + 1 };
+            p
+        });
+        let pkt = Packet {
+            src: req.src,
+            sport,
+            dst: req.dst,
+            dport: req.dport,
+            proto: req.proto,
+            mark: 0,
+        };
+        let kind = self.facts.client_kind(req.src);
+        let wreq = WalkRequest {
+            pkt,
+            local_origin: kind == ClientKind::Node,
+            in_iface: match kind {
+                ClientKind::Node => None,
+                ClientKind::LocalPod => Some(self.facts.pod_iface.clone()),
+                ClientKind::Remote => Some(self.facts.uplink.clone()),
+            },
+            now: req.now,
+        };
+        let fam = if req.dst.is_ipv6() {
+            Family::V6
+        } else {
+            Family::V4
+        };
+        let Some(m) = self.machines.iter().find(|m| m.family == fam) else {
+            return no_family_trace(&self.mode, pkt, fam);
+        };
+        let mut t = netfilter::trace(m, &wreq, &mut self.state, req.seed, &self.mode);
+        if req.src.is_ipv6() != req.dst.is_ipv6() {
+            t.warnings.push(
+                "source and destination are of different families: no such packet exists".into(),
+            );
+        }
+        t
+    }
+}
+
+fn no_family_trace(mode: &str, pkt: Packet, fam: Family) -> Trace {
+    let o = crate::trace::Outcome {
+        output: String::new(),
+        probability: 1.0,
+        masq: false,
+    };
+    Trace {
+        mode: mode.into(),
+        packet: pkt,
+        output: String::new(),
+        masq: false,
+        outcomes: vec![o.clone()],
+        chosen: o,
+        rules_evaluated: 0,
+        final_packet: Some(pkt),
+        verdict: crate::trace::Verdict::Forwarded,
+        steps: Vec::new(),
+        warnings: vec![format!(
+            "the node runs no {fam:?} proxier (it has no address of that family): no rules apply"
+        )],
+    }
+}
+
+/// A client to send packets from, for pickers in UIs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientPreset {
+    pub label: String,
+    pub kind: ClientKind,
+    pub src: IpAddr,
+}
+
+/// Typical clients for this scenario: a Pod on this node, a Pod on another node, the node, an
+/// external client (TEST-NET-3 documentation address).
+pub fn client_presets(s: &Scenario) -> Vec<ClientPreset> {
+    let f = node_facts(s);
+    let mut out = Vec::new();
+    let v6 = s.node_ip(false).is_none() && s.node_ip(true).is_some();
+    let host_in = |net: &IpNet, n: u32| -> Option<IpAddr> {
+        match net {
+            IpNet::V4(n4) => {
+                let base = u32::from(n4.network());
+                let ip = std::net::Ipv4Addr::from(base.checked_add(n)?);
+                n4.contains(&ip).then_some(IpAddr::V4(ip))
+            }
+            IpNet::V6(n6) => {
+                let base = u128::from(n6.network());
+                let ip = std::net::Ipv6Addr::from(base + n as u128);
+                n6.contains(&ip).then_some(IpAddr::V6(ip))
+            }
+        }
+    };
+    let pod_net = f
+        .pod_cidrs
+        .iter()
+        .find(|c| c.addr().is_ipv6() == v6)
+        .copied();
+    let local_pod = pod_net
+        .and_then(|n| host_in(&n, 100))
+        .or_else(|| f.local_pod_ips.first().copied());
+    if let Some(ip) = local_pod {
+        out.push(ClientPreset {
+            label: "Pod on this node".into(),
+            kind: ClientKind::LocalPod,
+            src: ip,
+        });
+    }
+    let cluster = s
+        .config
+        .cluster_cidrs
+        .iter()
+        .find(|c| c.addr().is_ipv6() == v6)
+        .copied();
+    let other = cluster.and_then(|c| {
+        (1..4096u32)
+            .map(|k| k * 256 + 100)
+            .filter_map(|n| host_in(&c, n))
+            .find(|ip| !f.pod_cidrs.iter().any(|p| p.contains(ip)) && !f.local_pod_ips.contains(ip))
+    });
+    if let Some(ip) = other {
+        out.push(ClientPreset {
+            label: "Pod on another node".into(),
+            kind: ClientKind::Remote,
+            src: ip,
+        });
+    }
+    if let Some(ip) = s.node_ip(v6) {
+        out.push(ClientPreset {
+            label: "This node".into(),
+            kind: ClientKind::Node,
+            src: ip,
+        });
+    }
+    let ext: IpAddr = if v6 {
+        "2001:db8:ffff::10".parse().expect("literal")
+    } else {
+        "203.0.113.10".parse().expect("literal")
+    };
+    out.push(ClientPreset {
+        label: "External client".into(),
+        kind: ClientKind::Remote,
+        src: ext,
+    });
+    out
+}
+
+/// Where a packet can be sent to reach a Service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceTarget {
+    pub label: String,
+    /// `cluster_ip`, `node_port`, `external_ip`, `load_balancer`.
+    pub kind: String,
+    pub service: String,
+    pub dst: IpAddr,
+    pub dport: u16,
+    pub proto: Proto,
+}
+
+/// Every address:port of every Service port (ClusterIP, NodePort on the node IP, externalIPs,
+/// LB IPs), for pickers in UIs.
+pub fn service_targets(s: &Scenario) -> Vec<ServiceTarget> {
+    let mut out = Vec::new();
+    for fam in ipt_mode::families(s) {
+        let v6 = fam == Family::V6;
+        for spe in service_ports(s, v6) {
+            let sp = &spe.port;
+            let svc = sp.name_string.clone();
+            let mut push = |kind: &str, label: String, dst: IpAddr, dport: u16| {
+                out.push(ServiceTarget {
+                    label,
+                    kind: kind.into(),
+                    service: svc.clone(),
+                    dst,
+                    dport,
+                    proto: sp.protocol,
+                });
+            };
+            push(
+                "cluster_ip",
+                format!(
+                    "{svc} ClusterIP {}",
+                    k8s::ip::join_host_port(sp.cluster_ip, sp.port)
+                ),
+                sp.cluster_ip,
+                sp.port,
+            );
+            if sp.node_port != 0 {
+                if let Some(ip) = s.node_ip(v6) {
+                    push(
+                        "node_port",
+                        format!(
+                            "{svc} NodePort {}",
+                            k8s::ip::join_host_port(ip, sp.node_port)
+                        ),
+                        ip,
+                        sp.node_port,
+                    );
+                }
+            }
+            for ip in &sp.external_ips {
+                push(
+                    "external_ip",
+                    format!("{svc} externalIP {}", k8s::ip::join_host_port(*ip, sp.port)),
+                    *ip,
+                    sp.port,
+                );
+            }
+            for ip in &sp.lb_ips {
+                push(
+                    "load_balancer",
+                    format!(
+                        "{svc} LoadBalancer {}",
+                        k8s::ip::join_host_port(*ip, sp.port)
+                    ),
+                    *ip,
+                    sp.port,
+                );
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,342 @@
+//! Evaluating one rule's matches against a packet, as the kernel does: the IP header part
+//! (`ip_packet_match`: -s, -d, -i, -o, -p) first, then each match extension in order, stopping
+//! at the first that fails.
+
+use super::{IpSet, Machine, State};
+use crate::rules::iptables::{
+    AddrType, CtState, Match, MultiportKind, Recent, RecentAction, Rule, Statistic,
+};
+use crate::trace::{Packet, Proto};
+use std::net::IpAddr;
+
+/// Per-packet facts the matches look at besides the header.
+#[derive(Debug, Clone)]
+pub struct PacketCtx {
+    pub pkt: Packet,
+    pub in_iface: Option<String>,
+    pub out_iface: Option<String>,
+    /// conntrack state of the packet: NEW or ESTABLISHED, plus DNAT/SNAT once NAT is set up.
+    pub ct_new: bool,
+    pub ct_dnat: bool,
+    pub ct_snat: bool,
+    /// Time in seconds (for `-m recent`).
+    pub now: f64,
+}
+
+/// Why a rule did not match, or that it matched.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MatchResult {
+    Matched,
+    /// Index into the rule's parts: which part failed, with a description.
+    Failed(String),
+    /// A random statistic match decided by a coin (the caller supplies the outcome).
+    Random {
+        fixed: u32,
+        neg: bool,
+    },
+    /// A match the model does not support: treated as not matching, with a warning.
+    Unsupported(String),
+}
+
+fn iface_matches(pattern: &str, iface: Option<&str>) -> bool {
+    let Some(i) = iface else { return false };
+    match pattern.strip_suffix('+') {
+        Some(prefix) => i.starts_with(prefix),
+        None => i == pattern,
+    }
+}
+
+fn addr_types(m: &Machine, ip: IpAddr) -> Vec<AddrType> {
+    if m.node.is_local(ip) {
+        return vec![AddrType::Local];
+    }
+    match ip {
+        IpAddr::V4(a) if a.is_broadcast() => vec![AddrType::Broadcast],
+        IpAddr::V4(a) if a.is_multicast() => vec![AddrType::Multicast],
+        IpAddr::V6(a) if a.is_multicast() => vec![AddrType::Multicast],
+        _ => vec![AddrType::Unicast],
+    }
+}
+
+fn set_matches(set: &IpSet, pkt: &Packet, dirs: &[bool]) -> bool {
+    // Each direction flag picks the packet field for the set's next dimension:
+    // `src` = source address/port, `dst` = destination address/port.
+    let ip_of = |src: bool| if src { pkt.src } else { pkt.dst };
+    let port_of = |src: bool| if src { pkt.sport } else { pkt.dport };
+    let dims: Vec<&str> = set
+        .set_type
+        .split(':')
+        .nth(1)
+        .unwrap_or("")
+        .split(',')
+        .collect();
+    set.members.iter().any(|mem| {
+        let mut ips_seen = 0;
+        for (di, dim) in dims.iter().enumerate() {
+            let src = dirs.get(di).copied().unwrap_or(false);
+            let ok = match *dim {
+                "ip" | "net" => {
+                    let target = if ips_seen == 0 { mem.ip } else { mem.ip2 };
+                    ips_seen += 1;
+                    target.is_some_and(|n| n.contains(&ip_of(src)))
+                }
+                "port" => {
+                    mem.port == Some(port_of(src)) && mem.proto.is_none_or(|p| p == pkt.proto)
+                }
+                _ => false,
+            };
+            if !ok {
+                return false;
+            }
+        }
+        true
+    })
+}
+
+/// Evaluate the IP-header part and the matches. Matches with side effects (`recent --set`) are
+/// applied to `state` only when `effects` is true and every earlier part matched.
+pub fn eval_rule(
+    m: &Machine,
+    rule: &Rule,
+    cx: &PacketCtx,
+    state: &mut State,
+    effects: bool,
+    rule_id: (usize, usize, usize),
+    coin: &mut dyn FnMut(u32, bool) -> bool,
+    notes: &mut Vec<String>,
+) -> MatchResult {
+    let p = &cx.pkt;
+    if let Some(s) = &rule.src {
+        if s.value.contains(&p.src) == s.neg {
+            return MatchResult::Failed(format!("{}-s {}", if s.neg { "! " } else { "" }, s.value));
+        }
+    }
+    if let Some(d) = &rule.dst {
+        if d.value.contains(&p.dst) == d.neg {
+            return MatchResult::Failed(format!("{}-d {}", if d.neg { "! " } else { "" }, d.value));
+        }
+    }
+    if let Some(i) = &rule.in_iface {
+        if iface_matches(&i.value, cx.in_iface.as_deref()) == i.neg {
+            return MatchResult::Failed(format!("{}-i {}", if i.neg { "! " } else { "" }, i.value));
+        }
+    }
+    if let Some(o) = &rule.out_iface {
+        if iface_matches(&o.value, cx.out_iface.as_deref()) == o.neg {
+            return MatchResult::Failed(format!("{}-o {}", if o.neg { "! " } else { "" }, o.value));
+        }
+    }
+    if let Some(pr) = &rule.proto {
+        let is = pr.value.0 == 0 || pr.value.0 == p.proto.number();
+        if is == pr.neg {
+            return MatchResult::Failed(format!("-p {}", pr.value.name().unwrap_or("?")));
+        }
+    }
+    for mt in &rule.matches {
+        match mt {
+            Match::Comment { .. } | Match::Nfacct { .. } => {}
+            Match::Ports {
+                module,
+                sport,
+                dport,
+            } => {
+                if Proto::parse(module) != Some(p.proto) {
+                    return MatchResult::Failed(format!("-m {module} (packet is {})", p.proto));
+                }
+                if let Some(sp) = sport {
+                    if sp.value.contains(p.sport) == sp.neg {
+                        return MatchResult::Failed(format!(
+                            "--sport {}:{}",
+                            sp.value.lo, sp.value.hi
+                        ));
+                    }
+                }
+                if let Some(dp) = dport {
+                    if dp.value.contains(p.dport) == dp.neg {
+                        let want = if dp.value.lo == dp.value.hi {
+                            dp.value.lo.to_string()
+                        } else {
+                            format!("{}:{}", dp.value.lo, dp.value.hi)
+                        };
+                        return MatchResult::Failed(format!(
+                            "{}--dport {want}",
+                            if dp.neg { "! " } else { "" }
+                        ));
+                    }
+                }
+            }
+            Match::Multiport { neg, kind, ports } => {
+                let hit = ports.iter().any(|r| match kind {
+                    MultiportKind::Sports => r.contains(p.sport),
+                    MultiportKind::Dports => r.contains(p.dport),
+                    MultiportKind::Ports => r.contains(p.sport) || r.contains(p.dport),
+                });
+                if hit == *neg {
+                    return MatchResult::Failed("-m multiport".into());
+                }
+            }
+            Match::Statistic(Statistic::Random { neg, fixed }) => {
+                if !coin(*fixed, *neg) {
+                    return MatchResult::Failed(
+                        "-m statistic --mode random (the random draw did not hit)".into(),
+                    );
+                }
+            }
+            Match::Statistic(Statistic::Nth { neg, every, packet }) => {
+                let counter = state.nth.get(&rule_id).copied().unwrap_or(*packet);
+                // xt_statistic: nval = (oval == every) ? 0 : oval + 1; match when nval == 0.
+                let next = if counter == *every { 0 } else { counter + 1 };
+                if effects {
+                    state.nth.insert(rule_id, next);
+                }
+                if (next == 0) == *neg {
+                    return MatchResult::Failed("-m statistic --mode nth".into());
+                }
+            }
+            Match::Recent(r) => {
+                if !eval_recent(r, cx, state, effects, notes) {
+                    return MatchResult::Failed(format!(
+                        "-m recent --{} --name {}",
+                        match r.action {
+                            RecentAction::Set => "set",
+                            RecentAction::Rcheck => "rcheck",
+                            RecentAction::Update => "update",
+                            RecentAction::Remove => "remove",
+                        },
+                        r.name
+                    ));
+                }
+            }
+            Match::Mark { neg, value, mask } => {
+                if ((p.mark & mask) == *value) == *neg {
+                    return MatchResult::Failed(format!(
+                        "{}--mark {value:#x}/{mask:#x}",
+                        if *neg { "! " } else { "" }
+                    ));
+                }
+            }
+            Match::AddrType { src, dst, .. } => {
+                for (label, spec, ip) in [("--src-type", src, p.src), ("--dst-type", dst, p.dst)] {
+                    if let Some(t) = spec {
+                        let types = addr_types(m, ip);
+                        let hit = t.value.iter().any(|x| types.contains(x));
+                        if hit == t.neg {
+                            let names: Vec<&str> = t.value.iter().map(|x| x.as_str()).collect();
+                            return MatchResult::Failed(format!(
+                                "{}{label} {} ({ip} is {})",
+                                if t.neg { "! " } else { "" },
+                                names.join(","),
+                                if types.contains(&AddrType::Local) {
+                                    "local"
+                                } else {
+                                    "not local"
+                                }
+                            ));
+                        }
+                    }
+                }
+            }
+            Match::Conntrack { ctstate } => {
+                if let Some(st) = ctstate {
+                    let mut have = vec![if cx.ct_new {
+                        CtState::New
+                    } else {
+                        CtState::Established
+                    }];
+                    if cx.ct_dnat {
+                        have.push(CtState::Dnat);
+                    }
+                    if cx.ct_snat {
+                        have.push(CtState::Snat);
+                    }
+                    let hit = st.value.iter().any(|s| have.contains(s));
+                    if hit == st.neg {
+                        let names: Vec<&str> = st.value.iter().map(|x| x.as_str()).collect();
+                        return MatchResult::Failed(format!(
+                            "{}--ctstate {}",
+                            if st.neg { "! " } else { "" },
+                            names.join(",")
+                        ));
+                    }
+                }
+            }
+            Match::Set { neg, name, dirs } => match m.node.ipsets.get(name) {
+                Some(set) => {
+                    if set_matches(set, p, dirs) == *neg {
+                        return MatchResult::Failed(format!(
+                            "{}--match-set {name}",
+                            if *neg { "! " } else { "" }
+                        ));
+                    }
+                }
+                None => {
+                    return MatchResult::Unsupported(format!("-m set: ipset {name} is unknown"));
+                }
+            },
+            Match::Unknown { module, .. } => {
+                return MatchResult::Unsupported(format!("-m {module} is not modelled"));
+            }
+        }
+    }
+    MatchResult::Matched
+}
+
+/// xt_recent: `--set` records the address (always matches); `--rcheck`/`--update` match when the
+/// address was seen (within `--seconds`, at least `--hitcount` times); `--update` also refreshes;
+/// `--remove` deletes. `--reap` drops timestamps older than `--seconds`.
+fn eval_recent(
+    r: &Recent,
+    cx: &PacketCtx,
+    state: &mut State,
+    effects: bool,
+    notes: &mut Vec<String>,
+) -> bool {
+    let addr = if r.rdest { cx.pkt.dst } else { cx.pkt.src };
+    let list = state.recent.entry(r.name.clone()).or_default();
+    let hit = match r.action {
+        RecentAction::Set => {
+            if effects {
+                list.entry(addr).or_default().push(cx.now);
+                notes.push(format!("recent: {addr} recorded in list {}", r.name));
+            }
+            true
+        }
+        RecentAction::Rcheck | RecentAction::Update | RecentAction::Remove => {
+            let stamps = list.get(&addr).cloned().unwrap_or_default();
+            let mut ok = !stamps.is_empty();
+            if ok && r.action != RecentAction::Remove {
+                if let Some(secs) = r.seconds {
+                    // The kernel counts stamps newer than now - seconds (time_after).
+                    let fresh = stamps.iter().filter(|t| **t > cx.now - secs as f64).count();
+                    let need = r.hitcount.unwrap_or(1).max(1) as usize;
+                    ok = fresh >= need;
+                } else if let Some(h) = r.hitcount {
+                    ok = stamps.len() >= h as usize;
+                }
+            }
+            if effects {
+                if r.reap {
+                    if let (Some(secs), Some(v)) = (r.seconds, list.get_mut(&addr)) {
+                        v.retain(|t| *t > cx.now - secs as f64);
+                    }
+                }
+                if ok && r.action == RecentAction::Update {
+                    list.entry(addr).or_default().push(cx.now);
+                }
+                if ok && r.action == RecentAction::Remove {
+                    list.remove(&addr);
+                }
+            }
+            notes.push(format!(
+                "recent: {addr} {} list {}{}",
+                if ok { "found in" } else { "not found in" },
+                r.name,
+                r.seconds
+                    .map(|s| format!(" (last {s} s)"))
+                    .unwrap_or_default()
+            ));
+            ok
+        }
+    };
+    hit != r.neg
+}

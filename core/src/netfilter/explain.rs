@@ -1,0 +1,112 @@
+//! From walks to a [`Trace`]: every reachable outcome with its exact probability (by walking every
+//! branch of the random matches), plus one sampled walk with all its steps.
+
+use super::walk::{Sampler, Scripted, WalkRequest, walk};
+use super::{Machine, State};
+use crate::trace::{Outcome, Trace, Verdict};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+/// Enumeration stops after this many outcomes (a warning says so).
+pub const MAX_OUTCOMES: usize = 4096;
+
+fn output_of(o: &super::walk::Outcome) -> String {
+    match o.verdict {
+        Verdict::Drop => "DROP".into(),
+        Verdict::Reject => "REJECT".into(),
+        _ => o
+            .dnat
+            .map(|(ip, p)| crate::k8s::ip::join_host_port(ip, p))
+            .unwrap_or_default(),
+    }
+}
+
+/// Trace one packet: explore all outcomes on copies of `state`, then walk it for real (updating
+/// `state`) with random matches drawn from a generator seeded with `seed`.
+pub fn trace(m: &Machine, req: &WalkRequest, state: &mut State, seed: u64, mode: &str) -> Trace {
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut warnings = Vec::new();
+    // Depth-first over the random decisions, "matches" first, so outcomes come in rule order.
+    let mut stack: Vec<Vec<bool>> = vec![Vec::new()];
+    while let Some(prefix) = stack.pop() {
+        if outcomes.len() >= MAX_OUTCOMES {
+            warnings.push(format!(
+                "more than {MAX_OUTCOMES} outcomes: the list is cut"
+            ));
+            break;
+        }
+        let mut scratch = state.clone();
+        let n = prefix.len();
+        let mut ch = Scripted {
+            script: prefix,
+            pos: 0,
+        };
+        let (o, _) = walk(m, req, &mut scratch, &mut ch, false);
+        let p: f64 = o
+            .choices
+            .iter()
+            .map(|c| {
+                if c.matched {
+                    c.p_match
+                } else {
+                    1.0 - c.p_match
+                }
+            })
+            .product();
+        // Push the untaken "does not match" branches, deepest last so the shallowest is next.
+        for i in (n..o.choices.len()).rev() {
+            if o.choices[i].matched && o.choices[i].p_match < 1.0 {
+                let mut alt: Vec<bool> = o.choices[..i].iter().map(|c| c.matched).collect();
+                alt.push(false);
+                stack.push(alt);
+            }
+        }
+        if p <= 0.0 {
+            continue;
+        }
+        let output = output_of(&o);
+        match outcomes
+            .iter_mut()
+            .find(|x| x.output == output && x.masq == o.masq)
+        {
+            Some(x) => x.probability += p,
+            None => outcomes.push(Outcome {
+                output,
+                probability: p,
+                masq: o.masq,
+            }),
+        }
+    }
+    let mut sampler = Sampler(StdRng::seed_from_u64(seed));
+    let (o, steps) = walk(m, req, state, &mut sampler, true);
+    warnings.extend(o.warnings.iter().cloned());
+    let chosen = Outcome {
+        output: output_of(&o),
+        probability: 0.0,
+        masq: o.masq,
+    };
+    let chosen = outcomes
+        .iter()
+        .find(|x| x.output == chosen.output && x.masq == chosen.masq)
+        .cloned()
+        .unwrap_or(chosen);
+    let mut outputs: Vec<&str> = Vec::new();
+    for x in &outcomes {
+        if !outputs.contains(&x.output.as_str()) && !x.output.is_empty() {
+            outputs.push(&x.output);
+        }
+    }
+    Trace {
+        mode: mode.to_string(),
+        packet: req.pkt,
+        output: outputs.join(", "),
+        masq: o.masq,
+        outcomes,
+        chosen,
+        rules_evaluated: o.rules_evaluated,
+        final_packet: (!matches!(o.verdict, Verdict::Drop | Verdict::Reject)).then_some(o.packet),
+        verdict: o.verdict,
+        steps,
+        warnings,
+    }
+}

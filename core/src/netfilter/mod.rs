@@ -1,0 +1,272 @@
+//! The netfilter machine: a packet walked through the hooks, tables, chains and rules exactly in
+//! the kernel's order, with conntrack and `-m recent` state kept across packets.
+//!
+//! Kernel order (net/netfilter priorities): PREROUTING raw → conntrack → mangle → nat (DNAT);
+//! routing; INPUT mangle → filter → security → nat (SNAT) or FORWARD mangle → filter → security;
+//! locally generated: OUTPUT raw → conntrack → mangle → nat → filter → security; then
+//! POSTROUTING mangle → nat (SNAT). The nat table is consulted only for a connection's first
+//! packet; later packets get the NAT recorded in their conntrack entry.
+//!
+//! Architecture invariant: the machine knows nothing about Kubernetes. It runs any ruleset
+//! (generated or pasted from a node) against a [`NodeView`].
+
+pub mod eval;
+mod explain;
+pub mod walk;
+
+pub use explain::{MAX_OUTCOMES, trace};
+pub use walk::{Choice, Chooser, Outcome as WalkOutcome, Sampler, Scripted, WalkRequest, walk};
+
+use crate::rules::iptables::{Family, Match, Rule, Ruleset, Target};
+use crate::trace::Proto;
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// What the machine needs to know about the node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeView {
+    /// Every local address (interfaces, kube-ipvs0 VIPs in IPVS mode).
+    pub local: Vec<IpNet>,
+    /// Address MASQUERADE picks for each family (the outgoing interface's primary address).
+    pub masq_v4: Option<IpAddr>,
+    pub masq_v6: Option<IpAddr>,
+    /// ipset contents for `-m set` (IPVS mode): name → members.
+    pub ipsets: HashMap<String, IpSet>,
+}
+
+/// An ipset as `-m set` sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IpSet {
+    /// `hash:ip,port`, `hash:ip,port,ip`, `hash:ip,port,net`, `bitmap:port`, `hash:net`, ...
+    pub set_type: String,
+    pub members: Vec<IpSetMember>,
+}
+
+/// One member: the fields a set type uses (others None).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IpSetMember {
+    pub ip: Option<IpNet>,
+    pub proto: Option<Proto>,
+    pub port: Option<u16>,
+    pub ip2: Option<IpNet>,
+}
+
+impl NodeView {
+    /// RTN_LOCAL: an address of this node (127.0.0.0/8 is local as a whole on Linux).
+    pub fn is_local(&self, ip: IpAddr) -> bool {
+        if let IpAddr::V4(a) = ip {
+            if a.is_loopback() {
+                return true;
+            }
+        }
+        self.local.iter().any(|n| n.addr() == ip)
+    }
+}
+
+/// A chain compiled for walking: jump targets resolved to indices, and, for long chains, an
+/// index from the packet's destination (or destination port) to the rules that can match it.
+#[derive(Debug, Clone)]
+pub struct CChain {
+    pub name: String,
+    pub builtin: bool,
+    pub policy: Option<String>,
+    /// For each rule, the resolved jump/goto target chain index.
+    pub jumps: Vec<Option<usize>>,
+    pub index: Option<ChainIndex>,
+}
+
+/// Which rules of a long chain can match a packet, by one header field. Rules that test a
+/// different exact value of that field cannot match, and the kernel tests the IP header before
+/// any match extension, so skipping them changes nothing but our speed.
+#[derive(Debug, Clone)]
+pub struct ChainIndex {
+    pub key: IndexKey,
+    pub by_value: HashMap<u64, Vec<u32>>,
+    /// Rules that do not pin the field (always candidates), in order.
+    pub wildcard: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexKey {
+    /// `-d <host>` (no `!`).
+    Dst,
+    /// `--dport <port>` of a tcp/udp/sctp match (no `!`, no range).
+    Dport,
+}
+
+fn ip_key(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(a) => u32::from(a) as u64,
+        IpAddr::V6(a) => {
+            let v = u128::from(a);
+            (v as u64) ^ ((v >> 64) as u64).rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15
+        }
+    }
+}
+
+fn rule_dst_key(r: &Rule) -> Option<u64> {
+    let d = r.dst.as_ref()?;
+    let host = if d.value.addr().is_ipv4() { 32 } else { 128 };
+    (!d.neg && d.value.prefix_len() == host).then(|| ip_key(d.value.addr()))
+}
+
+fn rule_dport_key(r: &Rule) -> Option<u64> {
+    r.matches.iter().find_map(|m| match m {
+        Match::Ports { dport: Some(p), .. } if !p.neg && p.value.lo == p.value.hi => {
+            Some(p.value.lo as u64)
+        }
+        _ => None,
+    })
+}
+
+/// Chains shorter than this are scanned without an index.
+const INDEX_MIN_RULES: usize = 48;
+
+fn build_index(rules: &[Rule]) -> Option<ChainIndex> {
+    if rules.len() < INDEX_MIN_RULES {
+        return None;
+    }
+    let dst = rules.iter().filter(|r| rule_dst_key(r).is_some()).count();
+    let dport = rules.iter().filter(|r| rule_dport_key(r).is_some()).count();
+    let (key, f): (IndexKey, fn(&Rule) -> Option<u64>) = if dst >= dport && dst * 2 >= rules.len() {
+        (IndexKey::Dst, rule_dst_key)
+    } else if dport * 2 >= rules.len() {
+        (IndexKey::Dport, rule_dport_key)
+    } else {
+        return None;
+    };
+    let mut by_value: HashMap<u64, Vec<u32>> = HashMap::new();
+    let mut wildcard = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        match f(r) {
+            Some(k) => by_value.entry(k).or_default().push(i as u32),
+            None => wildcard.push(i as u32),
+        }
+    }
+    Some(ChainIndex {
+        key,
+        by_value,
+        wildcard,
+    })
+}
+
+/// A ruleset ready to walk.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub family: Family,
+    pub rules: Ruleset,
+    /// Per table: compiled chains, parallel to `rules.tables[t].chains`.
+    pub chains: Vec<Vec<CChain>>,
+    pub chain_index: Vec<HashMap<String, usize>>,
+    pub node: NodeView,
+}
+
+impl Machine {
+    pub fn new(rules: Ruleset, family: Family, node: NodeView) -> Machine {
+        let mut chains = Vec::new();
+        let mut chain_index = Vec::new();
+        for t in &rules.tables {
+            let idx: HashMap<String, usize> = t
+                .chains
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.name.clone(), i))
+                .collect();
+            let cs = t
+                .chains
+                .iter()
+                .map(|c| CChain {
+                    name: c.name.clone(),
+                    builtin: crate::rules::iptables::is_builtin(&t.name, &c.name),
+                    policy: c.policy.clone(),
+                    jumps: c
+                        .rules
+                        .iter()
+                        .map(|r| match &r.target {
+                            Some(Target::Jump { chain }) | Some(Target::Goto { chain }) => {
+                                idx.get(chain).copied()
+                            }
+                            _ => None,
+                        })
+                        .collect(),
+                    index: build_index(&c.rules),
+                })
+                .collect();
+            chains.push(cs);
+            chain_index.push(idx);
+        }
+        Machine {
+            family,
+            rules,
+            chains,
+            chain_index,
+            node,
+        }
+    }
+
+    pub fn table_index(&self, name: &str) -> Option<usize> {
+        self.rules.tables.iter().position(|t| t.name == name)
+    }
+}
+
+/// Conntrack's view of a flow (original direction tuple).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub proto: Proto,
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+}
+
+/// A conntrack entry: the NAT decided for the flow's first packet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CtEntry {
+    pub dnat: Option<(IpAddr, u16)>,
+    pub snat: Option<(IpAddr, u16)>,
+    /// Verdict of the first packet (a dropped first packet leaves no confirmed entry).
+    pub created_at: f64,
+    pub last_seen: f64,
+    pub mark: u32,
+}
+
+/// State that persists across packets: conntrack, `-m recent` lists, `statistic nth` counters.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    pub conntrack: HashMap<FlowKey, CtEntry>,
+    /// list name → (address → hit timestamps, newest last).
+    pub recent: HashMap<String, HashMap<IpAddr, Vec<f64>>>,
+    /// (table, chain, rule) → nth counter.
+    pub nth: HashMap<(usize, usize, usize), u32>,
+}
+
+/// Conntrack timeouts (seconds) the kernel uses for an assured entry: TCP established
+/// (`nf_conntrack_tcp_timeout_established`, 5 days) and UDP stream (120 s).
+pub fn ct_timeout(proto: Proto) -> f64 {
+    match proto {
+        Proto::Tcp => 432_000.0,
+        Proto::Udp => 120.0,
+        Proto::Sctp => 210.0,
+    }
+}
+
+/// `--to-destination` / `--to-source` text → address and optional port (first of a range).
+pub fn parse_nat_to(to: &str) -> Option<(IpAddr, Option<u16>)> {
+    let (addr, port) = if let Some(rest) = to.strip_prefix('[') {
+        let (a, p) = rest.split_once(']')?;
+        (a, p.strip_prefix(':'))
+    } else if to.matches(':').count() == 1 {
+        let (a, p) = to.split_once(':')?;
+        (a, Some(p))
+    } else {
+        (to, None)
+    };
+    let addr = addr.split('-').next()?;
+    let ip: IpAddr = addr.parse().ok()?;
+    let port = match port {
+        Some(p) => Some(p.split('-').next()?.parse().ok()?),
+        None => None,
+    };
+    Some((ip, port))
+}
