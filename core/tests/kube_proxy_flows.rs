@@ -1000,3 +1000,290 @@ fn terminating_endpoints_traffic_policy_cluster() {
         ],
     );
 }
+
+/// Upstream TestInternalExternalMasquerade's shared flow table: the normal case (working
+/// local-traffic detector, no masqueradeAll).
+fn internal_external_masquerade_flows() -> Vec<Flow> {
+    let svc1 = "10.180.0.1:80, 10.180.1.1:80";
+    let svc2 = "10.180.0.2:80, 10.180.1.2:80";
+    let svc3 = "10.180.0.3:80, 10.180.1.3:80";
+    let lo = "127.0.0.1";
+    vec![
+        flow(
+            "pod to ClusterIP",
+            "10.0.0.2",
+            "172.30.0.41",
+            80,
+            svc1,
+            false,
+        ),
+        flow("pod to NodePort", "10.0.0.2", NODE, 3001, svc1, true),
+        flow("pod to LB", "10.0.0.2", "1.2.3.4", 80, svc1, true),
+        flow("node to ClusterIP", NODE, "172.30.0.41", 80, svc1, true),
+        flow("node to NodePort", NODE, NODE, 3001, svc1, true),
+        flow("localhost to NodePort", lo, lo, 3001, svc1, true),
+        flow("node to LB", NODE, "1.2.3.4", 80, svc1, true),
+        flow("external to ClusterIP", EXT, "172.30.0.41", 80, svc1, true),
+        flow("external to NodePort", EXT, NODE, 3001, svc1, true),
+        flow("external to LB", EXT, "1.2.3.4", 80, svc1, true),
+        flow(
+            "pod to ClusterIP with eTP:Local",
+            "10.0.0.2",
+            "172.30.0.42",
+            80,
+            svc2,
+            false,
+        ),
+        flow(
+            "pod to NodePort with eTP:Local",
+            "10.0.0.2",
+            NODE,
+            3002,
+            svc2,
+            false,
+        ),
+        flow(
+            "pod to LB with eTP:Local",
+            "10.0.0.2",
+            "5.6.7.8",
+            80,
+            svc2,
+            false,
+        ),
+        flow(
+            "node to ClusterIP with eTP:Local",
+            NODE,
+            "172.30.0.42",
+            80,
+            svc2,
+            true,
+        ),
+        // Upstream sends this one to svc1's NodePort 3001 (not 3002) and expects svc1's
+        // endpoints; transcribed as written.
+        flow(
+            "node to NodePort with eTP:Local",
+            NODE,
+            NODE,
+            3001,
+            svc1,
+            true,
+        ),
+        flow(
+            "localhost to NodePort with eTP:Local",
+            lo,
+            lo,
+            3002,
+            svc2,
+            true,
+        ),
+        flow("node to LB with eTP:Local", NODE, "5.6.7.8", 80, svc2, true),
+        flow(
+            "external to ClusterIP with eTP:Local",
+            EXT,
+            "172.30.0.42",
+            80,
+            svc2,
+            true,
+        ),
+        flow(
+            "external to NodePort with eTP:Local",
+            EXT,
+            NODE,
+            3002,
+            "10.180.0.2:80",
+            false,
+        ),
+        flow(
+            "external to LB with eTP:Local",
+            EXT,
+            "5.6.7.8",
+            80,
+            "10.180.0.2:80",
+            false,
+        ),
+        flow(
+            "pod to ClusterIP with iTP:Local",
+            "10.0.0.2",
+            "172.30.0.43",
+            80,
+            "10.180.0.3:80",
+            false,
+        ),
+        flow(
+            "pod to NodePort with iTP:Local",
+            "10.0.0.2",
+            NODE,
+            3003,
+            svc3,
+            true,
+        ),
+        flow(
+            "pod to LB with iTP:Local",
+            "10.0.0.2",
+            "9.10.11.12",
+            80,
+            svc3,
+            true,
+        ),
+        flow(
+            "node to ClusterIP with iTP:Local",
+            NODE,
+            "172.30.0.43",
+            80,
+            "10.180.0.3:80",
+            true,
+        ),
+        flow(
+            "node to NodePort with iTP:Local",
+            NODE,
+            NODE,
+            3003,
+            svc3,
+            true,
+        ),
+        flow(
+            "localhost to NodePort with iTP:Local",
+            lo,
+            lo,
+            3003,
+            svc3,
+            true,
+        ),
+        flow(
+            "node to LB with iTP:Local",
+            NODE,
+            "9.10.11.12",
+            80,
+            svc3,
+            true,
+        ),
+        flow(
+            "external to ClusterIP with iTP:Local",
+            EXT,
+            "172.30.0.43",
+            80,
+            "10.180.0.3:80",
+            true,
+        ),
+        flow(
+            "external to NodePort with iTP:Local",
+            EXT,
+            NODE,
+            3003,
+            svc3,
+            true,
+        ),
+        flow(
+            "external to LB with iTP:Local",
+            EXT,
+            "9.10.11.12",
+            80,
+            svc3,
+            true,
+        ),
+    ]
+}
+
+/// Upstream's per-variant overrides of the shared table: (flow name, output, masq), `None` =
+/// unchanged.
+type Override = (&'static str, Option<&'static str>, Option<bool>);
+
+fn apply_overrides(base: &[Flow], overrides: &[Override]) -> Vec<Flow> {
+    let mut out = base.to_vec();
+    for (name, output, masq) in overrides {
+        let f = out
+            .iter_mut()
+            .find(|f| f.name == *name)
+            .unwrap_or_else(|| panic!("override {name:?} matches no flow"));
+        if let Some(o) = output {
+            assert_ne!(f.output, *o, "{name}: override equals base value");
+            f.output = o;
+        }
+        if let Some(m) = masq {
+            assert_ne!(f.masq, *m, "{name}: override equals base value");
+            f.masq = *m;
+        }
+    }
+    out
+}
+
+/// Upstream: TestInternalExternalMasquerade, case "base".
+#[test]
+fn internal_external_masquerade_base() {
+    let s = scenario(include_str!("golden/internal-external-masquerade.yaml"));
+    run_flows(
+        "TestInternalExternalMasquerade / base",
+        &s,
+        &internal_external_masquerade_flows(),
+    );
+}
+
+/// With no LocalTrafficDetector, all traffic to a ClusterIP is assumed to come from a pod (no
+/// masquerade), and there is no eTP:Local short-circuit for pod traffic.
+const NO_DETECTOR: &[Override] = &[
+    ("node to ClusterIP", None, Some(false)),
+    ("node to ClusterIP with eTP:Local", None, Some(false)),
+    ("node to ClusterIP with iTP:Local", None, Some(false)),
+    ("external to ClusterIP", None, Some(false)),
+    ("external to ClusterIP with eTP:Local", None, Some(false)),
+    ("external to ClusterIP with iTP:Local", None, Some(false)),
+    (
+        "pod to NodePort with eTP:Local",
+        Some("10.180.0.2:80"),
+        None,
+    ),
+    ("pod to LB with eTP:Local", Some("10.180.0.2:80"), None),
+];
+
+/// All "to ClusterIP" traffic gets masqueraded with --masquerade-all.
+const MASQUERADE_ALL: &[Override] = &[
+    ("pod to ClusterIP", None, Some(true)),
+    ("pod to ClusterIP with eTP:Local", None, Some(true)),
+    ("pod to ClusterIP with iTP:Local", None, Some(true)),
+];
+
+/// Upstream: TestInternalExternalMasquerade, case "no LocalTrafficDetector".
+#[test]
+fn internal_external_masquerade_no_local_detector() {
+    let yaml = without_local_detector(include_str!("golden/internal-external-masquerade.yaml"));
+    let s = scenario(&yaml);
+    let flows = apply_overrides(&internal_external_masquerade_flows(), NO_DETECTOR);
+    run_flows(
+        "TestInternalExternalMasquerade / no LocalTrafficDetector",
+        &s,
+        &flows,
+    );
+}
+
+/// Upstream: TestInternalExternalMasquerade, case "masqueradeAll".
+#[test]
+fn internal_external_masquerade_masquerade_all() {
+    let yaml = with_config(
+        include_str!("golden/internal-external-masquerade.yaml"),
+        "iptables: {masqueradeAll: true}",
+    );
+    let s = scenario(&yaml);
+    let flows = apply_overrides(&internal_external_masquerade_flows(), MASQUERADE_ALL);
+    run_flows("TestInternalExternalMasquerade / masqueradeAll", &s, &flows);
+}
+
+/// Upstream: TestInternalExternalMasquerade, case "masqueradeAll, no LocalTrafficDetector".
+#[test]
+fn internal_external_masquerade_masquerade_all_no_local_detector() {
+    let yaml = with_config(
+        &without_local_detector(include_str!("golden/internal-external-masquerade.yaml")),
+        "iptables: {masqueradeAll: true}",
+    );
+    let s = scenario(&yaml);
+    let overrides: Vec<Override> = MASQUERADE_ALL
+        .iter()
+        .chain(&NO_DETECTOR[6..])
+        .copied()
+        .collect();
+    let flows = apply_overrides(&internal_external_masquerade_flows(), &overrides);
+    run_flows(
+        "TestInternalExternalMasquerade / masqueradeAll, no LocalTrafficDetector",
+        &s,
+        &flows,
+    );
+}
