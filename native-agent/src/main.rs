@@ -25,6 +25,8 @@ enum Command {
     /// IPVS tools (scheduler replay, ...)
     #[command(subcommand)]
     Ipvs(cmd::ipvs::IpvsCommand),
+    /// Check core's rules and traces against the running kernel (root; network namespaces)
+    VerifyKernel(cmd::verify_kernel::VerifyKernelArgs),
 }
 
 fn main() {
@@ -33,6 +35,7 @@ fn main() {
         Command::Rules(a) => cmd::rules::run(a),
         Command::Trace(a) => cmd::trace::run(a),
         Command::Ipvs(c) => cmd::ipvs::run(c),
+        Command::VerifyKernel(a) => cmd::verify_kernel::run(a),
     };
     if let Err(e) = result {
         eprintln!("proxyscope: {e}");

@@ -3,3 +3,4 @@ pub mod ipvs;
 pub mod rules;
 pub mod scenario;
 pub mod trace;
+pub mod verify_kernel;

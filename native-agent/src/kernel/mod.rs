@@ -8,9 +8,8 @@
 //! Architecture invariant: only namespaces named `psk-<pid>-…` that this process created are
 //! touched; every command runs inside one of them (`ip netns exec` / `ip -n`), never in the
 //! host's namespace. All OS access goes through [`sys`].
-// Until `verify-kernel` uses every helper (phase 2 of issue 7).
-#![allow(dead_code)]
 
+pub mod diff;
 pub mod listen;
 pub mod netfilter;
 pub mod probe;

@@ -5,7 +5,7 @@ use super::listen::parse_reply;
 use super::sys::{self, SysError};
 use proxyscope_core::trace::Proto;
 use std::io::{ErrorKind, Read};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
 /// What came back.
@@ -47,16 +47,18 @@ impl Observed {
     }
 }
 
-/// Send one probe from inside namespace `ns` to `dst`, waiting at most `timeout` per step.
+/// Send one probe from inside namespace `ns`, from address `src` (an ephemeral port), to
+/// `dst`, waiting at most `timeout` per step.
 pub fn probe(
     ns: &str,
+    src: IpAddr,
     proto: Proto,
     dst: SocketAddr,
     timeout: Duration,
 ) -> Result<Observed, SysError> {
     sys::in_netns(ns, || match proto {
-        Proto::Udp => probe_udp(dst, timeout),
-        _ => probe_tcp(dst, timeout),
+        Proto::Udp => probe_udp(src, dst, timeout),
+        _ => probe_tcp(src, dst, timeout),
     })?
 }
 
@@ -76,7 +78,7 @@ fn classify_error(e: &std::io::Error, local_port: u16) -> Option<Observed> {
     }
 }
 
-fn probe_tcp(dst: SocketAddr, timeout: Duration) -> Result<Observed, SysError> {
+fn probe_tcp(src: IpAddr, dst: SocketAddr, timeout: Duration) -> Result<Observed, SysError> {
     // std cannot report the local port of a failed connect, so bind first to learn it.
     let domain = if dst.is_ipv4() {
         socket2::Domain::IPV4
@@ -85,13 +87,8 @@ fn probe_tcp(dst: SocketAddr, timeout: Duration) -> Result<Observed, SysError> {
     };
     let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
         .map_err(|e| SysError(format!("socket: {e}")))?;
-    let any: SocketAddr = if dst.is_ipv4() {
-        "0.0.0.0:0".parse().unwrap()
-    } else {
-        "[::]:0".parse().unwrap()
-    };
-    sock.bind(&any.into())
-        .map_err(|e| SysError(format!("bind: {e}")))?;
+    sock.bind(&SocketAddr::new(src, 0).into())
+        .map_err(|e| SysError(format!("bind {src}: {e}")))?;
     let local_port = sock
         .local_addr()
         .ok()
@@ -125,18 +122,25 @@ fn probe_tcp(dst: SocketAddr, timeout: Duration) -> Result<Observed, SysError> {
     })
 }
 
-fn probe_udp(dst: SocketAddr, timeout: Duration) -> Result<Observed, SysError> {
-    let any = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
-    let sock = UdpSocket::bind(any).map_err(|e| SysError(format!("bind: {e}")))?;
+fn probe_udp(src: IpAddr, dst: SocketAddr, timeout: Duration) -> Result<Observed, SysError> {
+    let sock = UdpSocket::bind(SocketAddr::new(src, 0))
+        .map_err(|e| SysError(format!("bind {src}: {e}")))?;
     let local_port = sock.local_addr().map(|a| a.port()).unwrap_or(0);
     // A connected UDP socket is what turns an ICMP port-unreachable into ECONNREFUSED on recv.
     sock.connect(dst)
         .map_err(|e| SysError(format!("udp connect {dst}: {e}")))?;
     sock.set_read_timeout(Some(timeout))
         .map_err(|e| SysError(e.to_string()))?;
-    if let Err(e) = sock.send(b"proxyscope probe\n") {
-        return classify_error(&e, local_port)
-            .ok_or_else(|| SysError(format!("udp send {dst}: {e}")));
+    match sock.send(b"proxyscope probe\n") {
+        Ok(_) => {}
+        // A locally generated datagram that netfilter drops in OUTPUT fails send() with EPERM,
+        // whether the rule was DROP or REJECT. REJECT also queues an ICMP port-unreachable on
+        // the socket, so the recv below still tells the two apart.
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => {}
+        Err(e) => {
+            return classify_error(&e, local_port)
+                .ok_or_else(|| SysError(format!("udp send {dst}: {e}")));
+        }
     }
     let mut buf = [0u8; 1500];
     match sock.recv(&mut buf) {

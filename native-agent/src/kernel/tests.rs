@@ -84,7 +84,15 @@ fn harness_sees_dnat_masquerade_reject_and_drop() {
     let t = Duration::from_millis(400);
     let go = |client: Client, proto: Proto, dst: &str| {
         nf.flush_conntrack().unwrap();
-        probe(&world.client_ns(client).name, proto, sa(dst), t).unwrap()
+        let dst = sa(dst);
+        probe(
+            &world.client_ns(client).name,
+            world.source(client, dst.ip()),
+            proto,
+            dst,
+            t,
+        )
+        .unwrap()
     };
 
     // External client, not in the pod CIDR: the `! -s 10.244.0.0/16` rule marks it, DNAT sends

@@ -117,6 +117,14 @@ impl Netns {
     }
 }
 
+/// Run `ip -batch -` in a namespace (one process for many changes).
+fn batch(ns: &Netns, commands: &str) -> Result<(), SysError> {
+    if commands.is_empty() {
+        return Ok(());
+    }
+    sys::run(None, "ip", &["-n", &ns.name, "-batch", "-"], Some(commands)).map(|_| ())
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = sys::run(None, "ip", &["netns", "del", &self.name], None);
@@ -160,6 +168,8 @@ pub struct World {
     pub wan: Netns,
     /// Pod addresses configured in `pods` so far.
     pod_addrs: Vec<IpAddr>,
+    /// Source address of each client per family `[v4, v6]` (see [`World::adopt`]).
+    sources: [[IpAddr; 2]; 3],
 }
 
 impl World {
@@ -174,6 +184,11 @@ impl World {
         let ext = Netns::create(name("ext"))?;
         let podc = Netns::create(name("podc"))?;
         let wan = Netns::create(name("wan"))?;
+        let sources = [Client::External, Client::Pod, Client::Node].map(|c| {
+            let v4: IpAddr = "10.96.0.1".parse().expect("constant");
+            let v6: IpAddr = "fd00:10:96::1".parse().expect("constant");
+            [c.source_for(v4), c.source_for(v6)]
+        });
         let w = World {
             node,
             pods,
@@ -181,6 +196,7 @@ impl World {
             podc,
             wan,
             pod_addrs: Vec::new(),
+            sources,
         };
         w.wire()?;
         Ok(w)
@@ -246,12 +262,21 @@ impl World {
         node.sysctl("net.ipv4.conf.all.route_localnet", "1")?;
         node.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
         node.sysctl("net.ipv4.conf.default.rp_filter", "0")?;
+        // The harness sends hundreds of flows a second from one client; the kernel's per-peer
+        // ICMP rate limit (1/s after a burst of 6) would turn later REJECTs into silent drops.
+        // A real client sending one connection at a time never notices the limit.
+        node.sysctl("net.ipv4.icmp_ratelimit", "0")?;
+        node.sysctl("net.ipv6.icmp.ratelimit", "0")?;
+        node.sysctl("net.ipv4.icmp_msgs_per_sec", "100000")?;
 
         // `nodad`: no IPv6 duplicate address detection, so addresses are usable immediately.
         node.ip(&["addr", "add", "192.168.0.2/24", "dev", "eth0"])?;
         node.ip(&["addr", "add", "2001:db8::1/64", "dev", "eth0", "nodad"])?;
         node.ip(&["addr", "add", "10.244.0.1/32", "dev", "pods0"])?;
         node.ip(&["addr", "add", "fd00:10:244::1/128", "dev", "pods0", "nodad"])?;
+        // The Pod client's gateway too: IPv6 neighbour discovery only answers for addresses of
+        // the interface the solicitation arrived on (unlike ARP with arp_ignore=0).
+        node.ip(&["addr", "add", "fd00:10:244::1/128", "dev", "podc0", "nodad"])?;
         node.ip(&["addr", "add", "172.31.255.2/30", "dev", "up0"])?;
         node.ip(&["addr", "add", "fd00:ffff::2/64", "dev", "up0", "nodad"])?;
         for dev in ["eth0", "pods0", "podc0", "up0"] {
@@ -350,25 +375,70 @@ impl World {
         Ok(())
     }
 
-    /// Give the pods namespace these Pod IPs (idempotent per address).
+    /// Give the pods namespace these Pod IPs (idempotent per address), with a host route on
+    /// the node for each, so scenarios whose Pods live outside 10.244.0.0/16 work too.
     pub fn add_pod_ips(&mut self, ips: &[IpAddr]) -> Result<(), SysError> {
+        let mut pods_batch = String::new();
+        let mut node_batch = String::new();
         for ip in ips {
             if self.pod_addrs.contains(ip) {
                 continue;
             }
-            let cidr = if ip.is_ipv4() {
-                format!("{ip}/32")
+            // `ip -batch` takes no `-6`: the family comes from the address.
+            let (host, nodad) = if ip.is_ipv4() {
+                ("32", "")
             } else {
-                format!("{ip}/128")
+                ("128", " nodad")
             };
-            let mut args = vec!["addr", "add", cidr.as_str(), "dev", "eth0"];
-            if ip.is_ipv6() {
-                args.push("nodad");
-            }
-            self.pods.ip(&args)?;
+            pods_batch.push_str(&format!("addr replace {ip}/{host} dev eth0{nodad}\n"));
+            node_batch.push_str(&format!("route replace {ip}/{host} dev pods0\n"));
             self.pod_addrs.push(*ip);
         }
-        Ok(())
+        batch(&self.pods, &pods_batch)?;
+        batch(&self.node, &node_batch)
+    }
+
+    /// Make the world match a scenario's node: its addresses become local to the node
+    /// namespace (`node_ips`), and the Pod client takes the `pod_client` addresses (inside the
+    /// node's podCIDR, so kube-proxy's local-traffic detector sees a Pod).
+    pub fn adopt(&mut self, node_ips: &[IpAddr], pod_client: &[IpAddr]) -> Result<(), SysError> {
+        let mut node_batch = String::new();
+        let mut podc_batch = String::new();
+        for ip in node_ips {
+            let (host, nodad) = if ip.is_ipv4() {
+                ("32", "")
+            } else {
+                ("128", " nodad")
+            };
+            node_batch.push_str(&format!("addr replace {ip}/{host} dev eth0{nodad}\n"));
+            self.sources[2][usize::from(ip.is_ipv6())] = *ip;
+        }
+        for ip in pod_client {
+            // `ip -batch` takes no `-6`: the family comes from the address.
+            let (host, nodad) = if ip.is_ipv4() {
+                ("32", "")
+            } else {
+                ("128", " nodad")
+            };
+            podc_batch.push_str(&format!("addr replace {ip}/{host} dev eth0{nodad}\n"));
+            node_batch.push_str(&format!("route replace {ip}/{host} dev podc0\n"));
+            self.sources[1][usize::from(ip.is_ipv6())] = *ip;
+        }
+        batch(&self.podc, &podc_batch)?;
+        batch(&self.node, &node_batch)
+    }
+
+    /// The source address `client`'s packets to `dst` carry (what kube-proxy's rules see).
+    pub fn source(&self, client: Client, dst: IpAddr) -> IpAddr {
+        if client == Client::Node && dst.is_loopback() {
+            return dst;
+        }
+        let i = match client {
+            Client::External => 0,
+            Client::Pod => 1,
+            Client::Node => 2,
+        };
+        self.sources[i][usize::from(dst.is_ipv6())]
     }
 
     /// The namespace a client's sockets are opened in.

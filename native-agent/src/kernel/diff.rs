@@ -1,0 +1,931 @@
+//! The differential suite: the rules core generates, loaded into a real kernel, against the
+//! packet walks core predicts.
+//!
+//! Per scenario: load it with core, generate kube-proxy's payload per family, install it on the
+//! node namespace the way kube-proxy does (ensure the jump rules with `iptables -I`, then
+//! `iptables-restore --noflush --counters`), check the kernel prints back exactly core's
+//! `iptables-save` text, then send one real flow per (client, Service address) and compare what
+//! the kernel did with core's trace.
+
+use super::listen::Listeners;
+use super::netfilter::{self, CountedRule, Family, Netfilter};
+use super::probe::{Observed, probe};
+use super::sys::SysError;
+use super::world::{Client, World};
+use ipnet::IpNet;
+use proxyscope_core::api::{Session, TraceRequest};
+use proxyscope_core::k8s::Scenario;
+use proxyscope_core::k8s::ip::join_host_port;
+use proxyscope_core::netfilter::State;
+use proxyscope_core::proxier::iptables::{FamilyRules, generate_all, saved_text};
+use proxyscope_core::rules::iptables::Family as CoreFamily;
+use proxyscope_core::trace::{Proto, Step, Trace, Verdict as TraceVerdict};
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// Knobs of one run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long a probe waits for an answer before calling it dropped. Everything is on local
+    /// veths (sub-millisecond RTT); 300 ms is far above that and below TCP's 1 s SYN retransmit,
+    /// so a dropped connect sends exactly one SYN (the rule counters then read 1, not 2).
+    pub timeout: Duration,
+    /// Run the chi-square test of the random split on Services with several endpoints.
+    pub split_test: bool,
+    /// Run the `-m recent` stickiness/expiry test on Services with ClientIP affinity.
+    pub affinity_test: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            timeout: Duration::from_millis(300),
+            split_test: true,
+            affinity_test: true,
+        }
+    }
+}
+
+/// kube-proxy's jump rules from the built-in chains, in the order `syncProxyRules` ensures them
+/// on a full sync (pkg/proxy/iptables/proxier.go: `iptablesJumpChains` then
+/// `iptablesKubeletJumpChains`), each with `EnsureChain` + `EnsureRule(Prepend, …)`. Written
+/// here from kube-proxy's source, independently of core's copy, so the round trip checks both.
+const JUMPS: [(&str, &str, &str, &str); 14] = [
+    // (table, built-in chain, kube-proxy chain, rule arguments before -j)
+    (
+        "filter",
+        "INPUT",
+        "KUBE-EXTERNAL-SERVICES",
+        "-m conntrack --ctstate NEW -m comment --comment kubernetes externally-visible service portals",
+    ),
+    (
+        "filter",
+        "FORWARD",
+        "KUBE-EXTERNAL-SERVICES",
+        "-m conntrack --ctstate NEW -m comment --comment kubernetes externally-visible service portals",
+    ),
+    (
+        "filter",
+        "INPUT",
+        "KUBE-NODEPORTS",
+        "-m comment --comment kubernetes health check service ports",
+    ),
+    (
+        "filter",
+        "FORWARD",
+        "KUBE-SERVICES",
+        "-m conntrack --ctstate NEW -m comment --comment kubernetes service portals",
+    ),
+    (
+        "filter",
+        "OUTPUT",
+        "KUBE-SERVICES",
+        "-m conntrack --ctstate NEW -m comment --comment kubernetes service portals",
+    ),
+    (
+        "filter",
+        "FORWARD",
+        "KUBE-FORWARD",
+        "-m comment --comment kubernetes forwarding rules",
+    ),
+    (
+        "filter",
+        "INPUT",
+        "KUBE-PROXY-FIREWALL",
+        "-m conntrack --ctstate NEW -m comment --comment kubernetes load balancer firewall",
+    ),
+    (
+        "filter",
+        "OUTPUT",
+        "KUBE-PROXY-FIREWALL",
+        "-m conntrack --ctstate NEW -m comment --comment kubernetes load balancer firewall",
+    ),
+    (
+        "filter",
+        "FORWARD",
+        "KUBE-PROXY-FIREWALL",
+        "-m conntrack --ctstate NEW -m comment --comment kubernetes load balancer firewall",
+    ),
+    (
+        "nat",
+        "OUTPUT",
+        "KUBE-SERVICES",
+        "-m comment --comment kubernetes service portals",
+    ),
+    (
+        "nat",
+        "PREROUTING",
+        "KUBE-SERVICES",
+        "-m comment --comment kubernetes service portals",
+    ),
+    (
+        "nat",
+        "POSTROUTING",
+        "KUBE-POSTROUTING",
+        "-m comment --comment kubernetes postrouting rules",
+    ),
+    ("filter", "INPUT", "KUBE-FIREWALL", ""),
+    ("filter", "OUTPUT", "KUBE-FIREWALL", ""),
+];
+
+/// Split a jump's argument text into argv words; the comment (everything after `--comment`)
+/// is one word.
+fn jump_args(args: &str, to: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut rest = args;
+    while !rest.is_empty() {
+        if let Some(c) = rest.strip_prefix("--comment ") {
+            out.push("--comment".into());
+            out.push(c.to_owned());
+            break;
+        }
+        let (w, r) = rest.split_once(' ').unwrap_or((rest, ""));
+        out.push(w.to_owned());
+        rest = r;
+    }
+    out.push("-j".into());
+    out.push(to.into());
+    out
+}
+
+fn ipt_tool(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "iptables",
+        Family::V6 => "ip6tables",
+    }
+}
+
+/// Install one family's rules the way kube-proxy's first (full) sync does.
+pub fn install(nf: &Netfilter, family: Family, payload: &str) -> Result<(), SysError> {
+    let tool = ipt_tool(family);
+    for (table, from, to, args) in JUMPS {
+        // EnsureChain: `-N` fails harmlessly when the chain exists.
+        let _ = nf.ns.exec(tool, &["-w", "-t", table, "-N", to], None);
+        let argv = jump_args(args, to);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut check = vec!["-w", "-t", table, "-C", from];
+        check.extend(&argv);
+        if nf.ns.exec(tool, &check, None).is_err() {
+            let mut insert = vec!["-w", "-t", table, "-I", from, "1"];
+            insert.extend(&argv);
+            nf.ns.exec(tool, &insert, None)?;
+        }
+    }
+    nf.restore(family, payload, false)
+}
+
+fn family_of(fr: &FamilyRules) -> Family {
+    match fr.family {
+        CoreFamily::V4 => Family::V4,
+        CoreFamily::V6 => Family::V6,
+    }
+}
+
+/// A minimal line diff (longest common subsequence) for reports: `-` lines only in `a`
+/// (expected), `+` lines only in `b` (kernel), with 2 lines of context.
+pub fn line_diff(a: &str, b: &str) -> String {
+    let a: Vec<&str> = a.lines().collect();
+    let b: Vec<&str> = b.lines().collect();
+    let (n, m) = (a.len(), b.len());
+    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let mut ops: Vec<(char, &str)> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < n || j < m {
+        if i < n && j < m && a[i] == b[j] {
+            ops.push((' ', a[i]));
+            i += 1;
+            j += 1;
+        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            ops.push(('+', b[j]));
+            j += 1;
+        } else {
+            ops.push(('-', a[i]));
+            i += 1;
+        }
+    }
+    let near = |k: usize| {
+        ops[k.saturating_sub(2)..(k + 3).min(ops.len())]
+            .iter()
+            .any(|(c, _)| *c != ' ')
+    };
+    let mut out = String::new();
+    let mut skipped = false;
+    for (k, (c, l)) in ops.iter().enumerate() {
+        if near(k) {
+            let _ = writeln!(out, "{c} {l}");
+            skipped = false;
+        } else if !skipped {
+            out.push_str("  …\n");
+            skipped = true;
+        }
+    }
+    out
+}
+
+/// Round trip: what the kernel prints after the install must be core's `saved_text`, byte for
+/// byte, ignoring counters and `#` lines. Returns a diff on mismatch.
+pub fn round_trip(nf: &Netfilter, fr: &FamilyRules) -> Result<Option<String>, SysError> {
+    let kernel = netfilter::strip_counters(&nf.save(family_of(fr), false)?);
+    let ours = netfilter::strip_counters(&netfilter::strip_comment_lines(&saved_text(fr)));
+    Ok((kernel != ours).then(|| line_diff(&ours, &kernel)))
+}
+
+/// One flow to send: from a client to a Service address.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Flow {
+    pub client: Client,
+    pub proto: Proto,
+    pub dst: SocketAddr,
+    /// What the address is, e.g. `ns1/svc1:p80 cluster IP`.
+    pub what: String,
+}
+
+impl std::fmt::Display for Flow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} → {}/{} ({})",
+            self.client.name(),
+            self.dst,
+            self.proto,
+            self.what
+        )
+    }
+}
+
+/// Every (client, Service address) flow of one family's service ports. NodePorts are sent to
+/// `node_ip` (the node's address of that family) and, from the node itself, to 127.0.0.1.
+pub fn flows_for(fr: &FamilyRules, node_ip: IpAddr) -> Vec<Flow> {
+    let v4 = fr.family == CoreFamily::V4;
+    let mut flows = BTreeSet::new();
+    for (sp, _) in &fr.service_ports {
+        if sp.protocol == Proto::Sctp {
+            continue;
+        }
+        let name = &sp.name_string;
+        let mut targets: Vec<(SocketAddr, String, &[Client])> = vec![(
+            SocketAddr::new(sp.cluster_ip, sp.port),
+            format!("{name} cluster IP"),
+            &Client::ALL,
+        )];
+        for ip in &sp.external_ips {
+            targets.push((
+                SocketAddr::new(*ip, sp.port),
+                format!("{name} external IP"),
+                &Client::ALL,
+            ));
+        }
+        for ip in &sp.lb_ips {
+            targets.push((
+                SocketAddr::new(*ip, sp.port),
+                format!("{name} loadbalancer IP"),
+                &Client::ALL,
+            ));
+        }
+        if sp.node_port != 0 {
+            targets.push((
+                SocketAddr::new(node_ip, sp.node_port),
+                format!("{name} nodePort"),
+                &Client::ALL,
+            ));
+            if v4 {
+                // Localhost NodePorts are reachable only from the node itself.
+                let lo = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), sp.node_port);
+                targets.push((lo, format!("{name} nodePort on localhost"), &[Client::Node]));
+            }
+        }
+        for (dst, what, clients) in targets {
+            for &client in clients {
+                flows.insert(Flow {
+                    client,
+                    proto: sp.protocol,
+                    dst,
+                    what: what.clone(),
+                });
+            }
+        }
+    }
+    flows.into_iter().collect()
+}
+
+/// What the kernel did with one flow.
+#[derive(Debug, Clone)]
+pub struct KernelView {
+    pub src: IpAddr,
+    pub observed: Observed,
+    /// From conntrack: the DNAT destination, if any.
+    pub dnat: Option<SocketAddr>,
+    /// From conntrack: whether the source was rewritten (reply tuple's dst ≠ original src).
+    /// None when the connection left no conntrack entry (dropped or rejected first packet).
+    pub masq: Option<bool>,
+    /// Rules whose packet counter moved, as (table, chain, 1-based index), in the chains that
+    /// only the flow's first packet walks (see [`counted`]).
+    pub rules: BTreeSet<(String, String, usize)>,
+}
+
+/// Chains whose counters say which rules the flow's first packet matched: every nat chain
+/// (nat only sees a connection's first packet) and the filter chains kube-proxy enters only
+/// for `--ctstate NEW` packets or that only match Service traffic. Built-in filter chains and
+/// KUBE-FORWARD / KUBE-FIREWALL also see replies and later packets, so their counters are noise.
+pub fn counted(table: &str, chain: &str) -> bool {
+    table == "nat"
+        || (table == "filter"
+            && matches!(
+                chain,
+                "KUBE-SERVICES"
+                    | "KUBE-EXTERNAL-SERVICES"
+                    | "KUBE-PROXY-FIREWALL"
+                    | "KUBE-NODEPORTS"
+            ))
+}
+
+fn hit_rules(rules: &[CountedRule]) -> BTreeSet<(String, String, usize)> {
+    rules
+        .iter()
+        .filter(|r| r.packets > 0 && counted(&r.table, &r.chain))
+        .map(|r| (r.table.clone(), r.chain.clone(), r.index))
+        .collect()
+}
+
+/// Send one flow on a clean slate (no conntrack entries, no `-m recent` entries, counters at 0)
+/// and read back what the kernel did.
+pub fn observe(world: &World, flow: &Flow, opts: &Options) -> Result<KernelView, SysError> {
+    let nf = Netfilter { ns: &world.node };
+    let family = Family::of(flow.dst.ip());
+    nf.flush_conntrack()?;
+    nf.clear_recent()?;
+    nf.zero_counters(family)?;
+    let src = world.source(flow.client, flow.dst.ip());
+    let observed = probe(
+        &world.client_ns(flow.client).name,
+        src,
+        flow.proto,
+        flow.dst,
+        opts.timeout,
+    )?;
+    let ct = nf.conntrack(family)?;
+    let entry = ct.iter().find(|e| {
+        e.proto == flow.proto.as_str()
+            && e.orig_sport == observed.local_port()
+            && e.orig_dst == flow.dst.ip()
+            && e.orig_dport == flow.dst.port()
+    });
+    let counted_rules =
+        netfilter::parse_counted_rules(&nf.save(family, true)?).map_err(SysError)?;
+    Ok(KernelView {
+        src,
+        dnat: entry
+            .and_then(|e| e.dnat_to())
+            .map(|(ip, port)| SocketAddr::new(ip, port)),
+        masq: entry.map(|e| e.snat()),
+        observed,
+        rules: hit_rules(&counted_rules),
+    })
+}
+
+/// Addresses the pods namespace must hold and the listeners to run: every endpoint of every
+/// service port (all families), whatever its conditions (the kernel decides who gets traffic).
+pub fn backends(frs: &[FamilyRules]) -> Vec<SocketAddr> {
+    let mut out = BTreeSet::new();
+    for fr in frs {
+        for (_, cat) in &fr.service_ports {
+            for e in cat.cluster.iter().chain(&cat.local).chain(&cat.reachable) {
+                out.insert(SocketAddr::new(e.ip, e.port));
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// An address for the Pod client inside `cidr` that no endpoint uses: host 250 of an IPv4
+/// podCIDR (0xfa for IPv6), stepping down past taken ones.
+fn pod_client_ip(cidr: &IpNet, taken: &[IpAddr]) -> Option<IpAddr> {
+    let base: u128 = match cidr.network() {
+        IpAddr::V4(a) => u32::from(a).into(),
+        IpAddr::V6(a) => a.into(),
+    };
+    let size: u128 = match cidr {
+        IpNet::V4(n) => 1u128 << (32 - n.prefix_len()),
+        IpNet::V6(n) => 1u128
+            .checked_shl(128 - u32::from(n.prefix_len()))
+            .unwrap_or(u128::MAX),
+    };
+    let start = 250u128.min(size.saturating_sub(2));
+    (1..=start).rev().map(|off| base + off).find_map(|a| {
+        let ip = match cidr {
+            IpNet::V4(_) => IpAddr::from(std::net::Ipv4Addr::from(a as u32)),
+            IpNet::V6(_) => IpAddr::from(std::net::Ipv6Addr::from(a)),
+        };
+        (!taken.contains(&ip)).then_some(ip)
+    })
+}
+
+/// A loaded node: world, listeners and rules of one scenario.
+pub struct Node {
+    pub world: World,
+    pub scenario: Scenario,
+    pub families: Vec<FamilyRules>,
+    _listeners: Listeners,
+}
+
+impl Node {
+    /// Build the world for a scenario and install core's rules. Round-trip mismatches are
+    /// returned (one entry per family), not treated as errors.
+    pub fn build(scenario_text: &str) -> Result<(Node, Vec<(Family, String)>), String> {
+        let loaded = proxyscope_core::k8s::load(scenario_text).map_err(|d| {
+            d.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        let scenario = loaded.scenario;
+        let families = generate_all(&scenario);
+        let mut world = World::new().map_err(|e| e.to_string())?;
+        let addrs = backends(&families);
+        let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
+        world.add_pod_ips(&ips).map_err(|e| e.to_string())?;
+        let node_ips: Vec<IpAddr> = scenario
+            .local_addresses()
+            .into_iter()
+            .chain(
+                [scenario.node_ip(false), scenario.node_ip(true)]
+                    .into_iter()
+                    .flatten(),
+            )
+            .filter(|ip| !ip.is_loopback())
+            .collect();
+        let pod_client: Vec<IpAddr> = scenario
+            .node_pod_cidrs()
+            .iter()
+            .filter_map(|c| pod_client_ip(c, &ips))
+            .collect();
+        world
+            .adopt(&node_ips, &pod_client)
+            .map_err(|e| e.to_string())?;
+        // The node's own addresses again, so `World::source` for the node is its InternalIP.
+        let primary: Vec<IpAddr> = [scenario.node_ip(false), scenario.node_ip(true)]
+            .into_iter()
+            .flatten()
+            .collect();
+        world.adopt(&primary, &[]).map_err(|e| e.to_string())?;
+        let listeners = Listeners::start(&world.pods.name, &addrs).map_err(|e| e.to_string())?;
+        let mut mismatches = Vec::new();
+        {
+            let nf = Netfilter { ns: &world.node };
+            nf.add_nfacct().map_err(|e| e.to_string())?;
+            for fr in &families {
+                let family = family_of(fr);
+                install(&nf, family, &fr.payload).map_err(|e| {
+                    format!("iptables-restore rejected core's {family:?} payload: {e}")
+                })?;
+                if let Some(d) = round_trip(&nf, fr).map_err(|e| e.to_string())? {
+                    mismatches.push((family, d));
+                }
+            }
+        }
+        Ok((
+            Node {
+                world,
+                scenario,
+                families,
+                _listeners: listeners,
+            },
+            mismatches,
+        ))
+    }
+
+    /// The address NodePort flows of a family go to.
+    pub fn node_ip(&self, v6: bool) -> IpAddr {
+        self.scenario.node_ip(v6).unwrap_or_else(|| {
+            if v6 {
+                super::world::NODE_IP6.parse()
+            } else {
+                super::world::NODE_IP4.parse()
+            }
+            .expect("constant")
+        })
+    }
+
+    /// Every flow of every family.
+    pub fn flows(&self) -> Vec<Flow> {
+        self.families
+            .iter()
+            .flat_map(|fr| flows_for(fr, self.node_ip(fr.family == CoreFamily::V6)))
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Comparing with core's trace.
+
+/// The kernel-visible class of a result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Class {
+    /// Answered by this backend (`ip:port` / `[ip]:port`).
+    Backend(String),
+    /// Actively refused (REJECT, or a local port nobody listens on).
+    Refused,
+    /// Silence (DROP, or forwarded out of the node without DNAT).
+    Silent,
+    Other(String),
+}
+
+impl std::fmt::Display for Class {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Class::Backend(b) => f.write_str(b),
+            Class::Refused => f.write_str("refused"),
+            Class::Silent => f.write_str("no answer"),
+            Class::Other(o) => f.write_str(o),
+        }
+    }
+}
+
+fn kernel_class(o: &Observed) -> Class {
+    match o {
+        Observed::Delivered { backend, .. } => {
+            Class::Backend(join_host_port(backend.ip(), backend.port()))
+        }
+        Observed::Refused { .. } => Class::Refused,
+        Observed::Timeout { .. } => Class::Silent,
+        Observed::Unreachable { error, .. } => Class::Other(format!("ICMP error: {error}")),
+    }
+}
+
+/// What a trace outcome means on the wire in the harness world: a DNAT target answers; REJECT
+/// is refused; DROP is silence; an untouched packet accepted locally meets a closed port
+/// (refused), and one forwarded out of the node meets the blackhole upstream (silence).
+fn outcome_class(output: &str, verdict: TraceVerdict) -> Class {
+    match output {
+        "REJECT" => Class::Refused,
+        "DROP" => Class::Silent,
+        "" => match verdict {
+            TraceVerdict::Accept | TraceVerdict::Reject => Class::Refused,
+            TraceVerdict::Forwarded | TraceVerdict::Drop => Class::Silent,
+        },
+        b => Class::Backend(b.to_string()),
+    }
+}
+
+/// Core's prediction for one flow.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// (class, probability, masq) of every outcome.
+    pub outcomes: Vec<(Class, f64, bool)>,
+    /// Counted rules the walk that ends like the kernel's matched (None: no such walk found).
+    pub rules: Option<BTreeSet<(String, String, usize)>>,
+}
+
+fn trace_req(flow: &Flow, src: IpAddr, sport: u16, seed: u64, now: f64) -> TraceRequest {
+    TraceRequest {
+        src,
+        dst: flow.dst.ip(),
+        dport: flow.dst.port(),
+        proto: flow.proto,
+        sport: Some(sport),
+        seed,
+        now,
+    }
+}
+
+fn matched_rules(t: &Trace) -> BTreeSet<(String, String, usize)> {
+    t.steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Rule {
+                table,
+                chain,
+                index,
+                matched: true,
+                ..
+            } if counted(table, chain) => Some((table.clone(), chain.clone(), *index)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Seeds tried to find core's sampled walk that picks the kernel's backend.
+const SEED_TRIES: u64 = 200;
+
+/// Ask core about `flow` from a fresh state, and find (by trying seeds) a sampled walk that
+/// ends the way the kernel's did, to compare the rules it matched.
+pub fn predict(session: &mut Session, flow: &Flow, k: &KernelView) -> Prediction {
+    let kclass = kernel_class(&k.observed);
+    let sport = k.observed.local_port();
+    session.state = State::default();
+    let t0 = session.trace(&trace_req(flow, k.src, sport, 0, 0.0));
+    let outcomes = t0
+        .outcomes
+        .iter()
+        .map(|o| (outcome_class(&o.output, t0.verdict), o.probability, o.masq))
+        .collect();
+    let mut rules = None;
+    for seed in 0..SEED_TRIES {
+        session.state = State::default();
+        let t = if seed == 0 {
+            t0.clone()
+        } else {
+            session.trace(&trace_req(flow, k.src, sport, seed, 0.0))
+        };
+        if outcome_class(&t.chosen.output, t.verdict) == kclass {
+            rules = Some(matched_rules(&t));
+            break;
+        }
+    }
+    session.state = State::default();
+    Prediction { outcomes, rules }
+}
+
+/// Compare; an empty list means agreement.
+pub fn disagreements(k: &KernelView, p: &Prediction) -> Vec<String> {
+    let mut out = Vec::new();
+    let kclass = kernel_class(&k.observed);
+    let matching: Vec<&(Class, f64, bool)> = p
+        .outcomes
+        .iter()
+        .filter(|(c, pr, _)| *c == kclass && *pr > 0.0)
+        .collect();
+    if matching.is_empty() {
+        out.push(format!(
+            "verdict: kernel {kclass}, core predicts none of that"
+        ));
+        return out;
+    }
+    if let (Class::Backend(_), Some(kmasq)) = (&kclass, k.masq)
+        && !matching.iter().any(|(_, _, m)| *m == kmasq)
+    {
+        out.push(format!(
+            "masquerade: kernel {} (conntrack reply tuple), core {}",
+            if kmasq { "SNAT" } else { "no SNAT" },
+            if matching[0].2 { "masq" } else { "no masq" }
+        ));
+    }
+    match &p.rules {
+        None => out.push(format!(
+            "rules: no sampled walk of core ends at {kclass} within {SEED_TRIES} seeds"
+        )),
+        Some(r) if *r != k.rules => {
+            let only_k: Vec<String> = k
+                .rules
+                .difference(r)
+                .map(|(t, c, i)| format!("{t}/{c}#{i}"))
+                .collect();
+            let only_c: Vec<String> = r
+                .difference(&k.rules)
+                .map(|(t, c, i)| format!("{t}/{c}#{i}"))
+                .collect();
+            out.push(format!(
+                "matched rules: only the kernel counted [{}]; only core's walk matched [{}]",
+                only_k.join(", "),
+                only_c.join(", ")
+            ));
+        }
+        Some(_) => {}
+    }
+    out
+}
+
+/// Rule text by (table, chain, index) from the kernel's dump, for readable reports.
+pub fn rule_texts(nf: &Netfilter, family: Family) -> Vec<CountedRule> {
+    nf.save(family, true)
+        .ok()
+        .and_then(|t| netfilter::parse_counted_rules(&t).ok())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The random split and affinity.
+
+/// Upper critical values of the chi-square distribution at α = 0.001 for 1…10 degrees of
+/// freedom (standard tables; e.g. NIST/SEMATECH e-Handbook 1.3.6.7.4). Beyond 10 we use the
+/// Wilson–Hilferty approximation.
+const CHI2_CRIT_0_001: [f64; 10] = [
+    10.828, 13.816, 16.266, 18.467, 20.515, 22.458, 24.322, 26.124, 27.877, 29.588,
+];
+
+/// Significance of the split test: a correct implementation fails it 1 time in 1000.
+pub const SPLIT_ALPHA: f64 = 0.001;
+
+pub fn chi2_critical(df: usize) -> f64 {
+    if (1..=10).contains(&df) {
+        return CHI2_CRIT_0_001[df - 1];
+    }
+    // Wilson–Hilferty: χ²_p ≈ k (1 − 2/(9k) + z √(2/(9k)))³, z = 3.0902 for p = 0.999.
+    let k = df as f64;
+    let z = 3.090_232;
+    k * (1.0 - 2.0 / (9.0 * k) + z * (2.0 / (9.0 * k)).sqrt()).powi(3)
+}
+
+/// Pearson's statistic for observed counts against expected probabilities.
+pub fn chi2(observed: &[u64], expected_p: &[f64]) -> f64 {
+    let n: u64 = observed.iter().sum();
+    observed
+        .iter()
+        .zip(expected_p)
+        .map(|(&o, &p)| {
+            let e = n as f64 * p;
+            (o as f64 - e).powi(2) / e
+        })
+        .sum()
+}
+
+/// Result of a split test.
+#[derive(Debug, Clone)]
+pub struct SplitResult {
+    pub backends: Vec<(String, f64, u64)>,
+    pub statistic: f64,
+    pub critical: f64,
+    pub unexpected: u64,
+}
+
+impl SplitResult {
+    pub fn passed(&self) -> bool {
+        self.unexpected == 0 && self.statistic <= self.critical
+    }
+}
+
+/// Send `n` connections (each a new flow, conntrack keeps the old ones) and compare the
+/// backends' counts with core's exact outcome probabilities.
+pub fn split_test(
+    world: &World,
+    flow: &Flow,
+    p: &Prediction,
+    n: usize,
+    opts: &Options,
+) -> Result<SplitResult, SysError> {
+    let nf = Netfilter { ns: &world.node };
+    nf.flush_conntrack()?;
+    nf.clear_recent()?;
+    let src = world.source(flow.client, flow.dst.ip());
+    let mut names: Vec<(String, f64, u64)> = p
+        .outcomes
+        .iter()
+        .filter_map(|(c, pr, _)| match c {
+            Class::Backend(b) => Some((b.clone(), *pr, 0)),
+            _ => None,
+        })
+        .collect();
+    let mut unexpected = 0;
+    for _ in 0..n {
+        let o = probe(
+            &world.client_ns(flow.client).name,
+            src,
+            flow.proto,
+            flow.dst,
+            opts.timeout,
+        )?;
+        match kernel_class(&o) {
+            Class::Backend(b) => match names.iter_mut().find(|(x, _, _)| *x == b) {
+                Some(e) => e.2 += 1,
+                None => unexpected += 1,
+            },
+            _ => unexpected += 1,
+        }
+    }
+    let obs: Vec<u64> = names.iter().map(|x| x.2).collect();
+    let exp: Vec<f64> = names.iter().map(|x| x.1).collect();
+    let total: f64 = exp.iter().sum();
+    let exp: Vec<f64> = exp.iter().map(|e| e / total).collect();
+    Ok(SplitResult {
+        statistic: chi2(&obs, &exp),
+        critical: chi2_critical(names.len().saturating_sub(1).max(1)),
+        backends: names,
+        unexpected,
+    })
+}
+
+/// `-m recent` affinity against the kernel: the first connection records the client, the next
+/// ones stick to the same backend through the `--rcheck` rule, and after the timeout the
+/// `--rcheck` rules stop matching. Core's session (carrying its own `recent` state) must agree
+/// at each step. Returns problems found (empty = agreement).
+pub fn affinity_test(
+    world: &World,
+    session: &mut Session,
+    flow: &Flow,
+    timeout_s: u32,
+    opts: &Options,
+) -> Result<Vec<String>, SysError> {
+    let nf = Netfilter { ns: &world.node };
+    let family = Family::of(flow.dst.ip());
+    nf.flush_conntrack()?;
+    nf.clear_recent()?;
+    let src = world.source(flow.client, flow.dst.ip());
+    let ns = &world.client_ns(flow.client).name;
+    let mut problems = Vec::new();
+    let start = std::time::Instant::now();
+    let first = probe(ns, src, flow.proto, flow.dst, opts.timeout)?;
+    let first_class = kernel_class(&first);
+    // Core: find a seed whose first walk picks the kernel's backend, keep that state.
+    let mut found = false;
+    for seed in 0..SEED_TRIES {
+        session.state = State::default();
+        let t = session.trace(&trace_req(flow, src, first.local_port(), seed, 0.0));
+        if outcome_class(&t.chosen.output, t.verdict) == first_class {
+            found = true;
+            break;
+        }
+    }
+    if !found {
+        problems.push(format!(
+            "affinity: core never picks the kernel's first backend {first_class}"
+        ));
+        return Ok(problems);
+    }
+    for i in 0..4 {
+        nf.zero_counters(family)?;
+        let o = probe(ns, src, flow.proto, flow.dst, opts.timeout)?;
+        let now = start.elapsed().as_secs_f64();
+        let c = kernel_class(&o);
+        if c != first_class {
+            problems.push(format!(
+                "affinity: kernel connection {} went to {c}, not the sticky {first_class}",
+                i + 2
+            ));
+        }
+        let rules = rule_texts(&nf, family);
+        if !rules
+            .iter()
+            .any(|r| r.packets > 0 && r.text.contains("--rcheck"))
+        {
+            problems.push(format!(
+                "affinity: kernel connection {} did not match an --rcheck rule",
+                i + 2
+            ));
+        }
+        let t = session.trace(&trace_req(flow, src, o.local_port(), 1000 + i, now));
+        let tc = outcome_class(&t.chosen.output, t.verdict);
+        if tc != first_class {
+            problems.push(format!(
+                "affinity: core sends connection {} at t={now:.2}s to {tc}, kernel to {c}",
+                i + 2
+            ));
+        }
+    }
+    // Let the entry expire (`--seconds T --reap`), then the rcheck rules must not match.
+    let wait = Duration::from_secs_f64(f64::from(timeout_s) + 1.2);
+    std::thread::sleep(wait.saturating_sub(start.elapsed()));
+    nf.zero_counters(family)?;
+    let o = probe(ns, src, flow.proto, flow.dst, opts.timeout)?;
+    let now = start.elapsed().as_secs_f64();
+    let rules = rule_texts(&nf, family);
+    let k_rcheck = rules
+        .iter()
+        .any(|r| r.packets > 0 && r.text.contains("--rcheck"));
+    let t = session.trace(&trace_req(flow, src, o.local_port(), 7, now));
+    let c_rcheck = t
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::Rule { matched: true, text, .. } if text.contains("--rcheck")));
+    if k_rcheck || c_rcheck {
+        problems.push(format!(
+            "affinity expiry after {timeout_s}s (t={now:.2}s): kernel --rcheck matched: {k_rcheck}, core --rcheck matched: {c_rcheck}"
+        ));
+    }
+    session.state = State::default();
+    Ok(problems)
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jump_arguments_keep_the_comment_as_one_word() {
+        let a = jump_args(
+            "-m conntrack --ctstate NEW -m comment --comment kubernetes service portals",
+            "KUBE-SERVICES",
+        );
+        assert_eq!(
+            a,
+            [
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "NEW",
+                "-m",
+                "comment",
+                "--comment",
+                "kubernetes service portals",
+                "-j",
+                "KUBE-SERVICES"
+            ]
+        );
+        assert_eq!(jump_args("", "KUBE-FIREWALL"), ["-j", "KUBE-FIREWALL"]);
+    }
+
+    #[test]
+    fn line_diff_marks_both_sides() {
+        let d = line_diff("a\nb\nc\n", "a\nB\nc\n");
+        assert!(d.contains("- b\n") && d.contains("+ B\n"), "{d}");
+    }
+}
