@@ -1,95 +1,15 @@
 //! Golden tests whose expected side is kube-proxy's own unit-test expectations
 //! (kubernetes/kubernetes `pkg/proxy/iptables/proxier_test.go`), transcribed verbatim with the
 //! name of the upstream test. The generated payload is normalised exactly as the upstream
-//! `assertIPTablesRulesEqual` does (its `sortIPTablesRules`), because kube-proxy's service order
-//! is a Go map walk.
+//! `assertIPTablesRulesEqual` does (its `sortIPTablesRules`, in `common`), because kube-proxy's
+//! service order is a Go map walk.
 
+mod common;
+
+use common::{assert_dump, check_rule_jumps, dedent, normalise};
 use proxyscope_core::k8s;
 use proxyscope_core::proxier::iptables::{generate, hash16};
 use proxyscope_core::rules::iptables::Family;
-use std::collections::BTreeMap;
-
-/// The service-name sort key of a rule: its `--comment` value up to the first space or colon.
-fn service_key(rule: &str) -> (u8, String) {
-    if rule.contains("must be the last rule") {
-        return (1, String::new());
-    }
-    let Some(i) = rule.find("--comment ") else {
-        return (0, String::new());
-    };
-    let rest = rule[i + 10..].trim_start_matches('"');
-    let end = rest.find([' ', ':', '"']).unwrap_or(rest.len());
-    (0, rest[..end].to_string())
-}
-
-/// kube-proxy's test normaliser (spec §13).
-fn normalise(payload: &str) -> String {
-    let mut tables: BTreeMap<String, (Vec<String>, BTreeMap<String, Vec<String>>, Vec<String>)> =
-        BTreeMap::new();
-    let mut cur = String::new();
-    for line in payload.lines() {
-        let line = line.trim();
-        if let Some(t) = line.strip_prefix('*') {
-            cur = t.to_string();
-            tables.entry(cur.clone()).or_default();
-        } else if let Some(c) = line.strip_prefix(':') {
-            let name = c.split_whitespace().next().unwrap().to_string();
-            tables.get_mut(&cur).unwrap().0.push(name);
-        } else if let Some(r) = line.strip_prefix("-A ") {
-            let chain = r.split_whitespace().next().unwrap().to_string();
-            tables
-                .get_mut(&cur)
-                .unwrap()
-                .1
-                .entry(chain)
-                .or_default()
-                .push(line.to_string());
-        } else if let Some(x) = line.strip_prefix("-X ") {
-            tables.get_mut(&cur).unwrap().2.push(x.to_string());
-        }
-    }
-    let rank = |c: &str| -> (u8, String) {
-        match c {
-            "KUBE-NODEPORTS" => (0, String::new()),
-            "KUBE-SERVICES" => (1, String::new()),
-            c if c.starts_with("KUBE-") => (2, c.to_string()),
-            c => (3, c.to_string()),
-        }
-    };
-    let mut out = String::new();
-    for (name, (mut chains, mut rules, mut deleted)) in tables {
-        out.push_str(&format!("*{name}\n"));
-        chains.sort_by_key(|c| rank(c));
-        for c in &chains {
-            out.push_str(&format!(":{c} - [0:0]\n"));
-        }
-        for c in &chains {
-            if let Some(rs) = rules.get_mut(c) {
-                if c == "KUBE-NODEPORTS" || c == "KUBE-SERVICES" {
-                    rs.sort_by_key(|r| service_key(r));
-                }
-                for r in rs.iter() {
-                    out.push_str(r);
-                    out.push('\n');
-                }
-            }
-        }
-        deleted.sort_by_key(|c| rank(c));
-        for d in deleted {
-            out.push_str(&format!("-X {d}\n"));
-        }
-        out.push_str("COMMIT\n");
-    }
-    out
-}
-
-fn dedent(s: &str) -> String {
-    s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
 
 fn payload(yaml: &str, family: Family) -> String {
     let loaded = k8s::load(yaml).unwrap_or_else(|e| panic!("scenario does not load: {e:?}"));
@@ -208,19 +128,7 @@ fn overall_iptables_rules() {
         COMMIT
     "#,
     );
+    check_rule_jumps(&expected).expect("upstream runs checkIPTablesRuleJumps on this dump");
     let got = normalise(&payload(include_str!("golden/overall.yaml"), Family::V4));
-    if got != expected {
-        let diff: Vec<String> = got
-            .lines()
-            .zip(expected.lines())
-            .enumerate()
-            .filter(|(_, (a, b))| a != b)
-            .take(5)
-            .map(|(i, (a, b))| format!("line {}:\n  got:      {a}\n  expected: {b}", i + 1))
-            .collect();
-        panic!(
-            "payload differs from kube-proxy's expectation:\n{}\n\nfull output:\n{got}",
-            diff.join("\n")
-        );
-    }
+    assert_dump(&expected, &got);
 }

@@ -272,3 +272,102 @@ pub fn run_flows(test: &str, s: &Scenario, flows: &[Flow]) -> usize {
     assert!(errors.is_empty(), "{}", errors.join("\n"));
     flows.len()
 }
+
+/// kube-proxy's `checkIPTablesRuleJumps` (spec §13 point 3): every `-j` target other than the
+/// built-in verdicts is declared and has rules (KUBE-NODEPORTS may be empty), every chain with
+/// rules is declared, and every declared chain is jumped to (the fixed kube-proxy chains
+/// excepted); `-X` removes a chain from the declared set. Errors name the table and chains.
+pub fn check_rule_jumps(payload: &str) -> Result<(), String> {
+    use std::collections::BTreeSet;
+    const BUILTIN_TARGETS: &[&str] = &[
+        "ACCEPT",
+        "REJECT",
+        "DROP",
+        "MARK",
+        "RETURN",
+        "DNAT",
+        "SNAT",
+        "MASQUERADE",
+    ];
+    const EXEMPT: &[&str] = &[
+        "KUBE-SERVICES",
+        "KUBE-EXTERNAL-SERVICES",
+        "KUBE-NODEPORTS",
+        "KUBE-POSTROUTING",
+        "KUBE-FORWARD",
+        "KUBE-MARK-MASQ",
+        "KUBE-PROXY-FIREWALL",
+        "KUBE-FIREWALL",
+    ];
+    let mut tables: Vec<(String, Vec<&str>)> = Vec::new();
+    for line in payload.lines() {
+        if let Some(t) = line.strip_prefix('*') {
+            tables.push((t.to_string(), Vec::new()));
+        } else if let Some((_, lines)) = tables.last_mut() {
+            lines.push(line);
+        }
+    }
+    let word_after = |line: &str, flag: &str| -> Option<String> {
+        let i = line.find(flag)?;
+        line[i + flag.len()..].split(' ').next().map(str::to_string)
+    };
+    // Go's `%v` of a string slice: `[a b]`.
+    let go_list = |v: &[&String]| -> String {
+        let names: Vec<&str> = v.iter().map(|s| s.as_str()).collect();
+        format!("[{}]", names.join(" "))
+    };
+    for (name, lines) in &tables {
+        let mut created: BTreeSet<String> = BTreeSet::new();
+        let mut filled: BTreeSet<String> = BTreeSet::new();
+        let mut jumped: BTreeSet<String> = BTreeSet::new();
+        let mut deleted: BTreeSet<String> = BTreeSet::new();
+        for l in lines {
+            if let Some(c) = l.strip_prefix(':') {
+                created.insert(c.split(' ').next().unwrap_or("").to_string());
+            }
+            if let Some(c) = word_after(l, "-X ") {
+                deleted.insert(c);
+            }
+            if let Some(c) = word_after(l, "-A ") {
+                filled.insert(c);
+            }
+            if let Some(c) = word_after(l, "-j ") {
+                jumped.insert(c);
+            }
+        }
+        let created: BTreeSet<String> = created.difference(&deleted).cloned().collect();
+        jumped.retain(|c| !BUILTIN_TARGETS.contains(&c.as_str()));
+        let missing: BTreeSet<&String> = jumped
+            .difference(&created)
+            .chain(filled.difference(&created))
+            .collect();
+        let missing: Vec<&String> = missing.into_iter().collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "some chains in {name} are used but were not created: {}",
+                go_list(&missing)
+            ));
+        }
+        let empty: Vec<&String> = jumped
+            .difference(&filled)
+            .filter(|c| c.as_str() != "KUBE-NODEPORTS")
+            .collect();
+        if !empty.is_empty() {
+            return Err(format!(
+                "some chains in {name} are jumped to but have no rules: {}",
+                go_list(&empty)
+            ));
+        }
+        let extra: Vec<&String> = created
+            .difference(&jumped)
+            .filter(|c| !EXEMPT.contains(&c.as_str()))
+            .collect();
+        if !extra.is_empty() {
+            return Err(format!(
+                "some chains in {name} are created but not used: {}",
+                go_list(&extra)
+            ));
+        }
+    }
+    Ok(())
+}
