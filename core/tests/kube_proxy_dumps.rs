@@ -207,6 +207,10 @@ fn every_golden_payload_is_consistent() {
         ),
         ("bad-ips", include_str!("golden/bad-ips.yaml")),
         (
+            "sync-proxy-rules-repeated",
+            include_str!("golden/sync-proxy-rules-repeated.yaml"),
+        ),
+        (
             "load-balancer-ip-mode",
             include_str!("golden/load-balancer-ip-mode.yaml"),
         ),
@@ -347,4 +351,204 @@ fn load_balancer_ingress_ip_mode() {
             .any(|r| r.contains(&format!(" -d {lb_ip} ")));
         assert_eq!(exists, expected_rule, "{name}: unexpected rule for {lb_ip}");
     }
+}
+
+/// Upstream: TestSyncProxyRulesRepeated, its first sync (a full one). The later steps of that
+/// test check kube-proxy's partial syncs and delayed chain deletion, which proxyscope does not
+/// model (it always shows one full sync), so they are not transcribed.
+#[test]
+fn sync_proxy_rules_repeated_first_full_sync() {
+    let expected = dedent(
+        r#"
+        *filter
+        :KUBE-NODEPORTS - [0:0]
+        :KUBE-SERVICES - [0:0]
+        :KUBE-EXTERNAL-SERVICES - [0:0]
+        :KUBE-FIREWALL - [0:0]
+        :KUBE-FORWARD - [0:0]
+        :KUBE-PROXY-FIREWALL - [0:0]
+        -A KUBE-FIREWALL -m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP
+        -A KUBE-FORWARD -m conntrack --ctstate INVALID -m nfacct --nfacct-name ct_state_invalid_dropped_pkts -j DROP
+        -A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT
+        -A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+        COMMIT
+        *nat
+        :KUBE-NODEPORTS - [0:0]
+        :KUBE-SERVICES - [0:0]
+        :KUBE-MARK-MASQ - [0:0]
+        :KUBE-POSTROUTING - [0:0]
+        :KUBE-SEP-SNQ3ZNILQDEJNDQO - [0:0]
+        :KUBE-SEP-UHEGFW77JX3KXTOV - [0:0]
+        :KUBE-SVC-2VJB64SDSIJUP5T6 - [0:0]
+        :KUBE-SVC-XPGD46QRK7WJZT7O - [0:0]
+        -A KUBE-SERVICES -m comment --comment "ns1/svc1:p80 cluster IP" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O
+        -A KUBE-SERVICES -m comment --comment "ns2/svc2:p8080 cluster IP" -m tcp -p tcp -d 172.30.0.42 --dport 8080 -j KUBE-SVC-2VJB64SDSIJUP5T6
+        -A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+        -A KUBE-MARK-MASQ -j MARK --or-mark 0x4000
+        -A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+        -A KUBE-POSTROUTING -j MARK --xor-mark 0x4000
+        -A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE
+        -A KUBE-SEP-SNQ3ZNILQDEJNDQO -m comment --comment ns1/svc1:p80 -s 10.0.1.1 -j KUBE-MARK-MASQ
+        -A KUBE-SEP-SNQ3ZNILQDEJNDQO -m comment --comment ns1/svc1:p80 -m tcp -p tcp -j DNAT --to-destination 10.0.1.1:80
+        -A KUBE-SEP-UHEGFW77JX3KXTOV -m comment --comment ns2/svc2:p8080 -s 10.0.2.1 -j KUBE-MARK-MASQ
+        -A KUBE-SEP-UHEGFW77JX3KXTOV -m comment --comment ns2/svc2:p8080 -m tcp -p tcp -j DNAT --to-destination 10.0.2.1:8080
+        -A KUBE-SVC-2VJB64SDSIJUP5T6 -m comment --comment "ns2/svc2:p8080 cluster IP" -m tcp -p tcp -d 172.30.0.42 --dport 8080 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
+        -A KUBE-SVC-2VJB64SDSIJUP5T6 -m comment --comment "ns2/svc2:p8080 -> 10.0.2.1:8080" -j KUBE-SEP-UHEGFW77JX3KXTOV
+        -A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment "ns1/svc1:p80 cluster IP" -m tcp -p tcp -d 172.30.0.41 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
+        -A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment "ns1/svc1:p80 -> 10.0.1.1:80" -j KUBE-SEP-SNQ3ZNILQDEJNDQO
+        COMMIT
+        "#,
+    );
+    check_rule_jumps(&expected).expect("upstream's expectation is consistent");
+    assert_dump(
+        &expected,
+        &normalise(&payload(include_str!(
+            "golden/sync-proxy-rules-repeated.yaml"
+        ))),
+    );
+}
+
+/// upstream `countEndpointsAndComments`: the DNAT rule of `endpoint` (if any), the number of
+/// endpoint DNAT rules, and how many of them carry a comment.
+fn count_endpoints_and_comments(payload: &str, endpoint: &str) -> (String, usize, usize) {
+    let (mut matched, mut n, mut comments) = (String::new(), 0, 0);
+    for line in payload.lines() {
+        if line.starts_with("-A KUBE-SEP-") && line.contains("-j DNAT") {
+            n += 1;
+            if line.contains("--comment") {
+                comments += 1;
+            }
+            if line.contains(endpoint) {
+                matched = line.to_string();
+            }
+        }
+    }
+    (matched, n, comments)
+}
+
+/// A ClusterIP Service with one TCP port, as upstream `makeTestService` builds them.
+fn cluster_ip_service(ns: &str, name: &str, ip: &str, port_name: &str, port: u16) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{namespace: {ns}, name: {name}}}\nspec:\n  type: ClusterIP\n  clusterIP: {ip}\n  ports: [{{name: {port_name}, port: {port}, protocol: TCP}}]\n"
+    )
+}
+
+/// The EndpointSlice `<name>-1` of a Service: one port, endpoints without nodeName or conditions.
+fn endpoint_slice(ns: &str, name: &str, port_name: &str, port: u16, ips: &[String]) -> String {
+    let mut s = format!(
+        "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{namespace: {ns}, name: {name}-1, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: {port_name}, port: {port}, protocol: TCP}}]\nendpoints:\n"
+    );
+    for ip in ips {
+        s.push_str(&format!("- {{addresses: [{ip}]}}\n"));
+    }
+    s
+}
+
+/// Upstream: TestSyncProxyRulesLargeClusterMode — above `largeClusterEndpointsThreshold` (1000)
+/// endpoints kube-proxy drops the per-endpoint comments. Transcribed: the full-sync checks
+/// (below and above the threshold, the exact DNAT lines upstream asserts, the endpoint counts)
+/// and the chain names of the svc4 deletion step. Not transcribed: the partial-sync and
+/// delayed-deletion timing, which proxyscope does not model.
+#[test]
+fn sync_proxy_rules_large_cluster_mode() {
+    // largeClusterEndpointsThreshold/2 - 1 endpoints each for svc1 and svc2.
+    let per_service = 1000 / 2 - 1;
+    let ips = |a: u32| -> Vec<String> {
+        (0..per_service)
+            .map(|i| format!("10.{a}.{}.{}", i % 256, i / 256))
+            .collect()
+    };
+    let mut yaml = with_masquerade_all(FAKE);
+    yaml.push_str(&cluster_ip_service("ns1", "svc1", "172.30.0.41", "p80", 80));
+    yaml.push_str(&cluster_ip_service(
+        "ns2",
+        "svc2",
+        "172.30.0.42",
+        "p8080",
+        8080,
+    ));
+    yaml.push_str(&cluster_ip_service(
+        "ns3",
+        "svc3",
+        "172.30.0.43",
+        "p8081",
+        8081,
+    ));
+    yaml.push_str(&endpoint_slice("ns1", "svc1", "p80", 80, &ips(0)));
+    yaml.push_str(&endpoint_slice("ns2", "svc2", "p8080", 8080, &ips(1)));
+
+    let p = payload(&yaml);
+    let mut expected_endpoints = 2 * per_service as usize;
+    let (first, n, comments) = count_endpoints_and_comments(&p, "10.0.0.0");
+    assert_eq!(
+        first,
+        "-A KUBE-SEP-DKGQUZGBKLTPAR56 -m comment --comment ns1/svc1:p80 -m tcp -p tcp -j DNAT --to-destination 10.0.0.0:80"
+    );
+    assert_eq!(n, expected_endpoints, "wrong number of endpoints");
+    assert_eq!(comments, n, "comments dropped below the threshold");
+
+    yaml.push_str(&endpoint_slice(
+        "ns3",
+        "svc3",
+        "p8081",
+        8081,
+        &[
+            "203.0.113.4".into(),
+            "203.0.113.8".into(),
+            "203.0.113.12".into(),
+        ],
+    ));
+    let p = payload(&yaml);
+    expected_endpoints += 3;
+    let (svc3_first, _, _) = count_endpoints_and_comments(&p, "203.0.113.4");
+    assert_eq!(
+        svc3_first,
+        "-A KUBE-SEP-RUVVH7YV3PHQBDOS -m tcp -p tcp -j DNAT --to-destination 203.0.113.4:8081"
+    );
+    let (first, n, comments) = count_endpoints_and_comments(&p, "10.0.0.0");
+    assert_eq!(
+        first,
+        "-A KUBE-SEP-DKGQUZGBKLTPAR56 -m tcp -p tcp -j DNAT --to-destination 10.0.0.0:80"
+    );
+    assert_eq!(n, expected_endpoints, "wrong number of endpoints");
+    assert_eq!(comments, 0, "comments kept above the threshold");
+
+    yaml.push_str(&cluster_ip_service(
+        "ns4",
+        "svc4",
+        "172.30.0.44",
+        "p8082",
+        8082,
+    ));
+    yaml.push_str(&endpoint_slice(
+        "ns4",
+        "svc4",
+        "p8082",
+        8082,
+        &["10.4.0.1".into()],
+    ));
+    let p = payload(&yaml);
+    let (svc4, _, _) = count_endpoints_and_comments(&p, "10.4.0.1");
+    assert_eq!(
+        svc4,
+        "-A KUBE-SEP-SU5STNODRYEWJAUF -m tcp -p tcp -j DNAT --to-destination 10.4.0.1:8082"
+    );
+    // Upstream's deletion step expects `-X KUBE-SVC-EBDQOQU5SJFXRIL3` and
+    // `-X KUBE-SEP-SU5STNODRYEWJAUF` for svc4: its chains must have exactly these names.
+    assert!(
+        p.contains(":KUBE-SVC-EBDQOQU5SJFXRIL3 - [0:0]\n"),
+        "svc4's SVC chain"
+    );
+    assert!(
+        p.contains(":KUBE-SEP-SU5STNODRYEWJAUF - [0:0]\n"),
+        "svc4's SEP chain"
+    );
+}
+
+fn with_masquerade_all(yaml: &str) -> String {
+    yaml.replacen(
+        "mode: iptables\n",
+        "mode: iptables\niptables: {masqueradeAll: true}\n",
+        1,
+    )
 }
