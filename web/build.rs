@@ -14,12 +14,17 @@ fn main() {
         })
         .unwrap_or_default();
     files.sort();
-    let mut out = String::from("/// (file stem, YAML text) of every `examples/*.yaml`, sorted by name.\npub const PRESETS: &[(&str, &str)] = &[\n");
+    let mut out = String::from(
+        "/// (file stem, YAML text) of every `examples/*.yaml`, sorted by name.\npub const PRESETS: &[(&str, &str)] = &[\n",
+    );
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
         let stem = f.file_stem().unwrap().to_string_lossy();
         let abs = fs::canonicalize(f).unwrap();
-        out += &format!("    ({stem:?}, include_str!({:?})),\n", abs.display().to_string());
+        out += &format!(
+            "    ({stem:?}, include_str!({:?})),\n",
+            abs.display().to_string()
+        );
     }
     out += "];\n";
     let dest = Path::new(&env::var("OUT_DIR").unwrap()).join("presets.rs");

@@ -52,10 +52,12 @@ pub fn diagram(p: &Props) -> Html {
     let tl = &p.timeline;
     let frame = tl.frames.get(p.cursor);
     // A packet made on the node itself starts at the local process and first meets OUTPUT.
-    let starts_local = tl.hooks.first().is_some_and(|h| h.0 == Hook::Output);
+    let starts_local = tl.hooks.first().is_some_and(|h| h.hook == Hook::Output);
     let n_slots = p.pods.len() + 1;
     let out_pos = |dst: &str| -> (f64, f64) {
-        match p.pods.iter().position(|pod| pod.split(':').next() == Some(dst) || pod.starts_with(&format!("[{dst}]"))) {
+        match p.pods.iter().position(|pod| {
+            pod.split(':').next() == Some(dst) || pod.starts_with(&format!("[{dst}]"))
+        }) {
             Some(i) => (POD_X, pod_y(i, n_slots)),
             None => (POD_X, pod_y(n_slots - 1, n_slots)),
         }
@@ -65,13 +67,20 @@ pub fn diagram(p: &Props) -> Html {
             Place::Client if starts_local => LOCAL,
             Place::Client => CLIENT,
             Place::Hook(h) => hook_pos(h),
+            // A locally generated packet's re-route after nat OUTPUT happens inside the OUTPUT
+            // path, not at the PREROUTING-side decision.
+            Place::Routing if starts_local => hook_pos(Hook::Output),
             Place::Routing => ROUTING,
             Place::LocalProcess => LOCAL,
             Place::Out => out_pos(&f.map(|f| f.packet.dst.to_string()).unwrap_or_default()),
             Place::Dropped => f.and_then(|f| f.hook).map(hook_pos).unwrap_or(CLIENT),
         }
     };
-    let visited: Vec<Place> = if frame.is_some() { engine::visited(tl, p.cursor) } else { vec![] };
+    let visited: Vec<Place> = if frame.is_some() {
+        engine::visited(tl, p.cursor)
+    } else {
+        vec![]
+    };
     let path: String = visited
         .iter()
         .map(|pl| {
@@ -87,9 +96,18 @@ pub fn diagram(p: &Props) -> Html {
     let hook_box = |h: Hook| {
         let (x, y) = hook_pos(h);
         let active = is_active(Place::Hook(h))
-            || (frame.is_some_and(|f| f.hook == Some(h)) && matches!(cur_place, Some(Place::Dropped)));
-        let class = classes!("hook", active.then_some("active"), was_visited(Place::Hook(h)).then_some("visited"));
-        let table = if active { frame.and_then(|f| f.table.clone()).unwrap_or_default() } else { String::new() };
+            || (frame.is_some_and(|f| f.hook == Some(h))
+                && matches!(cur_place, Some(Place::Dropped)));
+        let class = classes!(
+            "hook",
+            active.then_some("active"),
+            was_visited(Place::Hook(h)).then_some("visited")
+        );
+        let table = if active {
+            frame.and_then(|f| f.table.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
         html! {
             <g class={class} id={format!("hook-{}", h.as_str())} data-hook={h.as_str()}>
                 <rect x={(x - 62.0).to_string()} y={(y - 22.0).to_string()} width="124" height="44" rx="6" />
@@ -101,7 +119,11 @@ pub fn diagram(p: &Props) -> Html {
         }
     };
     let box_at = |id: &str, (x, y): (f64, f64), label: String, pl: Place| {
-        let class = classes!("box", is_active(pl).then_some("active"), was_visited(pl).then_some("visited"));
+        let class = classes!(
+            "box",
+            is_active(pl).then_some("active"),
+            was_visited(pl).then_some("visited")
+        );
         html! {
             <g class={class} id={id.to_string()}>
                 <rect x={(x - 62.0).to_string()} y={(y - 22.0).to_string()} width="124" height="44" rx="6" />
@@ -112,9 +134,16 @@ pub fn diagram(p: &Props) -> Html {
     let edge = |a: (f64, f64), b: (f64, f64)| {
         html! { <line class="edge" x1={a.0.to_string()} y1={a.1.to_string()} x2={b.0.to_string()} y2={b.1.to_string()} /> }
     };
-    let chosen_dst = frame.filter(|f| f.place == Place::Out).map(|f| f.packet.dst.to_string());
+    let chosen_dst = frame
+        .filter(|f| f.place == Place::Out)
+        .map(|f| f.packet.dst.to_string());
     let prob = |pod: &str| -> Option<f64> {
-        p.trace.as_ref().and_then(|t| t.outcomes.iter().find(|o| o.output == pod).map(|o| o.probability))
+        p.trace.as_ref().and_then(|t| {
+            t.outcomes
+                .iter()
+                .find(|o| o.output == pod)
+                .map(|o| o.probability)
+        })
     };
     let pods = p.pods.iter().enumerate().map(|(i, pod)| {
         let y = pod_y(i, n_slots);
@@ -129,8 +158,12 @@ pub fn diagram(p: &Props) -> Html {
         }
     });
     let other_y = pod_y(n_slots - 1, n_slots);
-    let other_active = chosen_dst.as_deref().is_some_and(|d| !p.pods.iter().any(|pod| pod.split(':').next() == Some(d)));
-    let (px, py) = frame.map(|f| pos(f.place, Some(f))).unwrap_or(if starts_local { LOCAL } else { CLIENT });
+    let other_active = chosen_dst
+        .as_deref()
+        .is_some_and(|d| !p.pods.iter().any(|pod| pod.split(':').next() == Some(d)));
+    let (px, py) = frame
+        .map(|f| pos(f.place, Some(f)))
+        .unwrap_or(if starts_local { LOCAL } else { CLIENT });
     let dropped = cur_place == Some(Place::Dropped);
     let changed = frame.is_some_and(|f| f.changed.dst || f.changed.src);
 

@@ -66,12 +66,22 @@ pub struct Frame {
     pub notes: Vec<String>,
 }
 
+/// One visit of the packet to a hook: the tables it ran there, in the kernel's priority order
+/// (raw, mangle, nat, filter, security), and the frame where the visit starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookVisit {
+    pub hook: Hook,
+    pub tables: Vec<String>,
+    pub frame: usize,
+}
+
 /// All frames of a trace plus the per-hook index used by "jump to hook".
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Timeline {
     pub frames: Vec<Frame>,
-    /// (hook, table, first frame index), in the order the packet met them.
-    pub hooks: Vec<(Hook, String, usize)>,
+    /// Hook visits in the order the packet met them. A locally generated packet visits OUTPUT
+    /// twice (nat before the re-route, filter after it), so a hook can appear more than once.
+    pub hooks: Vec<HookVisit>,
 }
 
 impl Timeline {
@@ -85,13 +95,17 @@ impl Timeline {
 
     /// First frame of the next hook strictly after `cursor`, if any.
     pub fn next_hook(&self, cursor: usize) -> Option<usize> {
-        self.hooks.iter().map(|h| h.2).find(|&i| i > cursor)
+        self.hooks.iter().map(|h| h.frame).find(|&i| i > cursor)
     }
 
     /// First frame of the hook before the one `cursor` is in (or of the current one when the cursor
     /// is past its first frame), like a debugger's "step back out".
     pub fn prev_hook(&self, cursor: usize) -> Option<usize> {
-        self.hooks.iter().map(|h| h.2).rev().find(|&i| i < cursor)
+        self.hooks
+            .iter()
+            .map(|h| h.frame)
+            .rev()
+            .find(|&i| i < cursor)
     }
 }
 
@@ -109,13 +123,15 @@ pub fn parse_endpoint(s: &str) -> Option<(IpAddr, Option<u16>)> {
 /// for the step before them, so stepping never lands on a "nothing happened" frame.
 pub fn timeline(trace: &Trace) -> Timeline {
     let mut frames: Vec<Frame> = Vec::with_capacity(trace.steps.len());
-    let mut hooks = Vec::new();
+    let mut hooks: Vec<HookVisit> = Vec::new();
     let mut packet = trace.packet;
     let mut place = Place::Client;
     let mut hook = None;
     let mut table: Option<String> = None;
     let mut chains: Vec<String> = Vec::new();
     let mut pending_notes: Vec<String> = Vec::new();
+    // Consecutive Hook steps of one hook (its tables) form one visit; routing ends a visit.
+    let mut visit_open = false;
 
     for (i, step) in trace.steps.iter().enumerate() {
         let mut changed = Changed::default();
@@ -134,16 +150,26 @@ pub fn timeline(trace: &Trace) -> Timeline {
                 table = Some(t.clone());
                 chains.clear();
                 place = Place::Hook(*h);
-                if !hooks.iter().any(|(hh, tt, _): &(Hook, String, usize)| hh == h && tt == t) {
-                    hooks.push((*h, t.clone(), frames.len()));
+                match hooks.last_mut() {
+                    Some(v) if visit_open && v.hook == *h => v.tables.push(t.clone()),
+                    _ => hooks.push(HookVisit {
+                        hook: *h,
+                        tables: vec![t.clone()],
+                        frame: frames.len(),
+                    }),
                 }
+                visit_open = true;
             }
             Step::Conntrack { .. } => {}
-            Step::Route { local, .. } => {
+            Step::Route { .. } => {
                 place = Place::Routing;
-                let _ = local;
+                visit_open = false;
             }
-            Step::Chain { table: t, chain, entry } => {
+            Step::Chain {
+                table: t,
+                chain,
+                entry,
+            } => {
                 table = Some(t.clone());
                 match entry {
                     Entry::Hook => {
@@ -158,7 +184,16 @@ pub fn timeline(trace: &Trace) -> Timeline {
                     }
                 }
             }
-            Step::Rule { table: t, chain, index, text, line, matched, failed, note } => {
+            Step::Rule {
+                table: t,
+                chain,
+                index,
+                text,
+                line,
+                matched,
+                failed,
+                note,
+            } => {
                 rule = Some(RuleView {
                     table: t.clone(),
                     chain: chain.clone(),
@@ -258,41 +293,138 @@ mod tests {
             proto: Proto::Tcp,
             mark: 0,
         };
-        let rule = |chain: &str, index: usize, text: &str, matched: bool, failed: Option<&str>| Step::Rule {
-            table: "nat".into(),
-            chain: chain.into(),
-            index,
-            text: text.into(),
-            line: None,
-            matched,
-            failed: failed.map(Into::into),
-            note: None,
+        let rule = |chain: &str, index: usize, text: &str, matched: bool, failed: Option<&str>| {
+            Step::Rule {
+                table: "nat".into(),
+                chain: chain.into(),
+                index,
+                text: text.into(),
+                line: None,
+                matched,
+                failed: failed.map(Into::into),
+                note: None,
+            }
         };
         let steps = vec![
-            Step::Conntrack { established: false, note: "new".into() },
-            Step::Hook { hook: Hook::Prerouting, table: "nat".into() },
-            Step::Chain { table: "nat".into(), chain: "PREROUTING".into(), entry: Entry::Hook },
-            rule("PREROUTING", 1, "-A PREROUTING -j KUBE-SERVICES", true, None),
-            Step::Chain { table: "nat".into(), chain: "KUBE-SERVICES".into(), entry: Entry::Jump },
-            rule("KUBE-SERVICES", 1, "-A KUBE-SERVICES -d 10.104.14.67/32 -p tcp --dport 80 -j KUBE-SVC-X", true, None),
-            Step::Chain { table: "nat".into(), chain: "KUBE-SVC-X".into(), entry: Entry::Jump },
-            rule("KUBE-SVC-X", 1, "-A KUBE-SVC-X ! -s 10.0.0.0/16 -j KUBE-MARK-MASQ", false, Some("! -s 10.0.0.0/16")),
-            Step::Note { text: "source is a pod: no masquerade".into() },
-            rule("KUBE-SVC-X", 2, "-A KUBE-SVC-X -m statistic --mode random --probability 0.33333333349 -j KUBE-SEP-Y", true, None),
-            Step::Chain { table: "nat".into(), chain: "KUBE-SEP-Y".into(), entry: Entry::Jump },
-            rule("KUBE-SEP-Y", 2, "-A KUBE-SEP-Y -p tcp -j DNAT --to-destination 10.0.0.2:8080", true, None),
-            Step::Dnat { from: "10.104.14.67:80".into(), to: "10.0.0.2:8080".into() },
-            Step::Route { local: false, note: "10.0.0.2 via cni0".into() },
-            Step::Hook { hook: Hook::Forward, table: "filter".into() },
-            Step::Hook { hook: Hook::Postrouting, table: "nat".into() },
-            Step::Chain { table: "nat".into(), chain: "POSTROUTING".into(), entry: Entry::Hook },
-            rule("POSTROUTING", 1, "-A POSTROUTING -j KUBE-POSTROUTING", true, None),
-            Step::Chain { table: "nat".into(), chain: "KUBE-POSTROUTING".into(), entry: Entry::Jump },
-            rule("KUBE-POSTROUTING", 1, "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN", true, None),
-            Step::Return { table: "nat".into(), chain: "KUBE-POSTROUTING".into() },
-            Step::Verdict { verdict: Verdict::Forwarded },
+            Step::Conntrack {
+                established: false,
+                note: "new".into(),
+            },
+            Step::Hook {
+                hook: Hook::Prerouting,
+                table: "nat".into(),
+            },
+            Step::Chain {
+                table: "nat".into(),
+                chain: "PREROUTING".into(),
+                entry: Entry::Hook,
+            },
+            rule(
+                "PREROUTING",
+                1,
+                "-A PREROUTING -j KUBE-SERVICES",
+                true,
+                None,
+            ),
+            Step::Chain {
+                table: "nat".into(),
+                chain: "KUBE-SERVICES".into(),
+                entry: Entry::Jump,
+            },
+            rule(
+                "KUBE-SERVICES",
+                1,
+                "-A KUBE-SERVICES -d 10.104.14.67/32 -p tcp --dport 80 -j KUBE-SVC-X",
+                true,
+                None,
+            ),
+            Step::Chain {
+                table: "nat".into(),
+                chain: "KUBE-SVC-X".into(),
+                entry: Entry::Jump,
+            },
+            rule(
+                "KUBE-SVC-X",
+                1,
+                "-A KUBE-SVC-X ! -s 10.0.0.0/16 -j KUBE-MARK-MASQ",
+                false,
+                Some("! -s 10.0.0.0/16"),
+            ),
+            Step::Note {
+                text: "source is a pod: no masquerade".into(),
+            },
+            rule(
+                "KUBE-SVC-X",
+                2,
+                "-A KUBE-SVC-X -m statistic --mode random --probability 0.33333333349 -j KUBE-SEP-Y",
+                true,
+                None,
+            ),
+            Step::Chain {
+                table: "nat".into(),
+                chain: "KUBE-SEP-Y".into(),
+                entry: Entry::Jump,
+            },
+            rule(
+                "KUBE-SEP-Y",
+                2,
+                "-A KUBE-SEP-Y -p tcp -j DNAT --to-destination 10.0.0.2:8080",
+                true,
+                None,
+            ),
+            Step::Dnat {
+                from: "10.104.14.67:80".into(),
+                to: "10.0.0.2:8080".into(),
+            },
+            Step::Route {
+                local: false,
+                note: "10.0.0.2 via cni0".into(),
+            },
+            Step::Hook {
+                hook: Hook::Forward,
+                table: "filter".into(),
+            },
+            Step::Hook {
+                hook: Hook::Postrouting,
+                table: "nat".into(),
+            },
+            Step::Chain {
+                table: "nat".into(),
+                chain: "POSTROUTING".into(),
+                entry: Entry::Hook,
+            },
+            rule(
+                "POSTROUTING",
+                1,
+                "-A POSTROUTING -j KUBE-POSTROUTING",
+                true,
+                None,
+            ),
+            Step::Chain {
+                table: "nat".into(),
+                chain: "KUBE-POSTROUTING".into(),
+                entry: Entry::Jump,
+            },
+            rule(
+                "KUBE-POSTROUTING",
+                1,
+                "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN",
+                true,
+                None,
+            ),
+            Step::Return {
+                table: "nat".into(),
+                chain: "KUBE-POSTROUTING".into(),
+            },
+            Step::Verdict {
+                verdict: Verdict::Forwarded,
+            },
         ];
-        let chosen = Outcome { output: "10.0.0.2:8080".into(), probability: 1.0 / 3.0, masq: false };
+        let chosen = Outcome {
+            output: "10.0.0.2:8080".into(),
+            probability: 1.0 / 3.0,
+            masq: false,
+        };
         Trace {
             mode: "iptables".into(),
             packet,
@@ -315,7 +447,10 @@ mod tests {
         // 22 steps, one of which is a Note.
         assert_eq!(tl.len(), t.steps.len() - 1);
         let f = tl.frames.iter().find(|f| !f.notes.is_empty()).unwrap();
-        assert_eq!(f.rule.as_ref().unwrap().failed.as_deref(), Some("! -s 10.0.0.0/16"));
+        assert_eq!(
+            f.rule.as_ref().unwrap().failed.as_deref(),
+            Some("! -s 10.0.0.0/16")
+        );
     }
 
     #[test]
@@ -333,28 +468,82 @@ mod tests {
     fn chain_stack_follows_jumps_and_returns() {
         let tl = timeline(&sample_trace());
         let dnat = tl.frames.iter().find(|f| f.changed.dst).unwrap();
-        assert_eq!(dnat.chains, ["PREROUTING", "KUBE-SERVICES", "KUBE-SVC-X", "KUBE-SEP-Y"]);
-        let ret = tl.frames.iter().find(|f| matches!(f.rule, None) && f.hook == Some(Hook::Postrouting) && f.chains == ["POSTROUTING"]);
+        assert_eq!(
+            dnat.chains,
+            ["PREROUTING", "KUBE-SERVICES", "KUBE-SVC-X", "KUBE-SEP-Y"]
+        );
+        let ret = tl.frames.iter().find(|f| {
+            matches!(f.rule, None)
+                && f.hook == Some(Hook::Postrouting)
+                && f.chains == ["POSTROUTING"]
+        });
         assert!(ret.is_some());
     }
 
     #[test]
     fn hooks_in_order_and_jumps() {
         let tl = timeline(&sample_trace());
-        let order: Vec<Hook> = tl.hooks.iter().map(|h| h.0).collect();
+        let order: Vec<Hook> = tl.hooks.iter().map(|h| h.hook).collect();
         assert_eq!(order, [Hook::Prerouting, Hook::Forward, Hook::Postrouting]);
-        let fwd = tl.hooks[1].2;
-        assert_eq!(tl.next_hook(0), Some(tl.hooks[0].2));
-        assert_eq!(tl.next_hook(tl.hooks[0].2), Some(fwd));
-        assert_eq!(tl.prev_hook(fwd), Some(tl.hooks[0].2));
+        let fwd = tl.hooks[1].frame;
+        assert_eq!(tl.next_hook(0), Some(tl.hooks[0].frame));
+        assert_eq!(tl.next_hook(tl.hooks[0].frame), Some(fwd));
+        assert_eq!(tl.prev_hook(fwd), Some(tl.hooks[0].frame));
         assert_eq!(tl.frames.last().unwrap().place, Place::Out);
+    }
+
+    /// A locally generated packet (kernel path: OUTPUT raw/mangle/nat, re-route, OUTPUT filter,
+    /// POSTROUTING) visits OUTPUT twice; the tables of one visit are grouped.
+    #[test]
+    fn local_origin_visits_output_twice() {
+        let mut t = sample_trace();
+        let h = |hook, table: &str| Step::Hook {
+            hook,
+            table: table.into(),
+        };
+        t.steps = vec![
+            h(Hook::Output, "raw"),
+            h(Hook::Output, "nat"),
+            Step::Route {
+                local: false,
+                note: String::new(),
+            },
+            h(Hook::Output, "filter"),
+            h(Hook::Postrouting, "nat"),
+            Step::Verdict {
+                verdict: Verdict::Forwarded,
+            },
+        ];
+        let tl = timeline(&t);
+        let v: Vec<(Hook, Vec<String>, usize)> = tl
+            .hooks
+            .iter()
+            .map(|v| (v.hook, v.tables.clone(), v.frame))
+            .collect();
+        assert_eq!(
+            v,
+            [
+                (Hook::Output, vec!["raw".to_string(), "nat".into()], 0),
+                (Hook::Output, vec!["filter".to_string()], 3),
+                (Hook::Postrouting, vec!["nat".to_string()], 4),
+            ]
+        );
     }
 
     #[test]
     fn endpoints_parse() {
-        assert_eq!(parse_endpoint("10.0.0.2:8080"), Some((ip("10.0.0.2"), Some(8080))));
-        assert_eq!(parse_endpoint("[fd00::2]:80"), Some((ip("fd00::2"), Some(80))));
-        assert_eq!(parse_endpoint("192.168.0.2"), Some((ip("192.168.0.2"), None)));
+        assert_eq!(
+            parse_endpoint("10.0.0.2:8080"),
+            Some((ip("10.0.0.2"), Some(8080)))
+        );
+        assert_eq!(
+            parse_endpoint("[fd00::2]:80"),
+            Some((ip("fd00::2"), Some(80)))
+        );
+        assert_eq!(
+            parse_endpoint("192.168.0.2"),
+            Some((ip("192.168.0.2"), None))
+        );
         assert_eq!(parse_endpoint("nonsense"), None);
     }
 }

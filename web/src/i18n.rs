@@ -6,7 +6,9 @@
 
 use proxyscope_core::trace::{Entry, Hook, Step, Verdict};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub enum Lang {
     #[default]
     En,
@@ -16,7 +18,11 @@ pub enum Lang {
 impl Lang {
     /// Pick the language from `navigator.language` (`zh`, `zh-CN`, `zh-Hant-TW`, ... → Chinese).
     pub fn from_browser(tag: &str) -> Lang {
-        if tag.to_ascii_lowercase().starts_with("zh") { Lang::Zh } else { Lang::En }
+        if tag.to_ascii_lowercase().starts_with("zh") {
+            Lang::Zh
+        } else {
+            Lang::En
+        }
     }
 
     pub fn code(self) -> &'static str {
@@ -229,7 +235,12 @@ pub const GLOSSARY: &[(&str, &str, &str, &str)] = &[
         "A Pod IP and port that backs a Service.",
         "Service 后端 Pod 的 IP 和端口。",
     ),
-    ("ClusterIP", "集群 IP", "The virtual IP of a Service inside the cluster.", "Service 在集群内部的虚拟 IP。"),
+    (
+        "ClusterIP",
+        "集群 IP",
+        "The virtual IP of a Service inside the cluster.",
+        "Service 在集群内部的虚拟 IP。",
+    ),
     (
         "NodePort",
         "节点端口",
@@ -281,17 +292,27 @@ fn hook_why(lang: Lang, h: Hook, table: &str) -> &'static str {
         (Lang::En, Hook::Prerouting, "nat") => {
             "kube-proxy's KUBE-SERVICES chain runs here, so Service addresses are rewritten before routing."
         }
-        (Lang::Zh, Hook::Prerouting, "nat") => "kube-proxy 的 KUBE-SERVICES 链在这里执行，所以 Service 地址在路由之前就被改写。",
+        (Lang::Zh, Hook::Prerouting, "nat") => {
+            "kube-proxy 的 KUBE-SERVICES 链在这里执行，所以 Service 地址在路由之前就被改写。"
+        }
         (Lang::En, Hook::Output, "nat") => {
             "Packets made on the node itself skip PREROUTING; kube-proxy hooks KUBE-SERVICES here too."
         }
-        (Lang::Zh, Hook::Output, "nat") => "节点自身发出的包不经过 PREROUTING；kube-proxy 也在这里挂上 KUBE-SERVICES。",
+        (Lang::Zh, Hook::Output, "nat") => {
+            "节点自身发出的包不经过 PREROUTING；kube-proxy 也在这里挂上 KUBE-SERVICES。"
+        }
         (Lang::En, Hook::Postrouting, "nat") => {
             "Last stop before leaving: KUBE-POSTROUTING masquerades packets that carry the 0x4000 mark."
         }
-        (Lang::Zh, Hook::Postrouting, "nat") => "离开前的最后一站：KUBE-POSTROUTING 对带有 0x4000 标记的包做伪装。",
-        (Lang::En, _, "filter") => "The filter table sees the destination after DNAT, so it only catches unrewritten Service traffic.",
-        (Lang::Zh, _, "filter") => "filter 表看到的是 DNAT 之后的目的地址，所以只会拦截没有被改写的 Service 流量。",
+        (Lang::Zh, Hook::Postrouting, "nat") => {
+            "离开前的最后一站：KUBE-POSTROUTING 对带有 0x4000 标记的包做伪装。"
+        }
+        (Lang::En, _, "filter") => {
+            "The filter table sees the destination after DNAT, so it only catches unrewritten Service traffic."
+        }
+        (Lang::Zh, _, "filter") => {
+            "filter 表看到的是 DNAT 之后的目的地址，所以只会拦截没有被改写的 Service 流量。"
+        }
         (Lang::En, _, _) => "The packet reaches this hook.",
         (Lang::Zh, _, _) => "数据包到达这个钩子。",
     }
@@ -306,17 +327,24 @@ pub fn narrate(lang: Lang, step: &Step) -> String {
             if zh {
                 format!("数据包进入 {table} 表的 {} 钩子。{why}", hook_name(*hook))
             } else {
-                format!("The packet enters the {} hook, {table} table. {why}", hook_name(*hook))
+                format!(
+                    "The packet enters the {} hook, {table} table. {why}",
+                    hook_name(*hook)
+                )
             }
         }
-        Step::Conntrack { established: true, .. } => {
+        Step::Conntrack {
+            established: true, ..
+        } => {
             if zh {
                 "连接跟踪找到已有连接：沿用第一个包的 NAT，nat 表的链不再执行。".into()
             } else {
                 "Conntrack finds an existing connection: the first packet's NAT is reused and nat chains are skipped.".into()
             }
         }
-        Step::Conntrack { established: false, .. } => {
+        Step::Conntrack {
+            established: false, ..
+        } => {
             if zh {
                 "连接跟踪没有找到这个连接：这是新连接，nat 表的规则将决定它的去向。".into()
             } else {
@@ -327,7 +355,8 @@ pub fn narrate(lang: Lang, step: &Step) -> String {
             if zh {
                 "路由决策：目的地址属于本机，数据包走 INPUT。".into()
             } else {
-                "Routing decision: the destination is a local address, so the packet goes to INPUT.".into()
+                "Routing decision: the destination is a local address, so the packet goes to INPUT."
+                    .into()
             }
         }
         Step::Route { local: false, .. } => {
@@ -337,30 +366,54 @@ pub fn narrate(lang: Lang, step: &Step) -> String {
                 "Routing decision: the destination is not local (it is a Pod IP now), so the packet is forwarded.".into()
             }
         }
-        Step::Chain { table, chain, entry } => match (entry, zh) {
+        Step::Chain {
+            table,
+            chain,
+            entry,
+        } => match (entry, zh) {
             (Entry::Hook, false) => format!("Start of the built-in chain {table}/{chain}."),
             (Entry::Hook, true) => format!("开始执行内置链 {table}/{chain}。"),
             (Entry::Jump, false) => format!("Jump (-j) into {chain}; it returns here when done."),
             (Entry::Jump, true) => format!("跳转（-j）到 {chain}；执行完后返回。"),
-            (Entry::Goto, false) => format!("Go to (-g) {chain}; it will not return to the caller."),
+            (Entry::Goto, false) => {
+                format!("Go to (-g) {chain}; it will not return to the caller.")
+            }
             (Entry::Goto, true) => format!("转到（-g）{chain}；不会返回调用者。"),
         },
-        Step::Rule { chain, index, matched, failed, .. } => match (matched, failed, zh) {
+        Step::Rule {
+            chain,
+            index,
+            matched,
+            failed,
+            ..
+        } => match (matched, failed, zh) {
             (true, _, false) => format!("Rule {index} of {chain} matches, so its target runs."),
             (true, _, true) => format!("{chain} 的第 {index} 条规则匹配，执行它的目标。"),
-            (false, Some(f), false) => format!("Rule {index} of {chain} does not match: {f} fails. Next rule."),
-            (false, Some(f), true) => format!("{chain} 的第 {index} 条规则不匹配：条件 {f} 不成立。继续下一条。"),
+            (false, Some(f), false) => {
+                format!("Rule {index} of {chain} does not match: {f} fails. Next rule.")
+            }
+            (false, Some(f), true) => {
+                format!("{chain} 的第 {index} 条规则不匹配：条件 {f} 不成立。继续下一条。")
+            }
             (false, None, false) => format!("Rule {index} of {chain} does not match. Next rule."),
             (false, None, true) => format!("{chain} 的第 {index} 条规则不匹配。继续下一条。"),
         },
-        Step::ChainEnd { chain, policy: Some(p), .. } => {
+        Step::ChainEnd {
+            chain,
+            policy: Some(p),
+            ..
+        } => {
             if zh {
                 format!("{chain} 链结束，应用默认策略 {p:?}。")
             } else {
                 format!("End of {chain}: its default policy {p:?} applies.")
             }
         }
-        Step::ChainEnd { chain, policy: None, .. } => {
+        Step::ChainEnd {
+            chain,
+            policy: None,
+            ..
+        } => {
             if zh {
                 format!("{chain} 链结束，没有裁决，返回调用者。")
             } else {
@@ -389,24 +442,41 @@ pub fn narrate(lang: Lang, step: &Step) -> String {
             if zh {
                 format!("DNAT：目的地址 {from} 被改写为 Pod 端点 {to}。连接跟踪会记住这个选择。")
             } else {
-                format!("DNAT: the destination {from} is rewritten to the Pod endpoint {to}. Conntrack remembers this choice.")
+                format!(
+                    "DNAT: the destination {from} is rewritten to the Pod endpoint {to}. Conntrack remembers this choice."
+                )
             }
         }
-        Step::Snat { from, to, masquerade: true } => {
+        Step::Snat {
+            from,
+            to,
+            masquerade: true,
+        } => {
             if zh {
                 format!("伪装（MASQUERADE）：源地址 {from} 被改写为 {to}，回包因此会经过本节点。")
             } else {
-                format!("MASQUERADE: the source {from} becomes {to}, so the reply comes back through this node.")
+                format!(
+                    "MASQUERADE: the source {from} becomes {to}, so the reply comes back through this node."
+                )
             }
         }
-        Step::Snat { from, to, masquerade: false } => {
+        Step::Snat {
+            from,
+            to,
+            masquerade: false,
+        } => {
             if zh {
                 format!("SNAT：源地址 {from} 被改写为 {to}。")
             } else {
                 format!("SNAT: the source {from} becomes {to}.")
             }
         }
-        Step::Recent { name, action, addr, hit } => {
+        Step::Recent {
+            name,
+            action,
+            addr,
+            hit,
+        } => {
             if zh {
                 format!(
                     "会话保持：在 -m recent 列表 {name} 中 {action} {addr}（{}）。",
@@ -419,7 +489,9 @@ pub fn narrate(lang: Lang, step: &Step) -> String {
                 )
             }
         }
-        Step::IpvsLookup { service: Some(s), .. } => {
+        Step::IpvsLookup {
+            service: Some(s), ..
+        } => {
             if zh {
                 format!("IPVS 在 LOCAL_IN 找到虚拟服务 {s}。")
             } else {
@@ -433,7 +505,11 @@ pub fn narrate(lang: Lang, step: &Step) -> String {
                 "IPVS has no virtual service for this packet.".into()
             }
         }
-        Step::IpvsSchedule { scheduler, server, reason } => match (server, zh) {
+        Step::IpvsSchedule {
+            scheduler,
+            server,
+            reason,
+        } => match (server, zh) {
             (Some(s), false) => format!("Scheduling algorithm {scheduler} picks {s}: {reason}"),
             (Some(s), true) => format!("调度算法 {scheduler} 选择了 {s}：{reason}"),
             (None, false) => format!("Scheduling algorithm {scheduler} finds no server: {reason}"),
@@ -477,7 +553,11 @@ mod tests {
 
     #[test]
     fn glossary_has_the_required_terms() {
-        for (en, zh) in [("session affinity", "会话保持"), ("masquerade", "伪装"), ("scheduling algorithm", "调度算法")] {
+        for (en, zh) in [
+            ("session affinity", "会话保持"),
+            ("masquerade", "伪装"),
+            ("scheduling algorithm", "调度算法"),
+        ] {
             assert!(GLOSSARY.iter().any(|g| g.0 == en && g.1 == zh), "{en}");
         }
     }

@@ -48,7 +48,11 @@ fn reduced_motion() -> bool {
 
 /// Language: a shared link's choice wins, then the learner's last toggle, then the browser.
 fn initial_lang() -> Lang {
-    let stored = window().local_storage().ok().flatten().and_then(|s| s.get_item(LANG_KEY).ok().flatten());
+    let stored = window()
+        .local_storage()
+        .ok()
+        .flatten()
+        .and_then(|s| s.get_item(LANG_KEY).ok().flatten());
     match stored.as_deref() {
         Some("zh") => Lang::Zh,
         Some("en") => Lang::En,
@@ -85,17 +89,28 @@ fn now_secs() -> f64 {
 
 fn page_url(query: &str, hash: &str) -> String {
     let loc = window().location();
-    format!("{}{}{query}{hash}", loc.origin().unwrap_or_default(), loc.pathname().unwrap_or_default())
+    format!(
+        "{}{}{query}{hash}",
+        loc.origin().unwrap_or_default(),
+        loc.pathname().unwrap_or_default()
+    )
 }
 
 fn download_json(name: &str, json: &str) {
     let parts = js_sys::Array::of1(&json.into());
     let opts = web_sys::BlobPropertyBag::new();
     opts.set_type("application/json");
-    let Ok(blob) = web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts) else { return };
-    let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else { return };
+    let Ok(blob) = web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts) else {
+        return;
+    };
+    let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else {
+        return;
+    };
     let doc = gloo_utils::document();
-    if let Ok(a) = doc.create_element("a").map(|e| e.unchecked_into::<web_sys::HtmlAnchorElement>()) {
+    if let Ok(a) = doc
+        .create_element("a")
+        .map(|e| e.unchecked_into::<web_sys::HtmlAnchorElement>())
+    {
         a.set_href(&url);
         a.set_download(name);
         a.click();
@@ -129,40 +144,60 @@ pub fn app() -> Html {
     let share_hash = use_memo(state.share_state(), share::to_hash);
     let has_shareable = !state.sent.is_empty() || state.is_custom_scenario();
     use_effect_with((share_hash.clone(), has_shareable), |(hash, on)| {
-        if *on {
-            if let Ok(h) = window().history() {
-                let _ = h.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(hash.as_str()));
-            }
+        if let (true, Ok(h)) = (*on, window().history()) {
+            let _ = h.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(hash.as_str()));
         }
     });
 
     // Playback: one timeout per frame while playing.
     {
         let d = dispatch.clone();
-        use_effect_with((state.playing, state.speed, state.cursor, state.timeline.clone()), move |(playing, speed, _, _)| {
-            let timer = playing.then(|| {
-                let d = d.clone();
-                gloo_timers::callback::Timeout::new(SPEEDS_MS[*speed], move || d.dispatch(Action::Tick))
-            });
-            move || drop(timer)
-        });
+        use_effect_with(
+            (
+                state.playing,
+                state.speed,
+                state.cursor,
+                state.timeline.clone(),
+            ),
+            move |(playing, speed, _, _)| {
+                let timer = playing.then(|| {
+                    let d = d.clone();
+                    gloo_timers::callback::Timeout::new(SPEEDS_MS[*speed], move || {
+                        d.dispatch(Action::Tick)
+                    })
+                });
+                move || drop(timer)
+            },
+        );
     }
 
     let on_send = {
         let d = dispatch.clone();
-        Callback::from(move |()| d.dispatch(Action::Send { seed: fresh_seed(), now: now_secs() }))
+        Callback::from(move |()| {
+            d.dispatch(Action::Send {
+                seed: fresh_seed(),
+                now: now_secs(),
+            })
+        })
     };
     let on_many = {
         let d = dispatch.clone();
-        Callback::from(move |n: usize| d.dispatch(Action::SendMany { n, seed: fresh_seed(), now: now_secs() }))
+        Callback::from(move |n: usize| {
+            d.dispatch(Action::SendMany {
+                n,
+                seed: fresh_seed(),
+                now: now_secs(),
+            })
+        })
     };
     let on_export = {
         let trace = state.trace.clone();
         Callback::from(move |()| {
-            if let Some(tr) = &trace {
-                if let Ok(json) = serde_json::to_string_pretty(&**tr) {
-                    download_json("proxyscope-trace.json", &json);
-                }
+            if let Some(json) = trace
+                .as_ref()
+                .and_then(|tr| serde_json::to_string_pretty(&**tr).ok())
+            {
+                download_json("proxyscope-trace.json", &json);
             }
         })
     };
@@ -173,40 +208,50 @@ pub fn app() -> Html {
         let on_send = on_send.clone();
         use_effect_with((), move |_| {
             let opts = EventListenerOptions::enable_prevent_default();
-            let l = EventListener::new_with_options(&gloo_utils::document(), "keydown", opts, move |e| {
-                let Some(e) = e.dyn_ref::<web_sys::KeyboardEvent>() else { return };
-                if e.ctrl_key() || e.meta_key() || e.alt_key() {
-                    return;
-                }
-                let typing = e.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()).is_some_and(|el| {
-                    matches!(el.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT")
-                });
-                if typing {
-                    return;
-                }
-                let action = match e.key().as_str() {
-                    " " => Some(Action::TogglePlay),
-                    "ArrowRight" => Some(Action::StepForward),
-                    "ArrowLeft" => Some(Action::StepBack),
-                    "]" => Some(Action::NextHook),
-                    "[" => Some(Action::PrevHook),
-                    "+" | "=" => Some(Action::Faster),
-                    "-" | "_" => Some(Action::Slower),
-                    "Home" => Some(Action::Reset),
-                    "End" => Some(Action::End),
-                    "l" | "L" => Some(Action::ToggleLang),
-                    "s" | "S" => {
-                        on_send.emit(());
-                        e.prevent_default();
-                        None
+            let l = EventListener::new_with_options(
+                &gloo_utils::document(),
+                "keydown",
+                opts,
+                move |e| {
+                    let Some(e) = e.dyn_ref::<web_sys::KeyboardEvent>() else {
+                        return;
+                    };
+                    if e.ctrl_key() || e.meta_key() || e.alt_key() {
+                        return;
                     }
-                    _ => None,
-                };
-                if let Some(a) = action {
-                    e.prevent_default();
-                    d.dispatch(a);
-                }
-            });
+                    let typing = e
+                        .target()
+                        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+                        .is_some_and(|el| {
+                            matches!(el.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT")
+                        });
+                    if typing {
+                        return;
+                    }
+                    let action = match e.key().as_str() {
+                        " " => Some(Action::TogglePlay),
+                        "ArrowRight" => Some(Action::StepForward),
+                        "ArrowLeft" => Some(Action::StepBack),
+                        "]" => Some(Action::NextHook),
+                        "[" => Some(Action::PrevHook),
+                        "+" | "=" => Some(Action::Faster),
+                        "-" | "_" => Some(Action::Slower),
+                        "Home" => Some(Action::Reset),
+                        "End" => Some(Action::End),
+                        "l" | "L" => Some(Action::ToggleLang),
+                        "s" | "S" => {
+                            on_send.emit(());
+                            e.prevent_default();
+                            None
+                        }
+                        _ => None,
+                    };
+                    if let Some(a) = action {
+                        e.prevent_default();
+                        d.dispatch(a);
+                    }
+                },
+            );
             move || drop(l)
         });
     }

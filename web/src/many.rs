@@ -17,7 +17,9 @@ use crate::state::Many;
 const CW: f64 = 640.0;
 const CH: f64 = 240.0;
 /// Colour-blind-safe palette (Okabe–Ito), dark enough on white for the 3:1 graphics contrast.
-pub const PALETTE: [&str; 8] = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#8a6d00", "#56B4E9", "#E69F00", "#000000"];
+pub const PALETTE: [&str; 8] = [
+    "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#8a6d00", "#56B4E9", "#E69F00", "#000000",
+];
 /// All connections start within this window and each takes `TRAVEL_MS`, so with 1,000 of them
 /// every dot is in flight at once between START_SPREAD_MS and TRAVEL_MS.
 const START_SPREAD_MS: f64 = 700.0;
@@ -29,7 +31,11 @@ fn pod_y(k: usize, n: usize) -> f64 {
 
 /// Position of dot `i` at `t` ms after the start: client → node → its Pod.
 fn dot_pos(i: usize, n: usize, k: usize, outs: usize, t: f64) -> Option<(f64, f64)> {
-    let start = if n <= 1 { 0.0 } else { START_SPREAD_MS * i as f64 / (n - 1) as f64 };
+    let start = if n <= 1 {
+        0.0
+    } else {
+        START_SPREAD_MS * i as f64 / (n - 1) as f64
+    };
     let u = ((t - start) / TRAVEL_MS).clamp(0.0, 1.0);
     if t < start {
         return None;
@@ -139,6 +145,9 @@ pub fn many_view(p: &Props) -> Html {
     }
 }
 
+/// The rAF callback, which re-registers itself each frame and drops itself when done.
+type FrameLoop = Rc<RefCell<Option<Closure<dyn FnMut(f64)>>>>;
+
 /// One rAF loop for the whole flight; it measures its own frame rate with the page clock the
 /// browser passes in (the timestamps are only for display, never fed back into core).
 fn run_animation(
@@ -148,7 +157,7 @@ fn run_animation(
     canvas: NodeRef,
     fps: UseStateSetter<Option<f64>>,
 ) {
-    let f: Rc<RefCell<Option<Closure<dyn FnMut(f64)>>>> = Rc::new(RefCell::new(None));
+    let f: FrameLoop = Rc::new(RefCell::new(None));
     let g = f.clone();
     let start = Cell::new(None::<f64>);
     let frames = Cell::new(0u32);
@@ -166,7 +175,11 @@ fn run_animation(
         draw(&ctx, &many, t);
         frames.set(frames.get() + 1);
         if t >= end {
-            let rate = if t > 0.0 { (frames.get() - 1) as f64 * 1000.0 / t } else { 0.0 };
+            let rate = if t > 0.0 {
+                (frames.get() - 1) as f64 * 1000.0 / t
+            } else {
+                0.0
+            };
             if let Some(c) = canvas.cast::<web_sys::Element>() {
                 let _ = c.set_attribute("data-fps", &format!("{rate:.1}"));
             }

@@ -13,6 +13,7 @@ use crate::share::SentPacket;
 mod api {
     pub use super::shim::*;
 }
+#[allow(dead_code)]
 mod shim {
     use proxyscope_core::trace::{Proto, Trace};
     use std::net::IpAddr;
@@ -56,7 +57,11 @@ mod shim {
         pub proto: Proto,
     }
     pub fn load_scenario(_: &str) -> Result<Loaded, Vec<Diagnostic>> {
-        Err(vec![Diagnostic { line: None, location: "core".into(), message: "core api not available".into() }])
+        Err(vec![Diagnostic {
+            line: None,
+            location: "core".into(),
+            message: "core api not available".into(),
+        }])
     }
     pub fn client_presets(_: &Scenario) -> Vec<ClientPreset> {
         vec![]
@@ -110,23 +115,39 @@ impl PartialEq for Model {
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").field("clients", &self.clients).field("targets", &self.targets).finish()
+        f.debug_struct("Model")
+            .field("clients", &self.clients)
+            .field("targets", &self.targets)
+            .finish()
     }
 }
 
 fn diag(d: api::Diagnostic) -> Diag {
-    Diag { line: d.line, location: d.location, message: d.message }
+    Diag {
+        line: d.line,
+        location: d.location,
+        message: d.message,
+    }
 }
 
 pub fn load(text: &str) -> Result<Model, Vec<Diag>> {
-    let loaded = api::load_scenario(text).map_err(|ds| ds.into_iter().map(diag).collect::<Vec<_>>())?;
+    let loaded =
+        api::load_scenario(text).map_err(|ds| ds.into_iter().map(diag).collect::<Vec<_>>())?;
     let clients: Vec<Client> = api::client_presets(&loaded.scenario)
         .into_iter()
-        .map(|c| Client { label: c.label, src: c.src })
+        .map(|c| Client {
+            label: c.label,
+            src: c.src,
+        })
         .collect();
     let targets: Vec<Target> = api::service_targets(&loaded.scenario)
         .into_iter()
-        .map(|t| Target { label: t.label, dst: t.dst, dport: t.dport, proto: t.proto })
+        .map(|t| Target {
+            label: t.label,
+            dst: t.dst,
+            dport: t.dport,
+            proto: t.proto,
+        })
         .collect();
     let mut m = Model {
         scenario: loaded.scenario,
@@ -143,10 +164,20 @@ pub fn load(text: &str) -> Result<Model, Vec<Diag>> {
 /// is exact, so this lists every Pod without the web app reading the scenario itself.
 fn reachable_endpoints(m: &Model) -> Vec<String> {
     let mut set = BTreeSet::new();
-    let Some(c) = m.clients.first() else { return vec![] };
+    let Some(c) = m.clients.first() else {
+        return vec![];
+    };
     for t in &m.targets {
         let mut s = Sim::new(m);
-        let p = SentPacket { src: c.src, dst: t.dst, dport: t.dport, proto: t.proto, sport: None, seed: 0, now: 0.0 };
+        let p = SentPacket {
+            src: c.src,
+            dst: t.dst,
+            dport: t.dport,
+            proto: t.proto,
+            sport: None,
+            seed: 0,
+            now: 0.0,
+        };
         for o in s.trace(&p).outcomes {
             if crate::engine::parse_endpoint(&o.output).is_some() {
                 set.insert(o.output);

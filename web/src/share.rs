@@ -60,7 +60,14 @@ fn default_mode() -> String {
 
 impl Default for ShareState {
     fn default() -> Self {
-        ShareState { v: VERSION, mode: default_mode(), scenario: None, sent: vec![], step: 0, lang: None }
+        ShareState {
+            v: VERSION,
+            mode: default_mode(),
+            scenario: None,
+            sent: vec![],
+            step: 0,
+            lang: None,
+        }
     }
 }
 
@@ -76,11 +83,17 @@ pub enum ShareError {
 impl fmt::Display for ShareError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ShareError::TooLong(n) => write!(f, "URL fragment: {n} characters is longer than the {MAX_FRAGMENT} allowed"),
+            ShareError::TooLong(n) => write!(
+                f,
+                "URL fragment: {n} characters is longer than the {MAX_FRAGMENT} allowed"
+            ),
             ShareError::Base64(e) => write!(f, "URL fragment: not base64url: {e}"),
             ShareError::Inflate(e) => write!(f, "URL fragment: not deflate data: {e}"),
             ShareError::Json(e) => write!(f, "URL fragment: {e}"),
-            ShareError::Version(v) => write!(f, "URL fragment: format version {v} is not supported (expected {VERSION})"),
+            ShareError::Version(v) => write!(
+                f,
+                "URL fragment: format version {v} is not supported (expected {VERSION})"
+            ),
         }
     }
 }
@@ -103,7 +116,8 @@ pub fn decode(fragment: &str) -> Result<ShareState, ShareError> {
     let json = miniz_oxide::inflate::decompress_to_vec_with_limit(&packed, MAX_JSON)
         .map_err(|e| ShareError::Inflate(format!("{:?}", e.status)))?;
     // Check the version before the full shape so a future link gets a clear message.
-    let probe: serde_json::Value = serde_json::from_slice(&json).map_err(|e| ShareError::Json(e.to_string()))?;
+    let probe: serde_json::Value =
+        serde_json::from_slice(&json).map_err(|e| ShareError::Json(e.to_string()))?;
     let v = probe.get("v").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
     if v != VERSION {
         return Err(ShareError::Version(v));
@@ -114,7 +128,9 @@ pub fn decode(fragment: &str) -> Result<ShareState, ShareError> {
 /// Extract our state from a full `location.hash` (`#s=...`); other fragments are not ours.
 pub fn from_hash(hash: &str) -> Option<Result<ShareState, ShareError>> {
     let h = hash.strip_prefix('#').unwrap_or(hash);
-    h.split('&').find_map(|kv| kv.strip_prefix("s=")).map(decode)
+    h.split('&')
+        .find_map(|kv| kv.strip_prefix("s="))
+        .map(decode)
 }
 
 pub fn to_hash(state: &ShareState) -> String {
@@ -154,7 +170,10 @@ mod tests {
     #[test]
     fn compressed_scenario_is_smaller_than_the_yaml() {
         let yaml = "apiVersion: v1\nkind: Service\nmetadata:\n  name: my-service\n".repeat(40);
-        let s = ShareState { scenario: Some(yaml.clone()), ..ShareState::default() };
+        let s = ShareState {
+            scenario: Some(yaml.clone()),
+            ..ShareState::default()
+        };
         assert!(encode(&s).len() < yaml.len() / 4);
     }
 
@@ -162,14 +181,18 @@ mod tests {
     fn bad_fragments_are_errors_naming_the_problem() {
         assert!(matches!(decode("!!!"), Err(ShareError::Base64(_))));
         assert!(matches!(decode("aGVsbG8"), Err(ShareError::Inflate(_))));
-        let future = URL_SAFE_NO_PAD.encode(miniz_oxide::deflate::compress_to_vec(br#"{"v":99}"#, 9));
+        let future =
+            URL_SAFE_NO_PAD.encode(miniz_oxide::deflate::compress_to_vec(br#"{"v":99}"#, 9));
         assert_eq!(decode(&future), Err(ShareError::Version(99)));
         let bad_ip = URL_SAFE_NO_PAD.encode(miniz_oxide::deflate::compress_to_vec(
             br#"{"v":1,"sent":[{"src":"300.1.1.1","dst":"1.1.1.1","dport":1,"proto":"tcp","seed":1,"now":0}]}"#,
             9,
         ));
         assert!(matches!(decode(&bad_ip), Err(ShareError::Json(m)) if m.contains("invalid IP")));
-        assert!(matches!(decode(&"A".repeat(MAX_FRAGMENT + 1)), Err(ShareError::TooLong(_))));
+        assert!(matches!(
+            decode(&"A".repeat(MAX_FRAGMENT + 1)),
+            Err(ShareError::TooLong(_))
+        ));
     }
 
     #[test]

@@ -43,7 +43,10 @@ pub enum Action {
     SelectTarget(usize),
     SelectProto(Proto),
     /// Send the selected packet; the root picks seed and time.
-    Send { seed: u64, now: f64 },
+    Send {
+        seed: u64,
+        now: f64,
+    },
     StepForward,
     StepBack,
     Seek(usize),
@@ -60,7 +63,11 @@ pub enum Action {
     EditScenario(String),
     LoadScenario,
     LoadPreset(usize),
-    SendMany { n: usize, seed: u64, now: f64 },
+    SendMany {
+        n: usize,
+        seed: u64,
+        now: f64,
+    },
     Restore(ShareState),
     ShareFailed(String),
 }
@@ -125,7 +132,9 @@ impl State {
     /// What a share link needs to rebuild this view.
     pub fn share_state(&self) -> ShareState {
         ShareState {
-            scenario: self.is_custom_scenario().then(|| self.scenario_text.clone()),
+            scenario: self
+                .is_custom_scenario()
+                .then(|| self.scenario_text.clone()),
             sent: self.sent.clone(),
             step: self.cursor,
             lang: Some(self.lang),
@@ -168,7 +177,15 @@ impl State {
         let m = self.model()?;
         let c = m.clients.get(self.client)?;
         let t = m.targets.get(self.target)?;
-        Some(SentPacket { src: c.src, dst: t.dst, dport: t.dport, proto: self.proto, sport: None, seed, now })
+        Some(SentPacket {
+            src: c.src,
+            dst: t.dst,
+            dport: t.dport,
+            proto: self.proto,
+            sport: None,
+            seed,
+            now,
+        })
     }
 
     fn run(&mut self, p: SentPacket) {
@@ -270,7 +287,9 @@ impl State {
                 }
             }
             Action::SendMany { n, seed, now } => {
-                if let (Some(m), Some(p)) = (self.model.clone().ok(), self.selected_packet(seed, now)) {
+                if let (Some(m), Some(p)) =
+                    (self.model.clone().ok(), self.selected_packet(seed, now))
+                {
                     self.many = Some(Rc::new(send_many(&m, &p, n)));
                 }
             }
@@ -310,7 +329,10 @@ pub fn send_many(m: &Model, p: &SentPacket, n: usize) -> Many {
     let mut expected = Vec::new();
     for i in 0..n {
         let q = SentPacket {
-            seed: p.seed.wrapping_add(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            seed: p
+                .seed
+                .wrapping_add(i as u64)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15),
             // A new source port per connection, so each one is a new conntrack entry.
             sport: Some(32768u16.wrapping_add((i % 28232) as u16)),
             now: p.now + i as f64 * 0.001,
@@ -318,7 +340,11 @@ pub fn send_many(m: &Model, p: &SentPacket, n: usize) -> Many {
         };
         let t = sim.trace(&q);
         if i == 0 {
-            expected = t.outcomes.iter().map(|o| (o.output.clone(), o.probability)).collect();
+            expected = t
+                .outcomes
+                .iter()
+                .map(|o| (o.output.clone(), o.probability))
+                .collect();
         }
         let k = match outputs.iter().position(|o| *o == t.chosen.output) {
             Some(k) => k,
@@ -331,7 +357,12 @@ pub fn send_many(m: &Model, p: &SentPacket, n: usize) -> Many {
         counts[k] += 1;
         per_packet.push(k);
     }
-    Many { outputs, per_packet, counts, expected }
+    Many {
+        outputs,
+        per_packet,
+        counts,
+        expected,
+    }
 }
 
 impl Reducible for State {

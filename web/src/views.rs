@@ -32,10 +32,15 @@ pub struct SendProps {
 #[function_component(SendForm)]
 pub fn send_form(p: &SendProps) -> Html {
     let lang = p.lang;
-    let on_client = p.on_action.reform(|e: Event| Action::SelectClient(select_value(&e).parse().unwrap_or(0)));
-    let on_target = p.on_action.reform(|e: Event| Action::SelectTarget(select_value(&e).parse().unwrap_or(0)));
-    let on_proto =
-        p.on_action.reform(|e: Event| Action::SelectProto(Proto::parse(&select_value(&e)).unwrap_or(Proto::Tcp)));
+    let on_client = p
+        .on_action
+        .reform(|e: Event| Action::SelectClient(select_value(&e).parse().unwrap_or(0)));
+    let on_target = p
+        .on_action
+        .reform(|e: Event| Action::SelectTarget(select_value(&e).parse().unwrap_or(0)));
+    let on_proto = p.on_action.reform(|e: Event| {
+        Action::SelectProto(Proto::parse(&select_value(&e)).unwrap_or(Proto::Tcp))
+    });
     let on_send = p.on_send.reform(|_: MouseEvent| ());
     html! {
         <form class="send" onsubmit={Callback::from(|e: SubmitEvent| e.prevent_default())}>
@@ -80,7 +85,12 @@ pub fn controls(p: &ControlsProps) -> Html {
     let lang = p.lang;
     let empty = p.timeline.is_empty();
     let last = p.timeline.len().saturating_sub(1);
-    let btn = |id: &'static str, label: &'static str, key: &'static str, icon: &'static str, a: fn() -> Action, disabled: bool| {
+    let btn = |id: &'static str,
+               label: &'static str,
+               key: &'static str,
+               icon: &'static str,
+               a: fn() -> Action,
+               disabled: bool| {
         let cb = p.on_action.reform(move |_: MouseEvent| a());
         html! {
             <button id={id} type="button" onclick={cb} disabled={disabled} aria-label={label} title={format!("{label} ({key})")} aria-keyshortcuts={key}>
@@ -88,7 +98,11 @@ pub fn controls(p: &ControlsProps) -> Html {
             </button>
         }
     };
-    let play_label = if p.playing { t(lang, K::Pause) } else { t(lang, K::Play) };
+    let play_label = if p.playing {
+        t(lang, K::Pause)
+    } else {
+        t(lang, K::Play)
+    };
     html! {
         <div class="controls" role="toolbar" aria-label={t(lang, K::Steps)}>
             { btn("reset", t(lang, K::Reset), "Home", "⏮", || Action::Reset, empty || p.cursor == 0) }
@@ -110,13 +124,14 @@ pub fn controls(p: &ControlsProps) -> Html {
             <span class="position" id="position">{ if empty { String::new() } else { format!("{} / {}", p.cursor + 1, p.timeline.len()) } }</span>
             if !empty {
                 <span class="hook-jumps" role="group" aria-label={t(lang, K::JumpToHook)}>
-                    { for p.timeline.hooks.iter().map(|(h, table, i)| {
-                        let i = *i;
-                        let current = p.timeline.frames.get(p.cursor).is_some_and(|f| f.hook == Some(*h) && f.table.as_deref() == Some(table));
+                    { for p.timeline.hooks.iter().map(|v| {
+                        let i = v.frame;
+                        let current = p.timeline.hooks.iter().rev().find(|w| w.frame <= p.cursor).is_some_and(|w| w.frame == i);
                         html! {
-                            <button type="button" class={classes!("hook-jump", current.then_some("current"))} data-hook={h.as_str()}
+                            <button type="button" class={classes!("hook-jump", current.then_some("current"))} data-hook={v.hook.as_str()}
+                                title={v.tables.join(" → ")} aria-current={current.then_some("step")}
                                 onclick={p.on_action.reform(move |_: MouseEvent| Action::Seek(i))}>
-                                { format!("{} {}", table, h.as_str()) }
+                                { v.hook.as_str() }
                             </button>
                         }
                     }) }
@@ -179,17 +194,29 @@ pub struct RuleProps {
 #[function_component(RulePanel)]
 pub fn rule_panel(p: &RuleProps) -> Html {
     let lang = p.lang;
-    let chains = p.frame.as_ref().map(|f| f.chains.clone()).unwrap_or_default();
+    let chains = p
+        .frame
+        .as_ref()
+        .map(|f| f.chains.clone())
+        .unwrap_or_default();
     let body = match p.frame.as_ref().and_then(|f| f.rule.clone()) {
         None => html! { <p class="muted">{ t(lang, K::NoRuleYet) }</p> },
         Some(r) => {
-            let text = match r.failed.as_deref().and_then(|f| r.text.find(f).map(|i| (i, f.len()))) {
+            let text = match r
+                .failed
+                .as_deref()
+                .and_then(|f| r.text.find(f).map(|i| (i, f.len())))
+            {
                 Some((i, n)) => html! {
                     <>{ r.text[..i].to_string() }<mark class="fail">{ r.text[i..i + n].to_string() }</mark>{ r.text[i + n..].to_string() }</>
                 },
                 None => html! { { r.text.clone() } },
             };
-            let status = if r.matched { t(lang, K::Matched) } else { t(lang, K::NotMatched) };
+            let status = if r.matched {
+                t(lang, K::Matched)
+            } else {
+                t(lang, K::NotMatched)
+            };
             html! {
                 <>
                     <p class="rule-where">
@@ -319,10 +346,12 @@ pub fn scenario_editor(p: &EditorProps) -> Html {
             .unwrap_or_default();
         Action::EditScenario(v)
     });
-    let on_preset = p.on_action.reform(|e: Event| match select_value(&e).parse::<usize>() {
-        Ok(i) => Action::LoadPreset(i),
-        Err(_) => Action::Pause,
-    });
+    let on_preset = p
+        .on_action
+        .reform(|e: Event| match select_value(&e).parse::<usize>() {
+            Ok(i) => Action::LoadPreset(i),
+            Err(_) => Action::Pause,
+        });
     // Clicking an error puts the caret on its line, so the learner lands where the problem is.
     let goto_line = {
         let area = area.clone();
@@ -332,8 +361,16 @@ pub fn scenario_editor(p: &EditorProps) -> Html {
             let text = text.clone();
             Callback::from(move |_: MouseEvent| {
                 if let Some(a) = area.cast::<web_sys::HtmlTextAreaElement>() {
-                    let start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(|l| l.encode_utf16().count()).sum();
-                    let len = text.split('\n').nth(line.saturating_sub(1)).map(|l| l.encode_utf16().count()).unwrap_or(0);
+                    let start: usize = text
+                        .split_inclusive('\n')
+                        .take(line.saturating_sub(1))
+                        .map(|l| l.encode_utf16().count())
+                        .sum();
+                    let len = text
+                        .split('\n')
+                        .nth(line.saturating_sub(1))
+                        .map(|l| l.encode_utf16().count())
+                        .unwrap_or(0);
                     let _ = a.focus();
                     let _ = a.set_selection_range(start as u32, (start + len) as u32);
                 }
@@ -391,7 +428,10 @@ pub fn share_panel(p: &ShareProps) -> Html {
         p.embed_url
     );
     let select_all = Callback::from(|e: FocusEvent| {
-        if let Some(i) = e.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok()) {
+        if let Some(i) = e
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+        {
             i.select();
         }
     });

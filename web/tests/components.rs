@@ -10,7 +10,9 @@ use proxyscope_web::diagram::{self, Diagram};
 use proxyscope_web::engine::timeline;
 use proxyscope_web::i18n::Lang;
 use proxyscope_web::state::Action;
-use proxyscope_web::views::{PacketHeader, RulePanel, StepText, StepsProps, HeaderProps, RuleProps};
+use proxyscope_web::views::{
+    HeaderProps, PacketHeader, RulePanel, RuleProps, StepText, StepsProps,
+};
 use support::*;
 use wasm_bindgen_test::*;
 use yew::prelude::*;
@@ -29,14 +31,21 @@ async fn settle() {
 }
 
 fn text(root: &web_sys::Element, sel: &str) -> String {
-    root.query_selector(sel).unwrap().unwrap_or_else(|| panic!("no {sel}")).text_content().unwrap_or_default()
+    root.query_selector(sel)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no {sel}"))
+        .text_content()
+        .unwrap_or_default()
 }
 
 #[wasm_bindgen_test]
 async fn rule_panel_marks_the_failing_match() {
     let tl = timeline(&sample_trace());
     let root = mount();
-    let props = RuleProps { lang: Lang::En, frame: Some(tl.frames[MASQ_RULE_FRAME].clone()) };
+    let props = RuleProps {
+        lang: Lang::En,
+        frame: Some(tl.frames[MASQ_RULE_FRAME].clone()),
+    };
     yew::Renderer::<RulePanel>::with_root_and_props(root.clone(), props).render();
     settle().await;
     assert_eq!(text(&root, "mark.fail"), "! -s 10.0.0.0/16");
@@ -49,14 +58,24 @@ async fn rule_panel_marks_the_failing_match() {
 async fn header_shows_dnat_rewrite_only_from_the_dnat_step() {
     let tr = sample_trace();
     let tl = timeline(&tr);
-    for (frame, dst, rewritten) in [(DNAT_FRAME - 1, "10.104.14.67:80", false), (DNAT_FRAME, "10.0.0.2:8080", true)] {
+    for (frame, dst, rewritten) in [
+        (DNAT_FRAME - 1, "10.104.14.67:80", false),
+        (DNAT_FRAME, "10.0.0.2:8080", true),
+    ] {
         let root = mount();
-        let props = HeaderProps { lang: Lang::En, original: tr.packet, frame: Some(tl.frames[frame].clone()) };
+        let props = HeaderProps {
+            lang: Lang::En,
+            original: tr.packet,
+            frame: Some(tl.frames[frame].clone()),
+        };
         yew::Renderer::<PacketHeader>::with_root_and_props(root.clone(), props).render();
         settle().await;
         let row = text(&root, "#hdr-dst code");
         assert_eq!(row, dst);
-        assert_eq!(root.query_selector("#hdr-dst.changed").unwrap().is_some(), rewritten);
+        assert_eq!(
+            root.query_selector("#hdr-dst.changed").unwrap().is_some(),
+            rewritten
+        );
         // The source is untouched: a Pod source is not masqueraded for a ClusterIP.
         assert_eq!(text(&root, "#hdr-src code"), "10.0.1.5:40000");
     }
@@ -68,13 +87,26 @@ async fn step_list_is_an_ordered_list_with_the_current_step_and_live_narration()
     let tl = Rc::new(timeline(&tr));
     for (lang, needle) in [(Lang::En, "DNAT"), (Lang::Zh, "目的地址")] {
         let root = mount();
-        let props = StepsProps { lang, trace: Some(tr.clone()), timeline: tl.clone(), cursor: DNAT_FRAME, on_action: Callback::from(|_: Action| ()) };
+        let props = StepsProps {
+            lang,
+            trace: Some(tr.clone()),
+            timeline: tl.clone(),
+            cursor: DNAT_FRAME,
+            on_action: Callback::from(|_: Action| ()),
+        };
         yew::Renderer::<StepText>::with_root_and_props(root.clone(), props).render();
         settle().await;
         let items = root.query_selector_all("ol#step-list > li").unwrap();
         assert_eq!(items.length() as usize, tl.len());
-        let cur = root.query_selector("li[aria-current=step]").unwrap().unwrap();
-        assert!(cur.text_content().unwrap().contains(needle), "{lang:?}: {}", cur.text_content().unwrap());
+        let cur = root
+            .query_selector("li[aria-current=step]")
+            .unwrap()
+            .unwrap();
+        assert!(
+            cur.text_content().unwrap().contains(needle),
+            "{lang:?}: {}",
+            cur.text_content().unwrap()
+        );
         let live = root.query_selector("#narration").unwrap().unwrap();
         assert_eq!(live.get_attribute("aria-live").as_deref(), Some("polite"));
         assert!(live.text_content().unwrap().contains("10.0.0.2:8080"));
@@ -85,7 +117,11 @@ async fn step_list_is_an_ordered_list_with_the_current_step_and_live_narration()
 async fn diagram_lights_the_current_hook_and_the_chosen_pod() {
     let tr = Rc::new(sample_trace());
     let tl = Rc::new(timeline(&tr));
-    let pods = Rc::new(vec!["10.0.0.2:8080".to_string(), "10.0.0.3:8080".into(), "10.0.0.4:8080".into()]);
+    let pods = Rc::new(vec![
+        "10.0.0.2:8080".to_string(),
+        "10.0.0.3:8080".into(),
+        "10.0.0.4:8080".into(),
+    ]);
     let root = mount();
     let props = diagram::Props {
         lang: Lang::En,
@@ -98,17 +134,39 @@ async fn diagram_lights_the_current_hook_and_the_chosen_pod() {
     yew::Renderer::<Diagram>::with_root_and_props(root.clone(), props).render();
     settle().await;
     let active: Vec<String> = (0..root.query_selector_all(".hook.active").unwrap().length())
-        .map(|i| root.query_selector_all(".hook.active").unwrap().get(i).unwrap().unchecked_into::<web_sys::Element>().id())
+        .map(|i| {
+            root.query_selector_all(".hook.active")
+                .unwrap()
+                .get(i)
+                .unwrap()
+                .unchecked_into::<web_sys::Element>()
+                .id()
+        })
         .collect();
     assert_eq!(active, ["hook-PREROUTING"]);
 
     let root = mount();
-    let props = diagram::Props { lang: Lang::En, client_label: "c".into(), pods, timeline: tl.clone(), trace: Some(tr), cursor: tl.len() - 1 };
+    let props = diagram::Props {
+        lang: Lang::En,
+        client_label: "c".into(),
+        pods,
+        timeline: tl.clone(),
+        trace: Some(tr),
+        cursor: tl.len() - 1,
+    };
     yew::Renderer::<Diagram>::with_root_and_props(root.clone(), props).render();
     settle().await;
     let pod = root.query_selector(".pod.active").unwrap().unwrap();
-    assert_eq!(pod.get_attribute("data-endpoint").as_deref(), Some("10.0.0.2:8080"));
-    assert!(root.query_selector("#hook-INPUT.visited").unwrap().is_none(), "a forwarded packet never meets INPUT");
+    assert_eq!(
+        pod.get_attribute("data-endpoint").as_deref(),
+        Some("10.0.0.2:8080")
+    );
+    assert!(
+        root.query_selector("#hook-INPUT.visited")
+            .unwrap()
+            .is_none(),
+        "a forwarded packet never meets INPUT"
+    );
 }
 
 use wasm_bindgen::JsCast;

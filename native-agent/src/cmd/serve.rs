@@ -30,7 +30,12 @@ pub struct ServeArgs {
 
 /// Content type by extension; unknown files are served as bytes rather than guessed.
 pub fn mime_for(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("html") => "text/html; charset=utf-8",
         Some("js" | "mjs") => "text/javascript; charset=utf-8",
         Some("wasm") => "application/wasm",
@@ -50,7 +55,11 @@ pub fn mime_for(path: &Path) -> &'static str {
 pub fn resolve(root: &Path, uri_path: &str) -> Option<PathBuf> {
     let decoded = percent_decode(uri_path)?;
     let rel = decoded.trim_start_matches('/');
-    let rel = if rel.is_empty() || rel.ends_with('/') { format!("{rel}index.html") } else { rel.to_string() };
+    let rel = if rel.is_empty() || rel.ends_with('/') {
+        format!("{rel}index.html")
+    } else {
+        rel.to_string()
+    };
     let mut out = root.to_path_buf();
     for c in Path::new(&rel).components() {
         match c {
@@ -83,7 +92,11 @@ fn percent_decode(s: &str) -> Option<String> {
 
 async fn serve_file(State(root): State<Arc<PathBuf>>, method: Method, uri: Uri) -> Response {
     if method != Method::GET && method != Method::HEAD {
-        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")]).into_response();
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, HEAD")],
+        )
+            .into_response();
     }
     let Some(path) = resolve(&root, uri.path()) else {
         return (StatusCode::BAD_REQUEST, "bad path\n").into_response();
@@ -93,18 +106,27 @@ async fn serve_file(State(root): State<Arc<PathBuf>>, method: Method, uri: Uri) 
             let mut r = if method == Method::HEAD {
                 let len = bytes.len();
                 let mut r = Response::new(Body::empty());
-                r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                r.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
                 r
             } else {
                 Response::new(Body::from(bytes))
             };
             let h = r.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime_for(&path)));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(mime_for(&path)),
+            );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            h.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
             r
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            (StatusCode::NOT_FOUND, "not found\n").into_response()
+        }
         // A directory without index.html, or permissions: not the client's fault but nothing to show.
         Err(_) => (StatusCode::NOT_FOUND, "not found\n").into_response(),
     }
@@ -141,7 +163,9 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
             .await
             .map_err(|e| CliError::BadInput(format!("--listen {}: {e}", args.listen)))?;
         println!("listening on http://{addr}/");
-        server.await.map_err(|e| CliError::Internal(format!("server: {e}")))
+        server
+            .await
+            .map_err(|e| CliError::Internal(format!("server: {e}")))
     })
 }
 
@@ -153,9 +177,18 @@ mod tests {
     #[test]
     fn paths_stay_inside_the_root() {
         let root = Path::new("/srv/app");
-        assert_eq!(resolve(root, "/"), Some(PathBuf::from("/srv/app/index.html")));
-        assert_eq!(resolve(root, "/proxyscope_web_bg.wasm"), Some(PathBuf::from("/srv/app/proxyscope_web_bg.wasm")));
-        assert_eq!(resolve(root, "/a/./b.js"), Some(PathBuf::from("/srv/app/a/b.js")));
+        assert_eq!(
+            resolve(root, "/"),
+            Some(PathBuf::from("/srv/app/index.html"))
+        );
+        assert_eq!(
+            resolve(root, "/proxyscope_web_bg.wasm"),
+            Some(PathBuf::from("/srv/app/proxyscope_web_bg.wasm"))
+        );
+        assert_eq!(
+            resolve(root, "/a/./b.js"),
+            Some(PathBuf::from("/srv/app/a/b.js"))
+        );
         assert_eq!(resolve(root, "/../etc/passwd"), None);
         assert_eq!(resolve(root, "/%2e%2e/etc/passwd"), None);
         assert_eq!(resolve(root, "/a/%2E%2E/%2e%2e/x"), None);
@@ -167,16 +200,24 @@ mod tests {
     #[test]
     fn wasm_and_js_types() {
         assert_eq!(mime_for(Path::new("a.wasm")), "application/wasm");
-        assert_eq!(mime_for(Path::new("a.JS")), "text/javascript; charset=utf-8");
-        assert_eq!(mime_for(Path::new("index.html")), "text/html; charset=utf-8");
+        assert_eq!(
+            mime_for(Path::new("a.JS")),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(
+            mime_for(Path::new("index.html")),
+            "text/html; charset=utf-8"
+        );
         assert_eq!(mime_for(Path::new("noext")), "application/octet-stream");
     }
 
     async fn get(addr: SocketAddr, path: &str) -> String {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.unwrap();
         String::from_utf8_lossy(&buf).into_owned()
@@ -184,23 +225,38 @@ mod tests {
 
     #[tokio::test]
     async fn serves_files_with_their_types() {
-        let dir = std::env::temp_dir().join(format!("proxyscope-serve-test-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("proxyscope-serve-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("index.html"), "<!DOCTYPE html>hi").unwrap();
         std::fs::write(dir.join("app_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
-        let (addr, server) = bind("127.0.0.1:0".parse().unwrap(), dir.clone()).await.unwrap();
+        let (addr, server) = bind("127.0.0.1:0".parse().unwrap(), dir.clone())
+            .await
+            .unwrap();
         let task = tokio::spawn(server);
 
         let index = get(addr, "/").await;
         assert!(index.starts_with("HTTP/1.1 200"), "{index}");
-        assert!(index.to_ascii_lowercase().contains("content-type: text/html; charset=utf-8"));
+        assert!(
+            index
+                .to_ascii_lowercase()
+                .contains("content-type: text/html; charset=utf-8")
+        );
         assert!(index.ends_with("<!DOCTYPE html>hi"));
 
         let wasm = get(addr, "/app_bg.wasm").await;
-        assert!(wasm.to_ascii_lowercase().contains("content-type: application/wasm"), "{wasm}");
+        assert!(
+            wasm.to_ascii_lowercase()
+                .contains("content-type: application/wasm"),
+            "{wasm}"
+        );
 
         assert!(get(addr, "/missing.js").await.starts_with("HTTP/1.1 404"));
-        assert!(get(addr, "/%2e%2e/secret").await.starts_with("HTTP/1.1 400"));
+        assert!(
+            get(addr, "/%2e%2e/secret")
+                .await
+                .starts_with("HTTP/1.1 400")
+        );
 
         task.abort();
         let _ = std::fs::remove_dir_all(&dir);
