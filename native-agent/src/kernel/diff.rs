@@ -929,3 +929,47 @@ mod tests {
         assert!(d.contains("- b\n") && d.contains("+ B\n"), "{d}");
     }
 }
+
+#[cfg(test)]
+mod pure_tests {
+    use super::*;
+
+    #[test]
+    fn pod_client_takes_host_250_of_the_pod_cidr() {
+        let c: IpNet = "10.244.1.0/24".parse().unwrap();
+        assert_eq!(
+            pod_client_ip(&c, &[]),
+            Some("10.244.1.250".parse().unwrap())
+        );
+        let taken = ["10.244.1.250".parse().unwrap()];
+        assert_eq!(
+            pod_client_ip(&c, &taken),
+            Some("10.244.1.249".parse().unwrap())
+        );
+        let c6: IpNet = "fd00:10:244:1::/64".parse().unwrap();
+        assert_eq!(
+            pod_client_ip(&c6, &[]),
+            Some("fd00:10:244:1::fa".parse().unwrap())
+        );
+        let small: IpNet = "10.0.0.0/30".parse().unwrap();
+        assert_eq!(
+            pod_client_ip(&small, &[]),
+            Some("10.0.0.2".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn outcomes_map_to_what_the_wire_shows() {
+        assert_eq!(
+            outcome_class("REJECT", TraceVerdict::Reject),
+            Class::Refused
+        );
+        assert_eq!(outcome_class("DROP", TraceVerdict::Drop), Class::Silent);
+        assert_eq!(outcome_class("", TraceVerdict::Accept), Class::Refused);
+        assert_eq!(outcome_class("", TraceVerdict::Forwarded), Class::Silent);
+        assert_eq!(
+            outcome_class("[fd00::1]:80", TraceVerdict::Forwarded),
+            Class::Backend("[fd00::1]:80".into())
+        );
+    }
+}

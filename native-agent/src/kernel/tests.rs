@@ -203,3 +203,168 @@ fn world_teardown_removes_namespaces() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The differential suite itself.
+
+use super::diff::{self, Class, KernelView, Node, Options, Prediction};
+use std::collections::BTreeSet;
+
+fn rules(v: &[(&str, &str, usize)]) -> BTreeSet<(String, String, usize)> {
+    v.iter()
+        .map(|(t, c, i)| (t.to_string(), c.to_string(), *i))
+        .collect()
+}
+
+fn kernel_view(observed: Observed, masq: Option<bool>, r: &[(&str, &str, usize)]) -> KernelView {
+    KernelView {
+        src: "192.168.0.100".parse().unwrap(),
+        observed,
+        dnat: None,
+        masq,
+        rules: rules(r),
+    }
+}
+
+#[test]
+fn comparison_flags_each_kind_of_disagreement() {
+    let delivered = Observed::Delivered {
+        backend: sa("10.244.0.10:8080"),
+        seen_src: sa("10.244.0.1:1234"),
+        local_port: 40000,
+    };
+    let walk = [("nat", "PREROUTING", 1), ("nat", "KUBE-SERVICES", 3)];
+    let p = Prediction {
+        outcomes: vec![
+            (Class::Backend("10.244.0.10:8080".into()), 0.5, true),
+            (Class::Backend("10.244.1.10:8080".into()), 0.5, true),
+        ],
+        rules: Some(rules(&walk)),
+    };
+    // Same backend, masquerade and rules: agreement.
+    assert!(diff::disagreements(&kernel_view(delivered.clone(), Some(true), &walk), &p).is_empty());
+    // Kernel did not SNAT.
+    let d = diff::disagreements(&kernel_view(delivered.clone(), Some(false), &walk), &p);
+    assert!(d.len() == 1 && d[0].starts_with("masquerade"), "{d:?}");
+    // Kernel counted another rule.
+    let d = diff::disagreements(
+        &kernel_view(delivered, Some(true), &[("nat", "PREROUTING", 1)]),
+        &p,
+    );
+    assert!(d.len() == 1 && d[0].starts_with("matched rules"), "{d:?}");
+    // Kernel refused where core delivers.
+    let d = diff::disagreements(
+        &kernel_view(Observed::Refused { local_port: 1 }, None, &[]),
+        &p,
+    );
+    assert!(d.len() == 1 && d[0].starts_with("verdict"), "{d:?}");
+    // An outcome with probability 0 does not count.
+    let p0 = Prediction {
+        outcomes: vec![(Class::Silent, 0.0, false)],
+        rules: Some(BTreeSet::new()),
+    };
+    assert!(
+        !diff::disagreements(
+            &kernel_view(Observed::Timeout { local_port: 1 }, None, &[]),
+            &p0
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn chi_square_critical_values() {
+    // Table values at α = 0.001 (NIST/SEMATECH e-Handbook, 1.3.6.7.4).
+    assert_eq!(diff::chi2_critical(1), 10.828);
+    assert_eq!(diff::chi2_critical(3), 16.266);
+    // Beyond the table, Wilson–Hilferty within 1 % of the tabulated (slightly
+    // high, so the test errs towards passing) 31.264 (df 11) and
+    // 45.315 (df 20).
+    assert!((diff::chi2_critical(11) - 31.264).abs() < 0.31);
+    assert!((diff::chi2_critical(20) - 45.315).abs() < 0.45);
+    // Pearson: 60/40 over 100 draws against 50/50 is (10²+10²)/50 = 4.
+    assert!((diff::chi2(&[60, 40], &[0.5, 0.5]) - 4.0).abs() < 1e-12);
+}
+
+fn skip() -> bool {
+    if let Some(why) = netns_unavailable_reason() {
+        eprintln!("SKIPPED kernel differential test: {why}");
+        return true;
+    }
+    false
+}
+
+/// The suite must be able to fail: break the kernel's rules behind core's back and check the
+/// comparison notices (masquerade mark gone; DNAT gone).
+#[test]
+fn suite_detects_a_tampered_kernel() {
+    if skip() {
+        return;
+    }
+    let demo = proxyscope_core::api::DEMO_SCENARIO;
+    let (node, mismatches) = Node::build(demo).unwrap();
+    assert!(mismatches.is_empty(), "{mismatches:?}");
+    let flow = node
+        .flows()
+        .into_iter()
+        .find(|f| f.client == Client::External && f.what.ends_with("cluster IP"))
+        .expect("demo has a ClusterIP");
+    let mut session = proxyscope_core::api::Session::new(&node.scenario);
+    let opts = Options::default();
+    let check = |session: &mut proxyscope_core::api::Session| {
+        let k = diff::observe(&node.world, &flow, &opts).unwrap();
+        let p = diff::predict(session, &flow, &k);
+        diff::disagreements(&k, &p)
+    };
+    assert_eq!(
+        check(&mut session),
+        Vec::<String>::new(),
+        "untampered demo agrees"
+    );
+
+    node.world
+        .node
+        .exec(
+            "iptables",
+            &["-w", "-t", "nat", "-F", "KUBE-MARK-MASQ"],
+            None,
+        )
+        .unwrap();
+    let d = check(&mut session);
+    assert!(d.iter().any(|x| x.starts_with("masquerade")), "{d:?}");
+
+    node.world
+        .node
+        .exec(
+            "iptables",
+            &["-w", "-t", "nat", "-F", "KUBE-SERVICES"],
+            None,
+        )
+        .unwrap();
+    let d = check(&mut session);
+    assert!(d.iter().any(|x| x.starts_with("verdict")), "{d:?}");
+}
+
+/// The round trip notices a rule the kernel has and core's `saved` text does not.
+#[test]
+fn round_trip_detects_an_extra_rule() {
+    if skip() {
+        return;
+    }
+    let (node, mismatches) = Node::build(proxyscope_core::api::DEMO_SCENARIO).unwrap();
+    assert!(mismatches.is_empty());
+    let nf = Netfilter {
+        ns: &node.world.node,
+    };
+    nf.ns
+        .exec(
+            "iptables",
+            &["-w", "-t", "nat", "-A", "KUBE-SERVICES", "-j", "RETURN"],
+            None,
+        )
+        .unwrap();
+    let d = diff::round_trip(&nf, &node.families[0])
+        .unwrap()
+        .expect("a difference");
+    assert!(d.contains("+ -A KUBE-SERVICES -j RETURN"), "{d}");
+}

@@ -1,0 +1,86 @@
+//! The real-kernel differential suite, end to end through the CLI:
+//! `proxyscope verify-kernel --mode iptables --seeds N` over every shipped example plus N
+//! random scenarios. N defaults to 2 (the whole file stays well under a minute or two on
+//! 2 cores); raise it with `PROXYSCOPE_KERNEL_SEEDS=20 cargo test -p proxyscope --test kernel_verify`.
+//! Needs root and network namespaces; otherwise the tests say they were skipped.
+
+use std::process::Command;
+
+fn proxyscope() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_proxyscope"))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn netns_works() -> bool {
+    Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn kernel_agrees_with_core_on_examples_and_random_scenarios() {
+    if !is_root() || !netns_works() {
+        eprintln!("SKIPPED verify-kernel: needs root and `ip netns`");
+        return;
+    }
+    let seeds = std::env::var("PROXYSCOPE_KERNEL_SEEDS").unwrap_or_else(|_| "2".into());
+    let out = proxyscope()
+        .args(["verify-kernel", "--mode", "iptables", "--seeds", &seeds])
+        .output()
+        .expect("run proxyscope");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "verify-kernel failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("example demo.yaml") && stdout.contains("seed 0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(" 0 disagree"), "{stdout}");
+}
+
+#[test]
+fn ipvs_mode_is_refused_as_bad_input() {
+    let out = proxyscope()
+        .args(["verify-kernel", "--mode", "ipvs"])
+        .output()
+        .expect("run proxyscope");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--mode ipvs"));
+}
+
+#[test]
+fn unreadable_scenario_is_bad_input_naming_the_file() {
+    if !is_root() || !netns_works() {
+        eprintln!("SKIPPED: needs root (the root check comes first)");
+        return;
+    }
+    let out = proxyscope()
+        .args([
+            "verify-kernel",
+            "--mode",
+            "iptables",
+            "--seeds",
+            "0",
+            "--no-examples",
+            "--scenario",
+            "/nonexistent/x.yaml",
+        ])
+        .output()
+        .expect("run proxyscope");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.yaml"));
+}
