@@ -214,7 +214,17 @@ impl Ctx<'_> {
 /// Load a scenario from YAML or JSON text. Errors (anything that makes the scenario unusable)
 /// come back as `Err` with every problem found; warnings come back with the scenario.
 pub fn load(text: &str) -> Result<Loaded, Vec<Diagnostic>> {
-    let docs: Vec<Value> = match serde_saphyr::from_multiple::<Value>(text) {
+    // serde-saphyr's default budget guards against hostile input (1,024 documents, 1M events);
+    // a real cluster dump is larger, so the limits scale with the input instead. Alias/anchor
+    // bombs stay guarded by the alias-to-anchor ratio check.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = 1 + text.len() / 8;
+    budget.max_events = 1_000_000 + text.len();
+    budget.max_nodes = 250_000 + text.len();
+    budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(2 * text.len());
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    let docs: Vec<Value> = match serde_saphyr::from_multiple_with_options::<Value>(text, options) {
         Ok(d) => d,
         Err(e) => {
             let line = e.location().map(|l| l.line() as usize);

@@ -292,17 +292,17 @@ fn eval_recent(
     notes: &mut Vec<String>,
 ) -> bool {
     let addr = if r.rdest { cx.pkt.dst } else { cx.pkt.src };
-    let list = state.recent.entry(r.name.clone()).or_default();
     let hit = match r.action {
         RecentAction::Set => {
             if effects {
-                list.entry(addr).or_default().push(cx.now);
+                state.recent.entry(r.name.clone()).or_default().entry(addr).or_default().push(cx.now);
                 notes.push(format!("recent: {addr} recorded in list {}", r.name));
             }
             true
         }
         RecentAction::Rcheck | RecentAction::Update | RecentAction::Remove => {
-            let stamps = list.get(&addr).cloned().unwrap_or_default();
+            let empty = Vec::new();
+            let stamps = state.recent.get(&r.name).and_then(|l| l.get(&addr)).unwrap_or(&empty);
             let mut ok = !stamps.is_empty();
             if ok && r.action != RecentAction::Remove {
                 if let Some(secs) = r.seconds {
@@ -315,6 +315,7 @@ fn eval_recent(
                 }
             }
             if effects {
+                let list = state.recent.entry(r.name.clone()).or_default();
                 if r.reap {
                     if let (Some(secs), Some(v)) = (r.seconds, list.get_mut(&addr)) {
                         v.retain(|t| *t > cx.now - secs as f64);

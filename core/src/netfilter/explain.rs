@@ -21,7 +21,7 @@ fn output_of(o: &super::walk::Outcome) -> String {
     }
 }
 
-/// Trace one packet: explore all outcomes on copies of `state`, then walk it for real (updating
+/// Trace one packet: explore all outcomes without changing `state`, then walk it for real (updating
 /// `state`) with random matches drawn from a generator seeded with `seed`.
 pub fn trace(m: &Machine, req: &WalkRequest, state: &mut State, seed: u64, mode: &str) -> Trace {
     let mut outcomes: Vec<Outcome> = Vec::new();
@@ -35,13 +35,13 @@ pub fn trace(m: &Machine, req: &WalkRequest, state: &mut State, seed: u64, mode:
             ));
             break;
         }
-        let mut scratch = state.clone();
         let n = prefix.len();
         let mut ch = Scripted {
             script: prefix,
             pos: 0,
         };
-        let (o, _) = walk(m, req, &mut scratch, &mut ch, false);
+        // Exploring walks see the session's state but change nothing in it.
+        let (o, _) = walk(m, req, state, &mut ch, false, false);
         let p: f64 = o
             .choices
             .iter()
@@ -78,7 +78,7 @@ pub fn trace(m: &Machine, req: &WalkRequest, state: &mut State, seed: u64, mode:
         }
     }
     let mut sampler = Sampler(StdRng::seed_from_u64(seed));
-    let (o, steps) = walk(m, req, state, &mut sampler, true);
+    let (o, steps) = walk(m, req, state, &mut sampler, true, true);
     warnings.extend(o.warnings.iter().cloned());
     let chosen = Outcome {
         output: output_of(&o),

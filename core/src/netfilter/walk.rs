@@ -92,6 +92,7 @@ enum TableResult {
 
 struct Walker<'a> {
     m: &'a Machine,
+    effects: bool,
     state: &'a mut State,
     chooser: &'a mut dyn Chooser,
     steps: Option<Vec<Step>>,
@@ -436,14 +437,15 @@ fn join(ip: IpAddr, port: u16) -> String {
     crate::k8s::ip::join_host_port(ip, port)
 }
 
-/// Walk one packet. `record` collects the steps; the state is always updated (callers that
-/// only explore pass a clone).
+/// Walk one packet. `record` collects the steps; `effects` applies what the packet changes
+/// (conntrack entry, `-m recent` lists, nth counters) to `state` — exploring walks leave it off.
 pub fn walk(
     m: &Machine,
     req: &WalkRequest,
     state: &mut State,
     chooser: &mut dyn Chooser,
     record: bool,
+    effects: bool,
 ) -> (Outcome, Vec<Step>) {
     let key = FlowKey {
         proto: req.pkt.proto,
@@ -460,6 +462,7 @@ pub fn walk(
     let ct_new = existing.is_none();
     let mut w = Walker {
         m,
+        effects,
         state,
         chooser,
         steps: record.then(Vec::new),
@@ -597,7 +600,7 @@ pub fn walk(
     w.out.packet = w.cx.pkt;
     let accepted = !matches!(verdict, Verdict::Drop | Verdict::Reject);
     // Conntrack confirms an entry only when the first packet leaves the stack.
-    if accepted {
+    if accepted && effects {
         let entry = w.state.conntrack.entry(key).or_insert(CtEntry {
             dnat: w.out.dnat,
             snat: w.out.snat,

@@ -11,7 +11,8 @@ use crate::k8s::ip::{join_host_port, parse_cidr_sloppy, parse_ip_sloppy};
 use crate::trace::Proto;
 use ipnet::IpNet;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 /// kube-proxy's default ClientIP affinity timeout (`v1.DefaultClientIPServiceAffinitySeconds`).
@@ -161,6 +162,7 @@ fn family_ok(ip: &IpAddr, v6: bool) -> bool {
 /// port order in the spec). kube-proxy walks a Go map here, so its order differs per sync.
 pub fn service_ports(s: &Scenario, v6: bool) -> Vec<ServicePortEndpoints> {
     let mut out = Vec::new();
+    let slices = SliceIndex::new(s);
     for svc in &s.services {
         let Some(spec) = &svc.spec else { continue };
         let ty = spec.type_.clone().unwrap_or_else(|| "ClusterIP".into());
@@ -260,7 +262,7 @@ pub fn service_ports(s: &Scenario, v6: bool) -> Vec<ServicePortEndpoints> {
                 health_check_node_port: hc,
                 service_type: ty.clone(),
             };
-            let endpoints = endpoints_for(s, &ns, &name, &port_name, proto, v6);
+            let endpoints = endpoints_from(slices.of(&ns, &name), &s.node_name, &port_name, proto, v6);
             out.push(ServicePortEndpoints {
                 port: sp,
                 endpoints,
@@ -270,30 +272,41 @@ pub fn service_ports(s: &Scenario, v6: bool) -> Vec<ServicePortEndpoints> {
     out
 }
 
-/// Endpoints of one service port from the EndpointSlices (kube-proxy's EndpointSliceCache):
-/// slices owned by the service (`kubernetes.io/service-name`), of this family, whose port has the
-/// same name and protocol; `addresses[0]` only; duplicates merged; sorted by `ip:port` string.
-pub fn endpoints_for(
-    s: &Scenario,
-    ns: &str,
-    name: &str,
-    port_name: &str,
-    proto: Proto,
-    v6: bool,
-) -> Vec<Endpoint> {
+/// EndpointSlices grouped by owning Service (`kubernetes.io/service-name` label), so looking up a
+/// Service's slices does not scan every slice (10,000-Service clusters).
+pub struct SliceIndex<'a> {
+    by_service: HashMap<&'a str, HashMap<&'a str, Vec<&'a EndpointSlice>>>,
+}
+
+impl<'a> SliceIndex<'a> {
+    pub fn new(s: &'a Scenario) -> Self {
+        let mut by_service: HashMap<&str, HashMap<&str, Vec<&EndpointSlice>>> = HashMap::new();
+        for slice in &s.slices {
+            let ns = slice.metadata.namespace.as_deref().unwrap_or("default");
+            if let Some(owner) = slice.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name")) {
+                by_service.entry(ns).or_default().entry(owner.as_str()).or_default().push(slice);
+            }
+        }
+        SliceIndex { by_service }
+    }
+    pub fn of(&self, ns: &str, name: &str) -> &[&'a EndpointSlice] {
+        self.by_service.get(ns).and_then(|m| m.get(name)).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// Endpoints of one service port (kube-proxy's EndpointSliceCache).
+pub fn endpoints_for(s: &Scenario, ns: &str, name: &str, port_name: &str, proto: Proto, v6: bool) -> Vec<Endpoint> {
+    let idx = SliceIndex::new(s);
+    endpoints_from(idx.of(ns, name), &s.node_name, port_name, proto, v6)
+}
+
+/// Endpoints of one service port from its EndpointSlices: slices of this family whose port has
+/// the same name and protocol; `addresses[0]` only; duplicates merged; sorted by `ip:port` string.
+pub fn endpoints_from(slices: &[&EndpointSlice], node_name: &str, port_name: &str, proto: Proto, v6: bool) -> Vec<Endpoint> {
     let want_type = if v6 { "IPv6" } else { "IPv4" };
     let mut by_key: BTreeMap<String, Endpoint> = BTreeMap::new();
-    for slice in &s.slices {
-        let slice_ns = slice.metadata.namespace.as_deref().unwrap_or("default");
-        let owner = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("kubernetes.io/service-name"));
-        if slice_ns != ns
-            || owner.map(String::as_str) != Some(name)
-            || slice.address_type != want_type
-        {
+    for slice in slices {
+        if slice.address_type != want_type {
             continue;
         }
         for sp in slice.ports.iter().flatten() {
@@ -301,18 +314,12 @@ pub fn endpoints_for(
             if sp.name.as_deref().unwrap_or("") != port_name {
                 continue;
             }
-            let sp_proto = sp
-                .protocol
-                .as_deref()
-                .and_then(Proto::parse)
-                .unwrap_or(Proto::Tcp);
+            let sp_proto = sp.protocol.as_deref().and_then(Proto::parse).unwrap_or(Proto::Tcp);
             if sp_proto != proto {
                 continue;
             }
             for e in slice.endpoints.iter().flatten() {
-                let Some(ip) = e.addresses.first().and_then(|a| parse_ip_sloppy(a)) else {
-                    continue;
-                };
+                let Some(ip) = e.addresses.first().and_then(|a| parse_ip_sloppy(a)) else { continue };
                 let cond = e.conditions.as_ref();
                 // Missing conditions mean ready / serving / not terminating (EndpointSlice API).
                 let ready = cond.and_then(|c| c.ready).unwrap_or(true);
@@ -324,7 +331,7 @@ pub fn endpoints_for(
                     ready,
                     serving,
                     terminating,
-                    local: e.node_name.as_deref() == Some(s.node_name.as_str()),
+                    local: e.node_name.as_deref() == Some(node_name),
                     node_name: e.node_name.clone(),
                 };
                 let key = ep.key();
