@@ -1287,3 +1287,70 @@ fn internal_external_masquerade_masquerade_all_no_local_detector() {
         &flows,
     );
 }
+
+/// Upstream TestTracePacket's flow table.
+fn trace_packet_flows() -> [Flow; 7] {
+    [
+        flow("no match", "10.0.0.2", "10.0.0.3", 80, "", false),
+        flow(
+            "single endpoint",
+            "10.0.0.2",
+            "172.30.0.41",
+            80,
+            "10.180.0.1:80",
+            false,
+        ),
+        flow(
+            "multiple endpoints",
+            "10.0.0.2",
+            "172.30.0.44",
+            80,
+            "10.180.0.4:80, 10.180.0.5:80",
+            false,
+        ),
+        flow(
+            "LOCAL, KUBE-MARK-MASQ",
+            NODE,
+            "192.168.99.22",
+            80,
+            "10.180.0.2:80",
+            true,
+        ),
+        flow("DROP", EXT, "192.168.99.22", 80, "DROP", false),
+        flow(
+            "ACCEPT (NodePortHealthCheck)",
+            NODE,
+            NODE,
+            30000,
+            "ACCEPT",
+            false,
+        ),
+        flow("REJECT", "10.0.0.2", "172.30.0.46", 80, "REJECT", false),
+    ]
+}
+
+/// Upstream: TestTracePacket — its flows on its own static rules, walked by proxyscope's kernel
+/// model on the fake node of TestOverallIPTablesRules.
+#[test]
+fn trace_packet_static_rules() {
+    let s = scenario(include_str!("golden/overall.yaml"));
+    run_flows_on_dump(
+        "TestTracePacket",
+        &s,
+        include_str!("golden/trace-packet.rules"),
+        &trace_packet_flows(),
+    );
+}
+
+/// Upstream: TestTracePacket's flows on the rules proxyscope generates for
+/// TestOverallIPTablesRules, which upstream's static rules are a copy of (less the localhost
+/// NodePort and session-affinity rules, which none of these flows reach).
+#[test]
+fn trace_packet_generated_rules() {
+    let s = scenario(include_str!("golden/overall.yaml"));
+    run_flows(
+        "TestTracePacket (generated rules)",
+        &s,
+        &trace_packet_flows(),
+    );
+}

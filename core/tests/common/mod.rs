@@ -219,10 +219,8 @@ pub fn observed(t: &Trace) -> (String, bool) {
     (t.output.clone(), masq)
 }
 
-/// Trace one flow on a fresh session (no conntrack or `-m recent` state, as upstream's tracer).
-pub fn trace_flow(s: &Scenario, f: &Flow) -> Trace {
-    let mut session = Session::new(s);
-    session.trace(&TraceRequest {
+fn request(f: &Flow) -> TraceRequest {
+    TraceRequest {
         src: f
             .src
             .parse()
@@ -236,39 +234,48 @@ pub fn trace_flow(s: &Scenario, f: &Flow) -> Trace {
         sport: None,
         seed: 1,
         now: 0.0,
+    }
+}
+
+/// Trace one flow on a fresh session (no conntrack or `-m recent` state, as upstream's tracer).
+pub fn trace_flow(s: &Scenario, f: &Flow) -> Trace {
+    Session::new(s).trace(&request(f))
+}
+
+/// The error line for a row whose answer differs from the expectation, if it does.
+fn mismatch(test: &str, f: &Flow, t: &Trace) -> Option<String> {
+    let (out, masq) = observed(t);
+    let (want_out, want_masq) = match f.kernel {
+        Some(k) => (k.output, k.masq),
+        None => (f.output, f.masq),
+    };
+    (out != want_out || masq != want_masq).then(|| {
+        format!(
+            "{test} / {:?}: {} {} -> {}:{}\n  expected output {:?} masq {}{}\n  got      output {:?} masq {}",
+            f.name,
+            f.proto,
+            f.src,
+            f.dst,
+            f.dport,
+            want_out,
+            want_masq,
+            if f.kernel.is_some() {
+                format!(" (kernel; upstream table says {:?} masq {})", f.output, f.masq)
+            } else {
+                String::new()
+            },
+            out,
+            masq
+        )
     })
 }
 
 /// Run an upstream flow table against a scenario; report every mismatching row at once.
 pub fn run_flows(test: &str, s: &Scenario, flows: &[Flow]) -> usize {
-    let mut errors = Vec::new();
-    for f in flows {
-        let t = trace_flow(s, f);
-        let (out, masq) = observed(&t);
-        let (want_out, want_masq) = match f.kernel {
-            Some(k) => (k.output, k.masq),
-            None => (f.output, f.masq),
-        };
-        if out != want_out || masq != want_masq {
-            errors.push(format!(
-                "{test} / {:?}: {} {} -> {}:{}\n  expected output {:?} masq {}{}\n  got      output {:?} masq {}",
-                f.name,
-                f.proto,
-                f.src,
-                f.dst,
-                f.dport,
-                want_out,
-                want_masq,
-                if f.kernel.is_some() {
-                    format!(" (kernel; upstream table says {:?} masq {})", f.output, f.masq)
-                } else {
-                    String::new()
-                },
-                out,
-                masq
-            ));
-        }
-    }
+    let errors: Vec<String> = flows
+        .iter()
+        .filter_map(|f| mismatch(test, f, &trace_flow(s, f)))
+        .collect();
     assert!(errors.is_empty(), "{}", errors.join("\n"));
     flows.len()
 }
@@ -370,4 +377,24 @@ pub fn check_rule_jumps(payload: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Like [`run_flows`], on a node running a given `iptables-save` / `iptables-restore` text
+/// instead of the rules proxyscope generates (the scenario supplies the node's addresses).
+pub fn run_flows_on_dump(test: &str, s: &Scenario, dump: &str, flows: &[Flow]) -> usize {
+    let (_, diags) = Session::from_dump(s, dump);
+    assert!(
+        diags.is_empty(),
+        "{test}: the dump does not parse: {diags:?}"
+    );
+    let mut errors = Vec::new();
+    for f in flows {
+        let (mut session, _) = Session::from_dump(s, dump);
+        let t = session.trace(&request(f));
+        if let Some(e) = mismatch(test, f, &t) {
+            errors.push(e);
+        }
+    }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    flows.len()
 }
