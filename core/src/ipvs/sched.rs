@@ -7,7 +7,7 @@
 use super::hash::{fold, hash_32};
 use super::lblc::{LblcState, LblcrState};
 use super::mh::MhState;
-use super::service::{ConnKey, Dest, DestId, SchedFlags, SchedulerKind, Sysctl, Time};
+use super::service::{ConnKey, Dest, DestId, Hot, SchedFlags, SchedulerKind, Sysctl, Time};
 use serde::Serialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -17,6 +17,8 @@ use std::net::SocketAddr;
 pub struct View<'a> {
     pub dests: &'a [Dest],
     pub list: &'a [DestId],
+    /// `list`'s servers packed in the same order (weights, counters, OVERLOAD).
+    pub hot: &'a [Hot],
     /// The service is IPv6 (decides the address fold).
     pub v6: bool,
 }
@@ -25,6 +27,11 @@ impl<'a> View<'a> {
     #[inline]
     pub fn d(&self, id: DestId) -> &'a Dest {
         &self.dests[id.index()]
+    }
+    /// The packed load view in list order.
+    #[inline]
+    pub fn hot_iter(&self) -> impl Iterator<Item = (DestId, &'a Hot)> + 'a {
+        self.list.iter().copied().zip(self.hot.iter())
     }
     #[inline]
     pub fn iter(&self) -> impl Iterator<Item = (DestId, &'a Dest)> + 'a {
@@ -499,8 +506,8 @@ fn rr(v: &View<'_>, position: &mut Option<DestId>) -> Decision {
         .unwrap_or(0);
     let wrap_end = position.map(|_| start).unwrap_or(0);
     for i in (start..n).chain(0..wrap_end) {
-        let id = v.list[i];
-        if usable(v.d(id)) {
+        if v.hot[i].usable() {
+            let id = v.list[i];
             *position = Some(id);
             return Decision::pick(v, id, PICK);
         }
@@ -525,8 +532,9 @@ fn wrr(v: &View<'_>, position: &mut Option<DestId>, cw: &mut i32, mw: i32, di: i
     loop {
         for i in from..n {
             let id = v.list[i];
-            let d = v.d(id);
-            if !d.overloaded && d.weight >= *cw {
+            let d = &v.hot[i];
+            // cw >= 1 here, so an OVERLOAD server (packed weight 0) never passes.
+            if d.weight >= *cw {
                 *position = Some(id);
                 return Decision::pick(v, id, PICK);
             }
@@ -557,20 +565,20 @@ fn lc(v: &View<'_>) -> Decision {
     const PICK: &str = "lc: lowest active*256+inactive among servers not overloaded with \
                         weight != 0; ties keep the first in list order";
     const NONE: &str = "lc: every server is overloaded or has weight 0";
-    let mut best: Option<(DestId, i32)> = None;
-    for (id, d) in v.iter() {
-        if d.overloaded || d.weight == 0 {
-            continue;
-        }
+    let hot = v.hot;
+    let Some(seed) = hot.iter().position(|d| d.weight != 0) else {
+        return Decision::none(NONE);
+    };
+    let (mut best, mut boh) = (seed, hot[seed].overhead());
+    for (i, d) in hot.iter().enumerate().skip(seed + 1) {
         let oh = d.overhead();
-        if best.is_none_or(|(_, b)| oh < b) {
-            best = Some((id, oh));
+        // Strictly smaller wins (ties keep the first); weight 0 / OVERLOAD never counts.
+        if d.weight != 0 && oh < boh {
+            best = i;
+            boh = oh;
         }
     }
-    match best {
-        Some((id, _)) => Decision::pick(v, id, PICK),
-        None => Decision::none(NONE),
-    }
+    Decision::pick(v, v.list[best], PICK)
 }
 
 pub(crate) const WLC_REASON: &str = "wlc: lowest (active*256+inactive)/weight; ties keep the \
@@ -582,34 +590,25 @@ pub(crate) const WLC_NONE: &str = "wlc: every server is overloaded or has weight
 /// `best_oh * its_weight > its_oh * best_weight` (64-bit products), so ties keep the earlier one
 /// and a later weight-0 server can never win.
 #[inline]
-fn weighted_least(v: &View<'_>, overhead: impl Fn(&Dest) -> i32) -> Option<DestId> {
-    let mut it = v.list.iter();
-    let (mut best, mut boh) = loop {
-        let &id = it.next()?;
-        let d = v.d(id);
-        if usable(d) {
-            break (id, overhead(d));
-        }
-    };
-    let mut bw = v.d(best).weight;
-    for &id in it {
-        let d = v.d(id);
-        if d.overloaded {
-            continue;
-        }
+fn weighted_least(v: &View<'_>, overhead: impl Fn(&Hot) -> i32) -> Option<DestId> {
+    let hot = v.hot;
+    let seed = hot.iter().position(Hot::usable)?;
+    let (mut best, mut boh, mut bw) = (seed, overhead(&hot[seed]), hot[seed].weight);
+    for (i, d) in hot.iter().enumerate().skip(seed + 1) {
+        // An OVERLOAD server has packed weight 0: `x * 0 > y` never holds, i.e. skipped.
         let oh = overhead(d);
         if i64::from(boh) * i64::from(d.weight) > i64::from(oh) * i64::from(bw) {
-            best = id;
+            best = i;
             boh = oh;
             bw = d.weight;
         }
     }
-    Some(best)
+    Some(v.list[best])
 }
 
 /// `ip_vs_wlc_schedule` (also `__ip_vs_lblc_schedule` / `__ip_vs_lblcr_schedule`).
 pub(crate) fn wlc_pick(v: &View<'_>) -> Option<DestId> {
-    weighted_least(v, Dest::overhead)
+    weighted_least(v, Hot::overhead)
 }
 
 /// `ip_vs_sed_schedule`: as wlc with overhead `activeconns + 1`.
@@ -617,7 +616,7 @@ fn sed(v: &View<'_>) -> Decision {
     const PICK: &str = "sed: lowest (active+1)/weight (inactive ignored); ties keep the first \
                         in list order";
     const NONE: &str = "sed: every server is overloaded or has weight 0";
-    match weighted_least(v, |d| d.activeconns.wrapping_add(1)) {
+    match weighted_least(v, |d| d.active.wrapping_add(1)) {
         Some(id) => Decision::pick(v, id, PICK),
         None => Decision::none(NONE),
     }
@@ -630,12 +629,13 @@ fn nq(v: &View<'_>) -> Decision {
                         list order";
     const NONE: &str = "nq: every server is overloaded or has weight 0";
     let mut best: Option<(DestId, i32, i32)> = None;
-    for (id, d) in v.iter() {
-        if d.overloaded || d.weight == 0 {
+    for (i, d) in v.hot.iter().enumerate() {
+        if d.weight == 0 {
             continue;
         }
-        let oh = d.activeconns.wrapping_add(1);
-        if d.activeconns == 0 {
+        let id = v.list[i];
+        let oh = d.active.wrapping_add(1);
+        if d.active == 0 {
             return Decision::pick(v, id, IDLE);
         }
         if best.is_none_or(|(_, boh, bw)| {
@@ -657,8 +657,8 @@ fn fo(v: &View<'_>) -> Decision {
     const NONE: &str = "fo: every server is overloaded or has weight 0";
     let mut best: Option<(DestId, i32)> = None;
     let mut hw = 0;
-    for (id, d) in v.iter() {
-        if !d.overloaded && d.weight > hw {
+    for (id, d) in v.hot_iter() {
+        if d.weight > hw {
             best = Some((id, d.weight));
             hw = d.weight;
         }
@@ -677,9 +677,9 @@ fn ovf(v: &View<'_>) -> Decision {
     const NONE: &str = "ovf: every server is overloaded, has weight 0 or holds more active \
                         connections than its weight";
     let mut best: Option<(DestId, i32)> = None;
-    for (id, d) in v.iter() {
+    for (id, d) in v.hot_iter() {
         let w = d.weight;
-        if d.overloaded || d.activeconns > w || w == 0 {
+        if w == 0 || d.active > w {
             continue;
         }
         if best.is_none_or(|(_, bw)| w > bw) {
@@ -701,8 +701,8 @@ fn twos(v: &View<'_>, rng: &mut dyn RandomSource) -> Result<Decision, ScheduleEr
     const NONE: &str = "twos: every server is overloaded or has weight 0";
     let mut total: i32 = 0;
     let mut any = false;
-    for (_, d) in v.iter() {
-        if usable(d) {
+    for (_, d) in v.hot_iter() {
+        if d.usable() {
             total = total.wrapping_add(d.weight);
             any = true;
         }
@@ -716,8 +716,8 @@ fn twos(v: &View<'_>, rng: &mut dyn RandomSource) -> Result<Decision, ScheduleEr
     let mut r2 = rng.below(bound)? as i32;
     let mut c1: Option<(DestId, i32, i32)> = None;
     let mut c2: Option<(DestId, i32, i32)> = None;
-    for (id, d) in v.iter() {
-        if !usable(d) {
+    for (id, d) in v.hot_iter() {
+        if !d.usable() {
             continue;
         }
         r1 = r1.wrapping_sub(d.weight);
