@@ -1354,3 +1354,64 @@ fn trace_packet_generated_rules() {
         &trace_packet_flows(),
     );
 }
+
+// The next two upstream tests exist in kube-proxy v1.26-era proxier_test.go (each with a full
+// dump and a flow table); current upstream folded their flows into
+// TestExternalTrafficPolicyLocal/Cluster. Their flows are transcribed here; the nat half of their
+// dumps is checked in kube_proxy_dumps.rs.
+
+/// Upstream (v1.26 era): TestOnlyLocalExternalIPs.
+#[test]
+fn only_local_external_ips() {
+    let s = scenario(include_str!("golden/only-local-external-ips.yaml"));
+    run_flows(
+        "TestOnlyLocalExternalIPs",
+        &s,
+        &[
+            flow(
+                "cluster IP hits both endpoints",
+                "10.0.0.2",
+                "172.30.0.41",
+                80,
+                "10.180.0.1:80, 10.180.2.1:80",
+                false,
+            ),
+            flow(
+                "external IP hits only local endpoint, unmasqueraded",
+                EXT,
+                "192.168.99.11",
+                80,
+                "10.180.2.1:80",
+                false,
+            ),
+        ],
+    );
+}
+
+/// Upstream (v1.26 era): TestNonLocalExternalIPs.
+#[test]
+fn non_local_external_ips() {
+    let s = scenario(include_str!("golden/non-local-external-ips.yaml"));
+    run_flows(
+        "TestNonLocalExternalIPs",
+        &s,
+        &[
+            flow(
+                "pod to cluster IP",
+                "10.0.0.2",
+                "172.30.0.41",
+                80,
+                "10.180.0.1:80, 10.180.2.1:80",
+                false,
+            ),
+            flow(
+                "external to external IP",
+                EXT,
+                "192.168.99.11",
+                80,
+                "10.180.0.1:80, 10.180.2.1:80",
+                true,
+            ),
+        ],
+    );
+}
