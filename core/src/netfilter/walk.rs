@@ -226,7 +226,7 @@ impl Walker<'_> {
                 rule,
                 &self.cx,
                 self.state,
-                true,
+                self.effects,
                 (ti, ci, next),
                 &mut coin,
                 &mut notes,
