@@ -480,39 +480,39 @@ fn check_service(ctx: &mut Ctx, doc: usize, what: &str, s: &Service) {
                 format!("port {} is out of range 1..65535", p.port),
             );
         }
-        if let Some(np) = p.node_port {
-            if !(0..=65535).contains(&np) {
-                ctx.error(
-                    doc,
-                    what,
-                    Some(&format!("{f}.nodePort")),
-                    format!("nodePort {np} is out of range"),
-                );
-            }
-        }
-        if let Some(proto) = &p.protocol {
-            if crate::trace::Proto::parse(proto).is_none() {
-                ctx.error(
-                    doc,
-                    what,
-                    Some(&format!("{f}.protocol")),
-                    format!("`{proto}` is not TCP, UDP or SCTP"),
-                );
-            }
-        }
-    }
-    if let Some(t) = &spec.type_ {
-        if !matches!(
-            t.as_str(),
-            "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
-        ) {
+        if let Some(np) = p.node_port
+            && !(0..=65535).contains(&np)
+        {
             ctx.error(
                 doc,
                 what,
-                Some("spec.type"),
-                format!("unknown Service type `{t}`"),
+                Some(&format!("{f}.nodePort")),
+                format!("nodePort {np} is out of range"),
             );
         }
+        if let Some(proto) = &p.protocol
+            && crate::trace::Proto::parse(proto).is_none()
+        {
+            ctx.error(
+                doc,
+                what,
+                Some(&format!("{f}.protocol")),
+                format!("`{proto}` is not TCP, UDP or SCTP"),
+            );
+        }
+    }
+    if let Some(t) = &spec.type_
+        && !matches!(
+            t.as_str(),
+            "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
+        )
+    {
+        ctx.error(
+            doc,
+            what,
+            Some("spec.type"),
+            format!("unknown Service type `{t}`"),
+        );
     }
     if spec.traffic_distribution.is_some() {
         ctx.warn(
@@ -522,15 +522,15 @@ fn check_service(ctx: &mut Ctx, doc: usize, what: &str, s: &Service) {
             "topology-aware routing is not modelled: every endpoint is used as if there were no hints",
         );
     }
-    if let Some(hc) = spec.health_check_node_port {
-        if !(0..=65535).contains(&hc) {
-            ctx.error(
-                doc,
-                what,
-                Some("spec.healthCheckNodePort"),
-                format!("{hc} is out of range"),
-            );
-        }
+    if let Some(hc) = spec.health_check_node_port
+        && !(0..=65535).contains(&hc)
+    {
+        ctx.error(
+            doc,
+            what,
+            Some("spec.healthCheckNodePort"),
+            format!("{hc} is out of range"),
+        );
     }
 }
 
@@ -585,15 +585,15 @@ fn check_slice(ctx: &mut Ctx, doc: usize, what: &str, s: &EndpointSlice) {
         }
     }
     for (i, p) in s.ports.iter().flatten().enumerate() {
-        if let Some(port) = p.port {
-            if !(1..=65535).contains(&port) {
-                ctx.error(
-                    doc,
-                    what,
-                    Some(&format!("ports[{i}].port")),
-                    format!("port {port} is out of range"),
-                );
-            }
+        if let Some(port) = p.port
+            && !(1..=65535).contains(&port)
+        {
+            ctx.error(
+                doc,
+                what,
+                Some(&format!("ports[{i}].port")),
+                format!("port {port} is out of range"),
+            );
         }
     }
 }

@@ -48,10 +48,10 @@ impl Scenario {
             .flatten()
             .filter_map(|c| ip::parse_cidr_sloppy(c))
             .collect();
-        if v.is_empty() {
-            if let Some(c) = spec.pod_cidr.as_deref().and_then(ip::parse_cidr_sloppy) {
-                v.push(c);
-            }
+        if v.is_empty()
+            && let Some(c) = spec.pod_cidr.as_deref().and_then(ip::parse_cidr_sloppy)
+        {
+            v.push(c);
         }
         v
     }

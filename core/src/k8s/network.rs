@@ -53,15 +53,14 @@ impl NodeNetwork {
     /// Is `ip` an address of this node (the kernel's RTN_LOCAL, what `addrtype LOCAL` tests)?
     /// The whole 127.0.0.0/8 is local on Linux (the `local` route table entry for lo).
     pub fn is_local(&self, ip: IpAddr) -> bool {
-        if let IpAddr::V4(a) = ip {
-            if a.octets()[0] == 127
-                && self
-                    .interfaces
-                    .iter()
-                    .any(|(_, v)| v.iter().any(|n| n.contains(&ip) && n.addr().is_loopback()))
-            {
-                return true;
-            }
+        if let IpAddr::V4(a) = ip
+            && a.octets()[0] == 127
+            && self
+                .interfaces
+                .iter()
+                .any(|(_, v)| v.iter().any(|n| n.contains(&ip) && n.addr().is_loopback()))
+        {
+            return true;
         }
         self.interfaces
             .iter()

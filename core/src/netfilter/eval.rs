@@ -95,6 +95,9 @@ fn set_matches(set: &IpSet, pkt: &Packet, dirs: &[bool]) -> bool {
 
 /// Evaluate the IP-header part and the matches. Matches with side effects (`recent --set`) are
 /// applied to `state` only when `effects` is true and every earlier part matched.
+// The walker lends its fields separately (machine, packet, state, random source, notes) so the
+// borrows stay disjoint; bundling them would need a second struct mirroring `Walker`.
+#[allow(clippy::too_many_arguments)]
 pub fn eval_rule(
     m: &Machine,
     rule: &Rule,
@@ -106,25 +109,25 @@ pub fn eval_rule(
     notes: &mut Vec<String>,
 ) -> MatchResult {
     let p = &cx.pkt;
-    if let Some(s) = &rule.src {
-        if s.value.contains(&p.src) == s.neg {
-            return MatchResult::Failed(format!("{}-s {}", if s.neg { "! " } else { "" }, s.value));
-        }
+    if let Some(s) = &rule.src
+        && s.value.contains(&p.src) == s.neg
+    {
+        return MatchResult::Failed(format!("{}-s {}", if s.neg { "! " } else { "" }, s.value));
     }
-    if let Some(d) = &rule.dst {
-        if d.value.contains(&p.dst) == d.neg {
-            return MatchResult::Failed(format!("{}-d {}", if d.neg { "! " } else { "" }, d.value));
-        }
+    if let Some(d) = &rule.dst
+        && d.value.contains(&p.dst) == d.neg
+    {
+        return MatchResult::Failed(format!("{}-d {}", if d.neg { "! " } else { "" }, d.value));
     }
-    if let Some(i) = &rule.in_iface {
-        if iface_matches(&i.value, cx.in_iface.as_deref()) == i.neg {
-            return MatchResult::Failed(format!("{}-i {}", if i.neg { "! " } else { "" }, i.value));
-        }
+    if let Some(i) = &rule.in_iface
+        && iface_matches(&i.value, cx.in_iface.as_deref()) == i.neg
+    {
+        return MatchResult::Failed(format!("{}-i {}", if i.neg { "! " } else { "" }, i.value));
     }
-    if let Some(o) = &rule.out_iface {
-        if iface_matches(&o.value, cx.out_iface.as_deref()) == o.neg {
-            return MatchResult::Failed(format!("{}-o {}", if o.neg { "! " } else { "" }, o.value));
-        }
+    if let Some(o) = &rule.out_iface
+        && iface_matches(&o.value, cx.out_iface.as_deref()) == o.neg
+    {
+        return MatchResult::Failed(format!("{}-o {}", if o.neg { "! " } else { "" }, o.value));
     }
     if let Some(pr) = &rule.proto {
         let is = pr.value.0 == 0 || pr.value.0 == p.proto.number();
@@ -143,26 +146,23 @@ pub fn eval_rule(
                 if Proto::parse(module) != Some(p.proto) {
                     return MatchResult::Failed(format!("-m {module} (packet is {})", p.proto));
                 }
-                if let Some(sp) = sport {
-                    if sp.value.contains(p.sport) == sp.neg {
-                        return MatchResult::Failed(format!(
-                            "--sport {}:{}",
-                            sp.value.lo, sp.value.hi
-                        ));
-                    }
+                if let Some(sp) = sport
+                    && sp.value.contains(p.sport) == sp.neg
+                {
+                    return MatchResult::Failed(format!("--sport {}:{}", sp.value.lo, sp.value.hi));
                 }
-                if let Some(dp) = dport {
-                    if dp.value.contains(p.dport) == dp.neg {
-                        let want = if dp.value.lo == dp.value.hi {
-                            dp.value.lo.to_string()
-                        } else {
-                            format!("{}:{}", dp.value.lo, dp.value.hi)
-                        };
-                        return MatchResult::Failed(format!(
-                            "{}--dport {want}",
-                            if dp.neg { "! " } else { "" }
-                        ));
-                    }
+                if let Some(dp) = dport
+                    && dp.value.contains(p.dport) == dp.neg
+                {
+                    let want = if dp.value.lo == dp.value.hi {
+                        dp.value.lo.to_string()
+                    } else {
+                        format!("{}:{}", dp.value.lo, dp.value.hi)
+                    };
+                    return MatchResult::Failed(format!(
+                        "{}--dport {want}",
+                        if dp.neg { "! " } else { "" }
+                    ));
                 }
             }
             Match::Multiport { neg, kind, ports } => {
@@ -295,14 +295,24 @@ fn eval_recent(
     let hit = match r.action {
         RecentAction::Set => {
             if effects {
-                state.recent.entry(r.name.clone()).or_default().entry(addr).or_default().push(cx.now);
+                state
+                    .recent
+                    .entry(r.name.clone())
+                    .or_default()
+                    .entry(addr)
+                    .or_default()
+                    .push(cx.now);
                 notes.push(format!("recent: {addr} recorded in list {}", r.name));
             }
             true
         }
         RecentAction::Rcheck | RecentAction::Update | RecentAction::Remove => {
             let empty = Vec::new();
-            let stamps = state.recent.get(&r.name).and_then(|l| l.get(&addr)).unwrap_or(&empty);
+            let stamps = state
+                .recent
+                .get(&r.name)
+                .and_then(|l| l.get(&addr))
+                .unwrap_or(&empty);
             let mut ok = !stamps.is_empty();
             if ok && r.action != RecentAction::Remove {
                 if let Some(secs) = r.seconds {
@@ -316,10 +326,10 @@ fn eval_recent(
             }
             if effects {
                 let list = state.recent.entry(r.name.clone()).or_default();
-                if r.reap {
-                    if let (Some(secs), Some(v)) = (r.seconds, list.get_mut(&addr)) {
-                        v.retain(|t| *t > cx.now - secs as f64);
-                    }
+                if r.reap
+                    && let (Some(secs), Some(v)) = (r.seconds, list.get_mut(&addr))
+                {
+                    v.retain(|t| *t > cx.now - secs as f64);
                 }
                 if ok && r.action == RecentAction::Update {
                     list.entry(addr).or_default().push(cx.now);

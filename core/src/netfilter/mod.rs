@@ -55,10 +55,10 @@ pub struct IpSetMember {
 impl NodeView {
     /// RTN_LOCAL: an address of this node (127.0.0.0/8 is local as a whole on Linux).
     pub fn is_local(&self, ip: IpAddr) -> bool {
-        if let IpAddr::V4(a) = ip {
-            if a.is_loopback() {
-                return true;
-            }
+        if let IpAddr::V4(a) = ip
+            && a.is_loopback()
+        {
+            return true;
         }
         self.local.iter().any(|n| n.addr() == ip)
     }

@@ -255,10 +255,10 @@ fn node_port_cidrs(s: &Scenario, v6: bool) -> Option<Vec<IpNet>> {
             if let Some(ip) = s.node_ip(v6) {
                 cidrs.push(IpNet::from(ip));
             }
-        } else if let Some(n) = crate::k8s::ip::parse_cidr_sloppy(c) {
-            if matches!(n, IpNet::V6(_)) == v6 {
-                cidrs.push(n);
-            }
+        } else if let Some(n) = crate::k8s::ip::parse_cidr_sloppy(c)
+            && matches!(n, IpNet::V6(_)) == v6
+        {
+            cidrs.push(n);
         }
     }
     // An explicit 0.0.0.0/0 or ::/0 means "all" (kube-proxy's IsZeroCIDR).
@@ -340,18 +340,17 @@ pub fn generate(s: &Scenario, family: Family) -> FamilyRules {
     }
 
     let mut programmed = Vec::with_capacity(ports.len());
-    for spe in &ports {
-        let sp = &spe.port;
-        let cat = categorize(&spe.endpoints, sp);
+    for spe in ports {
+        let cat = categorize(&spe.endpoints, &spe.port);
         write_service_port(
             &cx,
-            sp,
+            &spe.port,
             &cat,
             &mut filter_rules,
             &mut nat_chains,
             &mut nat_rules,
         );
-        programmed.push((sp.clone(), cat));
+        programmed.push((spe.port, cat));
     }
 
     // The NodePort tail rule must stay last in KUBE-SERVICES.
@@ -731,12 +730,8 @@ pub fn node_ruleset(fr: &FamilyRules) -> Ruleset {
         }
         let text = j.args();
         let toks = ipt::parse::tokenize(&text).expect("static rule text");
-        let idx: std::collections::HashMap<String, usize> = t
-            .chains
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.name.clone(), i))
-            .collect();
+        // The parser only asks whether the jump target is a declared chain: it is (just above).
+        let idx: std::collections::HashMap<String, usize> = [(j.to.to_string(), 0)].into();
         let mut diags = Vec::new();
         let rule = ipt::parse::parse_rule_args(&toks, fr.family, j.table, &idx, 0, &mut diags)
             .expect("static rule");
