@@ -59,10 +59,10 @@ fn a_tampered_expectation_is_reported() {
     let mut doc = replay::parse(&text).unwrap();
     // c3 goes to 172.20.3.21 in the kernel; claim 172.20.3.23.
     for ev in &mut doc.scenarios[0].events {
-        if let Event::Conn { id, expect, .. } = ev {
-            if id == "c3" {
-                *expect = Some(Some("172.20.3.23:8443".parse().unwrap()));
-            }
+        if let Event::Conn { id, expect, .. } = ev
+            && id == "c3"
+        {
+            *expect = Some(Some("172.20.3.23:8443".parse().unwrap()));
         }
     }
     let rep = replay::check(&doc).unwrap();

@@ -213,11 +213,11 @@ proptest! {
         let p = pos % bytes.len();
         bytes[p] = byte;
         bytes.truncate(cut.max(1).min(bytes.len()));
-        if let Ok(text) = String::from_utf8(bytes) {
-            if let Ok(d) = replay::parse(&text) {
-                let _ = replay::check(&d);
-                let _ = replay::fill(&d);
-            }
+        if let Ok(text) = String::from_utf8(bytes)
+            && let Ok(d) = replay::parse(&text)
+        {
+            let _ = replay::check(&d);
+            let _ = replay::fill(&d);
         }
     }
 

@@ -107,7 +107,7 @@ fn run_ticks<E>(
 ) {
     while clock.next_tick <= now {
         let t = clock.next_tick;
-        if clock.counter % COUNT_FOR_FULL_EXPIRATION == 0 {
+        if clock.counter.is_multiple_of(COUNT_FOR_FULL_EXPIRATION) {
             walk(buckets, clock, t, expiration, None, lastuse);
             clock.counter = 1;
         } else if clock.entries <= MAX_SIZE {
@@ -343,18 +343,18 @@ impl LblcrState {
             en.lastuse = now;
             let m = set_min(v, &en.set);
             // Shrink a set that has not changed for `expiration`: drop its busiest member.
-            if en.set.len() > 1 && now > en.lastmod + expiration {
-                if let Some(mx) = set_max(v, &en.set) {
-                    if let Some(p) = en.set.iter().position(|&x| x == mx) {
-                        en.set.remove(p);
-                        en.lastmod = now;
-                    }
-                }
+            if en.set.len() > 1
+                && now > en.lastmod + expiration
+                && let Some(mx) = set_max(v, &en.set)
+                && let Some(p) = en.set.iter().position(|&x| x == mx)
+            {
+                en.set.remove(p);
+                en.lastmod = now;
             }
-            if let Some(m) = m {
-                if !lb_overloaded(v, m) {
-                    return pick(v, m, HIT, b);
-                }
+            if let Some(m) = m
+                && !lb_overloaded(v, m)
+            {
+                return pick(v, m, HIT, b);
             }
             let Some(id) = wlc_pick(v) else {
                 return Decision {

@@ -432,11 +432,7 @@ impl SchedState {
     pub(crate) fn del_dest(&mut self, v: &View<'_>, id: DestId, prev: Option<DestId>, _now: Time) {
         match self {
             // ip_vs_rr_del_dest: a position on the unlinked server steps back to its predecessor.
-            SchedState::Rr { position } => {
-                if *position == Some(id) {
-                    *position = prev;
-                }
-            }
+            SchedState::Rr { position } if *position == Some(id) => *position = prev,
             SchedState::Wrr { .. } => self.wrr_changed(v),
             SchedState::Dh { table } => *table = dh_build(v),
             SchedState::Sh { table } => *table = sh_build(v),
