@@ -10,8 +10,8 @@ use crate::k8s::Scenario;
 use crate::k8s::ip::{join_host_port, parse_cidr_sloppy, parse_ip_sloppy};
 use crate::trace::Proto;
 use ipnet::IpNet;
-use serde::Serialize;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
@@ -262,7 +262,8 @@ pub fn service_ports(s: &Scenario, v6: bool) -> Vec<ServicePortEndpoints> {
                 health_check_node_port: hc,
                 service_type: ty.clone(),
             };
-            let endpoints = endpoints_from(slices.of(&ns, &name), &s.node_name, &port_name, proto, v6);
+            let endpoints =
+                endpoints_from(slices.of(&ns, &name), &s.node_name, &port_name, proto, v6);
             out.push(ServicePortEndpoints {
                 port: sp,
                 endpoints,
@@ -283,26 +284,53 @@ impl<'a> SliceIndex<'a> {
         let mut by_service: HashMap<&str, HashMap<&str, Vec<&EndpointSlice>>> = HashMap::new();
         for slice in &s.slices {
             let ns = slice.metadata.namespace.as_deref().unwrap_or("default");
-            if let Some(owner) = slice.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name")) {
-                by_service.entry(ns).or_default().entry(owner.as_str()).or_default().push(slice);
+            if let Some(owner) = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("kubernetes.io/service-name"))
+            {
+                by_service
+                    .entry(ns)
+                    .or_default()
+                    .entry(owner.as_str())
+                    .or_default()
+                    .push(slice);
             }
         }
         SliceIndex { by_service }
     }
     pub fn of(&self, ns: &str, name: &str) -> &[&'a EndpointSlice] {
-        self.by_service.get(ns).and_then(|m| m.get(name)).map(Vec::as_slice).unwrap_or(&[])
+        self.by_service
+            .get(ns)
+            .and_then(|m| m.get(name))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 }
 
 /// Endpoints of one service port (kube-proxy's EndpointSliceCache).
-pub fn endpoints_for(s: &Scenario, ns: &str, name: &str, port_name: &str, proto: Proto, v6: bool) -> Vec<Endpoint> {
+pub fn endpoints_for(
+    s: &Scenario,
+    ns: &str,
+    name: &str,
+    port_name: &str,
+    proto: Proto,
+    v6: bool,
+) -> Vec<Endpoint> {
     let idx = SliceIndex::new(s);
     endpoints_from(idx.of(ns, name), &s.node_name, port_name, proto, v6)
 }
 
 /// Endpoints of one service port from its EndpointSlices: slices of this family whose port has
 /// the same name and protocol; `addresses[0]` only; duplicates merged; sorted by `ip:port` string.
-pub fn endpoints_from(slices: &[&EndpointSlice], node_name: &str, port_name: &str, proto: Proto, v6: bool) -> Vec<Endpoint> {
+pub fn endpoints_from(
+    slices: &[&EndpointSlice],
+    node_name: &str,
+    port_name: &str,
+    proto: Proto,
+    v6: bool,
+) -> Vec<Endpoint> {
     let want_type = if v6 { "IPv6" } else { "IPv4" };
     let mut by_key: BTreeMap<String, Endpoint> = BTreeMap::new();
     for slice in slices {
@@ -314,12 +342,18 @@ pub fn endpoints_from(slices: &[&EndpointSlice], node_name: &str, port_name: &st
             if sp.name.as_deref().unwrap_or("") != port_name {
                 continue;
             }
-            let sp_proto = sp.protocol.as_deref().and_then(Proto::parse).unwrap_or(Proto::Tcp);
+            let sp_proto = sp
+                .protocol
+                .as_deref()
+                .and_then(Proto::parse)
+                .unwrap_or(Proto::Tcp);
             if sp_proto != proto {
                 continue;
             }
             for e in slice.endpoints.iter().flatten() {
-                let Some(ip) = e.addresses.first().and_then(|a| parse_ip_sloppy(a)) else { continue };
+                let Some(ip) = e.addresses.first().and_then(|a| parse_ip_sloppy(a)) else {
+                    continue;
+                };
                 let cond = e.conditions.as_ref();
                 // Missing conditions mean ready / serving / not terminating (EndpointSlice API).
                 let ready = cond.and_then(|c| c.ready).unwrap_or(true);
