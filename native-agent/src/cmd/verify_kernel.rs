@@ -62,6 +62,10 @@ struct Tally {
     agree: usize,
     split: (usize, usize),
     affinity: (usize, usize),
+    /// Flows with a reported-only difference (see `diff::notes`).
+    noted: usize,
+    /// Hairpin flows this world cannot observe (see `diff::observe_observable`).
+    skipped: usize,
     error: Option<String>,
     secs: f64,
 }
@@ -136,13 +140,21 @@ fn summary(tallies: &[Tally]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<40} {:>10} {:>6} {:>6} {:>9} {:>6} {:>8} {:>6}",
-        "scenario", "round-trip", "flows", "agree", "disagree", "split", "affinity", "secs"
+        "{:<40} {:>10} {:>6} {:>6} {:>9} {:>6} {:>8} {:>8} {:>6}",
+        "scenario",
+        "round-trip",
+        "flows",
+        "agree",
+        "disagree",
+        "split",
+        "affinity",
+        "snat-src",
+        "secs"
     );
     for t in tallies {
         let _ = writeln!(
             s,
-            "{:<40} {:>10} {:>6} {:>6} {:>9} {:>6} {:>8} {:>6.1}{}",
+            "{:<40} {:>10} {:>6} {:>6} {:>9} {:>6} {:>8} {:>8} {:>6.1}{}",
             t.name,
             t.round_trip,
             t.flows,
@@ -150,6 +162,7 @@ fn summary(tallies: &[Tally]) -> String {
             t.flows - t.agree,
             format!("{}/{}", t.split.0, t.split.1),
             format!("{}/{}", t.affinity.0, t.affinity.1),
+            t.noted,
             t.secs,
             t.error
                 .as_ref()
@@ -160,9 +173,11 @@ fn summary(tallies: &[Tally]) -> String {
     let (f, ag): (usize, usize) = tallies
         .iter()
         .fold((0, 0), |(f, a), t| (f + t.flows, a + t.agree));
+    let skipped: usize = tallies.iter().map(|t| t.skipped).sum();
+    let noted: usize = tallies.iter().map(|t| t.noted).sum();
     let _ = write!(
         s,
-        "total: {} scenarios, {f} flows, {ag} agree, {} disagree",
+        "total: {} scenarios, {f} flows, {ag} agree, {} disagree ({skipped} hairpin flows skipped, {noted} masquerade-source notes)",
         tallies.len(),
         f - ag
     );
@@ -241,9 +256,26 @@ fn verify_one(
     let mut split_candidates: Vec<(Flow, Prediction)> = Vec::new();
     let mut affinity_candidates: Vec<(Flow, u32)> = Vec::new();
     for flow in node.flows() {
-        let k = diff::observe(&node.world, &flow, opts).map_err(|e| format!("{flow}: {e}"))?;
+        let Some(k) = diff::observe_observable(&node.world, &flow, opts)
+            .map_err(|e| format!("{flow}: {e}"))?
+        else {
+            t.skipped += 1;
+            if a.verbose {
+                println!(
+                    "skipped   {name}  {flow}  (the kernel never picked the Pod itself; see diff::observe_observable)"
+                );
+            }
+            continue;
+        };
         let p = diff::predict(&mut session, &flow, &k);
         let problems = diff::disagreements(&k, &p);
+        let notes = diff::notes(&k, &p);
+        if !notes.is_empty() {
+            t.noted += 1;
+            if a.verbose || t.noted <= 3 {
+                println!("note      {name}  {flow}  {}", notes.join("; "));
+            }
+        }
         t.flows += 1;
         if problems.is_empty() {
             t.agree += 1;

@@ -240,6 +240,7 @@ fn comparison_flags_each_kind_of_disagreement() {
             (Class::Backend("10.244.1.10:8080".into()), 0.5, true),
         ],
         rules: Some(rules(&walk)),
+        final_src: None,
     };
     // Same backend, masquerade and rules: agreement.
     assert!(diff::disagreements(&kernel_view(delivered.clone(), Some(true), &walk), &p).is_empty());
@@ -262,6 +263,7 @@ fn comparison_flags_each_kind_of_disagreement() {
     let p0 = Prediction {
         outcomes: vec![(Class::Silent, 0.0, false)],
         rules: Some(BTreeSet::new()),
+        final_src: None,
     };
     assert!(
         !diff::disagreements(

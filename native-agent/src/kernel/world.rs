@@ -50,6 +50,10 @@ pub enum Client {
     Pod,
     /// A process on the node itself: OUTPUT path, source chosen by routing (or 127.0.0.1).
     Node,
+    /// A backend Pod reaching its own Service (source = this endpoint address): kube-proxy's
+    /// hairpin case, masqueraded by the KUBE-SEP chain's `-s <endpoint>` rule when the DNAT picks
+    /// the Pod itself.
+    Hairpin(IpAddr),
 }
 
 impl Client {
@@ -60,6 +64,7 @@ impl Client {
             Client::External => "external",
             Client::Pod => "pod",
             Client::Node => "node",
+            Client::Hairpin(_) => "hairpin",
         }
     }
 
@@ -68,6 +73,7 @@ impl Client {
     pub fn source_for(self, dst: IpAddr) -> IpAddr {
         let s = match (self, dst.is_ipv4()) {
             (Client::Node, _) if dst.is_loopback() => return dst,
+            (Client::Hairpin(ip), _) => return ip,
             (Client::External, true) => EXT_CLIENT_IP4,
             (Client::External, false) => EXT_CLIENT_IP6,
             (Client::Pod, true) => POD_CLIENT_IP4,
@@ -369,6 +375,17 @@ impl World {
                 "eth0",
             ])?;
         }
+        // Hairpin traffic leaves the node by the interface it came in on. Real nodes bridge
+        // their Pods (hairpin mode on the bridge port); here the node routes, and an ICMP
+        // redirect would teach the pods namespace a shortcut that bypasses the node's rules.
+        node.sysctl("net.ipv4.conf.all.send_redirects", "0")?;
+        node.sysctl("net.ipv4.conf.pods0.send_redirects", "0")?;
+        self.pods
+            .sysctl("net.ipv4.conf.all.accept_redirects", "0")?;
+        self.pods
+            .sysctl("net.ipv6.conf.all.accept_redirects", "0")?;
+        self.pods
+            .sysctl("net.ipv6.conf.eth0.accept_redirects", "0")?;
         // The pods namespace answers for many addresses on one veth: ignore reverse-path checks.
         self.pods.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
         self.pods.sysctl("net.ipv4.conf.default.rp_filter", "0")?;
@@ -437,6 +454,7 @@ impl World {
             Client::External => 0,
             Client::Pod => 1,
             Client::Node => 2,
+            Client::Hairpin(ip) => return ip,
         };
         self.sources[i][usize::from(dst.is_ipv6())]
     }
@@ -447,6 +465,7 @@ impl World {
             Client::External => &self.ext,
             Client::Pod => &self.podc,
             Client::Node => &self.node,
+            Client::Hairpin(_) => &self.pods,
         }
     }
 }
