@@ -1021,3 +1021,58 @@ fn ipv6_services_fold_the_four_words() {
             .is_err()
     );
 }
+
+// ---------------------------------------------------------------- lblc overflow GC, state
+
+#[test]
+fn lblc_overflow_gc_drops_entries_idle_6_minutes_and_stalls_the_full_check() {
+    // 16500 distinct destination addresses cached at t = 0.5 (entries 16500 > max 16384).
+    // ip_vs_lblc_check_expire on the tick at 60 s: counter 1 is not a multiple of 30 and the
+    // table is over max, so the overflow GC runs (and the counter is NOT advanced):
+    // goal = (16500 - 16384) * 4 / 3 = 154; it only drops entries idle >= 360 s: none yet.
+    // Ticks at 60..360: idle <= 359.5 -> nothing. Tick at 420: idle 419.5 -> it walks buckets
+    // from rover+1 dropping every stale entry of each bucket until >= 154 are gone.
+    let mut s = new(SchedulerKind::Lblc);
+    add(&mut s, &[("A", 1)]);
+    for i in 0..16500u32 {
+        let dst = format!("10.{}.{}.{}:80", 100 + i / 65536, (i / 256) % 256, i % 256);
+        conn_at(&mut s, "192.0.2.1:1", &dst, 0.5, false);
+    }
+    let entries = |s: &VirtualService| match s.sched_state() {
+        SchedState::Lblc(st) => (
+            st.clock.entries,
+            st.clock.counter,
+            st.buckets.values().map(Vec::len).sum::<usize>(),
+        ),
+        _ => unreachable!(),
+    };
+    assert_eq!(entries(&s), (16500, 1, 16500));
+    s.advance(419.0);
+    assert_eq!(entries(&s), (16500, 1, 16500));
+    s.advance(421.0);
+    let (n, counter, real) = entries(&s);
+    let dropped = 16500 - n;
+    assert!((154..154 + 64).contains(&dropped), "dropped {dropped}");
+    assert_eq!(real as i64, n);
+    // Still over max: the counter never reaches 30, so no full check either.
+    assert_eq!(counter, 1);
+}
+
+#[test]
+fn the_service_and_scheduler_state_serialise_for_display() {
+    let mut s = new(SchedulerKind::Wrr);
+    add(&mut s, &[("A", 2), ("B", 1)]);
+    picks(&mut s, 1);
+    let v = serde_json::to_value(&s).unwrap();
+    assert_eq!(v["sched"]["scheduler"], "wrr");
+    // Empty wrr service: add A(2) -> cw = mw = 1; add B(1) -> list B, A, cw 1 kept; cw = 1
+    // picks B (id 1) first.
+    assert_eq!(v["sched"]["position"], 1);
+    assert_eq!(v["list"], serde_json::json!([1, 0]));
+    assert_eq!(v["dests"][0]["addr"], "10.0.1.1:80");
+    let d = s
+        .schedule(&key_to("192.0.2.1:1", VIP), 1.0, &mut NoRandom)
+        .unwrap();
+    let dv = serde_json::to_value(d).unwrap();
+    assert!(dv["reason"].as_str().unwrap().starts_with("wrr:"));
+}
