@@ -145,7 +145,16 @@ impl Walker<'_> {
         let tname = &self.m.rules.tables[ti].name;
         // (chain, next rule) frames; a goto replaces the top frame.
         let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
-        let chain_name = |ci: usize| self.m.rules.tables[ti].chains[ci].name.clone();
+        // Names are only needed when recording; exploring walks must not allocate per rule.
+        let rec = self.steps.is_some();
+        let m = self.m;
+        let chain_name = move |ci: usize| {
+            if rec {
+                m.rules.tables[ti].chains[ci].name.clone()
+            } else {
+                String::new()
+            }
+        };
         let first = chain_name(start);
         self.step(|| Step::Chain {
             table: tname.clone(),
@@ -158,11 +167,12 @@ impl Walker<'_> {
             if next > pos {
                 let skipped = next - pos;
                 self.out.rules_evaluated += skipped;
-                let reason = match self.m.chains[ti][ci].index.as_ref().map(|i| i.key) {
-                    Some(IndexKey::Dport) => {
+                let reason = match (rec, self.m.chains[ti][ci].index.as_ref().map(|i| i.key)) {
+                    (false, _) => String::new(),
+                    (true, Some(IndexKey::Dport)) => {
                         format!("destination port is not {}", self.cx.pkt.dport)
                     }
-                    _ => format!("destination is not {}", self.cx.pkt.dst),
+                    (true, _) => format!("destination is not {}", self.cx.pkt.dst),
                 };
                 let cn = chain_name(ci);
                 self.step(|| Step::Skipped {

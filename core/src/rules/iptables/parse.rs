@@ -375,11 +375,19 @@ fn is_option(tok: &str) -> bool {
     tok.len() > 1 && tok.starts_with('-') && tok.parse::<i64>().is_err()
 }
 
-/// A match being built, with its raw words kept so an unsupported option can turn it into
-/// `Match::Unknown` without losing text.
+/// A match being built.
 struct Building {
     m: Match,
-    raw: Vec<String>,
+}
+
+/// The words of a partly built match (to turn it into `Match::Unknown` without losing text).
+fn raw_words(m: &Match) -> Vec<String> {
+    let mut s = String::new();
+    super::print::print_match(&mut s, m);
+    match tokenize(&s) {
+        Ok(t) => t.into_iter().skip(2).map(|w| w.into_owned()).collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 enum Accept {
@@ -899,7 +907,7 @@ pub(crate) fn parse_rule_args(
     let mut rule = Rule::empty();
     rule.line = line;
     let mut building: Vec<Building> = Vec::new();
-    let mut target: Option<(Target, Vec<String>)> = None;
+    let mut target: Option<Target> = None;
     let mut neg = false;
     let mut i = 0;
     let fail = |diags: &mut Vec<Diagnostic>, msg: String| {
@@ -969,7 +977,7 @@ pub(crate) fn parse_rule_args(
                         format!("unsupported match `-m {module}`: kept verbatim; the tracer cannot evaluate it"),
                     ));
                 }
-                building.push(Building { m, raw: Vec::new() });
+                building.push(Building { m });
             }
             "-j" | "--jump" | "-g" | "--goto" => {
                 let Some(v) = next(i) else {
@@ -1007,7 +1015,7 @@ pub(crate) fn parse_rule_args(
                         format!("-g {v}: chain not declared in table {table_name}"),
                     ));
                 }
-                target = Some((t, Vec::new()));
+                target = Some(t);
             }
             "-c" | "--set-counters" => {
                 let (Some(p), Some(b)) = (next(i), next(i + 1)) else {
@@ -1030,7 +1038,7 @@ pub(crate) fn parse_rule_args(
                 }
                 let vals = &args[i..end];
                 // 1. the target, if one was given
-                if let Some((t, raw)) = target.as_mut() {
+                if let Some(t) = target.as_mut() {
                     if let Target::Unknown { args: uargs, .. } = t {
                         if take_neg {
                             uargs.push("!".into());
@@ -1042,7 +1050,6 @@ pub(crate) fn parse_rule_args(
                     }
                     match target_accept(t, opt, vals) {
                         Ok(Some(n)) => {
-                            raw.push(opt.to_string());
                             i += n;
                             continue;
                         }
@@ -1055,11 +1062,6 @@ pub(crate) fn parse_rule_args(
                 for b in building.iter_mut().rev() {
                     match match_accept(&mut b.m, opt, take_neg, vals, family) {
                         Ok(Accept::Yes(n)) => {
-                            if take_neg {
-                                b.raw.push("!".into());
-                            }
-                            b.raw.push(opt.to_string());
-                            b.raw.extend(vals[..n].iter().map(|v| v.to_string()));
                             i += n;
                             taken = true;
                             break;
@@ -1072,15 +1074,13 @@ pub(crate) fn parse_rule_args(
                                 "",
                                 format!("unsupported option `{opt}` of `-m {module}`: match kept verbatim; the tracer cannot evaluate it"),
                             ));
+                            let mut raw = raw_words(&b.m);
                             if take_neg {
-                                b.raw.push("!".into());
+                                raw.push("!".into());
                             }
-                            b.raw.push(opt.to_string());
-                            b.raw.extend(vals.iter().map(|v| v.to_string()));
-                            b.m = Match::Unknown {
-                                module,
-                                args: std::mem::take(&mut b.raw),
-                            };
+                            raw.push(opt.to_string());
+                            raw.extend(vals.iter().map(|v| v.to_string()));
+                            b.m = Match::Unknown { module, args: raw };
                             i = end;
                             taken = true;
                             break;
@@ -1117,7 +1117,7 @@ pub(crate) fn parse_rule_args(
                         let mut m = new_match(p, family);
                         match match_accept(&mut m, opt, take_neg, vals, family) {
                             Ok(Accept::Yes(n)) => {
-                                building.push(Building { m, raw: Vec::new() });
+                                building.push(Building { m });
                                 i += n;
                                 continue;
                             }
@@ -1140,7 +1140,7 @@ pub(crate) fn parse_rule_args(
         }
         rule.matches.push(b.m);
     }
-    if let Some((mut t, _)) = target {
+    if let Some(mut t) = target {
         if let Target::Reject { with } = &mut t {
             if with.is_empty() {
                 // What REJECT does (and iptables-save prints) when no --reject-with is given.
