@@ -1,10 +1,14 @@
-//! kube-proxy's EndpointSlice cache, checked against upstream TestUpdateEndpointsMap
-//! (kubernetes/kubernetes `pkg/proxy/iptables/proxier_test.go`): for every case, the slices the
-//! proxier holds at the end (`currentEndpoints`) and the endpoints map it must build from them
-//! (`expectedResult`: per service port, `ip:port` strings in kube-proxy's order and `isLocal`).
-//! The incremental-update bookkeeping of that test (old maps, conntrack clean-up flags, local
+//! What kube-proxy derives from the API objects, checked against upstream
+//! (kubernetes/kubernetes `pkg/proxy/iptables/proxier_test.go`):
+//! - its service map (TestBuildServiceMap*): how many service ports, which health-check
+//!   NodePorts;
+//! - its EndpointSlice cache (TestUpdateEndpointsMap): for every case, the slices the proxier
+//!   holds at the end (`currentEndpoints`) and the endpoints map it must build from them
+//!   (`expectedResult`: per service port, `ip:port` strings in kube-proxy's order and `isLocal`).
+//!
+//! The incremental-update bookkeeping of those tests (old maps, conntrack clean-up flags, local
 //! endpoint counts for the health-check server) is not modelled by proxyscope: it always
-//! rebuilds from the current objects.
+//! rebuilds from the current objects, so each state is checked as a rebuild.
 
 mod common;
 
@@ -278,4 +282,171 @@ fn update_endpoints_map() {
         &named_port(),
         &[(ep1("p11"), vec![("10.1.1.1:11", false)])],
     );
+}
+
+/// Service ports proxyscope builds from a scenario's Services, and the health-check NodePorts
+/// by service (upstream `svcPortMap` and `HealthCheckNodePorts()`).
+fn service_map(services: &str) -> (usize, Vec<(String, u16)>) {
+    let s = scenario(&format!(
+        "{}{services}",
+        include_str!("golden/fake-proxier.yaml")
+    ));
+    let ports = proxyscope_core::proxier::service_ports(&s, false);
+    let mut hc: Vec<(String, u16)> = ports
+        .iter()
+        .filter(|p| p.port.health_check_node_port != 0)
+        .map(|p| {
+            (
+                format!("{}/{}", p.port.namespace, p.port.name),
+                p.port.health_check_node_port,
+            )
+        })
+        .collect();
+    hc.dedup();
+    (ports.len(), hc)
+}
+
+/// `makeTestService` + `addTestPort`: (name, protocol, port, nodePort, targetPort; 0 = unset).
+fn service(ns: &str, name: &str, spec: &str, ports: &[(&str, &str, u16, u16, u16)]) -> String {
+    let mut s = format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{namespace: {ns}, name: {name}}}\nspec:\n{spec}  ports:\n"
+    );
+    for (n, proto, port, np, tp) in ports {
+        s.push_str(&format!("  - {{name: {n}, protocol: {proto}, port: {port}"));
+        if *np != 0 {
+            s.push_str(&format!(", nodePort: {np}"));
+        }
+        if *tp != 0 {
+            s.push_str(&format!(", targetPort: {tp}"));
+        }
+        s.push_str("}\n");
+    }
+    s
+}
+
+fn lb_status(ip: &str) -> String {
+    format!("status:\n  loadBalancer:\n    ingress: [{{ip: {ip}}}]\n")
+}
+
+/// Upstream: TestBuildServiceMapAddRemove.
+#[test]
+fn build_service_map_add_remove() {
+    let cluster_ip = service(
+        "somewhere-else",
+        "cluster-ip",
+        "  type: ClusterIP\n  clusterIP: 172.30.55.4\n",
+        &[
+            ("something", "UDP", 1234, 4321, 0),
+            ("somethingelse", "UDP", 1235, 5321, 0),
+            ("sctpport", "SCTP", 1236, 6321, 0),
+        ],
+    );
+    let node_port = service(
+        "somewhere-else",
+        "node-port",
+        "  type: NodePort\n  clusterIP: 172.30.55.10\n",
+        &[
+            ("blahblah", "UDP", 345, 678, 0),
+            ("moreblahblah", "TCP", 344, 677, 0),
+            ("muchmoreblah", "SCTP", 343, 676, 0),
+        ],
+    );
+    let load_balancer = service(
+        "somewhere",
+        "load-balancer",
+        "  type: LoadBalancer\n  clusterIP: 172.30.55.11\n  loadBalancerIP: 1.2.3.4\n",
+        &[
+            ("foobar", "UDP", 8675, 30061, 7000),
+            ("baz", "UDP", 8676, 30062, 7001),
+        ],
+    ) + &lb_status("1.2.3.4");
+    let only_local = service(
+        "somewhere",
+        "only-local-load-balancer",
+        "  type: LoadBalancer\n  clusterIP: 172.30.55.12\n  loadBalancerIP: 5.6.7.8\n  externalTrafficPolicy: Local\n  healthCheckNodePort: 345\n",
+        &[
+            ("foobar2", "UDP", 8677, 30063, 7002),
+            ("baz", "UDP", 8678, 30064, 7003),
+        ],
+    ) + &lb_status("5.6.7.8");
+    let (n, hc) = service_map(&(cluster_ip + &node_port + &load_balancer + &only_local));
+    assert_eq!(n, 10, "expected service map length 10");
+    // The only-local-loadbalancer ones get added.
+    assert_eq!(
+        hc,
+        vec![("somewhere/only-local-load-balancer".to_string(), 345)]
+    );
+
+    // oneService: services[0] with its first port removed; the other three deleted.
+    let one_service = service(
+        "somewhere-else",
+        "cluster-ip",
+        "  type: ClusterIP\n  clusterIP: 172.30.55.4\n",
+        &[("somethingelse", "UDP", 1235, 5321, 0)],
+    );
+    let (n, hc) = service_map(&one_service);
+    assert_eq!(n, 1, "expected service map length 1");
+    assert!(hc.is_empty(), "expected 0 healthcheck ports, got {hc:?}");
+}
+
+/// Upstream: TestBuildServiceMapServiceHeadless.
+#[test]
+fn build_service_map_headless() {
+    let svcs = service(
+        "somewhere-else",
+        "headless",
+        "  type: ClusterIP\n  clusterIP: None\n",
+        &[("rpc", "UDP", 1234, 0, 0)],
+    ) + "---\napiVersion: v1\nkind: Service\nmetadata: {namespace: somewhere-else, name: headless-without-port}\nspec:\n  type: ClusterIP\n  clusterIP: None\n";
+    assert_eq!(
+        service_map(&svcs),
+        (0, vec![]),
+        "headless services are ignored"
+    );
+}
+
+/// Upstream: TestBuildServiceMapServiceTypeExternalName.
+#[test]
+fn build_service_map_external_name() {
+    let svcs = service(
+        "somewhere-else",
+        "external-name",
+        "  type: ExternalName\n  clusterIP: 172.30.55.4\n  externalName: foo2.bar.com\n",
+        &[("blah", "UDP", 1235, 5321, 0)],
+    );
+    assert_eq!(
+        service_map(&svcs),
+        (0, vec![]),
+        "ExternalName services are ignored"
+    );
+}
+
+/// Upstream: TestBuildServiceMapServiceUpdate (each state of the service, rebuilt).
+#[test]
+fn build_service_map_update() {
+    let v1 = service(
+        "somewhere",
+        "some-service",
+        "  type: ClusterIP\n  clusterIP: 172.30.55.4\n",
+        &[
+            ("something", "UDP", 1234, 4321, 0),
+            ("somethingelse", "TCP", 1235, 5321, 0),
+        ],
+    );
+    let v2 = service(
+        "somewhere",
+        "some-service",
+        "  type: LoadBalancer\n  clusterIP: 172.30.55.4\n  loadBalancerIP: 1.2.3.4\n  externalTrafficPolicy: Local\n  healthCheckNodePort: 345\n",
+        &[
+            ("something", "UDP", 1234, 4321, 7002),
+            ("somethingelse", "TCP", 1235, 5321, 7003),
+        ],
+    ) + &lb_status("1.2.3.4");
+    assert_eq!(service_map(&v1), (2, vec![]));
+    let hc = vec![("somewhere/some-service".to_string(), 345)];
+    // Changed to LoadBalancer, then "no change": same map, one health-check port.
+    assert_eq!(service_map(&v2), (2, hc.clone()));
+    assert_eq!(service_map(&v2), (2, hc));
+    // And back to ClusterIP.
+    assert_eq!(service_map(&v1), (2, vec![]));
 }
