@@ -3,11 +3,15 @@
 //! Exit codes (a contract scripts rely on): 0 ok, 1 internal error (or a failed `--check`),
 //! 2 bad input.
 
+mod alloc;
 mod cmd;
 mod error;
 mod kernel;
 
 use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static ALLOC: alloc::Counting = alloc::Counting;
 
 #[derive(Parser)]
 #[command(name = "proxyscope", version, about = "See how kube-proxy sends Service traffic to Pods, packet by packet")]
@@ -22,6 +26,8 @@ enum Command {
     Rules(cmd::rules::RulesArgs),
     /// Trace a packet through the rules, hook by hook and rule by rule
     Trace(cmd::trace::TraceArgs),
+    /// Measure generation, parsing, tracing and memory against their references
+    Bench(cmd::bench::BenchArgs),
     /// IPVS tools (scheduler replay, ...)
     #[command(subcommand)]
     Ipvs(cmd::ipvs::IpvsCommand),
@@ -34,6 +40,7 @@ fn main() {
     let result = match cli.command {
         Command::Rules(a) => cmd::rules::run(a),
         Command::Trace(a) => cmd::trace::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
         Command::Ipvs(c) => cmd::ipvs::run(c),
         Command::VerifyKernel(a) => cmd::verify_kernel::run(a),
     };

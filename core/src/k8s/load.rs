@@ -54,27 +54,32 @@ impl<'a> Lines<'a> {
             .unwrap_or((1, usize::MAX))
     }
 
-    /// First line of document `doc` (1-based) at or after `from` that holds `key:`.
+    /// First line of document `doc` (1-based) at or after `from` that holds `key:` (in block
+    /// style at the start of the line, or inside a flow mapping `{..., key: ...}`).
     fn find_key(&self, doc: usize, key: &str, from: usize) -> Option<usize> {
         let (a, b) = self.range(doc);
         let a = a.max(from);
-        self.text
-            .lines()
-            .enumerate()
-            .skip(a.saturating_sub(1))
-            .take_while(|(i, _)| *i < b)
-            .find_map(|(i, l)| {
-                let t = l
-                    .trim_start()
-                    .trim_start_matches("- ")
-                    .trim_start_matches('"');
-                (t.starts_with(key)
-                    && t[key.len()..]
-                        .trim_start_matches('"')
-                        .trim_start()
-                        .starts_with(':'))
-                .then_some(i + 1)
-            })
+        let is_key_at = |l: &str, at: usize| {
+            let rest = l[at + key.len()..].trim_start_matches('"');
+            rest.trim_start().starts_with(':')
+        };
+        self.text.lines().enumerate().skip(a.saturating_sub(1)).take_while(|(i, _)| *i < b).find_map(|(i, l)| {
+            let t = l.trim_start().trim_start_matches("- ").trim_start_matches('"');
+            if t.starts_with(key) && is_key_at(t, 0) {
+                return Some(i + 1);
+            }
+            // Flow style: `{name: x, namespace: y}`.
+            let mut from = 0;
+            while let Some(pos) = l[from..].find(key) {
+                let at = from + pos;
+                let before = l[..at].trim_end_matches('"').trim_end();
+                if (before.ends_with('{') || before.ends_with(',')) && is_key_at(l, at) {
+                    return Some(i + 1);
+                }
+                from = at + key.len();
+            }
+            None
+        })
     }
 
     fn doc_start(&self, doc: usize) -> Option<usize> {
@@ -224,6 +229,8 @@ pub fn load(text: &str) -> Result<Loaded, Vec<Diagnostic>> {
     budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(2 * text.len());
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
+    // YAML 1.2 booleans (true/false only): `namespace: y` is the string "y", not YAML 1.1's true.
+    options.strict_booleans = true;
     let docs: Vec<Value> = match serde_saphyr::from_multiple_with_options::<Value>(text, options) {
         Ok(d) => d,
         Err(e) => {
