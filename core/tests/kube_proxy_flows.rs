@@ -1415,3 +1415,51 @@ fn non_local_external_ips() {
         ],
     );
 }
+
+/// Not an upstream table: the fake proxier of TestNodePorts sets `localhostNodePorts` directly,
+/// but the real `NewProxier` turns it off when nodePortAddresses excludes 127.0.0.1
+/// (`if !nodePortAddresses.ContainsIPv4Loopback() { localhostNodePorts = false }`), so with
+/// the flag left on and nodePortAddresses [192.168.0.0/24] localhost gets no NodePorts, no
+/// `-d 127.0.0.0/8` NodePort rule and no KUBE-FIREWALL anti-martian rule, and NodePorts answer
+/// on 192.168.0.2 only (hand-derived from that code path).
+#[test]
+fn node_ports_localhost_forced_off_by_node_port_addresses() {
+    let yaml = with_config(
+        &with_config(
+            include_str!("golden/node-ports-v4.yaml"),
+            "iptables: {localhostNodePorts: true}",
+        ),
+        "nodePortAddresses: [192.168.0.0/24]",
+    );
+    let s = scenario(&yaml);
+    let output = "10.180.0.1:80, 10.180.2.1:80";
+    run_flows(
+        "NewProxier localhost override",
+        &s,
+        &[
+            flow("external to nodePort", EXT, NODE, 3001, output, true),
+            flow(
+                "localhost to nodePort is ignored",
+                "127.0.0.1",
+                "127.0.0.1",
+                3001,
+                "",
+                false,
+            ),
+            flow(
+                "secondary nodeIP ignores NodePorts",
+                EXT,
+                TEST_NODE_IP_ALT,
+                3001,
+                "",
+                false,
+            ),
+        ],
+    );
+    let payload = generate(&s, Family::V4).payload;
+    assert_eq!(chain_rules(&payload, "filter", "KUBE-FIREWALL"), "");
+    assert!(
+        !payload.contains("-d 127.0.0.0/8 --dport 3001"),
+        "{payload}"
+    );
+}
