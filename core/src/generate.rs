@@ -19,7 +19,7 @@
 //! | what | IPv4 | IPv6 |
 //! |---|---|---|
 //! | this node `node-a`, eth0 (LAN) | 192.168.0.2/24 | 2001:db8::1/64 |
-//! | node-a, pods0 (gateway of its Pods; MASQUERADE source towards Pods) | 10.244.0.1/32 | fd00:10:244::1/128 |
+//! | node-a, pods0 (gateway of its Pods, like a CNI bridge; MASQUERADE source towards them) | 10.244.0.1/24 | fd00:10:244::1/64 |
 //! | node-a, up0 (upstream link, default route) | 172.31.255.2/30 | fd00:ffff::2/64 |
 //! | clusterCIDR (kube-proxy's local-traffic detector) | 10.244.0.0/16 | fd00:10:244::/48 |
 //! | node-a podCIDR; its Pods' endpoints | 10.244.0.0/24; 10.244.0.10 … | fd00:10:244::/64; fd00:10:244::a … |
@@ -466,7 +466,7 @@ fn node_network() -> Y {
                 ("eth0".into(), strs(&["192.168.0.2/24", "2001:db8::1/64"])),
                 (
                     "pods0".into(),
-                    strs(&["10.244.0.1/32", "fd00:10:244::1/128"]),
+                    strs(&["10.244.0.1/24", "fd00:10:244::1/64"]),
                 ),
                 ("up0".into(), strs(&["172.31.255.2/30", "fd00:ffff::2/64"])),
             ]),

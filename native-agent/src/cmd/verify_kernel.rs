@@ -269,7 +269,7 @@ fn verify_one(
         };
         let p = diff::predict(&mut session, &flow, &k);
         let problems = diff::disagreements(&k, &p);
-        let notes = diff::notes(&k, &p);
+        let notes = diff::notes(&k, &p, &node.pod_nets);
         if !notes.is_empty() {
             t.noted += 1;
             if a.verbose || t.noted <= 3 {

@@ -473,6 +473,8 @@ pub struct Node {
     pub world: World,
     pub scenario: Scenario,
     pub families: Vec<FamilyRules>,
+    /// The node's interface networks that hold backends (a CNI bridge's `10.244.1.1/24`).
+    pub pod_nets: Vec<IpNet>,
     _listeners: Listeners,
 }
 
@@ -492,9 +494,23 @@ impl Node {
         let addrs = backends(&families);
         let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
         world.add_pod_ips(&ips).map_err(|e| e.to_string())?;
+        // Interface networks of the scenario's node that contain backends are its Pod network
+        // (cni0 …): they go on the pod-facing veth; every other address on eth0.
+        let pod_nets: Vec<IpNet> = scenario
+            .network
+            .interfaces
+            .iter()
+            .flat_map(|(_, nets)| nets.iter().copied())
+            .filter(|n| n.prefix_len() < n.max_prefix_len() && !n.addr().is_loopback())
+            .filter(|n| ips.iter().any(|ip| n.contains(ip)))
+            .collect();
+        world
+            .add_pod_gateways(&pod_nets)
+            .map_err(|e| e.to_string())?;
         let node_ips: Vec<IpAddr> = scenario
             .local_addresses()
             .into_iter()
+            .filter(|ip| !pod_nets.iter().any(|n| n.addr() == *ip))
             .chain(
                 [scenario.node_ip(false), scenario.node_ip(true)]
                     .into_iter()
@@ -536,6 +552,7 @@ impl Node {
                 world,
                 scenario,
                 families,
+                pod_nets,
                 _listeners: listeners,
             },
             mismatches,
@@ -697,11 +714,19 @@ pub fn predict(session: &mut Session, flow: &Flow, k: &KernelView) -> Prediction
 /// (`nf_nat_masquerade_ipv4` → `inet_select_addr(out, nexthop, RT_SCOPE_UNIVERSE)`; IPv6:
 /// `ipv6_dev_get_saddr` on the out device), so a Pod on this node sees the node's address on
 /// the Pod network, not its InternalIP.
-pub fn notes(k: &KernelView, p: &Prediction) -> Vec<String> {
+///
+/// Only checked for backends on a network the scenario puts on one of the node's interfaces
+/// (`pod_nets`): how other nodes' Pods are reached (tunnel, uplink) is not in the scenario.
+pub fn notes(k: &KernelView, p: &Prediction, pod_nets: &[IpNet]) -> Vec<String> {
+    let on_pod_net = |ip: IpAddr| pod_nets.iter().any(|n| n.contains(&ip));
     match (&k.observed, k.masq, p.final_src) {
-        (Observed::Delivered { seen_src, .. }, Some(true), Some(core_src))
-            if seen_src.ip() != core_src =>
-        {
+        (
+            Observed::Delivered {
+                seen_src, backend, ..
+            },
+            Some(true),
+            Some(core_src),
+        ) if seen_src.ip() != core_src && on_pod_net(backend.ip()) => {
             vec![format!(
                 "masquerade source: kernel {}, core {core_src}",
                 seen_src.ip()

@@ -3,8 +3,8 @@
 //! ```text
 //!  ext (external client, LAN)         node (kube-proxy's rules live here)          pods (every Pod IP)
 //!  eth0 192.168.0.100/24  ───veth───  eth0 192.168.0.2/24, 2001:db8::1/64
-//!       2001:db8::100/64              pods0 10.244.0.1/32 ─────────veth─────────  eth0 <pod IPs>/32,/128
-//!                                           fd00:10:244::1/128                    listeners: TCP+UDP on
+//!       2001:db8::100/64              pods0 10.244.0.1/24 ─────────veth─────────  eth0 <pod IPs>/32,/128
+//!                                           fd00:10:244::1/64                     listeners: TCP+UDP on
 //!  podc (a Pod on this node)                                                      every endpoint ip:port
 //!  eth0 10.244.0.250/32  ────veth───  podc0 (route 10.244.0.250/32, fd00:10:244::fa/128)
 //!       fd00:10:244::fa/128
@@ -278,8 +278,9 @@ impl World {
         // `nodad`: no IPv6 duplicate address detection, so addresses are usable immediately.
         node.ip(&["addr", "add", "192.168.0.2/24", "dev", "eth0"])?;
         node.ip(&["addr", "add", "2001:db8::1/64", "dev", "eth0", "nodad"])?;
-        node.ip(&["addr", "add", "10.244.0.1/32", "dev", "pods0"])?;
-        node.ip(&["addr", "add", "fd00:10:244::1/128", "dev", "pods0", "nodad"])?;
+        // Like a CNI bridge (cni0 10.244.0.1/24): the node's own podCIDR is on-link here.
+        node.ip(&["addr", "add", "10.244.0.1/24", "dev", "pods0"])?;
+        node.ip(&["addr", "add", "fd00:10:244::1/64", "dev", "pods0", "nodad"])?;
         // The Pod client's gateway too: IPv6 neighbour discovery only answers for addresses of
         // the interface the solicitation arrived on (unlike ARP with arp_ignore=0).
         node.ip(&["addr", "add", "fd00:10:244::1/128", "dev", "podc0", "nodad"])?;
@@ -442,6 +443,17 @@ impl World {
             self.sources[1][usize::from(ip.is_ipv6())] = *ip;
         }
         batch(&self.podc, &podc_batch)?;
+        batch(&self.node, &node_batch)
+    }
+
+    /// Put the node's Pod-network addresses (e.g. a CNI bridge's `10.0.0.1/24`) on the
+    /// pod-facing veth, so MASQUERADE towards those Pods picks them as the kernel would.
+    pub fn add_pod_gateways(&self, nets: &[ipnet::IpNet]) -> Result<(), SysError> {
+        let mut node_batch = String::new();
+        for n in nets {
+            let nodad = if n.addr().is_ipv6() { " nodad" } else { "" };
+            node_batch.push_str(&format!("addr replace {n} dev pods0{nodad}\n"));
+        }
         batch(&self.node, &node_batch)
     }
 
