@@ -651,3 +651,27 @@ fn non_local_external_ips_nat() {
         )))),
     );
 }
+
+/// Upstream: TestComputeProbability — the `--probability` text of the SVC chain cascade.
+#[test]
+fn compute_probability() {
+    use proxyscope_core::proxier::iptables::probability;
+    for (n, expected) in [
+        (1, "1.0000000000"),
+        (2, "0.5000000000"),
+        (10, "0.1000000000"),
+        (100, "0.0100000000"),
+        (1000, "0.0010000000"),
+        (10000, "0.0001000000"),
+        (100000, "0.0000100000"),
+        (100001, "0.0000099999"),
+    ] {
+        assert_eq!(probability(n), expected, "computeProbability({n})");
+    }
+    let mut prev = 0.0f64;
+    for i in (2..=100_000).rev() {
+        let p: f64 = probability(i).parse().unwrap();
+        assert!(p > prev, "probability not increasing at {i}: {p} <= {prev}");
+        prev = p;
+    }
+}
