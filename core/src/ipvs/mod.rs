@@ -10,6 +10,7 @@
 //!   decisions, each with a reason in the kernel's terms; [`mh`] and [`lblc`] hold the two
 //!   larger ones.
 //! * [`hash`] — `hash_32`, the address fold and the 64-bit kernel's `hsiphash`.
+//! * [`ipvsadm`] — `ipvsadm -Sn` / `-Ln` text, printed byte for byte and parsed back.
 //!
 //! Architecture invariant: nothing here reads a clock or OS randomness. Time is a parameter
 //! (seconds, `f64`); twos draws from a caller-supplied [`sched::RandomSource`].
@@ -18,6 +19,7 @@
 //! (`CONFIG_IP_VS_SH_TAB_BITS` = 8, `CONFIG_IP_VS_MH_TAB_INDEX` = 12).
 
 pub mod hash;
+pub mod ipvsadm;
 pub mod lblc;
 pub mod mh;
 pub mod replay;

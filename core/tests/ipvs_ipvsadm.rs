@@ -1,0 +1,262 @@
+//! `ipvsadm -Sn` / `-Ln` text. Expected output is ipvsadm 1.31's printf formats
+//! (`print_title`, `print_service_entry`, `print_largenum`) applied by hand to the values below
+//! (each line re-checked with Python's printf-compatible `%` operator), not our printer's output.
+
+use proptest::prelude::*;
+use proxyscope_core::ipvs::ipvsadm::{
+    Counters, Forward, IpvsProto, ListFormat, ListOptions, Netmask, RealServer, Service,
+    ServiceKey, parse_list, parse_rules, print_list, print_rules,
+};
+use std::net::SocketAddr;
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn sample() -> Vec<Service> {
+    // Kernel order (unsorted): ipvsadm sorts.
+    let mut api = Service::new(
+        ServiceKey::Addr {
+            proto: IpvsProto::Tcp,
+            addr: sa("10.96.0.1:443"),
+        },
+        "rr",
+    );
+    let mut d3 = RealServer::new(sa("172.18.0.3:6443"), Forward::Masq, 1);
+    d3.activeconns = 2;
+    d3.inactconns = 1;
+    api.dests = vec![d3, RealServer::new(sa("172.18.0.2:6443"), Forward::Masq, 1)];
+    let mut dns = Service::new(
+        ServiceKey::Addr {
+            proto: IpvsProto::Udp,
+            addr: sa("10.96.0.10:53"),
+        },
+        "sh",
+    );
+    dns.sched_flags = 0x18;
+    dns.dests = vec![RealServer::new(sa("10.244.0.2:53"), Forward::Masq, 1)];
+    let mut sticky = Service::new(
+        ServiceKey::Addr {
+            proto: IpvsProto::Tcp,
+            addr: sa("192.168.0.10:80"),
+        },
+        "wlc",
+    );
+    sticky.persistent = Some(10800);
+    sticky.dests = vec![RealServer::new(sa("10.244.1.5:8080"), Forward::Masq, 1)];
+    vec![api, dns, sticky]
+}
+
+#[test]
+fn save_format_matches_ipvsadm() {
+    // Sort (ipvs_cmp_services): protocol TCP (6) before UDP (17); within TCP the address
+    // difference is taken as a signed int: ntohl(10.96.0.1) - ntohl(192.168.0.10)
+    // = 0x0A600001 - 0xC0A8000A = 0x49B7FFF7 (mod 2^32) > 0, so 192.168.0.10 sorts FIRST.
+    // "-A %s -s %s" + " -p %u"; "-b " + "sh-fallback,sh-port" (sh names);
+    // "-a %s -r %s %s -w %d".
+    let want = "\
+-A -t 192.168.0.10:80 -s wlc -p 10800
+-a -t 192.168.0.10:80 -r 10.244.1.5:8080 -m -w 1
+-A -t 10.96.0.1:443 -s rr
+-a -t 10.96.0.1:443 -r 172.18.0.2:6443 -m -w 1
+-a -t 10.96.0.1:443 -r 172.18.0.3:6443 -m -w 1
+-A -u 10.96.0.10:53 -s sh -b sh-fallback,sh-port
+-a -u 10.96.0.10:53 -r 10.244.0.2:53 -m -w 1
+";
+    assert_eq!(print_rules(&sample(), false), want);
+}
+
+#[test]
+fn list_format_matches_ipvsadm() {
+    // "%-4s %s" -> "TCP  10.96.0.1:443"; dests "  -> %-28s %-7s %-6d %-10u %-10u\n" leave
+    // trailing spaces after the last column.
+    let want = "IP Virtual Server version 1.2.1 (size=4096)\n\
+Prot LocalAddress:Port Scheduler Flags\n\
+\x20 -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+TCP  192.168.0.10:80 wlc persistent 10800\n\
+\x20 -> 10.244.1.5:8080              Masq    1      0          0         \n\
+TCP  10.96.0.1:443 rr\n\
+\x20 -> 172.18.0.2:6443              Masq    1      0          0         \n\
+\x20 -> 172.18.0.3:6443              Masq    1      2          1         \n\
+UDP  10.96.0.10:53 sh (sh-fallback,sh-port)\n\
+\x20 -> 10.244.0.2:53                Masq    1      0          0         \n";
+    assert_eq!(print_list(&sample(), ListOptions::default()), want);
+}
+
+#[test]
+fn stats_and_rate_use_print_largenum() {
+    let mut s = Service::new(
+        ServiceKey::Addr {
+            proto: IpvsProto::Tcp,
+            addr: sa("10.96.0.1:443"),
+        },
+        "rr",
+    );
+    s.stats = Counters([5, 100, 123_456_789, 6000, 9_000_000_000]);
+    let mut d = RealServer::new(sa("172.18.0.2:6443"), Forward::Masq, 1);
+    d.stats = s.stats;
+    d.rate = Counters([1, 2, 3, 4, 123_456_789_012]);
+    s.rate = d.rate;
+    s.dests = vec![d];
+    // 123456789 < 1e9 -> "%8lluK" of 123456; 9e9 < 1e11 -> "%8lluM" of 9000.
+    let want = "IP Virtual Server version 1.2.1 (size=4096)\n\
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n\
+\x20 -> RemoteAddress:Port\n\
+TCP  10.96.0.1:443                       5      100  123456K     6000    9000M\n\
+\x20 -> 172.18.0.2:6443                     5      100  123456K     6000    9000M\n";
+    let opt = ListOptions {
+        format: ListFormat::Stats,
+        ..ListOptions::default()
+    };
+    assert_eq!(print_list(std::slice::from_ref(&s), opt), want);
+    // --rate: the dest's cps/inpps/outpps are plain "%8llu" after a space; bps via largenum:
+    // 4 -> "%9llu"; 123456789012 >= 1e11 -> "%8lluG" of 123.
+    let want = "IP Virtual Server version 1.2.1 (size=4096)\n\
+Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n\
+\x20 -> RemoteAddress:Port\n\
+TCP  10.96.0.1:443                       1        2        3        4     123G\n\
+\x20 -> 172.18.0.2:6443                     1        2        3        4     123G\n";
+    let opt = ListOptions {
+        format: ListFormat::Rate,
+        ..ListOptions::default()
+    };
+    assert_eq!(print_list(&[s.clone()], opt), want);
+    // --exact: width 9 up to 8 digits, else digits + 1: 100 -> 9, 123456789 -> 10,
+    // 9000000000 -> 11.
+    let opt = ListOptions {
+        format: ListFormat::Stats,
+        exact: true,
+        ..ListOptions::default()
+    };
+    assert!(print_list(&[s], opt).contains("      100 123456789     6000 9000000000\n"));
+}
+
+#[test]
+fn fwmark_ipv6_and_netmask() {
+    let mut f = Service::new(ServiceKey::Fwmark { mark: 7, v6: false }, "rr");
+    f.persistent = Some(60);
+    f.netmask = Some(Netmask::V4("255.255.255.0".parse().unwrap()));
+    f.dests = vec![RealServer::new(sa("10.0.0.1:0"), Forward::Route, 3)];
+    let mut six = Service::new(
+        ServiceKey::Addr {
+            proto: IpvsProto::Tcp,
+            addr: sa("[fd00::1]:80"),
+        },
+        "mh",
+    );
+    six.sched_flags = 0x10;
+    six.dests = vec![RealServer::new(sa("[fd00::a]:8080"), Forward::Masq, 2)];
+    // fwmark 7 sorts after fwmark 0 (address services).
+    let want = "\
+-A -t [fd00::1]:80 -s mh -b mh-port
+-a -t [fd00::1]:80 -r [fd00::a]:8080 -m -w 2
+-A -f 7 -s rr -p 60 -M 255.255.255.0
+-a -f 7 -r 10.0.0.1:0 -g -w 3
+";
+    assert_eq!(print_rules(&[f.clone(), six.clone()], false), want);
+    let list = print_list(&[f, six], ListOptions::default());
+    assert!(
+        list.contains("\nTCP  [fd00::1]:80 mh (mh-port)\n"),
+        "{list}"
+    );
+    assert!(
+        list.contains("\nFWM  7 rr persistent 60 mask 255.255.255.0\n"),
+        "{list}"
+    );
+    assert!(
+        list.contains("\n  -> 10.0.0.1:0                   Route   3      0          0         \n"),
+        "{list}"
+    );
+}
+
+#[test]
+fn parse_errors_carry_line_numbers() {
+    let text = "-A -t 10.96.0.1:443 -s rr\n-a -t 10.96.0.1:443 -r 10.0.0.1 -m -w 1\n-a -t 10.9.9.9:1 -r 10.0.0.1:80\n-Q\n";
+    let p = parse_rules(text);
+    assert_eq!(p.services.len(), 1);
+    let d: Vec<String> = p.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(d.len(), 3, "{d:?}");
+    assert!(
+        d[0].starts_with("line 2: \"10.0.0.1\" is not an address:port"),
+        "{d:?}"
+    );
+    assert!(d[1].starts_with("line 3: service not defined"), "{d:?}");
+    assert!(d[2].starts_with("line 4: no service"), "{d:?}");
+    let p = parse_list(
+        "IP Virtual Server version 1.2.1 (size=4096)\nTCP  10.96.0.1:443 rr\n  -> 10.0.0.1:80 Masq 1 x 0\n",
+    );
+    assert_eq!(p.diagnostics[0].line, 3);
+}
+
+fn arb_service() -> impl Strategy<Value = Service> {
+    let addr = (any::<[u8; 4]>(), 1u16..).prop_map(|(a, p)| SocketAddr::from((a, p)));
+    let proto = prop::sample::select(vec![IpvsProto::Tcp, IpvsProto::Udp, IpvsProto::Sctp]);
+    let sched = prop::sample::select(vec!["rr", "wrr", "lc", "wlc", "sh", "mh", "dh", "twos"]);
+    let fwd = prop::sample::select(vec![Forward::Masq, Forward::Route, Forward::Tunnel]);
+    let dest =
+        (addr.clone(), fwd, 0i32..65536, 0u32..1000, 0u32..1000).prop_map(|(a, f, w, x, y)| {
+            let mut d = RealServer::new(a, f, w);
+            d.activeconns = x;
+            d.inactconns = y;
+            d
+        });
+    (
+        proto,
+        addr,
+        sched,
+        0u32..8,
+        prop::option::of(1u32..100000),
+        prop::collection::vec(dest, 0..5),
+    )
+        .prop_map(|(proto, addr, sched, flags, persistent, mut dests)| {
+            let mut s = Service::new(ServiceKey::Addr { proto, addr }, sched);
+            s.sched_flags = flags << 3;
+            s.persistent = persistent;
+            dests.sort_by_key(|d| d.addr);
+            dests.dedup_by_key(|d| d.addr);
+            s.dests = dests;
+            s
+        })
+}
+
+fn unique(mut v: Vec<Service>) -> Vec<Service> {
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|s| seen.insert(s.key));
+    v
+}
+
+proptest! {
+    /// -Sn then parse gives back every service and server (counters are not in the rules).
+    #[test]
+    fn rules_round_trip(services in prop::collection::vec(arb_service(), 0..6)) {
+        let services = unique(services);
+        let text = print_rules(&services, true);
+        let p = parse_rules(&text);
+        prop_assert!(p.diagnostics.is_empty(), "{:?}\n{}", p.diagnostics, text);
+        let mut want = services.clone();
+        for s in &mut want {
+            for d in &mut s.dests {
+                d.activeconns = 0;
+                d.inactconns = 0;
+            }
+        }
+        prop_assert_eq!(p.services, want);
+    }
+
+    /// -Ln then parse gives back the same table in ipvsadm's order.
+    #[test]
+    fn list_round_trip(services in prop::collection::vec(arb_service(), 0..6)) {
+        let services = unique(services);
+        let text = print_list(&services, ListOptions { nosort: true, ..ListOptions::default() });
+        let p = parse_list(&text);
+        prop_assert!(p.diagnostics.is_empty(), "{:?}\n{}", p.diagnostics, text);
+        prop_assert_eq!(p.services, services);
+    }
+
+    /// Arbitrary text never panics either parser.
+    #[test]
+    fn parsers_never_panic(text in "[-A-Za-z0-9 .:\\[\\]()\n>]{0,200}") {
+        let _ = parse_rules(&text);
+        let _ = parse_list(&text);
+    }
+}
