@@ -304,3 +304,41 @@ conntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown.
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The parsers take whatever the tools (or a broken tool) print without panicking.
+        #[test]
+        fn parsers_never_panic(text in "(?s).{0,400}") {
+            let _ = parse_counted_rules(&text);
+            let _ = parse_conntrack(&text);
+            let _ = strip_counters(&text);
+            let _ = strip_comment_lines(&text);
+            let _ = crate::kernel::listen::parse_reply(&text);
+        }
+
+        /// Counters and per-chain positions survive a print → parse round trip.
+        #[test]
+        fn counted_rules_round_trip(rules in proptest::collection::vec((0usize..3, 0u64..1_000_000, 0u64..1_000_000), 0..30)) {
+            let chains = ["A", "KUBE-SERVICES", "KUBE-SVC-X"];
+            let mut text = String::from("*nat\n:A - [0:0]\n");
+            for (c, p, b) in &rules {
+                text.push_str(&format!("[{p}:{b}] -A {} -j RETURN\n", chains[*c]));
+            }
+            text.push_str("COMMIT\n");
+            let parsed = parse_counted_rules(&text).unwrap();
+            prop_assert_eq!(parsed.len(), rules.len());
+            for (i, (r, (c, p, _))) in parsed.iter().zip(&rules).enumerate() {
+                prop_assert_eq!(&r.chain, chains[*c]);
+                prop_assert_eq!(r.packets, *p);
+                let before = rules[..i].iter().filter(|(c2, _, _)| c2 == c).count();
+                prop_assert_eq!(r.index, before + 1);
+            }
+            prop_assert!(!strip_counters(&text).contains("] -A"));
+        }
+    }
+}
