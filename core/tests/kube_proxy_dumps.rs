@@ -211,6 +211,30 @@ fn every_golden_payload_is_consistent() {
             include_str!("golden/sync-proxy-rules-repeated.yaml"),
         ),
         (
+            "internal-traffic-policy",
+            include_str!("golden/internal-traffic-policy.yaml"),
+        ),
+        (
+            "terminating-endpoints-local",
+            include_str!("golden/terminating-endpoints-local.yaml"),
+        ),
+        (
+            "terminating-endpoints-cluster",
+            include_str!("golden/terminating-endpoints-cluster.yaml"),
+        ),
+        (
+            "session-affinity",
+            include_str!("golden/session-affinity.yaml"),
+        ),
+        (
+            "only-local-external-ips",
+            include_str!("golden/only-local-external-ips.yaml"),
+        ),
+        (
+            "non-local-external-ips",
+            include_str!("golden/non-local-external-ips.yaml"),
+        ),
+        (
             "load-balancer-ip-mode",
             include_str!("golden/load-balancer-ip-mode.yaml"),
         ),
