@@ -165,8 +165,11 @@ impl Reader<'_> {
             self.doc
         )
     }
+    /// The YAML key a field path ends in: `iptables.masqueradeAll` → `masqueradeAll`,
+    /// `nodePortAddresses[1]` → `nodePortAddresses` (list items have no key of their own).
     fn last_key(field: &str) -> &str {
-        field.rsplit('.').next().unwrap_or(field)
+        let key = field.rsplit('.').next().unwrap_or(field);
+        key.split('[').next().unwrap_or(key)
     }
     pub fn error(&mut self, field: &str, msg: impl Into<String>) {
         let line = (self.line_of)(Self::last_key(field));
