@@ -137,3 +137,39 @@ proptest! {
         let _ = k8s::load(&text);
     }
 }
+
+/// A bad value in the KubeProxyConfiguration is an error naming its document, field and line
+/// (kube-proxy itself refuses to start on these: `validateKubeProxyConfiguration`).
+#[test]
+fn bad_config_values_name_their_place() {
+    let base = include_str!("golden/node-ports-v4.yaml");
+    let line_of =
+        |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).map(|i| i + 1);
+    for (extra, field) in [
+        (
+            "nodePortAddresses: [192.168.0.0/24, 300.1.1.1/24]",
+            "nodePortAddresses[1]",
+        ),
+        ("nodePortAddresses: [10.0.0.0/33]", "nodePortAddresses[0]"),
+        (
+            "iptables: {localhostNodePorts: maybe}",
+            "iptables.localhostNodePorts",
+        ),
+        ("iptables: {masqueradeAll: 1}", "iptables.masqueradeAll"),
+        ("conntrack: {tcpBeLiberal: yes}", "conntrack.tcpBeLiberal"),
+        ("detectLocalMode: Bogus", "detectLocalMode"),
+    ] {
+        let text = base.replacen("mode: iptables\n", &format!("mode: iptables\n{extra}\n"), 1);
+        let errs = k8s::load(&text).expect_err(extra);
+        let e = errs
+            .iter()
+            .find(|d| d.severity == Severity::Error)
+            .unwrap_or_else(|| panic!("{extra}: no error in {errs:?}"));
+        assert!(
+            e.location.contains("KubeProxyConfiguration") && e.location.contains(field),
+            "{extra}: location {:?}",
+            e.location
+        );
+        assert_eq!(e.line, line_of(&text, extra), "{extra}: line");
+    }
+}
