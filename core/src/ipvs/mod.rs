@@ -11,6 +11,7 @@
 //!   larger ones.
 //! * [`hash`] — `hash_32`, the address fold and the 64-bit kernel's `hsiphash`.
 //! * [`ipvsadm`] — `ipvsadm -Sn` / `-Ln` text, printed byte for byte and parsed back.
+//! * [`ipset`] — `ipset save` / `ipset list` text, printed byte for byte and parsed back.
 //!
 //! Architecture invariant: nothing here reads a clock or OS randomness. Time is a parameter
 //! (seconds, `f64`); twos draws from a caller-supplied [`sched::RandomSource`].
@@ -19,6 +20,7 @@
 //! (`CONFIG_IP_VS_SH_TAB_BITS` = 8, `CONFIG_IP_VS_MH_TAB_INDEX` = 12).
 
 pub mod hash;
+pub mod ipset;
 pub mod ipvsadm;
 pub mod lblc;
 pub mod mh;
