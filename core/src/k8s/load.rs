@@ -63,23 +63,31 @@ impl<'a> Lines<'a> {
             let rest = l[at + key.len()..].trim_start_matches('"');
             rest.trim_start().starts_with(':')
         };
-        self.text.lines().enumerate().skip(a.saturating_sub(1)).take_while(|(i, _)| *i < b).find_map(|(i, l)| {
-            let t = l.trim_start().trim_start_matches("- ").trim_start_matches('"');
-            if t.starts_with(key) && is_key_at(t, 0) {
-                return Some(i + 1);
-            }
-            // Flow style: `{name: x, namespace: y}`.
-            let mut from = 0;
-            while let Some(pos) = l[from..].find(key) {
-                let at = from + pos;
-                let before = l[..at].trim_end_matches('"').trim_end();
-                if (before.ends_with('{') || before.ends_with(',')) && is_key_at(l, at) {
+        self.text
+            .lines()
+            .enumerate()
+            .skip(a.saturating_sub(1))
+            .take_while(|(i, _)| *i < b)
+            .find_map(|(i, l)| {
+                let t = l
+                    .trim_start()
+                    .trim_start_matches("- ")
+                    .trim_start_matches('"');
+                if t.starts_with(key) && is_key_at(t, 0) {
                     return Some(i + 1);
                 }
-                from = at + key.len();
-            }
-            None
-        })
+                // Flow style: `{name: x, namespace: y}`.
+                let mut from = 0;
+                while let Some(pos) = l[from..].find(key) {
+                    let at = from + pos;
+                    let before = l[..at].trim_end_matches('"').trim_end();
+                    if (before.ends_with('{') || before.ends_with(',')) && is_key_at(l, at) {
+                        return Some(i + 1);
+                    }
+                    from = at + key.len();
+                }
+                None
+            })
     }
 
     fn doc_start(&self, doc: usize) -> Option<usize> {
@@ -435,14 +443,10 @@ fn check_service(ctx: &mut Ctx, doc: usize, what: &str, s: &Service) {
         ctx.error(doc, what, Some("spec"), "a Service needs a spec");
         return;
     };
-    for (i, ip) in spec
-        .cluster_ips
-        .iter()
-        .flatten()
-        .chain(spec.cluster_ip.iter())
-        .enumerate()
-    {
-        if ip != "None" && !ip.is_empty() && parse_ip_sloppy(ip).is_none() {
+    let bad_ip = |ip: &str| ip != "None" && !ip.is_empty() && parse_ip_sloppy(ip).is_none();
+    let cluster_ips = spec.cluster_ips.as_deref().unwrap_or_default();
+    for (i, ip) in cluster_ips.iter().enumerate() {
+        if bad_ip(ip) {
             ctx.error(
                 doc,
                 what,
@@ -450,6 +454,18 @@ fn check_service(ctx: &mut Ctx, doc: usize, what: &str, s: &Service) {
                 format!("`{ip}` is not an IP address"),
             );
         }
+    }
+    // The API keeps clusterIP equal to clusterIPs[0]; name the field the user actually wrote.
+    if let Some(ip) = &spec.cluster_ip
+        && bad_ip(ip)
+        && cluster_ips.first() != Some(ip)
+    {
+        ctx.error(
+            doc,
+            what,
+            Some("spec.clusterIP"),
+            format!("`{ip}` is not an IP address"),
+        );
     }
     for (i, ip) in spec.external_ips.iter().flatten().enumerate() {
         if parse_ip_sloppy(ip).is_none() {
@@ -474,6 +490,25 @@ fn check_service(ctx: &mut Ctx, doc: usize, what: &str, s: &Service) {
                 what,
                 Some(&format!("spec.loadBalancerSourceRanges[{i}]")),
                 format!("`{r}` is not a CIDR: kube-proxy skips it"),
+            );
+        }
+    }
+    let ingress = s
+        .status
+        .as_ref()
+        .and_then(|st| st.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref());
+    for (i, ing) in ingress.into_iter().flatten().enumerate() {
+        // API validation admits only IPs here (kube-proxy parses them unchecked).
+        if let Some(ip) = &ing.ip
+            && !ip.is_empty()
+            && parse_ip_sloppy(ip).is_none()
+        {
+            ctx.error(
+                doc,
+                what,
+                Some(&format!("status.loadBalancer.ingress[{i}].ip")),
+                format!("`{ip}` is not an IP address"),
             );
         }
     }
