@@ -173,3 +173,47 @@ fn bad_config_values_name_their_place() {
         assert_eq!(e.line, line_of(&text, extra), "{extra}: line");
     }
 }
+
+/// A bad value in a Service or EndpointSlice is an error naming the object, the field as
+/// written, and its line.
+#[test]
+fn bad_object_values_name_their_place() {
+    let base = include_str!("golden/load-balancer.yaml");
+    for (from, to, field) in [
+        (
+            "clusterIP: 172.30.0.41",
+            "clusterIP: 172.30.0.999",
+            "(Service ns1/svc1), field spec.clusterIP",
+        ),
+        (
+            "ingress: [{ip: 1.2.3.4}",
+            "ingress: [{ip: 1.2.3}",
+            "(Service ns1/svc1), field status.loadBalancer.ingress[0].ip",
+        ),
+        (
+            "protocol: TCP, nodePort: 3001",
+            "protocol: TCP, nodePort: 99999",
+            "(Service ns1/svc1), field spec.ports[0].nodePort",
+        ),
+        (
+            "endpoints: [{addresses: [10.180.0.1]}]",
+            "endpoints: [{addresses: [10.180.0.x]}]",
+            "(EndpointSlice ns1/svc1-1), field endpoints[0].addresses[0]",
+        ),
+    ] {
+        assert!(base.contains(from), "{from}");
+        let text = base.replacen(from, to, 1);
+        let errs = k8s::load(&text).expect_err(to);
+        let e = errs
+            .iter()
+            .find(|d| d.severity == Severity::Error)
+            .unwrap_or_else(|| panic!("{to}: no error in {errs:?}"));
+        assert!(
+            e.location.ends_with(field),
+            "{to}: location {:?}",
+            e.location
+        );
+        let line = text.lines().position(|l| l.contains(to)).map(|i| i + 1);
+        assert_eq!(e.line, line, "{to}: line");
+    }
+}
