@@ -1076,3 +1076,26 @@ fn the_service_and_scheduler_state_serialise_for_display() {
     let dv = serde_json::to_value(d).unwrap();
     assert!(dv["reason"].as_str().unwrap().starts_with("wrr:"));
 }
+
+#[test]
+fn a_decision_becomes_a_trace_step() {
+    let mut s = new(SchedulerKind::Rr);
+    add(&mut s, &[("A", 1)]);
+    let d = s
+        .schedule(&key_to("192.0.2.1:1", VIP), 1.0, &mut NoRandom)
+        .unwrap();
+    match d.trace_step(s.scheduler()) {
+        proxyscope_core::trace::Step::IpvsSchedule {
+            scheduler,
+            server,
+            reason,
+        } => {
+            assert_eq!(
+                (scheduler.as_str(), server.as_deref()),
+                ("rr", Some("10.0.1.1:80"))
+            );
+            assert!(reason.starts_with("rr:"));
+        }
+        other => panic!("{other:?}"),
+    }
+}

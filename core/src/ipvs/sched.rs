@@ -55,6 +55,15 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// The trace event the packet walk records for this decision.
+    pub fn trace_step(&self, scheduler: SchedulerKind) -> crate::trace::Step {
+        crate::trace::Step::IpvsSchedule {
+            scheduler: scheduler.name().to_string(),
+            server: self.server.map(|a| a.to_string()),
+            reason: self.reason.to_string(),
+        }
+    }
+
     fn pick(v: &View<'_>, id: DestId, reason: &'static str) -> Decision {
         Decision {
             dest: Some(id),
