@@ -10,6 +10,13 @@
 //! reached". proxyscope models the kernel instead (OUTPUT path for node-local sources, real
 //! marks and conntrack). Where the two disagree the row keeps upstream's values as data and
 //! carries `.kernel(output, masq, why)` with proxyscope's answer and the reason.
+//!
+//! No row needs that today. The node-originated rows (source 192.168.0.2, 127.0.0.1, ::1…) take
+//! nat OUTPUT in proxyscope, but kube-proxy jumps to the same KUBE-SERVICES from OUTPUT and
+//! PREROUTING, and the rules that treat them apart key on `--src-type LOCAL`, which both
+//! tracers evaluate; the filter rules upstream's tracer walks directly are reached from INPUT /
+//! FORWARD / OUTPUT on the kernel path (the `--ctstate NEW` jumps hold for a first packet); and
+//! every KUBE-MARK-MASQ these flows reach ends in a MASQUERADE in POSTROUTING.
 
 mod common;
 
