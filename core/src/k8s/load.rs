@@ -170,10 +170,13 @@ impl Ctx<'_> {
     fn place(&self, doc: usize, what: &str, field: Option<&str>) -> (Option<usize>, String) {
         let line = match field {
             Some(f) => {
-                let key = f.rsplit('.').next().unwrap_or(f);
-                let key = key.split('[').next().unwrap_or(key);
-                self.lines
-                    .find_key(doc, key, 0)
+                // Follow the path key by key (`spec`, then `ports`, then `name` …) so a common
+                // last key such as `name` is found under its own parent, not in `metadata`.
+                let keys = || f.split('.').map(|k| k.split('[').next().unwrap_or(k));
+                let by_path = keys().try_fold(0, |from, k| self.lines.find_key(doc, k, from));
+                let last = keys().last().unwrap_or(f);
+                by_path
+                    .or_else(|| self.lines.find_key(doc, last, 0))
                     .or_else(|| self.lines.doc_start(doc))
             }
             None => self.lines.doc_start(doc),
@@ -427,9 +430,51 @@ pub fn load(text: &str) -> Result<Loaded, Vec<Diagnostic>> {
     })
 }
 
+/// A DNS-1123 label (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters): what the API
+/// server requires of namespaces; Service names must also start with a letter (DNS-1035).
+fn is_dns_label(s: &str, letter_first: bool) -> bool {
+    let b = s.as_bytes();
+    let ok = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-';
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(ok)
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+        && (!letter_first || b[0].is_ascii_lowercase())
+}
+
+/// An IANA service name (`validation.IsValidPortName`): at most 15 lowercase letters, digits and
+/// single inner hyphens, with at least one letter.
+fn is_port_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    is_dns_label(s, false)
+        && b.len() <= 15
+        && !s.contains("--")
+        && b.iter().any(|c| c.is_ascii_lowercase())
+}
+
 fn check_service(ctx: &mut Ctx, doc: usize, what: &str, s: &Service) {
-    if s.metadata.name.as_deref().unwrap_or("").is_empty() {
-        ctx.error(doc, what, Some("metadata.name"), "a Service needs a name");
+    // kube-proxy writes these names unquoted into rule comments and hashes them into chain
+    // names; the API server guarantees their shape, so anything else cannot reach a node.
+    match s.metadata.name.as_deref().unwrap_or("") {
+        "" => ctx.error(doc, what, Some("metadata.name"), "a Service needs a name"),
+        n if !is_dns_label(n, true) => ctx.error(
+            doc,
+            what,
+            Some("metadata.name"),
+            format!("`{n}` is not a valid Service name (lowercase letters, digits, `-`; a letter first; at most 63)"),
+        ),
+        _ => {}
+    }
+    if let Some(ns) = s.metadata.namespace.as_deref()
+        && !is_dns_label(ns, false)
+    {
+        ctx.error(
+            doc,
+            what,
+            Some("metadata.namespace"),
+            format!("`{ns}` is not a valid namespace (lowercase letters, digits, `-`; at most 63)"),
+        );
     }
     if s.metadata.namespace.is_none() {
         ctx.warn(
@@ -514,6 +559,19 @@ fn check_service(ctx: &mut Ctx, doc: usize, what: &str, s: &Service) {
     }
     for (i, p) in spec.ports.iter().flatten().enumerate() {
         let f = format!("spec.ports[{i}]");
+        if let Some(n) = p.name.as_deref()
+            && !n.is_empty()
+            && !is_port_name(n)
+        {
+            ctx.error(
+                doc,
+                what,
+                Some(&format!("{f}.name")),
+                format!(
+                    "`{n}` is not a valid port name (at most 15 lowercase letters, digits, `-`)"
+                ),
+            );
+        }
         if !(1..=65535).contains(&p.port) {
             ctx.error(
                 doc,
