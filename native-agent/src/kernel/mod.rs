@@ -7,7 +7,30 @@
 //!
 //! Architecture invariant: only namespaces named `psk-<pid>-…` that this process created are
 //! touched; every command runs inside one of them (`ip netns exec` / `ip -n`), never in the
-//! host's namespace. All OS access goes through [`sys`].
+//! host's namespace. All OS access goes through [`sys`]. Namespaces are deleted by RAII guards
+//! on every exit path (panics included); namespaces of dead harness processes are removed when
+//! the next [`world::World`] is built.
+//!
+//! [`diff`] is the differential suite on top: core's payload → `iptables-restore` →
+//! `iptables-save` must equal core's saved text; then every (client, Service address) flow is
+//! sent for real and compared with core's trace (verdict, DNAT target among the predicted
+//! outcomes, masquerade decision from conntrack, matched rules from per-rule counters), plus a
+//! chi-square test of the random split and a `-m recent` stickiness/expiry test.
+//!
+//! Running it (root, network namespaces; tools: iptables (nft), ip, conntrack, nfacct):
+//!
+//! ```text
+//! proxyscope verify-kernel --mode iptables --seeds 20           # examples + 20 random seeds
+//! cargo test -p proxyscope --bin proxyscope kernel              # harness self-tests
+//! cargo test -p proxyscope --test kernel_verify                 # the suite, 2 seeds
+//! PROXYSCOPE_KERNEL_SEEDS=20 cargo test -p proxyscope --test kernel_verify
+//! cargo test -p proxyscope --test kernel_fixtures               # fixtures vs this kernel
+//! ```
+//!
+//! Deviations of the world from a real node, each for a reason written where it is set up:
+//! one namespace holds every Pod (hairpin flows that land on another Pod are retried or
+//! skipped), ICMP rate limits and redirects are off, and unrouted traffic is blackholed
+//! upstream so "left the node untouched" reads as silence.
 
 pub mod diff;
 pub mod listen;

@@ -96,6 +96,14 @@ fn probe_tcp(src: IpAddr, dst: SocketAddr, timeout: Duration) -> Result<Observed
         .map(|a| a.port())
         .unwrap_or(0);
     if let Err(e) = sock.connect_timeout(&dst.into(), timeout) {
+        // An ICMP error that arrives while connect() still holds the socket lock is only
+        // recorded as a soft error (tcp_v6_err: `sk_err_soft`, counted as LockDroppedIcmps)
+        // and the SYN is retried a second later. Here the REJECT's ICMPv6 comes back within
+        // the same softirq as the SYN, so it always lands there; SO_ERROR reports it.
+        let soft = (e.kind() == ErrorKind::TimedOut)
+            .then(|| sock.take_error().ok().flatten())
+            .flatten();
+        let e = soft.unwrap_or(e);
         return classify_error(&e, local_port)
             .ok_or_else(|| SysError(format!("tcp connect {dst}: {e}")));
     }
