@@ -105,6 +105,19 @@ impl Netfilter<'_> {
         Ok(parse_conntrack(&text))
     }
 
+    /// `ipset restore` (IPVS mode's `KUBE-CLUSTER-IP`, `KUBE-NODE-PORT-*` … sets; `-exist` so a
+    /// repeated sync is idempotent, as kube-proxy's ipset syncer is).
+    pub fn restore_ipsets(&self, payload: &str) -> Result<(), SysError> {
+        self.ns
+            .exec("ipset", &["-exist", "restore"], Some(payload))
+            .map(|_| ())
+    }
+
+    /// `ipset save` output.
+    pub fn save_ipsets(&self) -> Result<String, SysError> {
+        self.ns.exec("ipset", &["save"], None)
+    }
+
     /// Empty every `-m recent` list (written `/` to /proc/net/xt_recent/<name>, per namespace).
     pub fn clear_recent(&self) -> Result<(), SysError> {
         self.ns

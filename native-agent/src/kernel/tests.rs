@@ -370,3 +370,23 @@ fn round_trip_detects_an_extra_rule() {
         .expect("a difference");
     assert!(d.contains("+ -A KUBE-SERVICES -j RETURN"), "{d}");
 }
+
+/// ipsets load and read back inside the node namespace (IPVS mode keys its rules on them).
+#[test]
+fn ipsets_restore_and_save() {
+    if skip() {
+        return;
+    }
+    let world = World::new().unwrap();
+    let nf = Netfilter { ns: &world.node };
+    nf.restore_ipsets(
+        "create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 65536\n\
+         add KUBE-CLUSTER-IP 10.96.0.10,tcp:80\n",
+    )
+    .unwrap();
+    let saved = nf.save_ipsets().unwrap();
+    assert!(
+        saved.contains("add KUBE-CLUSTER-IP 10.96.0.10,tcp:80"),
+        "{saved}"
+    );
+}
