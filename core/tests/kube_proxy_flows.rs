@@ -638,20 +638,6 @@ fn external_traffic_policy_cluster() {
     );
 }
 
-/// An EndpointSlice `ns1/svc1-1` for the unnamed TCP port 80 of `svc1`, as upstream builds in
-/// its loops. Each endpoint: (ip, nodeName, conditions as YAML flow mapping).
-fn slice_svc1(eps: &[(&str, &str, &str)]) -> String {
-    let mut s = String::from(
-        "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {namespace: ns1, name: svc1-1, labels: {kubernetes.io/service-name: svc1}}\naddressType: IPv4\nports: [{name: \"\", port: 80, protocol: TCP}]\nendpoints:\n",
-    );
-    for (ip, node, cond) in eps {
-        s.push_str(&format!(
-            "- {{addresses: [{ip}], nodeName: {node}, conditions: {cond}}}\n"
-        ));
-    }
-    s
-}
-
 /// Upstream: TestInternalTrafficPolicy (four cases, each followed by OnEndpointSliceDelete).
 #[test]
 fn internal_traffic_policy() {
