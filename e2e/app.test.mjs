@@ -89,7 +89,7 @@ test('first render shows the demo diagram fast', async () => {
 test('send a packet and step forward and back like a debugger', async () => {
   const { page, ctx, errors } = await open();
   await sendAndPause(page);
-  await page.click('#reset');
+  await page.locator('body').press('Home');
   assert.match(await position(page), /^1 \//);
   const dstBefore = await page.textContent('#hdr-dst code');
   assert.match(dstBefore, /^10\.104\.14\.67:80$/);
@@ -158,7 +158,7 @@ test('language toggle covers labels, narration and glossary; default follows the
 test('a shared link reproduces the view, embed mode is minimal', async () => {
   const { page, ctx } = await open();
   await sendAndPause(page);
-  await page.click('#reset');
+  await page.locator('body').press('Home');
   for (let i = 0; i < 6; i++) await page.click('#fwd');
   const want = {
     pos: await position(page),

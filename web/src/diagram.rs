@@ -41,6 +41,9 @@ pub struct Props {
     pub lang: Lang,
     pub client_label: AttrValue,
     pub pods: Rc<Vec<String>>,
+    /// Endpoint addresses on this node (the rest are on other nodes).
+    #[prop_or_default]
+    pub local_pods: Rc<Vec<std::net::IpAddr>>,
     pub timeline: Rc<Timeline>,
     pub trace: Option<Rc<Trace>>,
     pub cursor: usize,
@@ -148,7 +151,12 @@ pub fn diagram(p: &Props) -> Html {
     let pods = p.pods.iter().enumerate().map(|(i, pod)| {
         let y = pod_y(i, n_slots);
         let chosen = chosen_dst.as_deref().is_some_and(|d| pod.split(':').next() == Some(d));
-        let pr = prob(pod).map(|v| format!("p = {v:.3}")).unwrap_or_default();
+        let local = p.local_pods.iter().any(|ip| pod.split(':').next() == Some(ip.to_string().as_str()) || pod.starts_with(&format!("[{ip}]")));
+        let where_ = if local { t(lang, K::ThisNode) } else { t(lang, K::OtherNode) };
+        let pr = match prob(pod) {
+            Some(v) => format!("{where_} · p = {v:.3}"),
+            None => where_.to_string(),
+        };
         html! {
             <g class={classes!("pod", chosen.then_some("active"))} data-endpoint={pod.clone()}>
                 <rect x={(POD_X - 72.0).to_string()} y={(y - 20.0).to_string()} width="144" height="40" rx="20" />
@@ -165,6 +173,12 @@ pub fn diagram(p: &Props) -> Html {
         .map(|f| pos(f.place, Some(f)))
         .unwrap_or(if starts_local { LOCAL } else { CLIENT });
     let dropped = cur_place == Some(Place::Dropped);
+    // The dot sits on the top edge of boxes so it never hides their label.
+    let dot_lift = match cur_place {
+        Some(Place::Out) => 20.0,
+        Some(Place::Routing) => 30.0,
+        _ => 22.0,
+    };
     let changed = frame.is_some_and(|f| f.changed.dst || f.changed.src);
 
     html! {
@@ -197,11 +211,11 @@ pub fn diagram(p: &Props) -> Html {
                 { for pods }
                 <g class={classes!("pod", "other", other_active.then_some("active"))}>
                     <rect x={(POD_X - 72.0).to_string()} y={(other_y - 20.0).to_string()} width="144" height="40" rx="6" />
-                    <text x={POD_X.to_string()} y={(other_y + 5.0).to_string()} class="label">{ t(lang, K::OtherNode) }</text>
+                    <text x={POD_X.to_string()} y={(other_y + 5.0).to_string()} class="label">{ t(lang, K::Elsewhere) }</text>
                 </g>
                 if frame.is_some() {
                     <g class={classes!("packet", dropped.then_some("dropped"), changed.then_some("rewritten"))} id="packet-dot"
-                        style={format!("transform: translate({px}px, {py}px)")}>
+                        style={format!("transform: translate({px}px, {}px)", py - dot_lift)}>
                         <circle r="11" />
                         if dropped { <path d="M-7,-7 L7,7 M7,-7 L-7,7" class="x" /> }
                     </g>

@@ -232,7 +232,8 @@ pub fn timeline(trace: &Trace) -> Timeline {
                     changed.src = true;
                 }
             }
-            Step::Recent { .. }
+            Step::Skipped { .. }
+            | Step::Recent { .. }
             | Step::IpvsLookup { .. }
             | Step::IpvsSchedule { .. }
             | Step::IpvsConnection { .. } => {}
@@ -473,7 +474,7 @@ mod tests {
             ["PREROUTING", "KUBE-SERVICES", "KUBE-SVC-X", "KUBE-SEP-Y"]
         );
         let ret = tl.frames.iter().find(|f| {
-            matches!(f.rule, None)
+            f.rule.is_none()
                 && f.hook == Some(Hook::Postrouting)
                 && f.chains == ["POSTROUTING"]
         });

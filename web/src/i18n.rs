@@ -98,6 +98,8 @@ pub enum K {
     Warnings,
     FrameRate,
     OtherNode,
+    ThisNode,
+    Elsewhere,
     Dropped,
     ShareError,
     Mode,
@@ -154,7 +156,7 @@ pub fn t(lang: Lang, k: K) -> &'static str {
         K::ScenarioErrors => ("Problems in the scenario", "场景中的问题"),
         K::Line => ("line", "第几行"),
         K::SendMany => ("Send many", "批量发送"),
-        K::Connections => ("connections", "个连接"),
+        K::Connections => ("connections", "连接数"),
         K::Distribution => ("Distribution over Pods", "在各 Pod 上的分布"),
         K::Glossary => ("Glossary", "术语表"),
         K::Shortcuts => ("Keyboard", "键盘快捷键"),
@@ -169,6 +171,8 @@ pub fn t(lang: Lang, k: K) -> &'static str {
         K::Warnings => ("Warnings", "警告"),
         K::FrameRate => ("frames per second", "帧每秒"),
         K::OtherNode => ("other node", "其他节点"),
+        K::ThisNode => ("this node", "本节点"),
+        K::Elsewhere => ("elsewhere", "其他地方"),
         K::Dropped => ("dropped", "已丢弃"),
         K::ShareError => ("The shared link could not be opened", "无法打开分享的链接"),
         K::Mode => ("Mode", "模式"),
@@ -266,6 +270,38 @@ pub const GLOSSARY: &[(&str, &str, &str, &str)] = &[
         "Local 保留客户端源 IP，但只使用接收节点上的 Pod。",
     ),
 ];
+
+/// A client preset's label. Core's labels are English; the known ones are translated, anything
+/// else is shown as core wrote it.
+pub fn client_label(lang: Lang, core_label: &str) -> String {
+    let zh = match core_label {
+        "Pod on this node" => "本节点上的 Pod",
+        "Pod on another node" => "其他节点上的 Pod",
+        "This node" => "本节点",
+        "External client" => "外部客户端",
+        _ => return core_label.to_string(),
+    };
+    match lang {
+        Lang::En => core_label.to_string(),
+        Lang::Zh => zh.to_string(),
+    }
+}
+
+/// A Service address as a picker entry: `my-service ClusterIP 10.104.14.67:80`.
+pub fn target_label(lang: Lang, kind: &str, service: &str, addr: &str, fallback: &str) -> String {
+    let k = match (lang, kind) {
+        (Lang::En, "cluster_ip") => "ClusterIP",
+        (Lang::En, "node_port") => "NodePort",
+        (Lang::En, "external_ip") => "externalIP",
+        (Lang::En, "load_balancer") => "LoadBalancer IP",
+        (Lang::Zh, "cluster_ip") => "集群 IP",
+        (Lang::Zh, "node_port") => "节点端口",
+        (Lang::Zh, "external_ip") => "外部 IP",
+        (Lang::Zh, "load_balancer") => "负载均衡器 IP",
+        _ => return fallback.to_string(),
+    };
+    format!("{service} {k} {addr}")
+}
 
 pub fn hook_name(h: Hook) -> &'static str {
     h.as_str()
@@ -398,6 +434,24 @@ pub fn narrate(lang: Lang, step: &Step) -> String {
             (false, None, false) => format!("Rule {index} of {chain} does not match. Next rule."),
             (false, None, true) => format!("{chain} 的第 {index} 条规则不匹配。继续下一条。"),
         },
+        Step::Skipped {
+            chain,
+            first,
+            last,
+            reason,
+            ..
+        } => {
+            let n = last + 1 - first;
+            if zh {
+                format!(
+                    "{chain} 的第 {first}–{last} 条规则（{n} 条）不可能匹配（{reason}）。内核仍会逐条检查，这里一并略过。"
+                )
+            } else {
+                format!(
+                    "Rules {first}–{last} of {chain} ({n} rules) cannot match ({reason}). The kernel still checks each one; they are passed over here as a group."
+                )
+            }
+        }
         Step::ChainEnd {
             chain,
             policy: Some(p),

@@ -261,10 +261,16 @@ pub fn app() -> Html {
     let embed_url = page_url("?embed=1", &share_hash);
     let share_url = page_url("", &share_hash);
     let pods = Rc::new(state.model().map(|m| m.pods.clone()).unwrap_or_default());
+    let local_pods = Rc::new(
+        state
+            .model()
+            .map(|m| m.local_pods.clone())
+            .unwrap_or_default(),
+    );
     let client_label: AttrValue = state
         .model()
         .and_then(|m| m.clients.get(state.client))
-        .map(|c| c.label.clone().into())
+        .map(|c| i18n::client_label(lang, &c.label).into())
         .unwrap_or_else(|| t(lang, K::Client).into());
 
     html! {
@@ -292,7 +298,7 @@ pub fn app() -> Html {
             }
             <Controls lang={lang} timeline={state.timeline.clone()} cursor={state.cursor} playing={state.playing}
                 speed={state.speed} on_action={on_action.clone()} />
-            <Diagram lang={lang} client_label={client_label} pods={pods} timeline={state.timeline.clone()}
+            <Diagram lang={lang} client_label={client_label} pods={pods} local_pods={local_pods} timeline={state.timeline.clone()}
                 trace={state.trace.clone()} cursor={state.cursor} />
             <div class="grid">
                 <StepText lang={lang} trace={state.trace.clone()} timeline={state.timeline.clone()} cursor={state.cursor} on_action={on_action.clone()} />

@@ -124,7 +124,7 @@ pub fn many_view(p: &Props) -> Html {
                 <p id="many-fps" class="muted">{ format!("{f:.0} {}", t(lang, K::FrameRate)) }</p>
             }
             <table id="distribution">
-                <caption>{ format!("{} ({total} {})", t(lang, K::Distribution), t(lang, K::Connections)) }</caption>
+                <caption>{ format!("{} — {}: {total}", t(lang, K::Distribution), t(lang, K::Connections)) }</caption>
                 <thead><tr><th>{ "→" }</th><th>{ "#" }</th><th>{ "%" }</th><th>{ t(lang, K::Probability) }</th></tr></thead>
                 <tbody>
                     { for p.many.outputs.iter().zip(&p.many.counts).enumerate().map(|(k, (o, c))| {

@@ -9,69 +9,11 @@ use std::net::IpAddr;
 
 use crate::share::SentPacket;
 
-// Pending the lead's `proxyscope_core::api` facade: the same names, answering "not available".
-mod api {
-    pub use super::shim::*;
-}
-#[allow(dead_code)]
-mod shim {
-    use proxyscope_core::trace::{Proto, Trace};
-    use std::net::IpAddr;
-    pub const DEMO_SCENARIO: &str = "";
-    pub struct Scenario;
-    pub struct Loaded {
-        pub scenario: Scenario,
-        pub warnings: Vec<Diagnostic>,
-    }
-    pub struct Diagnostic {
-        pub line: Option<usize>,
-        pub location: String,
-        pub message: String,
-    }
-    pub struct TraceRequest {
-        pub src: IpAddr,
-        pub dst: IpAddr,
-        pub dport: u16,
-        pub proto: Proto,
-        pub sport: Option<u16>,
-        pub seed: u64,
-        pub now: f64,
-    }
-    pub struct Session;
-    impl Session {
-        pub fn new(_: &Scenario) -> Session {
-            Session
-        }
-        pub fn trace(&mut self, _: &TraceRequest) -> Trace {
-            unreachable!("no scenario loads without the core api")
-        }
-    }
-    pub struct ClientPreset {
-        pub label: String,
-        pub src: IpAddr,
-    }
-    pub struct Target {
-        pub label: String,
-        pub dst: IpAddr,
-        pub dport: u16,
-        pub proto: Proto,
-    }
-    pub fn load_scenario(_: &str) -> Result<Loaded, Vec<Diagnostic>> {
-        Err(vec![Diagnostic {
-            line: None,
-            location: "core".into(),
-            message: "core api not available".into(),
-        }])
-    }
-    pub fn client_presets(_: &Scenario) -> Vec<ClientPreset> {
-        vec![]
-    }
-    pub fn service_targets(_: &Scenario) -> Vec<Target> {
-        vec![]
-    }
-}
+use proxyscope_core::api;
+pub use proxyscope_core::api::ClientKind;
 
-include!(concat!(env!("OUT_DIR"), "/presets.rs"));
+/// Every shipped `examples/*.yaml`: (file name, text); core embeds them, the editor offers them.
+pub const PRESETS: &[(&str, &str)] = api::EXAMPLES;
 
 /// The built-in demo (Service `my-service`, ClusterIP 10.104.14.67:80, three Pods).
 pub const DEMO: &str = api::DEMO_SCENARIO;
@@ -79,6 +21,8 @@ pub const DEMO: &str = api::DEMO_SCENARIO;
 /// A scenario problem, located as precisely as core could.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diag {
+    /// An error (the scenario was not loaded) rather than a warning.
+    pub error: bool,
     pub line: Option<usize>,
     pub location: String,
     pub message: String,
@@ -86,25 +30,33 @@ pub struct Diag {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Client {
+    /// Core's English label (the view translates the known ones).
     pub label: String,
+    pub kind: ClientKind,
     pub src: IpAddr,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub label: String,
+    /// `cluster_ip`, `node_port`, `external_ip`, `load_balancer`.
+    pub kind: String,
+    /// `namespace/name:port`.
+    pub service: String,
     pub dst: IpAddr,
     pub dport: u16,
     pub proto: Proto,
 }
 
 pub struct Model {
-    scenario: api::Scenario,
+    scenario: proxyscope_core::k8s::Scenario,
     pub warnings: Vec<Diag>,
     pub clients: Vec<Client>,
     pub targets: Vec<Target>,
     /// Every endpoint (`ip:port`) any target can reach, for drawing the Pods before a packet is sent.
     pub pods: Vec<String>,
+    /// Endpoint addresses whose `nodeName` is this node.
+    pub local_pods: Vec<IpAddr>,
 }
 
 impl PartialEq for Model {
@@ -122,8 +74,9 @@ impl std::fmt::Debug for Model {
     }
 }
 
-fn diag(d: api::Diagnostic) -> Diag {
+fn diag(d: proxyscope_core::diag::Diagnostic) -> Diag {
     Diag {
+        error: d.is_error(),
         line: d.line,
         location: d.location,
         message: d.message,
@@ -137,6 +90,7 @@ pub fn load(text: &str) -> Result<Model, Vec<Diag>> {
         .into_iter()
         .map(|c| Client {
             label: c.label,
+            kind: c.kind,
             src: c.src,
         })
         .collect();
@@ -144,6 +98,8 @@ pub fn load(text: &str) -> Result<Model, Vec<Diag>> {
         .into_iter()
         .map(|t| Target {
             label: t.label,
+            kind: t.kind,
+            service: t.service,
             dst: t.dst,
             dport: t.dport,
             proto: t.proto,
@@ -155,8 +111,19 @@ pub fn load(text: &str) -> Result<Model, Vec<Diag>> {
         clients,
         targets,
         pods: vec![],
+        local_pods: vec![],
     };
     m.pods = reachable_endpoints(&m);
+    let node = m.scenario.node_name.clone();
+    m.local_pods = m
+        .scenario
+        .slices
+        .iter()
+        .flat_map(|sl| sl.endpoints.iter().flatten())
+        .filter(|e| e.node_name.as_deref() == Some(node.as_str()))
+        .flat_map(|e| e.addresses.iter())
+        .filter_map(|a| proxyscope_core::k8s::ip::parse_ip_sloppy(a))
+        .collect();
     Ok(m)
 }
 

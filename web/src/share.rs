@@ -116,13 +116,17 @@ pub fn decode(fragment: &str) -> Result<ShareState, ShareError> {
     let json = miniz_oxide::inflate::decompress_to_vec_with_limit(&packed, MAX_JSON)
         .map_err(|e| ShareError::Inflate(format!("{:?}", e.status)))?;
     // Check the version before the full shape so a future link gets a clear message.
-    let probe: serde_json::Value =
-        serde_json::from_slice(&json).map_err(|e| ShareError::Json(e.to_string()))?;
-    let v = probe.get("v").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
-    if v != VERSION {
-        return Err(ShareError::Version(v));
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        v: u32,
     }
-    serde_json::from_value(probe).map_err(|e| ShareError::Json(e.to_string()))
+    let probe: Probe =
+        serde_json::from_slice(&json).map_err(|e| ShareError::Json(e.to_string()))?;
+    if probe.v != VERSION {
+        return Err(ShareError::Version(probe.v));
+    }
+    serde_json::from_slice(&json).map_err(|e| ShareError::Json(e.to_string()))
 }
 
 /// Extract our state from a full `location.hash` (`#s=...`); other fragments are not ours.

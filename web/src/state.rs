@@ -374,3 +374,205 @@ impl Reducible for State {
         Rc::new(s)
     }
 }
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    //! Reducer flows against the real core and the shipped demo. Expectations come from the demo's
+    //! YAML (Service `my-service`, ClusterIP 10.104.14.67:80, Pods 10.0.0.2/3/4) and from
+    //! kube-proxy's behaviour, not from earlier runs of this code.
+    use super::*;
+    use proxyscope_core::trace::{Hook, Step};
+
+    fn demo() -> State {
+        let s = State::new(Lang::En, false);
+        assert!(s.model.is_ok(), "demo loads: {:?}", s.editor_errors);
+        s
+    }
+
+    fn select_cluster_ip(s: &mut State) {
+        let m = s.model().unwrap();
+        let i = m
+            .targets
+            .iter()
+            .position(|t| t.kind == "cluster_ip")
+            .unwrap();
+        assert_eq!(m.targets[i].dst.to_string(), "10.104.14.67");
+        assert_eq!(m.targets[i].dport, 80);
+        s.apply(Action::SelectTarget(i));
+    }
+
+    #[test]
+    fn demo_has_the_pods_and_the_four_kinds_of_client() {
+        let s = demo();
+        let m = s.model().unwrap();
+        let ips: Vec<&str> = m
+            .pods
+            .iter()
+            .map(|p| p.split(':').next().unwrap())
+            .collect();
+        assert_eq!(ips, ["10.0.0.2", "10.0.0.3", "10.0.0.4"]);
+        let labels: Vec<&str> = m.clients.iter().map(|c| c.label.as_str()).collect();
+        for want in [
+            "Pod on this node",
+            "Pod on another node",
+            "This node",
+            "External client",
+        ] {
+            assert!(labels.contains(&want), "{want} in {labels:?}");
+        }
+    }
+
+    #[test]
+    fn send_then_step_like_a_debugger() {
+        let mut s = demo();
+        select_cluster_ip(&mut s);
+        s.apply(Action::Send { seed: 7, now: 0.0 });
+        assert!(s.playing, "sending starts playback");
+        let n = s.timeline.len();
+        assert!(n > 5);
+        s.apply(Action::StepBack);
+        assert_eq!((s.cursor, s.playing), (0, false));
+        s.apply(Action::End);
+        assert_eq!(s.cursor, n - 1);
+        s.apply(Action::StepForward);
+        assert_eq!(s.cursor, n - 1, "never past the last frame");
+        s.apply(Action::Reset);
+        s.apply(Action::NextHook);
+        assert_eq!(
+            s.timeline.frames[s.cursor].place,
+            crate::engine::Place::Hook(Hook::Prerouting)
+        );
+        // Playing from the end restarts; ticks stop at the end.
+        s.apply(Action::End);
+        s.apply(Action::TogglePlay);
+        assert_eq!((s.cursor, s.playing), (0, true));
+        for _ in 0..n + 3 {
+            s.apply(Action::Tick);
+        }
+        assert_eq!((s.cursor, s.playing), (n - 1, false));
+        // A ClusterIP packet from a Pod ends DNATed to one of the demo's Pods.
+        let last = &s.timeline.frames[n - 1].packet;
+        assert!(["10.0.0.2", "10.0.0.3", "10.0.0.4"].contains(&last.dst.to_string().as_str()));
+        assert!(
+            s.trace
+                .as_ref()
+                .unwrap()
+                .steps
+                .iter()
+                .any(|st| matches!(st, Step::Dnat { .. }))
+        );
+    }
+
+    #[test]
+    fn a_share_link_rebuilds_the_same_view_including_conntrack() {
+        let mut s = demo();
+        select_cluster_ip(&mut s);
+        s.apply(Action::Send { seed: 1, now: 0.0 });
+        // The same flow again (same source port): conntrack must report it as established.
+        let mut first = s.sent[0].clone();
+        first.sport = Some(s.trace.as_ref().unwrap().packet.sport);
+        let sent = vec![
+            first.clone(),
+            SentPacket {
+                seed: 2,
+                now: 1.0,
+                ..first
+            },
+        ];
+        let mut s3 = demo();
+        s3.apply(Action::Restore(ShareState {
+            sent,
+            step: 3,
+            ..ShareState::default()
+        }));
+        let t3 = s3.trace.as_ref().unwrap();
+        assert!(
+            matches!(
+                t3.steps[0],
+                Step::Conntrack {
+                    established: true,
+                    ..
+                }
+            ),
+            "second packet of a flow is ESTABLISHED"
+        );
+        assert_eq!(s3.cursor, 3);
+
+        let link = crate::share::encode(&s3.share_state());
+        let mut s4 = demo();
+        s4.apply(Action::Restore(crate::share::decode(&link).unwrap()));
+        assert_eq!(s4.trace, s3.trace);
+        assert_eq!(s4.timeline, s3.timeline);
+        assert_eq!(s4.cursor, 3);
+    }
+
+    #[test]
+    fn send_many_spreads_uniformly_without_affinity() {
+        let mut s = demo();
+        select_cluster_ip(&mut s);
+        s.apply(Action::SendMany {
+            n: 1000,
+            seed: 99,
+            now: 0.0,
+        });
+        let m = s.many.as_ref().unwrap();
+        assert_eq!(m.counts.iter().sum::<usize>(), 1000);
+        assert_eq!(m.outputs.len(), 3);
+        // kube-proxy's cascade (1/3, then 1/2, then the rest) is uniform: 333 each, σ ≈ 14.9.
+        for c in &m.counts {
+            assert!(c.abs_diff(333) < 75, "{:?}", m.counts);
+        }
+        for (_, p) in &m.expected {
+            assert!((p - 1.0 / 3.0).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn send_many_with_client_ip_affinity_sticks_to_one_pod() {
+        let mut s = demo();
+        let i = model::PRESETS
+            .iter()
+            .position(|p| p.0 == "session-affinity.yaml")
+            .unwrap();
+        s.apply(Action::LoadPreset(i));
+        assert!(s.editor_errors.is_empty(), "{:?}", s.editor_errors);
+        let m = s.model().unwrap();
+        let c = m
+            .clients
+            .iter()
+            .position(|c| c.label == "Pod on another node")
+            .unwrap();
+        let t = m
+            .targets
+            .iter()
+            .position(|t| t.kind == "cluster_ip")
+            .unwrap();
+        s.apply(Action::SelectClient(c));
+        s.apply(Action::SelectTarget(t));
+        s.apply(Action::SendMany {
+            n: 100,
+            seed: 5,
+            now: 0.0,
+        });
+        // sessionAffinity: ClientIP — kube-proxy's `-m recent --rcheck` pins one client to one Pod.
+        let many = s.many.as_ref().unwrap();
+        assert_eq!(many.outputs.len(), 1, "{:?}", many.outputs);
+        assert_eq!(many.counts, [100]);
+    }
+
+    #[test]
+    fn a_broken_edit_keeps_the_loaded_scenario_and_reports_lines() {
+        let mut s = demo();
+        s.apply(Action::EditScenario(
+            "kind: Service\nmetadata: [oops\n".into(),
+        ));
+        s.apply(Action::LoadScenario);
+        assert!(s.model.is_ok(), "previous scenario stays active");
+        assert!(!s.editor_errors.is_empty());
+        assert!(
+            s.editor_errors.iter().any(|d| d.line.is_some()),
+            "{:?}",
+            s.editor_errors
+        );
+    }
+}

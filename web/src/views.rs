@@ -47,14 +47,16 @@ pub fn send_form(p: &SendProps) -> Html {
             <label>{ t(lang, K::Client) }
                 <select id="client" onchange={on_client}>
                     { for p.model.clients.iter().enumerate().map(|(i, c)| html! {
-                        <option value={i.to_string()} selected={i == p.client}>{ format!("{} ({})", c.label, c.src) }</option>
+                        <option value={i.to_string()} selected={i == p.client}>{ format!("{} ({})", i18n::client_label(lang, &c.label), c.src) }</option>
                     }) }
                 </select>
             </label>
             <label>{ t(lang, K::Destination) }
                 <select id="target" onchange={on_target}>
                     { for p.model.targets.iter().enumerate().map(|(i, tg)| html! {
-                        <option value={i.to_string()} selected={i == p.target}>{ tg.label.clone() }</option>
+                        <option value={i.to_string()} selected={i == p.target}>
+                            { i18n::target_label(lang, &tg.kind, &tg.service, &hostport(tg.dst, tg.dport), &tg.label) }
+                        </option>
                     }) }
                 </select>
             </label>
@@ -67,6 +69,13 @@ pub fn send_form(p: &SendProps) -> Html {
             </label>
             <button id="send" type="button" class="primary" onclick={on_send}>{ t(lang, K::Send) }</button>
         </form>
+    }
+}
+
+/// A 24×24 icon drawn as a path: system fonts often lack the media-control glyphs (⏮ ⏭).
+fn icon_svg(d: &'static str) -> Html {
+    html! {
+        <svg class="icon" viewBox="0 0 24 24" width="16" height="16" aria-hidden="true" focusable="false"><path d={d} /></svg>
     }
 }
 
@@ -94,7 +103,7 @@ pub fn controls(p: &ControlsProps) -> Html {
         let cb = p.on_action.reform(move |_: MouseEvent| a());
         html! {
             <button id={id} type="button" onclick={cb} disabled={disabled} aria-label={label} title={format!("{label} ({key})")} aria-keyshortcuts={key}>
-                <span aria-hidden="true">{ icon }</span>
+                { icon_svg(icon) }
             </button>
         }
     };
@@ -105,21 +114,21 @@ pub fn controls(p: &ControlsProps) -> Html {
     };
     html! {
         <div class="controls" role="toolbar" aria-label={t(lang, K::Steps)}>
-            { btn("reset", t(lang, K::Reset), "Home", "⏮", || Action::Reset, empty || p.cursor == 0) }
-            { btn("prev-hook", t(lang, K::PrevHook), "[", "⏪", || Action::PrevHook, empty || p.cursor == 0) }
-            { btn("back", t(lang, K::StepBack), "ArrowLeft", "◀", || Action::StepBack, empty || p.cursor == 0) }
+            { btn("reset", t(lang, K::Reset), "Home", "M6 5h2v14H6z M20 5L9 12l11 7z", || Action::Reset, empty || p.cursor == 0) }
+            { btn("prev-hook", t(lang, K::PrevHook), "[", "M11 5L2 12l9 7z M22 5l-9 7 9 7z", || Action::PrevHook, empty || p.cursor == 0) }
+            { btn("back", t(lang, K::StepBack), "ArrowLeft", "M16 5L7 12l9 7z", || Action::StepBack, empty || p.cursor == 0) }
             <button id="play" type="button" class="primary" disabled={empty} aria-pressed={p.playing.to_string()}
                 onclick={p.on_action.reform(|_: MouseEvent| Action::TogglePlay)} aria-keyshortcuts="Space" title={format!("{play_label} (Space)")}>
-                { if p.playing { "⏸ " } else { "▶ " } }{ play_label }
+                { icon_svg(if p.playing { "M6 5h4v14H6z M14 5h4v14h-4z" } else { "M7 5l12 7-12 7z" }) }{ " " }{ play_label }
             </button>
-            { btn("fwd", t(lang, K::StepForward), "ArrowRight", "▶", || Action::StepForward, empty || p.cursor >= last) }
-            { btn("next-hook", t(lang, K::NextHook), "]", "⏩", || Action::NextHook, empty || p.timeline.next_hook(p.cursor).is_none()) }
-            { btn("end", "End", "End", "⏭", || Action::End, empty || p.cursor >= last) }
+            { btn("fwd", t(lang, K::StepForward), "ArrowRight", "M8 5l9 7-9 7z", || Action::StepForward, empty || p.cursor >= last) }
+            { btn("next-hook", t(lang, K::NextHook), "]", "M2 5l9 7-9 7z M13 5l9 7-9 7z", || Action::NextHook, empty || p.timeline.next_hook(p.cursor).is_none()) }
+            { btn("end", "End", "End", "M4 5l11 7-11 7z M16 5h2v14h-2z", || Action::End, empty || p.cursor >= last) }
             <span class="speed">
                 { t(lang, K::Speed) }{ ": " }
-                { btn("slower", "−", "-", "−", || Action::Slower, p.speed == 0) }
+                { btn("slower", "−", "-", "M5 11h14v2H5z", || Action::Slower, p.speed == 0) }
                 <output id="speed-value">{ format!("{:.1}×", 800.0 / SPEEDS_MS[p.speed] as f64) }</output>
-                { btn("faster", "+", "+", "+", || Action::Faster, p.speed + 1 >= SPEEDS_MS.len()) }
+                { btn("faster", "+", "+", "M11 5h2v6h6v2h-6v6h-2v-6H5v-2h6z", || Action::Faster, p.speed + 1 >= SPEEDS_MS.len()) }
             </span>
             <span class="position" id="position">{ if empty { String::new() } else { format!("{} / {}", p.cursor + 1, p.timeline.len()) } }</span>
             if !empty {
@@ -479,9 +488,10 @@ pub struct ManyButtonsProps {
 pub fn many_buttons(p: &ManyButtonsProps) -> Html {
     html! {
         <div class="many-buttons" role="group" aria-label={t(p.lang, K::SendMany)}>
+            <span class="muted">{ t(p.lang, K::Connections) }{ ":" }</span>
             { for MANY_CHOICES.iter().map(|&n| html! {
                 <button type="button" class="many-n" data-n={n.to_string()} onclick={p.on_many.reform(move |_: MouseEvent| n)}>
-                    { format!("{n} {}", t(p.lang, K::Connections)) }
+                    { n }
                 </button>
             }) }
         </div>

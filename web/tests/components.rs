@@ -127,6 +127,7 @@ async fn diagram_lights_the_current_hook_and_the_chosen_pod() {
         lang: Lang::En,
         client_label: "pod on other node".into(),
         pods: pods.clone(),
+        local_pods: Rc::new(vec![ip("10.0.0.2")]),
         timeline: tl.clone(),
         trace: Some(tr.clone()),
         cursor: 1,
@@ -144,12 +145,17 @@ async fn diagram_lights_the_current_hook_and_the_chosen_pod() {
         })
         .collect();
     assert_eq!(active, ["hook-PREROUTING"]);
+    let where_ = |ep: &str| text(&root, &format!(".pod[data-endpoint='{ep}'] text.sub"));
+    assert!(where_("10.0.0.2:8080").starts_with("this node"));
+    assert!(where_("10.0.0.3:8080").starts_with("other node"));
+    assert!(where_("10.0.0.3:8080").ends_with("p = 0.333"));
 
     let root = mount();
     let props = diagram::Props {
         lang: Lang::En,
         client_label: "c".into(),
         pods,
+        local_pods: Default::default(),
         timeline: tl.clone(),
         trace: Some(tr),
         cursor: tl.len() - 1,
