@@ -235,6 +235,22 @@ fn every_golden_payload_is_consistent() {
             include_str!("golden/non-local-external-ips.yaml"),
         ),
         (
+            "localhost-node-ports-v4",
+            include_str!("golden/localhost-node-ports-v4.yaml"),
+        ),
+        (
+            "only-local-node-ports",
+            include_str!("golden/only-local-node-ports.yaml"),
+        ),
+        (
+            "terminating-affinity-local",
+            include_str!("golden/terminating-affinity-local.yaml"),
+        ),
+        (
+            "terminating-affinity-cluster",
+            include_str!("golden/terminating-affinity-cluster.yaml"),
+        ),
+        (
             "load-balancer-ip-mode",
             include_str!("golden/load-balancer-ip-mode.yaml"),
         ),
@@ -243,8 +259,12 @@ fn every_golden_payload_is_consistent() {
             panic!("{name}: {e}");
         }
     }
-    let v6 = scenario(include_str!("golden/node-ports-v6.yaml"));
-    check_rule_jumps(&generate(&v6, Family::V6).payload).unwrap();
+    for yaml in [
+        include_str!("golden/node-ports-v6.yaml"),
+        include_str!("golden/localhost-node-ports-v6.yaml"),
+    ] {
+        check_rule_jumps(&generate(&scenario(yaml), Family::V6).payload).unwrap();
+    }
 }
 
 /// Upstream: TestBadIPs — legacy leading-zero IPs and CIDRs are written canonically.
