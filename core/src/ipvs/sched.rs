@@ -599,11 +599,33 @@ fn weighted_least(v: &View<'_>, overhead: impl Fn(&Hot) -> i32) -> Option<DestId
     let hot = v.hot;
     let seed = hot.iter().position(Hot::usable)?;
     let (mut best, mut boh, mut bw) = (seed, overhead(&hot[seed]), hot[seed].weight);
-    for (i, d) in hot.iter().enumerate().skip(seed + 1) {
-        // An OVERLOAD server has packed weight 0: `x * 0 > y` never holds, i.e. skipped.
+    // `better(d)`: the kernel's strict `loh * weight > doh * least_weight`. An OVERLOAD server
+    // has packed weight 0, so `x * 0 > y` never holds: skipped, as the kernel skips it.
+    let rest = &hot[seed + 1..];
+    let mut chunks = rest.chunks_exact(4);
+    let mut base = seed + 1;
+    for c in &mut chunks {
+        // Replacements are rare once a low load is found, so test four servers against the
+        // current best at once and replay them one by one only when one of them wins. The
+        // result is the same as the kernel's sequential scan.
+        let b =
+            |d: &Hot| i64::from(boh) * i64::from(d.weight) > i64::from(overhead(d)) * i64::from(bw);
+        if b(&c[0]) | b(&c[1]) | b(&c[2]) | b(&c[3]) {
+            for (j, d) in c.iter().enumerate() {
+                let oh = overhead(d);
+                if i64::from(boh) * i64::from(d.weight) > i64::from(oh) * i64::from(bw) {
+                    best = base + j;
+                    boh = oh;
+                    bw = d.weight;
+                }
+            }
+        }
+        base += 4;
+    }
+    for (j, d) in chunks.remainder().iter().enumerate() {
         let oh = overhead(d);
         if i64::from(boh) * i64::from(d.weight) > i64::from(oh) * i64::from(bw) {
-            best = i;
+            best = base + j;
             boh = oh;
             bw = d.weight;
         }

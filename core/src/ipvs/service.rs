@@ -651,7 +651,8 @@ impl VirtualService {
 pub struct Hot {
     pub weight: i32,
     pub active: i32,
-    pub inactive: i32,
+    /// `active * 256 + inactive`, precomputed.
+    pub overhead: i32,
 }
 
 impl Hot {
@@ -660,14 +661,14 @@ impl Hot {
         Hot {
             weight: if d.overloaded { 0 } else { d.weight },
             active: d.activeconns,
-            inactive: d.inactconns,
+            overhead: d.overhead(),
         }
     }
 
     /// As [`Dest::overhead`].
     #[inline]
     pub fn overhead(&self) -> i32 {
-        (self.active.wrapping_shl(8)).wrapping_add(self.inactive)
+        self.overhead
     }
 
     /// Not OVERLOAD and weight > 0.
