@@ -31,6 +31,8 @@ enum Command {
     /// IPVS tools (scheduler replay, ...)
     #[command(subcommand)]
     Ipvs(cmd::ipvs::IpvsCommand),
+    /// Serve the built web explainer (scripts/build-web.sh → web/dist)
+    Serve(cmd::serve::ServeArgs),
     /// Check core's rules and traces against the running kernel (root; network namespaces)
     VerifyKernel(cmd::verify_kernel::VerifyKernelArgs),
 }
@@ -42,6 +44,7 @@ fn main() {
         Command::Trace(a) => cmd::trace::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Ipvs(c) => cmd::ipvs::run(c),
+        Command::Serve(a) => cmd::serve::run(a),
         Command::VerifyKernel(a) => cmd::verify_kernel::run(a),
     };
     if let Err(e) = result {

@@ -474,9 +474,7 @@ mod tests {
             ["PREROUTING", "KUBE-SERVICES", "KUBE-SVC-X", "KUBE-SEP-Y"]
         );
         let ret = tl.frames.iter().find(|f| {
-            f.rule.is_none()
-                && f.hook == Some(Hook::Postrouting)
-                && f.chains == ["POSTROUTING"]
+            f.rule.is_none() && f.hook == Some(Hook::Postrouting) && f.chains == ["POSTROUTING"]
         });
         assert!(ret.is_some());
     }

@@ -3,5 +3,6 @@ pub mod bench;
 pub mod ipvs;
 pub mod rules;
 pub mod scenario;
+pub mod serve;
 pub mod trace;
 pub mod verify_kernel;
