@@ -227,11 +227,8 @@ fn reference_weighted_least(
         match best {
             None if d.weight > 0 => best = Some((d.addr, oh, w)),
             None => {}
-            Some((_, boh, bw)) => {
-                if boh * w > oh * bw {
-                    best = Some((d.addr, oh, w));
-                }
-            }
+            Some((_, boh, bw)) if boh * w > oh * bw => best = Some((d.addr, oh, w)),
+            Some(_) => {}
         }
     }
     best.map(|b| b.0)
