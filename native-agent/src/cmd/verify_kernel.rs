@@ -121,6 +121,21 @@ pub fn run(a: VerifyKernelArgs) -> Result<(), CliError> {
             t.error = Some(e);
         }
         t.secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "verify-kernel: {name}: {}/{} flows agree, round trip {}, {:.1} s{}",
+            t.agree,
+            t.flows,
+            if t.round_trip.is_empty() {
+                "-"
+            } else {
+                &t.round_trip
+            },
+            t.secs,
+            t.error
+                .as_ref()
+                .map(|e| format!(", ERROR {e}"))
+                .unwrap_or_default()
+        );
         tallies.push(t);
     }
     println!("\n{}", summary(&tallies));
