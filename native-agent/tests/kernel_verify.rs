@@ -84,3 +84,31 @@ fn unreadable_scenario_is_bad_input_naming_the_file() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.yaml"));
 }
+
+#[test]
+fn refuses_clearly_without_root() {
+    // Drop to nobody with util-linux's setpriv; skip where that is not possible.
+    let probe = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: cannot drop privileges with setpriv here");
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_proxyscope"),
+        ])
+        .args(["verify-kernel", "--mode", "iptables", "--seeds", "1"])
+        .output()
+        .expect("run proxyscope as nobody");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs root") && err.contains("not running as root"),
+        "{err}"
+    );
+}
