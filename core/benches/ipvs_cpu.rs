@@ -57,7 +57,7 @@ fn main() {
                 .add_dest(addr, 1 + rng.below(5).unwrap() as i32, 0, 0, 0.0)
                 .unwrap();
             for _ in 0..rng.below(4).unwrap() {
-                let mut c = s.bind(id);
+                let mut c = s.bind(id, Proto::Tcp);
                 s.establish(&mut c);
             }
         }

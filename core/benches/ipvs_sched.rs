@@ -34,7 +34,7 @@ fn service(kind: SchedulerKind, n: usize) -> VirtualService {
         let id = s.add_dest(addr, w, 0, 0, 0.0).unwrap();
         // Uneven load so least-connection scans really compare.
         for _ in 0..rng.below(4).unwrap() {
-            let mut c = s.bind(id);
+            let mut c = s.bind(id, Proto::Tcp);
             s.establish(&mut c);
         }
     }

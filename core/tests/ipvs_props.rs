@@ -195,7 +195,7 @@ proptest! {
                         if kind != SchedulerKind::Lblc {
                             prop_assert!(!dest.overloaded, "{:?} picked overloaded {}", kind, dest.addr);
                         }
-                        let mut c = s.bind(id);
+                        let mut c = s.bind(id, Proto::Tcp);
                         if w > 1 { s.establish(&mut c); }
                         live.push(c);
                     }
@@ -246,11 +246,11 @@ proptest! {
             let ids: Vec<_> = s.list().to_vec();
             for (id, (_, act, inact, ov)) in ids.iter().zip(servers.iter().rev()) {
                 for _ in 0..*act {
-                    let mut c = s.bind(*id);
+                    let mut c = s.bind(*id, Proto::Tcp);
                     s.establish(&mut c);
                 }
                 for _ in 0..*inact {
-                    s.bind(*id);
+                    s.bind(*id, Proto::Tcp);
                 }
                 let addr = s.dest(*id).addr;
                 s.set_overload(addr, *ov).unwrap();

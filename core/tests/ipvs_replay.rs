@@ -252,3 +252,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn udp_connections_never_become_active() {
+    // ip_vs_proto_udp's state transition only refreshes the timeout: "establish" moves nothing,
+    // so UDP load shows under InActConn. lc then sees 1 (inactive) on 10.0.1.2 and picks
+    // 10.0.1.1 for the second connection; with TCP it would see 256 and pick the same, but the
+    // final counters differ: (active 0, inactive 1) each, not active 1.
+    let events = format!(
+        r#"{ADD2},
+        {{"op": "conn", "id": "c1", "client": "192.0.2.1:1", "dst": "10.96.0.1:80", "establish": true, "proto": "udp", "t": 1}},
+        {{"op": "establish", "id": "c1", "t": 2}},
+        {{"op": "conn", "id": "c2", "client": "192.0.2.2:1", "dst": "10.96.0.1:80", "establish": true, "proto": "udp", "t": 3}}"#
+    );
+    let d = replay::parse(&doc("lc", "", &events)).unwrap();
+    let filled = replay::fill(&d).unwrap();
+    let fs = filled.scenarios[0].final_servers.clone().unwrap();
+    let counts: Vec<(String, i32, i32)> = fs
+        .iter()
+        .map(|f| (f.server.to_string(), f.activeconns, f.inactconns))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("10.0.1.2:80".to_string(), 0, 1),
+            ("10.0.1.1:80".to_string(), 0, 1)
+        ]
+    );
+}

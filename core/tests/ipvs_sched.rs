@@ -72,7 +72,7 @@ fn conn_at(
     match d.dest {
         None => ("-".into(), None),
         Some(id) => {
-            let mut c = svc.bind(id);
+            let mut c = svc.bind(id, Proto::Tcp);
             if establish {
                 svc.establish(&mut c);
             }
@@ -441,7 +441,7 @@ fn twos_pick(s: &mut VirtualService, draws: &[(u32, u32)]) -> String {
     match d.dest {
         None => "-".into(),
         Some(id) => {
-            let mut c = s.bind(id);
+            let mut c = s.bind(id, Proto::Tcp);
             s.establish(&mut c);
             name(d.server.unwrap())
         }

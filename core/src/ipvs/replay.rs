@@ -664,7 +664,7 @@ pub fn run_scenario(index: usize, sc: &Scenario) -> Result<ScenarioResult, Repla
                     ));
                 }
                 if let Some(d) = decision.dest {
-                    let mut c = svc.bind(d);
+                    let mut c = svc.bind(d, key.proto);
                     if *establish {
                         svc.establish(&mut c);
                     }

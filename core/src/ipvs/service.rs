@@ -244,6 +244,7 @@ pub struct ConnKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connection {
     pub dest: DestId,
+    pub proto: Proto,
     /// Counted in `activeconns` (true) or `inactconns` (false).
     pub active: bool,
 }
@@ -581,7 +582,7 @@ impl VirtualService {
 
     /// `ip_vs_bind_dest` of a new connection: conn flags always carry `INACTIVE`, so it counts
     /// in `inactconns`; then the upper threshold may set OVERLOAD.
-    pub fn bind(&mut self, dest: DestId) -> Connection {
+    pub fn bind(&mut self, dest: DestId, proto: Proto) -> Connection {
         let d = &mut self.dests[dest.index()];
         d.inactconns += 1;
         if d.u_threshold != 0 && d.total_conns() >= i64::from(d.u_threshold) {
@@ -590,13 +591,16 @@ impl VirtualService {
         self.sync(dest);
         Connection {
             dest,
+            proto,
             active: false,
         }
     }
 
-    /// TCP reaches ESTABLISHED (`set_tcp_state`): inactive → active. No-op if already active.
+    /// TCP (or SCTP) reaches ESTABLISHED (`set_tcp_state`): inactive → active. No-op if
+    /// already active, and always for UDP: `udp_state_transition` only refreshes the timeout,
+    /// so a UDP connection stays in `inactconns` for its whole life.
     pub fn establish(&mut self, conn: &mut Connection) {
-        if !conn.active {
+        if !conn.active && conn.proto != Proto::Udp {
             let d = &mut self.dests[conn.dest.index()];
             d.inactconns -= 1;
             d.activeconns += 1;
