@@ -144,6 +144,8 @@ pub enum Event {
         )]
         expect: Option<Option<SocketAddr>>,
     },
+    /// Inactive -> active; nothing for a UDP connection (the kernel's UDP state table never
+    /// counts a connection as active).
     Establish {
         id: String,
         t: f64,
