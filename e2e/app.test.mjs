@@ -52,6 +52,7 @@ async function open(url = base, opts = {}) {
   return { page, ctx, errors };
 }
 
+const settle = (page) => page.waitForTimeout(450);
 const narration = (page) => page.textContent('#narration');
 const position = async (page) => (await page.textContent('#position')).trim();
 
@@ -82,6 +83,7 @@ test('first render shows the demo diagram fast', async () => {
   }
   const targets = await page.$$eval('#target option', (os) => os.map((o) => o.textContent));
   assert.ok(targets.some((t) => t.includes('10.104.14.67')), `ClusterIP target in ${targets}`);
+  await settle(page);
   await page.screenshot({ path: path.join(SHOTS, '01-demo.png'), fullPage: true });
   await ctx.close();
 });
@@ -102,6 +104,7 @@ test('send a packet and step forward and back like a debugger', async () => {
   const dstAfter = await page.textContent('#hdr-dst code');
   assert.match(dstAfter, /^10\.0\.0\.[234]:\d+$/, 'DNAT to one of the demo Pods');
   assert.match(await narration(page), /DNAT/);
+  await settle(page);
   await page.screenshot({ path: path.join(SHOTS, '02-after-dnat.png'), fullPage: true });
   // One step back undoes the rewrite in the view.
   await page.click('#back');
@@ -116,6 +119,7 @@ test('send a packet and step forward and back like a debugger', async () => {
   // Jump to a hook with the hook buttons.
   await page.click('.hook-jump[data-hook="PREROUTING"]');
   assert.match(await narration(page), /PREROUTING/);
+  await settle(page);
   await page.screenshot({ path: path.join(SHOTS, '03-prerouting.png'), fullPage: true });
   assert.deepEqual(errors, []);
   await ctx.close();
@@ -145,6 +149,7 @@ test('language toggle covers labels, narration and glossary; default follows the
   assert.match(await page.textContent('#glossary'), /伪装/);
   assert.match(await page.textContent('#glossary'), /调度算法/);
   assert.match(await narration(page), /[\u4e00-\u9fff]/);
+  await settle(page);
   await page.screenshot({ path: path.join(SHOTS, '04-zh.png'), fullPage: true });
   await page.locator('body').press('l');
   assert.equal(await page.textContent('#send'), 'Send packet');
@@ -184,6 +189,7 @@ test('a shared link reproduces the view, embed mode is minimal', async () => {
   assert.ok(await emb.page.$('main.embed'));
   assert.equal(await emb.page.$('#scenario'), null, 'no editor in embed mode');
   assert.equal(await position(emb.page), want.pos);
+  await settle(emb.page);
   await emb.page.screenshot({ path: path.join(SHOTS, '05-embed.png') });
   await emb.ctx.close();
 
@@ -211,6 +217,7 @@ test('scenario editor shows errors at their line', async () => {
   await page.click('#load-scenario');
   const errs = await page.textContent('#scenario-errors');
   assert.match(errs, /line \d+/);
+  await settle(page);
   await page.screenshot({ path: path.join(SHOTS, '06-editor-error.png'), fullPage: true });
   await ctx.close();
 });
@@ -246,6 +253,7 @@ test('send many: 1000 connections animate and spread over the Pods', async () =>
   // Uniform 1/3 each: with n=1000 a count outside 333 ± 5σ (σ≈14.9) means the draw is biased.
   for (const c of counts) assert.ok(Math.abs(c - 1000 / 3) < 75, `count ${c}`);
   assert.ok(fps >= 30, `fps ${fps}`);
+  await settle(page);
   await page.screenshot({ path: path.join(SHOTS, '07-send-many.png'), fullPage: true });
   await ctx.close();
 });
@@ -255,5 +263,42 @@ test('reduced motion: no transition on the packet', async () => {
   await sendAndPause(page);
   const t = await page.$eval('#packet-dot', (e) => getComputedStyle(e).transitionDuration);
   assert.match(t, /^0s/);
+  await ctx.close();
+});
+
+async function pick(page, sel, re) {
+  const opts = await page.$$eval(`${sel} option`, (os) => os.map((o) => ({ v: o.value, t: o.textContent })));
+  const o = opts.find((x) => re.test(x.t));
+  assert.ok(o, `${sel}: no option matching ${re} in ${opts.map((x) => x.t)}`);
+  await page.selectOption(sel, o.v);
+}
+
+test('presets: no endpoints is REJECTed; NodePort with eTP Local keeps the client source', async () => {
+  const { page, ctx, errors } = await open();
+  // kube-proxy writes no nat rules for a Service without endpoints, only a filter REJECT
+  // (shared/specs/kube-proxy-iptables.md §16.5).
+  await page.selectOption('#preset', { label: 'no-endpoints.yaml' });
+  await pick(page, '#client', /^Pod on another node/);
+  await pick(page, '#target', /ClusterIP/);
+  await sendAndPause(page);
+  await page.locator('body').press('End');
+  assert.match(await narration(page), /rejected/);
+  assert.ok(await page.$('#packet-dot.dropped'));
+  assert.equal(await page.textContent('#hdr-dst code'), '10.96.44.4:80', 'never DNATed');
+  await settle(page);
+  await page.screenshot({ path: path.join(SHOTS, '08-no-endpoints.png'), fullPage: true });
+
+  // externalTrafficPolicy: Local: traffic from outside goes to KUBE-SVL without masquerade, so the
+  // Pod sees the real client address (§12).
+  await page.selectOption('#preset', { label: 'nodeport-local.yaml' });
+  await pick(page, '#client', /^External client/);
+  await pick(page, '#target', /NodePort/);
+  await sendAndPause(page);
+  await page.locator('body').press('End');
+  assert.match(await page.textContent('#hdr-src code'), /^203\.0\.113\.10:/);
+  assert.match(await page.textContent('#hdr-dst code'), /^10\./, 'DNATed to the local Pod');
+  await settle(page);
+  await page.screenshot({ path: path.join(SHOTS, '09-nodeport-local.png'), fullPage: true });
+  assert.deepEqual(errors, []);
   await ctx.close();
 });

@@ -86,7 +86,7 @@ mod native {
             b.iter(|| {
                 t.steps
                     .iter()
-                    .map(|s| i18n::narrate(i18n::Lang::Zh, s).len())
+                    .map(|s| i18n::narrate(i18n::Lang::Zh, s, &i18n::NarrCtx::default()).len())
                     .sum::<usize>()
             })
         });
@@ -113,6 +113,12 @@ mod native {
             "share link for a 100 kB scenario + 32 packets: {} characters",
             enc.len()
         );
+        c.bench_function("app/initial state (load demo, list Pods)", |b| {
+            b.iter(|| proxyscope_web::state::State::new(proxyscope_web::i18n::Lang::En, false))
+        });
+        c.bench_function("core/load_scenario demo", |b| {
+            b.iter(|| proxyscope_web::model::load(black_box(proxyscope_web::model::DEMO)).unwrap())
+        });
         c.bench_function("share/encode 100kB", |b| {
             b.iter(|| share::encode(black_box(&st)))
         });

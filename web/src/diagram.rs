@@ -26,7 +26,7 @@ fn hook_pos(h: Hook) -> (f64, f64) {
         Hook::Postrouting => (690.0, 260.0),
     }
 }
-const CLIENT: (f64, f64) = (75.0, 160.0);
+const CLIENT: (f64, f64) = (76.0, 160.0);
 const ROUTING: (f64, f64) = (360.0, 160.0);
 const LOCAL: (f64, f64) = (690.0, 60.0);
 
@@ -127,9 +127,11 @@ pub fn diagram(p: &Props) -> Html {
             is_active(pl).then_some("active"),
             was_visited(pl).then_some("visited")
         );
+        // Client labels ("Pod on another node") are longer than hook names.
+        let w = if id == "client" { 146.0 } else { 124.0 };
         html! {
             <g class={class} id={id.to_string()}>
-                <rect x={(x - 62.0).to_string()} y={(y - 22.0).to_string()} width="124" height="44" rx="6" />
+                <rect x={(x - w / 2.0).to_string()} y={(y - 22.0).to_string()} width={w.to_string()} height="44" rx="6" />
                 <text x={x.to_string()} y={(y + 5.0).to_string()} class="label">{ label }</text>
             </g>
         }

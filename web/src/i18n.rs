@@ -354,8 +354,17 @@ fn hook_why(lang: Lang, h: Hook, table: &str) -> &'static str {
     }
 }
 
+/// What a sentence may need beyond the step itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NarrCtx {
+    /// Destination `ip` of the packet as it is at this step.
+    pub dst: String,
+    /// The packet was made on the node itself (OUTPUT path).
+    pub local_origin: bool,
+}
+
 /// One plain-words sentence for a step.
-pub fn narrate(lang: Lang, step: &Step) -> String {
+pub fn narrate(lang: Lang, step: &Step, cx: &NarrCtx) -> String {
     let zh = lang == Lang::Zh;
     match step {
         Step::Hook { hook, table } => {
@@ -387,21 +396,37 @@ pub fn narrate(lang: Lang, step: &Step) -> String {
                 "Conntrack has no entry for this flow: it is a new connection, so the nat rules decide where it goes.".into()
             }
         }
+        // The packet the routing decision sees may or may not have been DNATed (no endpoints:
+        // the ClusterIP itself is routed), so the sentence names the address instead of
+        // assuming a Pod IP. A packet made on the node leaves through POSTROUTING, not FORWARD.
         Step::Route { local: true, .. } => {
             if zh {
-                "路由决策：目的地址属于本机，数据包走 INPUT。".into()
+                format!("路由决策：{} 是本机地址，数据包交给本机（INPUT）。", cx.dst)
             } else {
-                "Routing decision: the destination is a local address, so the packet goes to INPUT."
-                    .into()
+                format!(
+                    "Routing decision: {} is an address of this node, so the packet is delivered locally (INPUT).",
+                    cx.dst
+                )
             }
         }
-        Step::Route { local: false, .. } => {
-            if zh {
-                "路由决策：目的地址不在本机（已是 Pod IP），数据包被转发。".into()
-            } else {
-                "Routing decision: the destination is not local (it is a Pod IP now), so the packet is forwarded.".into()
-            }
-        }
+        Step::Route { local: false, .. } => match (cx.local_origin, zh) {
+            (false, false) => format!(
+                "Routing decision: {} is not an address of this node, so the packet is forwarded (FORWARD).",
+                cx.dst
+            ),
+            (false, true) => format!(
+                "路由决策：{} 不是本机地址，数据包被转发（FORWARD）。",
+                cx.dst
+            ),
+            (true, false) => format!(
+                "Routing decision (re-done after nat OUTPUT): {} is not an address of this node, so the packet leaves through POSTROUTING.",
+                cx.dst
+            ),
+            (true, true) => format!(
+                "路由决策（nat OUTPUT 之后重新进行）：{} 不是本机地址，数据包经 POSTROUTING 离开。",
+                cx.dst
+            ),
+        },
         Step::Chain {
             table,
             chain,
@@ -482,14 +507,17 @@ pub fn narrate(lang: Lang, step: &Step) -> String {
             }
         }
         Step::Mark { from, to } => {
-            if zh {
-                format!(
-                    "数据包标记从 {from:#x} 变为 {to:#x}。0x4000 表示“离开节点时需要伪装”（KUBE-MARK-MASQ）。"
-                )
-            } else {
-                format!(
-                    "The packet mark changes from {from:#x} to {to:#x}. Bit 0x4000 means \"masquerade on the way out\" (KUBE-MARK-MASQ)."
-                )
+            // 0x4000 is kube-proxy's default masquerade bit (--iptables-masquerade-bit=14).
+            let masq = (to & !from) & 0x4000 != 0;
+            match (masq, zh) {
+                (true, false) => format!(
+                    "The packet mark changes from {from:#x} to {to:#x}: KUBE-MARK-MASQ sets bit 0x4000, which means \"masquerade on the way out\"."
+                ),
+                (true, true) => format!(
+                    "数据包标记从 {from:#x} 变为 {to:#x}：KUBE-MARK-MASQ 设置 0x4000 位，表示“离开节点时需要伪装”。"
+                ),
+                (false, false) => format!("The packet mark changes from {from:#x} to {to:#x}."),
+                (false, true) => format!("数据包标记从 {from:#x} 变为 {to:#x}。"),
             }
         }
         Step::Dnat { from, to } => {
@@ -587,14 +615,43 @@ pub fn narrate(lang: Lang, step: &Step) -> String {
     }
 }
 
-/// Short label for the step list (the text alternative of the animation).
-pub fn step_label(lang: Lang, step: &Step) -> String {
-    narrate(lang, step)
-}
-
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routing_sentence_names_the_address_it_routed() {
+        // No endpoints: nat never rewrote the ClusterIP, and the sentence must not claim a Pod IP.
+        let cx = NarrCtx {
+            dst: "10.96.44.4".into(),
+            local_origin: false,
+        };
+        let s = narrate(
+            Lang::En,
+            &Step::Route {
+                local: false,
+                note: String::new(),
+            },
+            &cx,
+        );
+        assert!(
+            s.contains("10.96.44.4") && s.contains("FORWARD") && !s.contains("Pod"),
+            "{s}"
+        );
+        let cx = NarrCtx {
+            local_origin: true,
+            ..cx
+        };
+        let s = narrate(
+            Lang::Zh,
+            &Step::Route {
+                local: false,
+                note: String::new(),
+            },
+            &cx,
+        );
+        assert!(s.contains("POSTROUTING") && !s.contains("FORWARD"), "{s}");
+    }
 
     #[test]
     fn browser_language() {
@@ -628,8 +685,8 @@ mod tests {
             failed: Some("! -s 10.0.0.0/16".into()),
             note: None,
         };
-        let en = narrate(Lang::En, &s);
-        let zh = narrate(Lang::Zh, &s);
+        let en = narrate(Lang::En, &s, &NarrCtx::default());
+        let zh = narrate(Lang::Zh, &s, &NarrCtx::default());
         assert!(en.contains("KUBE-SVC-X") && en.contains("! -s 10.0.0.0/16"));
         assert!(zh.contains("KUBE-SVC-X") && zh.contains("不匹配"));
     }

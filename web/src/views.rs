@@ -272,7 +272,18 @@ pub fn step_text(p: &StepsProps) -> Html {
             </section>
         };
     };
-    let line = |f: &Frame| i18n::narrate(lang, &trace.steps[f.step]);
+    let local_origin = p
+        .timeline
+        .hooks
+        .first()
+        .is_some_and(|h| h.hook == proxyscope_core::trace::Hook::Output);
+    let line = |f: &Frame| {
+        let cx = i18n::NarrCtx {
+            dst: f.packet.dst.to_string(),
+            local_origin,
+        };
+        i18n::narrate(lang, &trace.steps[f.step], &cx)
+    };
     let cur = p.timeline.frames.get(p.cursor);
     let narration = cur.map(line).unwrap_or_default();
     let notes = cur.map(|f| f.notes.clone()).unwrap_or_default();
