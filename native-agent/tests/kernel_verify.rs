@@ -112,3 +112,40 @@ fn refuses_clearly_without_root() {
         "{err}"
     );
 }
+
+#[test]
+fn kernel_agrees_with_core_through_iptables_legacy() {
+    if !is_root() || !netns_works() {
+        eprintln!("SKIPPED verify-kernel --backend legacy: needs root and `ip netns`");
+        return;
+    }
+    if Command::new("iptables-legacy-restore")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED verify-kernel --backend legacy: no iptables-legacy here");
+        return;
+    }
+    let out = proxyscope()
+        .args([
+            "verify-kernel",
+            "--mode",
+            "iptables",
+            "--backend",
+            "legacy",
+            "--seeds",
+            "1",
+            "--seed-start",
+            "1000",
+        ])
+        .output()
+        .expect("run proxyscope");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "verify-kernel --backend legacy failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

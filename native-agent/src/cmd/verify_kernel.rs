@@ -4,7 +4,7 @@
 
 use crate::error::{CliError, read_input};
 use crate::kernel::diff::{self, Class, Flow, Node, Options, Prediction, SPLIT_ALPHA};
-use crate::kernel::netfilter::{CountedRule, Family, Netfilter};
+use crate::kernel::netfilter::{Backend, CountedRule, Family};
 use crate::kernel::sys;
 use clap::{Args, ValueEnum};
 use proxyscope_core::api::{EXAMPLES, Session};
@@ -19,11 +19,30 @@ pub enum Mode {
     Ipvs,
 }
 
+/// `--backend`: which iptables implementation loads the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    Nft,
+    Legacy,
+}
+
+impl From<BackendArg> for Backend {
+    fn from(b: BackendArg) -> Backend {
+        match b {
+            BackendArg::Nft => Backend::Nft,
+            BackendArg::Legacy => Backend::Legacy,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct VerifyKernelArgs {
     /// Proxy mode to verify (only iptables: this kernel has no IPVS)
     #[arg(long, value_enum)]
     pub mode: Mode,
+    /// iptables implementation to load the rules with (iptables-nft or iptables-legacy)
+    #[arg(long, value_enum, default_value = "nft")]
+    pub backend: BackendArg,
     /// Number of random scenarios (seeds SEED_START…SEED_START+N-1)
     #[arg(long, default_value_t = 3)]
     pub seeds: u64,
@@ -253,7 +272,7 @@ fn verify_one(
     a: &VerifyKernelArgs,
     t: &mut Tally,
 ) -> Result<(), String> {
-    let (node, mismatches) = Node::build(text)?;
+    let (node, mismatches) = Node::build(text, a.backend.into())?;
     t.round_trip = if mismatches.is_empty() {
         "ok".into()
     } else {
@@ -265,9 +284,7 @@ fn verify_one(
         );
     }
     let mut session = Session::new(&node.scenario);
-    let nf = Netfilter {
-        ns: &node.world.node,
-    };
+    let nf = node.world.netfilter();
     let mut split_candidates: Vec<(Flow, Prediction)> = Vec::new();
     let mut affinity_candidates: Vec<(Flow, u32)> = Vec::new();
     for flow in node.flows() {

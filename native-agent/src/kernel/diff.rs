@@ -8,7 +8,7 @@
 //! the kernel did with core's trace.
 
 use super::listen::Listeners;
-use super::netfilter::{self, CountedRule, Family, Netfilter};
+use super::netfilter::{self, Backend, CountedRule, Family, Netfilter};
 use super::probe::{Observed, probe};
 use super::sys::SysError;
 use super::world::{Client, World};
@@ -150,16 +150,9 @@ fn jump_args(args: &str, to: &str) -> Vec<String> {
     out
 }
 
-fn ipt_tool(family: Family) -> &'static str {
-    match family {
-        Family::V4 => "iptables",
-        Family::V6 => "ip6tables",
-    }
-}
-
 /// Install one family's rules the way kube-proxy's first (full) sync does.
 pub fn install(nf: &Netfilter, family: Family, payload: &str) -> Result<(), SysError> {
-    let tool = ipt_tool(family);
+    let tool = &family.tool(nf.backend, "");
     for (table, from, to, args) in JUMPS {
         // EnsureChain: `-N` fails harmlessly when the chain exists.
         let _ = nf.ns.exec(tool, &["-w", "-t", table, "-N", to], None);
@@ -238,7 +231,25 @@ pub fn line_diff(a: &str, b: &str) -> String {
 pub fn round_trip(nf: &Netfilter, fr: &FamilyRules) -> Result<Option<String>, SysError> {
     let kernel = netfilter::strip_counters(&nf.save(family_of(fr), false)?);
     let ours = netfilter::strip_counters(&netfilter::strip_comment_lines(&saved_text(fr)));
+    // iptables-legacy prints tables in the kernel's registration order (nat first here),
+    // iptables-nft filter first: compare table by table.
+    let (kernel, ours) = (tables_sorted(&kernel), tables_sorted(&ours));
     Ok((kernel != ours).then(|| line_diff(&ours, &kernel)))
+}
+
+/// The `*table … COMMIT` blocks of a save, sorted by table name.
+pub fn tables_sorted(text: &str) -> String {
+    let mut blocks: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('*') || blocks.is_empty() {
+            blocks.push(String::new());
+        }
+        let b = blocks.last_mut().expect("pushed above");
+        b.push_str(line);
+        b.push('\n');
+    }
+    blocks.sort();
+    blocks.concat()
 }
 
 /// One flow to send: from a client to a Service address.
@@ -371,7 +382,7 @@ fn hit_rules(rules: &[CountedRule]) -> BTreeSet<(String, String, usize)> {
 /// Send one flow on a clean slate (no conntrack entries, no `-m recent` entries, counters at 0)
 /// and read back what the kernel did.
 pub fn observe(world: &World, flow: &Flow, opts: &Options) -> Result<KernelView, SysError> {
-    let nf = Netfilter { ns: &world.node };
+    let nf = world.netfilter();
     let family = Family::of(flow.dst.ip());
     nf.flush_conntrack()?;
     nf.clear_recent()?;
@@ -481,7 +492,10 @@ pub struct Node {
 impl Node {
     /// Build the world for a scenario and install core's rules. Round-trip mismatches are
     /// returned (one entry per family), not treated as errors.
-    pub fn build(scenario_text: &str) -> Result<(Node, Vec<(Family, String)>), String> {
+    pub fn build(
+        scenario_text: &str,
+        backend: Backend,
+    ) -> Result<(Node, Vec<(Family, String)>), String> {
         let loaded = proxyscope_core::k8s::load(scenario_text).map_err(|d| {
             d.iter()
                 .map(ToString::to_string)
@@ -491,6 +505,7 @@ impl Node {
         let scenario = loaded.scenario;
         let families = generate_all(&scenario);
         let mut world = World::new().map_err(|e| e.to_string())?;
+        world.backend = backend;
         let addrs = backends(&families);
         let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
         world.add_pod_ips(&ips).map_err(|e| e.to_string())?;
@@ -535,7 +550,7 @@ impl Node {
         let listeners = Listeners::start(&world.pods.name, &addrs).map_err(|e| e.to_string())?;
         let mut mismatches = Vec::new();
         {
-            let nf = Netfilter { ns: &world.node };
+            let nf = world.netfilter();
             nf.add_nfacct().map_err(|e| e.to_string())?;
             for fr in &families {
                 let family = family_of(fr);
@@ -853,7 +868,7 @@ pub fn split_test(
     n: usize,
     opts: &Options,
 ) -> Result<SplitResult, SysError> {
-    let nf = Netfilter { ns: &world.node };
+    let nf = world.netfilter();
     nf.flush_conntrack()?;
     nf.clear_recent()?;
     let src = world.source(flow.client, flow.dst.ip());
@@ -905,7 +920,7 @@ pub fn affinity_test(
     timeout_s: u32,
     opts: &Options,
 ) -> Result<Vec<String>, SysError> {
-    let nf = Netfilter { ns: &world.node };
+    let nf = world.netfilter();
     let family = Family::of(flow.dst.ip());
     nf.flush_conntrack()?;
     nf.clear_recent()?;

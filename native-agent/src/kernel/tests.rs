@@ -2,7 +2,7 @@
 //! derived by hand below (no proxyscope code produces the expectations).
 
 use super::listen::Listeners;
-use super::netfilter::{Family, Netfilter, parse_counted_rules};
+use super::netfilter::{Backend, Family, parse_counted_rules};
 use super::probe::{Observed, probe};
 use super::sys::netns_unavailable_reason;
 use super::world::{Client, World};
@@ -78,7 +78,7 @@ fn harness_sees_dnat_masquerade_reject_and_drop() {
         ],
     )
     .unwrap();
-    let nf = Netfilter { ns: &world.node };
+    let nf = world.netfilter();
     nf.restore(Family::V4, RULES4, true).unwrap();
     nf.restore(Family::V6, RULES6, true).unwrap();
     let t = Duration::from_millis(400);
@@ -304,7 +304,7 @@ fn suite_detects_a_tampered_kernel() {
         return;
     }
     let demo = proxyscope_core::api::DEMO_SCENARIO;
-    let (node, mismatches) = Node::build(demo).unwrap();
+    let (node, mismatches) = Node::build(demo, Backend::Nft).unwrap();
     assert!(mismatches.is_empty(), "{mismatches:?}");
     let flow = node
         .flows()
@@ -353,11 +353,10 @@ fn round_trip_detects_an_extra_rule() {
     if skip() {
         return;
     }
-    let (node, mismatches) = Node::build(proxyscope_core::api::DEMO_SCENARIO).unwrap();
+    let (node, mismatches) =
+        Node::build(proxyscope_core::api::DEMO_SCENARIO, Backend::Nft).unwrap();
     assert!(mismatches.is_empty());
-    let nf = Netfilter {
-        ns: &node.world.node,
-    };
+    let nf = node.world.netfilter();
     nf.ns
         .exec(
             "iptables",
@@ -378,7 +377,7 @@ fn ipsets_restore_and_save() {
         return;
     }
     let world = World::new().unwrap();
-    let nf = Netfilter { ns: &world.node };
+    let nf = world.netfilter();
     nf.restore_ipsets(
         "create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 65536\n\
          add KUBE-CLUSTER-IP 10.96.0.10,tcp:80\n",

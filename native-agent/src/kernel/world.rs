@@ -24,6 +24,7 @@
 //! Services and EndpointSlices are reachable here. Every address lives in one of our namespaces;
 //! nothing in the host's namespace is touched (every command runs under `ip netns exec` / `ip -n`).
 
+use super::netfilter::{Backend, Netfilter};
 use super::sys::{self, SysError};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -123,6 +124,16 @@ impl Netns {
     }
 }
 
+/// MAC address of `dev` in `ns` (`link/ether …` of `ip link show`).
+fn mac(ns: &Netns, dev: &str) -> Result<String, SysError> {
+    let out = ns.ip(&["link", "show", "dev", dev])?;
+    out.split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .map(str::to_owned)
+        .ok_or_else(|| SysError(format!("{}: no MAC address on {dev}", ns.name)))
+}
+
 /// Run `ip -batch -` in a namespace (one process for many changes).
 fn batch(ns: &Netns, commands: &str) -> Result<(), SysError> {
     if commands.is_empty() {
@@ -176,6 +187,8 @@ pub struct World {
     pod_addrs: Vec<IpAddr>,
     /// Source address of each client per family `[v4, v6]` (see [`World::adopt`]).
     sources: [[IpAddr; 2]; 3],
+    /// The iptables implementation the node's rules are loaded with.
+    pub backend: Backend,
 }
 
 impl World {
@@ -203,6 +216,7 @@ impl World {
             wan,
             pod_addrs: Vec::new(),
             sources,
+            backend: Backend::Nft,
         };
         w.wire()?;
         Ok(w)
@@ -387,10 +401,67 @@ impl World {
             .sysctl("net.ipv6.conf.all.accept_redirects", "0")?;
         self.pods
             .sysctl("net.ipv6.conf.eth0.accept_redirects", "0")?;
+        self.pin_neighbors()?;
         // The pods namespace answers for many addresses on one veth: ignore reverse-path checks.
         self.pods.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
         self.pods.sysctl("net.ipv4.conf.default.rp_filter", "0")?;
         Ok(())
+    }
+
+    /// Permanent neighbour entries on every link, both ways. Neighbour discovery is not what
+    /// the suite tests, and an unanswered first solicitation (IPv6 retries after 1 s) would
+    /// read as a dropped flow within the probe timeout.
+    fn pin_neighbors(&self) -> Result<(), SysError> {
+        let node_eth0 = mac(&self.node, "eth0")?;
+        let node_pods0 = mac(&self.node, "pods0")?;
+        let node_podc0 = mac(&self.node, "podc0")?;
+        let node_up0 = mac(&self.node, "up0")?;
+        let (ext, wan) = (mac(&self.ext, "eth0")?, mac(&self.wan, "eth0")?);
+        let pin = |ip: &str, mac: &str, dev: &str| {
+            format!("neigh replace {ip} lladdr {mac} dev {dev} nud permanent\n")
+        };
+        batch(
+            &self.node,
+            &[
+                pin(EXT_CLIENT_IP4, &ext, "eth0"),
+                pin(EXT_CLIENT_IP6, &ext, "eth0"),
+                pin("172.31.255.1", &wan, "up0"),
+                pin("fd00:ffff::1", &wan, "up0"),
+            ]
+            .concat(),
+        )?;
+        batch(
+            &self.ext,
+            &[
+                pin(NODE_IP4, &node_eth0, "eth0"),
+                pin(NODE_IP6, &node_eth0, "eth0"),
+            ]
+            .concat(),
+        )?;
+        batch(
+            &self.wan,
+            &[
+                pin("172.31.255.2", &node_up0, "eth0"),
+                pin("fd00:ffff::2", &node_up0, "eth0"),
+            ]
+            .concat(),
+        )?;
+        batch(
+            &self.pods,
+            &[
+                pin(NODE_POD_GW4, &node_pods0, "eth0"),
+                pin(NODE_POD_GW6, &node_pods0, "eth0"),
+            ]
+            .concat(),
+        )?;
+        batch(
+            &self.podc,
+            &[
+                pin(NODE_POD_GW4, &node_podc0, "eth0"),
+                pin(NODE_POD_GW6, &node_podc0, "eth0"),
+            ]
+            .concat(),
+        )
     }
 
     /// Give the pods namespace these Pod IPs (idempotent per address), with a host route on
@@ -398,6 +469,7 @@ impl World {
     pub fn add_pod_ips(&mut self, ips: &[IpAddr]) -> Result<(), SysError> {
         let mut pods_batch = String::new();
         let mut node_batch = String::new();
+        let pods_mac = mac(&self.pods, "eth0")?;
         for ip in ips {
             if self.pod_addrs.contains(ip) {
                 continue;
@@ -410,6 +482,9 @@ impl World {
             };
             pods_batch.push_str(&format!("addr replace {ip}/{host} dev eth0{nodad}\n"));
             node_batch.push_str(&format!("route replace {ip}/{host} dev pods0\n"));
+            node_batch.push_str(&format!(
+                "neigh replace {ip} lladdr {pods_mac} dev pods0 nud permanent\n"
+            ));
             self.pod_addrs.push(*ip);
         }
         batch(&self.pods, &pods_batch)?;
@@ -422,6 +497,7 @@ impl World {
     pub fn adopt(&mut self, node_ips: &[IpAddr], pod_client: &[IpAddr]) -> Result<(), SysError> {
         let mut node_batch = String::new();
         let mut podc_batch = String::new();
+        let podc_mac = mac(&self.podc, "eth0")?;
         for ip in node_ips {
             let (host, nodad) = if ip.is_ipv4() {
                 ("32", "")
@@ -440,6 +516,9 @@ impl World {
             };
             podc_batch.push_str(&format!("addr replace {ip}/{host} dev eth0{nodad}\n"));
             node_batch.push_str(&format!("route replace {ip}/{host} dev podc0\n"));
+            node_batch.push_str(&format!(
+                "neigh replace {ip} lladdr {podc_mac} dev podc0 nud permanent\n"
+            ));
             self.sources[1][usize::from(ip.is_ipv6())] = *ip;
         }
         batch(&self.podc, &podc_batch)?;
@@ -469,6 +548,14 @@ impl World {
             Client::Hairpin(ip) => return ip,
         };
         self.sources[i][usize::from(dst.is_ipv6())]
+    }
+
+    /// The node's netfilter, through this world's iptables backend.
+    pub fn netfilter(&self) -> Netfilter<'_> {
+        Netfilter {
+            ns: &self.node,
+            backend: self.backend,
+        }
     }
 
     /// The namespace a client's sockets are opened in.
