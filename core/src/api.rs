@@ -407,8 +407,8 @@ pub fn service_targets(s: &Scenario) -> Vec<ServiceTarget> {
                 sp.cluster_ip,
                 sp.port,
             );
-            if sp.node_port != 0 {
-                if let Some(ip) = s.node_ip(v6) {
+            if sp.node_port != 0
+                && let Some(ip) = s.node_ip(v6) {
                     push(
                         "node_port",
                         format!(
@@ -419,7 +419,6 @@ pub fn service_targets(s: &Scenario) -> Vec<ServiceTarget> {
                         sp.node_port,
                     );
                 }
-            }
             for ip in &sp.external_ips {
                 push(
                     "external_ip",

@@ -174,7 +174,7 @@ impl Ctx<'_> {
                 // last key such as `name` is found under its own parent, not in `metadata`.
                 let keys = || f.split('.').map(|k| k.split('[').next().unwrap_or(k));
                 let by_path = keys().try_fold(0, |from, k| self.lines.find_key(doc, k, from));
-                let last = keys().last().unwrap_or(f);
+                let last = keys().next_back().unwrap_or(f);
                 by_path
                     .or_else(|| self.lines.find_key(doc, last, 0))
                     .or_else(|| self.lines.doc_start(doc))

@@ -151,12 +151,11 @@ impl Parser {
                 };
                 let mut args = &tokens[2..];
                 let mut pos = None;
-                if insert {
-                    if let Some(Ok(p)) = args.first().map(|a| a.parse::<usize>()) {
+                if insert
+                    && let Some(Ok(p)) = args.first().map(|a| a.parse::<usize>()) {
                         pos = Some(p);
                         args = &args[1..];
                     }
-                }
                 let mut diags = Vec::new();
                 let table_name = table.name.clone();
                 let rule =
@@ -1108,8 +1107,8 @@ pub(crate) fn parse_rule_args(
                     continue;
                 }
                 // 4. implicit protocol match (`-p tcp --dport 80`)
-                if let Some(p) = rule.proto.as_ref().and_then(|p| p.value.name()) {
-                    if matches!(p, "tcp" | "udp" | "sctp")
+                if let Some(p) = rule.proto.as_ref().and_then(|p| p.value.name())
+                    && matches!(p, "tcp" | "udp" | "sctp")
                         && !building
                             .iter()
                             .any(|b| matches!(&b.m, Match::Ports { module, .. } if module == p))
@@ -1125,7 +1124,6 @@ pub(crate) fn parse_rule_args(
                             _ => {}
                         }
                     }
-                }
                 return fail(diags, format!("unknown option `{opt}`"));
             }
             other => return fail(diags, format!("unexpected word `{other}`")),
@@ -1141,8 +1139,8 @@ pub(crate) fn parse_rule_args(
         rule.matches.push(b.m);
     }
     if let Some(mut t) = target {
-        if let Target::Reject { with } = &mut t {
-            if with.is_empty() {
+        if let Target::Reject { with } = &mut t
+            && with.is_empty() {
                 // What REJECT does (and iptables-save prints) when no --reject-with is given.
                 *with = match family {
                     Family::V4 => "icmp-port-unreachable",
@@ -1150,7 +1148,6 @@ pub(crate) fn parse_rule_args(
                 }
                 .to_string();
             }
-        }
         if let Err(e) = validate_target(&t) {
             return fail(diags, e);
         }
