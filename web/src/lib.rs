@@ -322,7 +322,12 @@ pub fn app() -> Html {
                 </section>
                 <div class="grid">
                     <ScenarioEditor lang={lang} text={AttrValue::from(state.scenario_text.clone())}
-                        errors={match &state.model { Err(d) if state.editor_errors.is_empty() => d.clone(), _ => state.editor_errors.clone() }}
+                        errors={match &state.model {
+                            Err(d) if state.editor_errors.is_empty() => d.clone(),
+                            // The loaded scenario's warnings (what core did not model or ignored).
+                            Ok(m) if state.editor_errors.is_empty() => Rc::new(m.warnings.clone()),
+                            _ => state.editor_errors.clone(),
+                        }}
                         on_action={on_action.clone()} />
                     <div class="side">
                         <SharePanel lang={lang} url={AttrValue::from(share_url)} embed_url={AttrValue::from(embed_url)}

@@ -409,9 +409,9 @@ pub fn scenario_editor(p: &EditorProps) -> Html {
             <textarea id="scenario" ref={area} spellcheck="false" rows="14" aria-describedby="scenario-errors"
                 value={p.text.clone()} oninput={on_input} aria-label={t(lang, K::Scenario)} />
             <button id="load-scenario" type="button" onclick={p.on_action.reform(|_: MouseEvent| Action::LoadScenario)}>{ t(lang, K::LoadScenario) }</button>
-            <div id="scenario-errors" role="alert">
+            <div id="scenario-errors" role="alert" class={classes!((!p.errors.iter().any(|d| d.error)).then_some("warn"))}>
                 if !p.errors.is_empty() {
-                    <h3>{ t(lang, K::ScenarioErrors) }</h3>
+                    <h3>{ if p.errors.iter().any(|d| d.error) { t(lang, K::ScenarioErrors) } else { t(lang, K::Warnings) } }</h3>
                     <ul>
                         { for p.errors.iter().map(|d| {
                             let loc = match d.line { Some(l) => format!("{} {l}: {}", t(lang, K::Line), d.location), None => d.location.clone() };
