@@ -31,6 +31,9 @@
 //! | client Pod on node-a | 10.244.0.250 | fd00:10:244::fa |
 //!
 //! NodePorts are 30000 + 10·service + port index; health-check NodePorts 32000 + service.
+//! kube-proxy's local-traffic detector is drawn per scenario: `ClusterCIDR` (mostly),
+//! `NodeCIDR`, or `InterfaceNamePrefix` with prefix `pod` (the harness's Pod-facing interfaces
+//! are `pods0` and `podc0`).
 //! `large_cluster` uses a wider clusterCIDR (10.128.0.0/9) so 100 000 endpoints fit; it is for
 //! benchmarks, not for the kernel harness.
 
@@ -372,6 +375,9 @@ fn metadata(rng: &mut StdRng, name: &str, ns: Option<&str>, extra: Vec<(&str, Y)
 // Fixed documents.
 
 struct ProxyOptions {
+    /// `detectLocalMode`; for `InterfaceNamePrefix` the prefix is `pod` (the harness's Pod-side
+    /// interfaces are `pods0` and `podc0`).
+    detect_local_mode: &'static str,
     masquerade_all: bool,
     localhost_node_ports: bool,
     node_port_addresses: bool,
@@ -383,7 +389,7 @@ fn proxy_config(o: &ProxyOptions) -> Y {
         ("apiVersion", s("kubeproxy.config.k8s.io/v1alpha1")),
         ("kind", s("KubeProxyConfiguration")),
         ("clusterCIDR", s(o.cluster_cidr)),
-        ("detectLocalMode", s("ClusterCIDR")),
+        ("detectLocalMode", s(o.detect_local_mode)),
         ("hostnameOverride", s(NODE_NAME)),
         (
             "iptables",
@@ -395,6 +401,9 @@ fn proxy_config(o: &ProxyOptions) -> Y {
         ),
         ("mode", s("iptables")),
     ];
+    if o.detect_local_mode == "InterfaceNamePrefix" {
+        m.push(("detectLocal", map(vec![("interfaceNamePrefix", s("pod"))])));
+    }
     if o.node_port_addresses {
         m.push((
             "nodePortAddresses",
@@ -886,6 +895,11 @@ pub fn random_scenario(seed: u64) -> String {
         localhost_node_ports: !chance(&mut rng, 20),
         node_port_addresses: chance(&mut rng, 15),
         cluster_cidr: "10.244.0.0/16,fd00:10:244::/48",
+        detect_local_mode: match rng.random_range(0..20) {
+            0..=2 => "NodeCIDR",
+            3..=4 => "InterfaceNamePrefix",
+            _ => "ClusterCIDR",
+        },
     };
     let mut out = String::new();
     document(&mut out, &proxy_config(&opts));
@@ -1062,6 +1076,7 @@ pub fn large_cluster(services: usize, endpoints_per_service: usize) -> String {
         localhost_node_ports: true,
         node_port_addresses: false,
         cluster_cidr: "10.128.0.0/9",
+        detect_local_mode: "ClusterCIDR",
     };
     let mut out = String::with_capacity(services * (1500 + endpoints_per_service * 300));
     document(&mut out, &proxy_config(&opts));

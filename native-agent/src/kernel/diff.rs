@@ -285,9 +285,10 @@ pub fn flows_for(fr: &FamilyRules, node_ip: IpAddr) -> Vec<Flow> {
             continue;
         }
         let name = &sp.name_string;
-        // A backend reaching its own Service through the ClusterIP: hairpin when the DNAT
-        // picks the Pod itself.
-        if let Some(ep) = cat.reachable.first().or(cat.cluster.first()) {
+        // A backend on this node reaching its own Service through the ClusterIP: hairpin when
+        // the DNAT picks the Pod itself. Only local endpoints: in this world every Pod sits
+        // behind the node's pod veth, which is true only for this node's Pods.
+        if let Some(ep) = cat.reachable.iter().chain(&cat.cluster).find(|e| e.local) {
             flows.insert(Flow {
                 client: Client::Hairpin(ep.ip),
                 proto: sp.protocol,
