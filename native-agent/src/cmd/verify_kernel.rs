@@ -319,8 +319,8 @@ fn verify_one(
                 );
             }
         } else {
+            // The counters still hold this flow's counts; read them again for the rule texts.
             let rules = diff::rule_texts(&nf, Family::of(flow.dst.ip()));
-            // Counters were read already; re-run the flow to show rule texts with counts.
             println!("{}", report(name, &flow, &k, &p, &problems, &rules));
         }
         let backends = p
