@@ -102,7 +102,8 @@ pub enum ClientKind {
 struct NodeFacts {
     view: NodeView,
     pod_cidrs: Vec<IpNet>,
-    local_pod_ips: Vec<IpAddr>,
+    /// Addresses of endpoints on this node (a set: big clusters have tens of thousands).
+    local_pod_ips: std::collections::BTreeSet<IpAddr>,
     uplink: String,
     pod_iface: String,
 }
@@ -320,7 +321,7 @@ pub fn client_presets(s: &Scenario) -> Vec<ClientPreset> {
         .copied();
     let local_pod = pod_net
         .and_then(|n| host_in(&n, 100))
-        .or_else(|| f.local_pod_ips.first().copied());
+        .or_else(|| f.local_pod_ips.iter().next().copied());
     if let Some(ip) = local_pod {
         out.push(ClientPreset {
             label: "Pod on this node".into(),
