@@ -246,20 +246,28 @@ test('send many: 1000 connections animate and spread over the Pods', async () =>
     const span = performance.measure('many', 'many-start', 'many-end');
     const start = span.startTime;
     const f = window.__frames.filter((t) => t >= start);
-    let worst = 0;
-    for (let i = 1; i < f.length; i++) worst = Math.max(worst, f[i] - f[i - 1]);
-    return { ms: span.duration, fps: ((f.length - 1) * 1000) / (f[f.length - 1] - f[0]), worst };
+    // The 1000 traces run synchronously on click (the longest gap); the flight follows it.
+    let worst = 0, at = 0;
+    for (let i = 1; i < f.length; i++) if (f[i] - f[i - 1] > worst) { worst = f[i] - f[i - 1]; at = i; }
+    const flight = f.slice(at);
+    return {
+      ms: span.duration,
+      fps: ((f.length - 1) * 1000) / (f[f.length - 1] - f[0]),
+      flightFps: ((flight.length - 1) * 1000) / (flight[flight.length - 1] - flight[0]),
+      worst,
+    };
   });
   const fps = Number(await page.getAttribute('#many-canvas', 'data-fps'));
   const counts = await page.$$eval('#distribution td.count', (tds) => tds.map((t) => Number(t.textContent)));
   console.log(`send many: 1000 connections traced + animated in ${m.ms.toFixed(0)} ms; ` +
-    `Performance API: ${m.fps.toFixed(1)} fps, worst frame ${m.worst.toFixed(1)} ms; app's loop: ${fps.toFixed(1)} fps; ` +
+    `Performance API: ${m.flightFps.toFixed(1)} fps while the 1000 dots fly (${m.fps.toFixed(1)} fps overall, ` +
+    `longest frame ${m.worst.toFixed(1)} ms = tracing the 1000 connections); app's loop: ${fps.toFixed(1)} fps; ` +
     `counts per Pod ${counts.join('/')}`);
   assert.equal(counts.reduce((a, b) => a + b, 0), 1000);
   assert.equal(counts.length, 3, 'three Pods');
   // Uniform 1/3 each: with n=1000 a count outside 333 ± 5σ (σ≈14.9) means the draw is biased.
   for (const c of counts) assert.ok(Math.abs(c - 1000 / 3) < 75, `count ${c}`);
-  assert.ok(fps >= 30, `fps ${fps}`);
+  assert.ok(fps >= 30 && m.flightFps >= 30, `fps ${fps} / ${m.flightFps}`);
   await settle(page);
   await page.screenshot({ path: path.join(SHOTS, '07-send-many.png'), fullPage: true });
   await ctx.close();

@@ -92,9 +92,16 @@ pub fn diagram(p: &Props) -> Html {
         })
         .collect::<Vec<_>>()
         .join(" ");
+    // For a packet made on the node, "the client" is the local process, and its re-route is
+    // drawn inside the OUTPUT path, so neither the client box nor the diamond light up.
+    let canon = |pl: Place| match pl {
+        Place::Client if starts_local => Place::LocalProcess,
+        Place::Routing if starts_local => Place::Hook(Hook::Output),
+        pl => pl,
+    };
     let cur_place = frame.map(|f| f.place);
-    let is_active = |pl: Place| cur_place == Some(pl);
-    let was_visited = |pl: Place| visited.contains(&pl);
+    let is_active = |pl: Place| cur_place.map(canon) == Some(pl);
+    let was_visited = |pl: Place| visited.iter().any(|v| canon(*v) == pl);
 
     let hook_box = |h: Hook| {
         let (x, y) = hook_pos(h);

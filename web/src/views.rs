@@ -141,6 +141,11 @@ pub fn controls(p: &ControlsProps) -> Html {
                                 title={v.tables.join(" → ")} aria-current={current.then_some("step")}
                                 onclick={p.on_action.reform(move |_: MouseEvent| Action::Seek(i))}>
                                 { v.hook.as_str() }
+                                // A locally generated packet visits OUTPUT twice (nat, then filter
+                                // after the re-route): name the tables so the buttons differ.
+                                if p.timeline.hooks.iter().filter(|w| w.hook == v.hook).count() > 1 {
+                                    <span class="tables">{ format!(" ({})", v.tables.join("/")) }</span>
+                                }
                             </button>
                         }
                     }) }
