@@ -1,9 +1,12 @@
 //! The facade the CLI and the web app use: plain data in, plain data out.
 
 use crate::diag::Diagnostic;
+use crate::ipvs::mode::Stages;
+use crate::ipvs::path::{IpvsNode, Timeouts};
 use crate::k8s::{self, Loaded, Scenario};
 use crate::netfilter::{self, Machine, NodeView, State, WalkRequest};
 use crate::proxier::iptables as ipt_mode;
+use crate::proxier::ipvs as ipvs_mode;
 use crate::proxier::service_ports;
 use crate::rules::iptables::{self as ipt, Family};
 use crate::trace::{Packet, Proto, Trace};
@@ -83,6 +86,119 @@ pub fn iptables_rules(s: &Scenario) -> Vec<RulesText> {
             restore: fr.payload,
         })
         .collect()
+}
+
+/// An ipset in IPVS mode's JSON: its type and its entries as `ipset save` prints them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IpsetEntries {
+    #[serde(rename = "type")]
+    pub set_type: String,
+    pub entries: Vec<String>,
+}
+
+/// What kube-proxy programs in IPVS mode, every family together (they share one IPVS table,
+/// one kube-ipvs0 device and one ipset namespace; IPv6 sets are named `KUBE-6-...`).
+#[derive(Debug, Clone, Serialize)]
+pub struct IpvsRules {
+    pub virtual_servers: Vec<ipvs_mode::VirtualServer>,
+    /// Set name → type and entries, in kube-proxy's `ipsetInfo` order (IPv4 sets first).
+    pub ipsets: serde_json::Map<String, serde_json::Value>,
+    pub kube_ipvs0: Vec<IpAddr>,
+    /// `iptables-save` of the IPv4 proxier (empty when the node has no IPv4).
+    pub iptables: String,
+    /// `ip6tables-save` of the IPv6 proxier, on IPv6 and dual-stack nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip6tables: Option<String>,
+    /// `ipvsadm -Sn` text.
+    #[serde(skip)]
+    pub ipvsadm_save: String,
+    /// `ipset save` text.
+    #[serde(skip)]
+    pub ipset_save: String,
+}
+
+/// The section headers of [`IpvsRules::text`] (and of a node dump `--rules` accepts).
+pub const IPVS_SECTION_IPVSADM: &str = "# ipvsadm -Sn";
+pub const IPVS_SECTION_IPSET: &str = "# ipset save";
+pub const IPVS_SECTION_IPTABLES: &str = "# iptables-save";
+pub const IPVS_SECTION_IP6TABLES: &str = "# ip6tables-save";
+pub const IPVS_SECTION_KUBE_IPVS0: &str = "# ip -brief address show dev kube-ipvs0";
+
+impl IpvsRules {
+    /// The four dumps, each under its `# <command>` header line.
+    pub fn text(&self) -> String {
+        let mut o = String::new();
+        for (h, body) in [
+            (IPVS_SECTION_IPVSADM, Some(&self.ipvsadm_save)),
+            (IPVS_SECTION_IPSET, Some(&self.ipset_save)),
+            (
+                IPVS_SECTION_IPTABLES,
+                (!self.iptables.is_empty()).then_some(&self.iptables),
+            ),
+            (IPVS_SECTION_IP6TABLES, self.ip6tables.as_ref()),
+        ] {
+            if let Some(b) = body {
+                o.push_str(h);
+                o.push('\n');
+                o.push_str(b);
+            }
+        }
+        o.push_str(IPVS_SECTION_KUBE_IPVS0);
+        o.push('\n');
+        o.push_str(&ipvs_mode::kube_ipvs0_text(&self.kube_ipvs0));
+        o
+    }
+}
+
+/// IPVS mode for every family the node runs.
+pub fn ipvs_rules(s: &Scenario) -> IpvsRules {
+    let fams = ipvs_mode::generate_all(s);
+    let mut vss = Vec::new();
+    let mut sets = Vec::new();
+    let mut addrs = Vec::new();
+    let mut iptables = String::new();
+    let mut ip6tables = None;
+    for f in &fams {
+        vss.extend(f.virtual_servers.iter().cloned());
+        sets.extend(f.ipsets.iter().cloned());
+        addrs.extend(f.kube_ipvs0.iter().copied());
+        let saved = ipvs_mode::saved_text(f);
+        match f.family {
+            Family::V4 => iptables = saved,
+            Family::V6 => ip6tables = Some(saved),
+        }
+    }
+    let services = ipvs_mode::ipvsadm_services(&vss);
+    let mut ipsets = serde_json::Map::new();
+    for set in &sets {
+        let v = IpsetEntries {
+            set_type: set.set_type.clone(),
+            entries: set.members.iter().map(|m| m.elem.to_string()).collect(),
+        };
+        ipsets.insert(
+            set.name.clone(),
+            serde_json::to_value(v).expect("plain data serialises"),
+        );
+    }
+    // ipvsadm sorts; the JSON list follows the same order.
+    let sorted = crate::ipvs::ipvsadm::print_rules(&services, false);
+    vss.sort_by(|a, b| {
+        (a.address.is_ipv6(), a.proto.number(), a.address, a.port).cmp(&(
+            b.address.is_ipv6(),
+            b.proto.number(),
+            b.address,
+            b.port,
+        ))
+    });
+    IpvsRules {
+        virtual_servers: vss,
+        ipsets,
+        kube_ipvs0: addrs,
+        iptables,
+        ip6tables,
+        ipvsadm_save: sorted,
+        ipset_save: crate::ipvs::ipset::print_save(&sets),
+    }
 }
 
 /// How a client reaches the node, for the walk.
@@ -176,6 +292,16 @@ pub struct Session {
     pub state: State,
     next_sport: u16,
     mode: String,
+    ipvs: Option<Box<IpvsPart>>,
+}
+
+/// IPVS mode's part of a session: the IPVS table with its connections and templates, the
+/// ruleset split at IPVS's hooks, and conntrack as seen after IPVS's rewrite.
+#[derive(Debug, Clone)]
+struct IpvsPart {
+    node: IpvsNode,
+    stages: Vec<Stages>,
+    post_state: State,
 }
 
 impl Session {
@@ -192,7 +318,87 @@ impl Session {
             state: State::default(),
             next_sport: 40000,
             mode: "iptables".into(),
+            ipvs: None,
         }
+    }
+
+    /// IPVS mode with what kube-proxy would program for this scenario.
+    pub fn new_ipvs(s: &Scenario) -> Session {
+        let facts = node_facts(s);
+        let fams = ipvs_mode::generate_all(s);
+        let mut view = facts.view.clone();
+        let mut vss = Vec::new();
+        for f in &fams {
+            view.ipsets.extend(ipvs_mode::machine_ipsets(&f.ipsets));
+            view.local
+                .extend(f.kube_ipvs0.iter().map(|a| IpNet::from(*a)));
+            vss.extend(f.virtual_servers.iter().cloned());
+        }
+        let machines: Vec<Machine> = fams
+            .iter()
+            .map(|f| Machine::new(ipvs_mode::node_ruleset(f), f.family, view.clone()))
+            .collect();
+        let (node, problems) =
+            IpvsNode::from_ipvsadm(&ipvs_mode::ipvsadm_services(&vss), ipvs_timeouts(s));
+        debug_assert!(problems.is_empty(), "{problems:?}");
+        Session::with_ipvs(machines, facts, node)
+    }
+
+    fn with_ipvs(machines: Vec<Machine>, facts: NodeFacts, node: IpvsNode) -> Session {
+        let stages = machines.iter().cloned().map(Stages::new).collect();
+        Session {
+            machines,
+            facts,
+            state: State::default(),
+            next_sport: 40000,
+            mode: "ipvs".into(),
+            ipvs: Some(Box::new(IpvsPart {
+                node,
+                stages,
+                post_state: State::default(),
+            })),
+        }
+    }
+
+    /// IPVS mode with a real node's dumps: `text` holds `ipvsadm -Sn`, `ipset save`,
+    /// `iptables-save` (and/or `ip6tables-save`) and optionally the kube-ipvs0 addresses, each
+    /// under its `# <command>` header as `proxyscope rules --mode ipvs` prints them. Lines in
+    /// diagnostics and traces are lines of `text`.
+    pub fn from_ipvs_dump(s: &Scenario, text: &str) -> (Session, Vec<Diagnostic>) {
+        let facts = node_facts(s);
+        let mut diags = Vec::new();
+        let d = crate::ipvs::dump::split(text, &mut diags);
+        let mut view = facts.view.clone();
+        view.ipsets.extend(ipvs_mode::machine_ipsets(&d.ipsets));
+        view.local
+            .extend(d.kube_ipvs0.iter().map(|a| IpNet::from(*a)));
+        let machines: Vec<Machine> = d
+            .rulesets
+            .into_iter()
+            .map(|(fam, mut rs)| {
+                ipvs_mode::with_builtin_chains(&mut rs);
+                Machine::new(rs, fam, view.clone())
+            })
+            .collect();
+        let (node, problems) = IpvsNode::from_ipvsadm(&d.services, ipvs_timeouts(s));
+        for p in problems {
+            diags.push(Diagnostic::warning(
+                None,
+                format!("ipvsadm service {}", p.service),
+                format!("{}; the service is left out", p.message),
+            ));
+        }
+        (Session::with_ipvs(machines, facts, node), diags)
+    }
+
+    /// The IPVS table with live counters (`ipvsadm -Ln`), in IPVS mode.
+    pub fn ipvs_table(&self) -> Option<Vec<crate::ipvs::ipvsadm::Service>> {
+        self.ipvs.as_ref().map(|p| p.node.to_ipvsadm())
+    }
+
+    /// The IPVS state (connections, persistence templates), in IPVS mode.
+    pub fn ipvs_node(&self) -> Option<&IpvsNode> {
+        self.ipvs.as_ref().map(|p| &p.node)
     }
 
     /// iptables mode with a real node's `iptables-save` / `ip6tables-save` dump; the scenario
@@ -209,6 +415,7 @@ impl Session {
                 state: State::default(),
                 next_sport: 40000,
                 mode: "iptables".into(),
+                ipvs: None,
             },
             parsed.diagnostics,
         )
@@ -253,7 +460,24 @@ impl Session {
         let Some(m) = self.machines.iter().find(|m| m.family == fam) else {
             return no_family_trace(&self.mode, pkt, fam);
         };
-        let mut t = netfilter::trace(m, &wreq, &mut self.state, req.seed, &self.mode);
+        let mut t = match self.ipvs.as_mut() {
+            Some(ip) => {
+                let st = ip
+                    .stages
+                    .iter()
+                    .find(|st| st.full.family == fam)
+                    .expect("one stage set per machine");
+                crate::ipvs::mode::trace(
+                    st,
+                    &mut ip.node,
+                    &wreq,
+                    &mut self.state,
+                    &mut ip.post_state,
+                    req.seed,
+                )
+            }
+            None => netfilter::trace(m, &wreq, &mut self.state, req.seed, &self.mode),
+        };
         if req.src.is_ipv6() != req.dst.is_ipv6() {
             t.warnings.push(
                 "source and destination are of different families: no such packet exists".into(),
@@ -261,6 +485,12 @@ impl Session {
         }
         t
     }
+}
+
+/// The IPVS timeouts kube-proxy sets (`ipvs.tcpTimeout`, ...; 0 keeps the kernel's).
+fn ipvs_timeouts(s: &Scenario) -> Timeouts {
+    let c = &s.config.ipvs;
+    Timeouts::from_config(c.tcp_timeout, c.tcp_fin_timeout, c.udp_timeout)
 }
 
 fn no_family_trace(mode: &str, pkt: Packet, fam: Family) -> Trace {
@@ -409,17 +639,18 @@ pub fn service_targets(s: &Scenario) -> Vec<ServiceTarget> {
                 sp.port,
             );
             if sp.node_port != 0
-                && let Some(ip) = s.node_ip(v6) {
-                    push(
-                        "node_port",
-                        format!(
-                            "{svc} NodePort {}",
-                            k8s::ip::join_host_port(ip, sp.node_port)
-                        ),
-                        ip,
-                        sp.node_port,
-                    );
-                }
+                && let Some(ip) = s.node_ip(v6)
+            {
+                push(
+                    "node_port",
+                    format!(
+                        "{svc} NodePort {}",
+                        k8s::ip::join_host_port(ip, sp.node_port)
+                    ),
+                    ip,
+                    sp.node_port,
+                );
+            }
             for ip in &sp.external_ips {
                 push(
                     "external_ip",

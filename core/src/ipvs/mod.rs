@@ -9,9 +9,13 @@
 //! * [`sched`] — the 14 schedulers' state (plain serialisable data for the web app) and their
 //!   decisions, each with a reason in the kernel's terms; [`mh`] and [`lblc`] hold the two
 //!   larger ones.
+//! * [`dump`] — a node's IPVS-mode dumps (ipvsadm, ipset, iptables, kube-ipvs0) in one text.
 //! * [`hash`] — `hash_32`, the address fold and the 64-bit kernel's `hsiphash`.
 //! * [`ipvsadm`] — `ipvsadm -Sn` / `-Ln` text, printed byte for byte and parsed back.
 //! * [`ipset`] — `ipset save` / `ipset list` text, printed byte for byte and parsed back.
+//! * [`mode`] — kube-proxy's IPVS mode packet by packet: netfilter, IPVS, netfilter again.
+//! * [`path`] — a node's IPVS table at work: connection entries, persistence templates, timers,
+//!   and what IPVS does to one packet (lookup, template, scheduling, connection).
 //!
 //! Architecture invariant: nothing here reads a clock or OS randomness. Time is a parameter
 //! (seconds, `f64`); twos draws from a caller-supplied [`sched::RandomSource`].
@@ -19,11 +23,14 @@
 //! Reference: Linux mainline ~v6.17, 64-bit little-endian, default Kconfig
 //! (`CONFIG_IP_VS_SH_TAB_BITS` = 8, `CONFIG_IP_VS_MH_TAB_INDEX` = 12).
 
+pub mod dump;
 pub mod hash;
 pub mod ipset;
 pub mod ipvsadm;
 pub mod lblc;
 pub mod mh;
+pub mod mode;
+pub mod path;
 pub mod replay;
 pub mod sched;
 pub mod service;

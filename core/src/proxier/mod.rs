@@ -5,6 +5,7 @@
 //! `CategorizeEndpoints`). One [`ServicePort`] per `spec.ports[]` entry per IP family.
 
 pub mod iptables;
+pub mod ipvs;
 
 use crate::k8s::Scenario;
 use crate::k8s::ip::{join_host_port, parse_cidr_sloppy, parse_ip_sloppy};

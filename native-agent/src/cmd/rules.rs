@@ -24,7 +24,9 @@ pub enum Format {
 ///
 /// Example: proxyscope rules --mode iptables examples/demo.yaml --format saved
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  proxyscope rules --mode iptables examples/demo.yaml\n  proxyscope rules --mode iptables examples/dual-stack.yaml --format saved")]
+#[command(
+    after_help = "Examples:\n  proxyscope rules --mode iptables examples/demo.yaml\n  proxyscope rules --mode iptables examples/dual-stack.yaml --format saved\n  proxyscope rules --mode ipvs examples/ipvs-demo.yaml   (ipvsadm -Sn, ipset save, iptables-save, kube-ipvs0; --format does not apply)"
+)]
 pub struct RulesArgs {
     /// Proxy mode.
     #[arg(long, value_enum, default_value = "iptables")]
@@ -45,7 +47,8 @@ pub fn run(a: RulesArgs) -> Result<(), CliError> {
         Mode::Iptables => {
             let rules = api::iptables_rules(&s);
             if a.json {
-                let v = serde_json::to_string_pretty(&rules).map_err(|e| CliError::Internal(e.to_string()))?;
+                let v = serde_json::to_string_pretty(&rules)
+                    .map_err(|e| CliError::Internal(e.to_string()))?;
                 println!("{v}");
                 return Ok(());
             }
@@ -54,19 +57,43 @@ pub fn run(a: RulesArgs) -> Result<(), CliError> {
                 if dual {
                     // A `#` line is a comment for iptables-restore, so the output stays loadable.
                     let tool = match (r.family, a.format) {
-                        (proxyscope_core::rules::iptables::Family::V4, Format::Restore) => "iptables-restore",
-                        (proxyscope_core::rules::iptables::Family::V6, Format::Restore) => "ip6tables-restore",
-                        (proxyscope_core::rules::iptables::Family::V4, Format::Saved) => "iptables-save",
-                        (proxyscope_core::rules::iptables::Family::V6, Format::Saved) => "ip6tables-save",
+                        (proxyscope_core::rules::iptables::Family::V4, Format::Restore) => {
+                            "iptables-restore"
+                        }
+                        (proxyscope_core::rules::iptables::Family::V6, Format::Restore) => {
+                            "ip6tables-restore"
+                        }
+                        (proxyscope_core::rules::iptables::Family::V4, Format::Saved) => {
+                            "iptables-save"
+                        }
+                        (proxyscope_core::rules::iptables::Family::V6, Format::Saved) => {
+                            "ip6tables-save"
+                        }
                     };
                     println!("# {tool}");
                 }
-                print!("{}", if a.format == Format::Restore { &r.restore } else { &r.saved });
+                print!(
+                    "{}",
+                    if a.format == Format::Restore {
+                        &r.restore
+                    } else {
+                        &r.saved
+                    }
+                );
             }
             Ok(())
         }
-        Mode::Ipvs => Err(CliError::BadInput(
-            "--mode ipvs: the IPVS proxier is not built yet (issue 4); use --mode iptables".into(),
-        )),
+        Mode::Ipvs => {
+            // IPVS mode has one text form: the node's dumps (--format does not apply).
+            let r = api::ipvs_rules(&s);
+            if a.json {
+                let v = serde_json::to_string_pretty(&r)
+                    .map_err(|e| CliError::Internal(e.to_string()))?;
+                println!("{v}");
+            } else {
+                print!("{}", r.text());
+            }
+            Ok(())
+        }
     }
 }

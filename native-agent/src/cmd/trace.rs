@@ -9,7 +9,9 @@ use std::path::PathBuf;
 
 /// Trace a packet through kube-proxy's rules, hook by hook and rule by rule.
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  proxyscope trace --mode iptables examples/demo.yaml --src 10.0.0.100 --dst 10.104.14.67:80\n  proxyscope trace --mode iptables examples/nodeport-local.yaml --src 203.0.113.10 --dst 192.168.10.11:30080 --json\n  proxyscope trace --mode iptables examples/demo.yaml --rules node-dump.txt --src 192.168.0.2 --dst 10.104.14.67:80")]
+#[command(
+    after_help = "Examples:\n  proxyscope trace --mode iptables examples/demo.yaml --src 10.0.0.100 --dst 10.104.14.67:80\n  proxyscope trace --mode iptables examples/nodeport-local.yaml --src 203.0.113.10 --dst 192.168.10.11:30080 --json\n  proxyscope trace --mode iptables examples/demo.yaml --rules node-dump.txt --src 192.168.0.2 --dst 10.104.14.67:80\n  proxyscope trace --mode ipvs examples/ipvs-demo.yaml --src 10.0.0.100 --dst 10.104.14.67:80"
+)]
 pub struct TraceArgs {
     /// Proxy mode.
     #[arg(long, value_enum, default_value = "iptables")]
@@ -28,7 +30,9 @@ pub struct TraceArgs {
     /// Source port (default: a fresh ephemeral port).
     #[arg(long)]
     pub sport: Option<u16>,
-    /// Trace through a real `iptables-save` dump instead of the generated rules.
+    /// Trace through a real node's dump instead of the generated rules: `iptables-save` text in
+    /// iptables mode; in IPVS mode `ipvsadm -Sn`, `ipset save` and `iptables-save` each under a
+    /// `# <command>` header line (what `rules --mode ipvs` prints).
     #[arg(long)]
     pub rules: Option<PathBuf>,
     /// Seed for the random draws of `-m statistic`.
@@ -44,14 +48,16 @@ fn parse_proto(s: &str) -> Result<Proto, String> {
 }
 
 pub fn run(a: TraceArgs) -> Result<(), CliError> {
-    if a.mode == super::rules::Mode::Ipvs {
-        return Err(CliError::BadInput("--mode ipvs: the IPVS packet path is not built yet (issue 4)".into()));
-    }
     let s = super::scenario::load(&a.scenario)?;
+    let ipvs = a.mode == super::rules::Mode::Ipvs;
     let mut session = match &a.rules {
         Some(p) => {
             let text = read_input(p)?;
-            let (sess, diags) = Session::from_dump(&s, &text);
+            let (sess, diags) = if ipvs {
+                Session::from_ipvs_dump(&s, &text)
+            } else {
+                Session::from_dump(&s, &text)
+            };
             let mut errors = Vec::new();
             for d in &diags {
                 if d.is_error() {
@@ -61,14 +67,21 @@ pub fn run(a: TraceArgs) -> Result<(), CliError> {
                 }
             }
             if !errors.is_empty() {
-                return Err(CliError::BadInput(format!("the rules dump has errors:\n{}", errors.join("\n"))));
+                return Err(CliError::BadInput(format!(
+                    "the rules dump has errors:\n{}",
+                    errors.join("\n")
+                )));
             }
             sess
         }
+        None if ipvs => Session::new_ipvs(&s),
         None => Session::new(&s),
     };
     if a.src.is_ipv6() != a.dst.ip().is_ipv6() {
-        return Err(CliError::BadInput(format!("--src {} and --dst {} are of different IP families", a.src, a.dst)));
+        return Err(CliError::BadInput(format!(
+            "--src {} and --dst {} are of different IP families",
+            a.src, a.dst
+        )));
     }
     let req = TraceRequest {
         src: a.src,
@@ -119,13 +132,24 @@ pub fn render(t: &Trace, kind: api::ClientKind) -> String {
                 let _ = writeln!(o, "\n  {note}");
             }
             Step::Chain { chain, entry, .. } => {
-                let _ = writeln!(o, "  -> chain {chain}{}", match entry {
-                    proxyscope_core::trace::Entry::Hook => "",
-                    proxyscope_core::trace::Entry::Jump => " (jump)",
-                    proxyscope_core::trace::Entry::Goto => " (goto)",
-                });
+                let _ = writeln!(
+                    o,
+                    "  -> chain {chain}{}",
+                    match entry {
+                        proxyscope_core::trace::Entry::Hook => "",
+                        proxyscope_core::trace::Entry::Jump => " (jump)",
+                        proxyscope_core::trace::Entry::Goto => " (goto)",
+                    }
+                );
             }
-            Step::Rule { index, text, matched, failed, note, .. } => {
+            Step::Rule {
+                index,
+                text,
+                matched,
+                failed,
+                note,
+                ..
+            } => {
                 let mark = if *matched { "MATCH" } else { "     " };
                 let _ = writeln!(o, "    {mark} #{index:<4} {text}");
                 if let Some(f) = failed {
@@ -135,8 +159,17 @@ pub fn render(t: &Trace, kind: api::ClientKind) -> String {
                     let _ = writeln!(o, "               {n}");
                 }
             }
-            Step::Skipped { first, last, reason, .. } => {
-                let _ = writeln!(o, "          #{first}..#{last}: {} rules cannot match ({reason})", last - first + 1);
+            Step::Skipped {
+                first,
+                last,
+                reason,
+                ..
+            } => {
+                let _ = writeln!(
+                    o,
+                    "          #{first}..#{last}: {} rules cannot match ({reason})",
+                    last - first + 1
+                );
             }
             Step::ChainEnd { chain, policy, .. } => match policy {
                 Some(v) => {
@@ -155,17 +188,42 @@ pub fn render(t: &Trace, kind: api::ClientKind) -> String {
             Step::Dnat { from, to } => {
                 let _ = writeln!(o, "      DNAT: destination {from} -> {to}");
             }
-            Step::Snat { from, to, masquerade } => {
-                let _ = writeln!(o, "      {}: source {from} -> {to}", if *masquerade { "MASQUERADE" } else { "SNAT" });
+            Step::Snat {
+                from,
+                to,
+                masquerade,
+            } => {
+                let _ = writeln!(
+                    o,
+                    "      {}: source {from} -> {to}",
+                    if *masquerade { "MASQUERADE" } else { "SNAT" }
+                );
             }
-            Step::Recent { name, action, addr, hit } => {
-                let _ = writeln!(o, "      recent {action} {name} {addr}: {}", if *hit { "hit" } else { "miss" });
+            Step::Recent {
+                name,
+                action,
+                addr,
+                hit,
+            } => {
+                let _ = writeln!(
+                    o,
+                    "      recent {action} {name} {addr}: {}",
+                    if *hit { "hit" } else { "miss" }
+                );
             }
             Step::IpvsLookup { note, .. } | Step::IpvsConnection { note, .. } => {
                 let _ = writeln!(o, "  IPVS: {note}");
             }
-            Step::IpvsSchedule { scheduler, server, reason } => {
-                let _ = writeln!(o, "  IPVS {scheduler}: {} ({reason})", server.as_deref().unwrap_or("no server"));
+            Step::IpvsSchedule {
+                scheduler,
+                server,
+                reason,
+            } => {
+                let _ = writeln!(
+                    o,
+                    "  IPVS {scheduler}: {} ({reason})",
+                    server.as_deref().unwrap_or("no server")
+                );
             }
             Step::Note { text } => {
                 let _ = writeln!(o, "      {text}");
@@ -175,7 +233,15 @@ pub fn render(t: &Trace, kind: api::ClientKind) -> String {
             }
         }
     }
-    let _ = writeln!(o, "output: {}", if t.output.is_empty() { "(no kube-proxy rule changed the packet)" } else { &t.output });
+    let _ = writeln!(
+        o,
+        "output: {}",
+        if t.output.is_empty() {
+            "(no kube-proxy rule changed the packet)"
+        } else {
+            &t.output
+        }
+    );
     let _ = writeln!(o, "masquerade: {}", t.masq);
     let _ = writeln!(o, "rules evaluated: {}", t.rules_evaluated);
     let _ = writeln!(o, "possible outcomes:");
@@ -184,7 +250,11 @@ pub fn render(t: &Trace, kind: api::ClientKind) -> String {
             o,
             "  {:>8.4}%  {}{}",
             oc.probability * 100.0,
-            if oc.output.is_empty() { "(untouched)" } else { &oc.output },
+            if oc.output.is_empty() {
+                "(untouched)"
+            } else {
+                &oc.output
+            },
             if oc.masq { "  (masqueraded)" } else { "" }
         );
     }
