@@ -12,7 +12,7 @@ LOCKED=${LOCKED---locked}
 cargo build -p proxyscope-web --bin proxyscope-web --target wasm32-unknown-unknown --profile "$PROFILE" $LOCKED
 rm -rf "$OUT" && mkdir -p "$OUT"
 wasm-bindgen --target web --no-typescript --out-dir "$OUT" --out-name proxyscope_web \
-  "target/wasm32-unknown-unknown/$PROFILE/proxyscope-web.wasm"
+  "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/$PROFILE/proxyscope-web.wasm"
 if command -v wasm-opt >/dev/null; then
   wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
     --enable-mutable-globals --enable-reference-types \
