@@ -285,7 +285,7 @@ fn real_servers(cluster: &[Endpoint], local: &[Endpoint], only_local: bool) -> V
             forward: Forward::Masq.name().into(),
         })
         .collect();
-    v.sort_by(|a, b| (a.address, a.port).cmp(&(b.address, b.port)));
+    v.sort_by_key(|r| (r.address, r.port));
     v.dedup();
     v
 }
