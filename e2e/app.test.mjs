@@ -317,3 +317,20 @@ test('presets: no endpoints is REJECTed; NodePort with eTP Local keeps the clien
   assert.deepEqual(errors, []);
   await ctx.close();
 });
+
+test('the next packet of a connection is found by conntrack and keeps its Pod', async () => {
+  const { page, ctx } = await open();
+  await sendAndPause(page);
+  await page.locator('body').press('End');
+  const pod = await page.textContent('#hdr-dst code');
+  await page.click('#send-again');
+  if ((await page.getAttribute('#play', 'aria-pressed')) === 'true') await page.click('#play');
+  await page.locator('body').press('Home');
+  // Kernel behaviour: NAT is decided on a connection's first packet only.
+  assert.match(await narration(page), /existing connection/);
+  await page.locator('body').press('End');
+  assert.equal(await page.textContent('#hdr-dst code'), pod);
+  const steps = await page.$$eval('#step-list li', (l) => l.map((x) => x.textContent).join('\n'));
+  assert.doesNotMatch(steps, /nat table/);
+  await ctx.close();
+});

@@ -180,6 +180,15 @@ pub fn app() -> Html {
             })
         })
     };
+    let on_send_again = {
+        let d = dispatch.clone();
+        Callback::from(move |()| {
+            d.dispatch(Action::SendAgain {
+                seed: fresh_seed(),
+                now: now_secs(),
+            })
+        })
+    };
     let on_many = {
         let d = dispatch.clone();
         Callback::from(move |n: usize| {
@@ -206,6 +215,7 @@ pub fn app() -> Html {
     {
         let d = dispatch.clone();
         let on_send = on_send.clone();
+        let on_send_again = on_send_again.clone();
         use_effect_with((), move |_| {
             let opts = EventListenerOptions::enable_prevent_default();
             let l = EventListener::new_with_options(
@@ -241,6 +251,11 @@ pub fn app() -> Html {
                         "l" | "L" => Some(Action::ToggleLang),
                         "s" | "S" => {
                             on_send.emit(());
+                            e.prevent_default();
+                            None
+                        }
+                        "n" | "N" => {
+                            on_send_again.emit(());
                             e.prevent_default();
                             None
                         }
@@ -294,7 +309,8 @@ pub fn app() -> Html {
             }
             if let Ok(m) = &state.model {
                 <SendForm lang={lang} model={m.clone()} client={state.client} target={state.target} proto={state.proto}
-                    on_action={on_action.clone()} on_send={on_send.clone()} />
+                    on_action={on_action.clone()} on_send={on_send.clone()}
+                    on_send_again={on_send_again.clone()} can_send_again={state.trace.is_some()} />
             }
             <Controls lang={lang} timeline={state.timeline.clone()} cursor={state.cursor} playing={state.playing}
                 speed={state.speed} on_action={on_action.clone()} />

@@ -47,6 +47,12 @@ pub enum Action {
         seed: u64,
         now: f64,
     },
+    /// Send the next packet of the last connection (same source port): conntrack finds it and
+    /// the kernel skips the nat table, replaying the first packet's NAT.
+    SendAgain {
+        seed: u64,
+        now: f64,
+    },
     StepForward,
     StepBack,
     Seek(usize),
@@ -219,6 +225,17 @@ impl State {
             Action::Send { seed, now } => {
                 if let Some(p) = self.selected_packet(seed, now) {
                     self.run(p);
+                    self.playing = true;
+                }
+            }
+            Action::SendAgain { seed, now } => {
+                if let (Some(last), Some(tr)) = (self.sent.last().cloned(), self.trace.clone()) {
+                    self.run(SentPacket {
+                        sport: Some(tr.packet.sport),
+                        seed,
+                        now,
+                        ..last
+                    });
                     self.playing = true;
                 }
             }
@@ -504,6 +521,36 @@ mod tests {
         assert_eq!(s4.trace, s3.trace);
         assert_eq!(s4.timeline, s3.timeline);
         assert_eq!(s4.cursor, 3);
+    }
+
+    #[test]
+    fn the_next_packet_of_a_connection_skips_nat() {
+        let mut s = demo();
+        select_cluster_ip(&mut s);
+        s.apply(Action::Send { seed: 3, now: 0.0 });
+        let first = s.trace.clone().unwrap();
+        s.apply(Action::SendAgain { seed: 4, now: 1.0 });
+        let second = s.trace.clone().unwrap();
+        // Kernel behaviour: nat chains run only for a connection's first packet; later packets
+        // get the same DNAT from conntrack, whatever the random draw would have been.
+        assert!(matches!(
+            second.steps[0],
+            Step::Conntrack {
+                established: true,
+                ..
+            }
+        ));
+        assert!(
+            !second
+                .steps
+                .iter()
+                .any(|st| matches!(st, Step::Hook { table, .. } if table == "nat"))
+        );
+        assert_eq!(
+            second.final_packet.map(|p| p.dst),
+            first.final_packet.map(|p| p.dst)
+        );
+        assert_eq!(second.packet.sport, first.packet.sport);
     }
 
     #[test]

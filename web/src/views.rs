@@ -27,6 +27,9 @@ pub struct SendProps {
     pub proto: Proto,
     pub on_action: Callback<Action>,
     pub on_send: Callback<()>,
+    pub on_send_again: Callback<()>,
+    /// A connection exists to continue.
+    pub can_send_again: bool,
 }
 
 #[function_component(SendForm)]
@@ -68,6 +71,8 @@ pub fn send_form(p: &SendProps) -> Html {
                 </select>
             </label>
             <button id="send" type="button" class="primary" onclick={on_send}>{ t(lang, K::Send) }</button>
+            <button id="send-again" type="button" disabled={!p.can_send_again} aria-keyshortcuts="N"
+                onclick={p.on_send_again.reform(|_: MouseEvent| ())}>{ t(lang, K::SendAgain) }</button>
         </form>
     }
 }
