@@ -109,7 +109,14 @@ pub fn split(text: &str, diags: &mut Vec<Diagnostic>) -> NodeDump {
             Kind::Iptables(fam) => {
                 let fam = fam.unwrap_or_else(|| ipt::parse::detect_family(&padded));
                 let p = ipt::parse(&padded, fam);
-                diags.extend(p.diagnostics);
+                diags.extend(p.diagnostics.into_iter().map(|mut d| {
+                    d.location = if d.location.is_empty() {
+                        place.clone()
+                    } else {
+                        format!("{place}, {}", d.location)
+                    };
+                    d
+                }));
                 d.rulesets.push((fam, p.ruleset));
             }
             Kind::Addr => {
