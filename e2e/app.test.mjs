@@ -334,3 +334,25 @@ test('the next packet of a connection is found by conntrack and keeps its Pod', 
   assert.doesNotMatch(steps, /nat table/);
   await ctx.close();
 });
+
+test('IPVS mode: the scheduler picks the Pod at LOCAL_IN, and the link keeps the mode', async () => {
+  const { page, ctx, errors } = await open();
+  await page.selectOption('#mode', 'ipvs');
+  await sendAndPause(page);
+  const steps = await page.$$eval('#step-list li', (l) => l.map((x) => x.textContent).join('\n'));
+  // kube-proxy's IPVS mode: the ClusterIP is bound to kube-ipvs0, so it routes as local, and
+  // IPVS (default scheduler rr) rewrites the destination at LOCAL_IN.
+  assert.match(steps, /IPVS/);
+  assert.match(steps, /rr/);
+  await page.locator('body').press('End');
+  assert.match(await page.textContent('#hdr-dst code'), /^10\.0\.0\.[234]:/);
+  await settle(page);
+  await page.screenshot({ path: path.join(SHOTS, '10-ipvs.png'), fullPage: true });
+  const link = await page.inputValue('#share-url');
+  await ctx.close();
+  const other = await open(link);
+  assert.equal(await other.page.inputValue('#mode'), 'ipvs');
+  assert.match(await other.page.$$eval('#step-list li', (l) => l.map((x) => x.textContent).join('\n')), /IPVS/);
+  await other.ctx.close();
+  assert.deepEqual(errors, []);
+});

@@ -296,7 +296,16 @@ pub fn app() -> Html {
                     if !state.embed { <p class="subtitle">{ t(lang, K::Subtitle) }</p> }
                 </div>
                 <div class="top-actions">
-                    <span class="mode">{ format!("{}: iptables", t(lang, K::Mode)) }</span>
+                    <label class="mode">{ t(lang, K::Mode) }{ " " }
+                        <select id="mode" onchange={on_action.reform(|e: Event| {
+                            let v = e.target().and_then(|t| t.dyn_into::<web_sys::HtmlSelectElement>().ok()).map(|s| s.value()).unwrap_or_default();
+                            Action::SetMode(model::Mode::parse(&v).unwrap_or_default())
+                        })}>
+                            { for [model::Mode::Iptables, model::Mode::Ipvs].into_iter().map(|m| html! {
+                                <option value={m.as_str()} selected={m == state.mode}>{ if m == model::Mode::Ipvs { "IPVS" } else { "iptables" } }</option>
+                            }) }
+                        </select>
+                    </label>
                     <button id="lang" type="button" lang={lang.other().code()} aria-keyshortcuts="L"
                         onclick={on_action.reform(|_: MouseEvent| Action::ToggleLang)}>{ t(lang, K::LangToggle) }</button>
                     if state.embed {

@@ -154,12 +154,46 @@ fn reachable_endpoints(m: &Model) -> Vec<String> {
     set.into_iter().collect()
 }
 
-/// A core session: conntrack and `-m recent` state carried from packet to packet.
+/// Which kube-proxy mode programs the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Iptables,
+    Ipvs,
+}
+
+impl Mode {
+    /// The name kube-proxy's `--proxy-mode` takes, also the share link's `mode` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Iptables => "iptables",
+            Mode::Ipvs => "ipvs",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "iptables" => Some(Mode::Iptables),
+            "ipvs" => Some(Mode::Ipvs),
+            _ => None,
+        }
+    }
+}
+
+/// A core session: conntrack, `-m recent` and (IPVS) connection/template state carried from
+/// packet to packet.
 pub struct Sim(api::Session);
 
 impl Sim {
     pub fn new(m: &Model) -> Sim {
-        Sim(api::Session::new(&m.scenario))
+        Sim::with_mode(m, Mode::Iptables)
+    }
+
+    pub fn with_mode(m: &Model, mode: Mode) -> Sim {
+        Sim(match mode {
+            Mode::Iptables => api::Session::new(&m.scenario),
+            Mode::Ipvs => api::Session::new_ipvs(&m.scenario),
+        })
     }
 
     pub fn trace(&mut self, p: &SentPacket) -> Trace {

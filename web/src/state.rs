@@ -12,7 +12,7 @@ use yew::Reducible;
 
 use crate::engine::{self, Timeline};
 use crate::i18n::Lang;
-use crate::model::{self, Model, Sim};
+use crate::model::{self, Mode, Model, Sim};
 use crate::share::{SentPacket, ShareState};
 
 /// Milliseconds per step for the speed control, slowest first.
@@ -49,6 +49,7 @@ pub enum Action {
     },
     /// Send the next packet of the last connection (same source port): conntrack finds it and
     /// the kernel skips the nat table, replaying the first packet's NAT.
+    SetMode(Mode),
     SendAgain {
         seed: u64,
         now: f64,
@@ -82,6 +83,8 @@ pub enum Action {
 pub struct State {
     pub lang: Lang,
     pub embed: bool,
+    /// kube-proxy's mode; switching starts a fresh session (the two modes share no state).
+    pub mode: Mode,
     pub scenario_text: String,
     /// The loaded scenario, or the diagnostics of the last load attempt.
     pub model: Result<Rc<Model>, Rc<Vec<model::Diag>>>,
@@ -107,6 +110,7 @@ impl State {
         let mut s = State {
             lang,
             embed,
+            mode: Mode::Iptables,
             scenario_text: model::DEMO.to_string(),
             model: Err(Rc::new(vec![])),
             editor_errors: Rc::new(vec![]),
@@ -127,6 +131,10 @@ impl State {
         s
     }
 
+    fn new_sim(&self, m: &Model) -> Option<Rc<RefCell<Sim>>> {
+        Some(Rc::new(RefCell::new(Sim::with_mode(m, self.mode))))
+    }
+
     pub fn model(&self) -> Option<&Model> {
         self.model.as_ref().ok().map(|m| &**m)
     }
@@ -144,6 +152,7 @@ impl State {
             sent: self.sent.clone(),
             step: self.cursor,
             lang: Some(self.lang),
+            mode: self.mode.as_str().to_string(),
             ..ShareState::default()
         }
     }
@@ -152,7 +161,7 @@ impl State {
         match model::load(&text) {
             Ok(m) => {
                 let m = Rc::new(m);
-                self.sim = Some(Rc::new(RefCell::new(Sim::new(&m))));
+                self.sim = self.new_sim(&m);
                 self.client = 0;
                 self.target = 0;
                 self.proto = m.targets.first().map(|t| t.proto).unwrap_or(Proto::Tcp);
@@ -298,6 +307,16 @@ impl State {
                 let t = self.scenario_text.clone();
                 self.load(t);
             }
+            Action::SetMode(mode) => {
+                if mode != self.mode {
+                    self.mode = mode;
+                    if let Ok(m) = self.model.clone() {
+                        self.sim = self.new_sim(&m);
+                    }
+                    self.clear_trace();
+                    self.sent.clear();
+                }
+            }
             Action::LoadPreset(i) => {
                 if let Some((_, text)) = model::PRESETS.get(i) {
                     self.load(text.to_string());
@@ -307,7 +326,7 @@ impl State {
                 if let (Some(m), Some(p)) =
                     (self.model.clone().ok(), self.selected_packet(seed, now))
                 {
-                    self.many = Some(Rc::new(send_many(&m, &p, n)));
+                    self.many = Some(Rc::new(send_many(&m, self.mode, &p, n)));
                 }
             }
             Action::Restore(sh) => self.restore(sh),
@@ -318,6 +337,16 @@ impl State {
     fn restore(&mut self, sh: ShareState) {
         if let Some(l) = sh.lang {
             self.lang = l;
+        }
+        match Mode::parse(&sh.mode) {
+            Some(m) => self.mode = m,
+            None => {
+                self.share_error = Some(format!(
+                    "URL fragment: mode {:?} is not one of iptables, ipvs",
+                    sh.mode
+                ));
+                return;
+            }
         }
         let text = sh.scenario.unwrap_or_else(|| model::DEMO.to_string());
         if !self.load(text) {
@@ -338,8 +367,8 @@ impl State {
 /// learner's stepping session is left alone), each with its own seed. Conntrack/affinity state
 /// carries across the `n` connections, as it would on a real node: with session affinity they all
 /// land on one Pod, which is the point to see.
-pub fn send_many(m: &Model, p: &SentPacket, n: usize) -> Many {
-    let mut sim = Sim::new(m);
+pub fn send_many(m: &Model, mode: Mode, p: &SentPacket, n: usize) -> Many {
+    let mut sim = Sim::with_mode(m, mode);
     let mut outputs: Vec<String> = Vec::new();
     let mut counts: Vec<usize> = Vec::new();
     let mut per_packet = Vec::with_capacity(n);
@@ -551,6 +580,35 @@ mod tests {
             first.final_packet.map(|p| p.dst)
         );
         assert_eq!(second.packet.sport, first.packet.sport);
+    }
+
+    #[test]
+    fn ipvs_mode_round_robins_and_survives_a_share_link() {
+        let mut s = demo();
+        select_cluster_ip(&mut s);
+        s.apply(Action::SetMode(Mode::Ipvs));
+        s.apply(Action::Send { seed: 1, now: 0.0 });
+        let tr = s.trace.clone().unwrap();
+        assert_eq!(tr.mode, "ipvs");
+        // IPVS DNATs at LOCAL_IN (the ClusterIP sits on kube-ipvs0, so it routes as local).
+        assert!(
+            tr.steps
+                .iter()
+                .any(|st| matches!(st, Step::IpvsSchedule { .. }))
+        );
+        // kube-proxy's default IPVS scheduler is rr: 30 new connections give exactly 10 each.
+        s.apply(Action::SendMany {
+            n: 30,
+            seed: 1,
+            now: 0.0,
+        });
+        assert_eq!(s.many.as_ref().unwrap().counts, [10, 10, 10]);
+
+        let link = crate::share::encode(&s.share_state());
+        let mut s2 = demo();
+        s2.apply(Action::Restore(crate::share::decode(&link).unwrap()));
+        assert_eq!(s2.mode, Mode::Ipvs);
+        assert_eq!(s2.trace, s.trace);
     }
 
     #[test]
