@@ -180,7 +180,8 @@ pub fn ipvs_rules(s: &Scenario) -> IpvsRules {
             serde_json::to_value(v).expect("plain data serialises"),
         );
     }
-    // ipvsadm sorts; the JSON list follows the same order.
+    // The JSON list is sorted by family, protocol number, address, port (ipvsadm's -Sn order
+    // differs: libipvs compares addresses by an int subtraction that wraps).
     let sorted = crate::ipvs::ipvsadm::print_rules(&services, false);
     vss.sort_by(|a, b| {
         (a.address.is_ipv6(), a.proto.number(), a.address, a.port).cmp(&(
@@ -319,6 +320,15 @@ impl Session {
             next_sport: 40000,
             mode: "iptables".into(),
             ipvs: None,
+        }
+    }
+
+    /// The mode the scenario's KubeProxyConfiguration names: IPVS for `mode: ipvs`, iptables
+    /// otherwise (nftables mode is not built; kube-proxy's default is iptables).
+    pub fn for_config_mode(s: &Scenario) -> Session {
+        match s.config.mode {
+            k8s::ProxyMode::Ipvs => Session::new_ipvs(s),
+            _ => Session::new(s),
         }
     }
 

@@ -181,7 +181,7 @@ pub fn trace(
         text: if req.local_origin {
             "IPVS hooks LOCAL_OUT right after nat OUTPUT (ip_vs_local_request, priority -98): it sees the packet before filter OUTPUT".into()
         } else {
-            "IPVS hooks LOCAL_IN after filter INPUT (ip_vs_remote_request, priority 99, before nat INPUT): the packet is addressed to a local VIP, so IPVS takes it here".into()
+            "IPVS hooks LOCAL_IN after filter INPUT (ip_vs_remote_request, priority 99, before nat INPUT): the destination is local and has a virtual service, so IPVS takes the packet here".into()
         },
     });
     let after_nf: Packet = oa.packet;

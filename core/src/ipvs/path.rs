@@ -350,7 +350,7 @@ impl IpvsNode {
         steps.push(Step::IpvsLookup {
             service: Some(name.clone()),
             note: format!(
-                "IPVS finds virtual service {name} ({} scheduler{}, {n_dests} real server{})",
+                "virtual service {name} found ({} scheduler{}, {n_dests} real server{})",
                 sched.name(),
                 match self.services[vs].persistent {
                     Some(t) => format!(", persistent {t} s"),
