@@ -865,6 +865,10 @@ pub fn node_ruleset(f: &FamilyIpvs) -> Ruleset {
     debug_assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
     let mut rs = parsed.ruleset;
     with_builtin_chains(&mut rs);
+    // kube-proxy's IPVS payload writes *nat first; iptables-save lists filter before nat
+    // (checked with iptables 1.8.9 nf_tables in a namespace: the kernel round trip test).
+    rs.tables
+        .sort_by_key(|t| if t.name == "filter" { 0 } else { 1 });
     for (table, from, to, comment) in JUMPS {
         let t = rs.table_mut(table).expect("table created above");
         let text = format!("-m comment --comment \"{comment}\" -j {to}");
