@@ -232,10 +232,30 @@ fn node_facts(s: &Scenario) -> NodeFacts {
         .iter()
         .flat_map(|(_, a)| a.iter().copied())
         .collect();
+    // Connected routes of every non-loopback interface, with that interface's first address of
+    // the family (what MASQUERADE picks as source for packets leaving through it).
+    let mut connected = Vec::new();
+    for (name, addrs) in &s.network.interfaces {
+        if name == "lo" {
+            continue;
+        }
+        for a in addrs {
+            let primary = addrs
+                .iter()
+                .find(|x| x.addr().is_ipv4() == a.addr().is_ipv4())
+                .map(|x| x.addr());
+            if let Some(p) = primary {
+                if a.prefix_len() < if a.addr().is_ipv4() { 32 } else { 128 } {
+                    connected.push((a.trunc(), p));
+                }
+            }
+        }
+    }
     let view = NodeView {
         local,
         masq_v4: s.node_ip(false),
         masq_v6: s.node_ip(true),
+        connected,
         ipsets: Default::default(),
     };
     let local_pod_ips = s

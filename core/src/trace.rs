@@ -28,12 +28,10 @@ impl Proto {
 
     /// Parse a protocol name case-insensitively (`TCP` as in the API, `tcp` as in rules).
     pub fn parse(s: &str) -> Option<Proto> {
-        match s.to_ascii_lowercase().as_str() {
-            "tcp" => Some(Proto::Tcp),
-            "udp" => Some(Proto::Udp),
-            "sctp" => Some(Proto::Sctp),
-            _ => None,
-        }
+        // No allocation: this runs for every `-m tcp` a packet meets.
+        [Proto::Tcp, Proto::Udp, Proto::Sctp]
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s))
     }
 
     /// IANA protocol number (what `-p 6` means).

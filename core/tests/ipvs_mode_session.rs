@@ -111,11 +111,13 @@ fn masquerade_is_decided_by_iptables_marks() {
         .position(|st| matches!(st, Step::IpvsLookup { .. }))
         .unwrap();
     assert!(lookup < dnats[0]);
-    // An off-cluster client: marked by the KUBE-CLUSTER-IP rule, masqueraded in POSTROUTING
-    // to the node's address.
+    // An off-cluster client: marked by the KUBE-CLUSTER-IP rule, masqueraded in POSTROUTING to
+    // the address of the interface it leaves by: the Pod is on cni0 (10.0.0.1/24), and the
+    // kernel's MASQUERADE takes that interface's address (inet_select_addr on the out device;
+    // confirmed by the kernel differential suite), not the node's InternalIP.
     let ext = s.trace(&req("203.0.113.10", "10.104.14.67", 80, None, 0.0));
     assert!(ext.masq);
-    assert_eq!(ext.final_packet.unwrap().src, ip("192.168.0.2"));
+    assert_eq!(ext.final_packet.unwrap().src, ip("10.0.0.1"));
     // The node itself (OUTPUT path, IPVS at LOCAL_OUT): source 192.168.0.2 is not in the
     // cluster CIDR either: masqueraded.
     let node = s.trace(&req("192.168.0.2", "10.104.14.67", 80, None, 0.0));
@@ -351,4 +353,68 @@ fn bad_dumps_name_the_place() {
             .any(|m| m.contains("line 6") && m.contains("ipset save section")),
         "{errs:?}"
     );
+}
+
+fn mixed() -> Scenario {
+    load(include_str!("golden/ipvs/mixed.yaml"))
+}
+
+fn req_p(src: &str, dst: &str, dport: u16, proto: Proto) -> TraceRequest {
+    TraceRequest {
+        proto,
+        ..req(src, dst, dport, None, 0.0)
+    }
+}
+
+#[test]
+fn load_balancer_source_ranges_and_local_policy() {
+    let mut s = Session::new_ipvs(&mixed());
+    // 203.0.113.10 is in 203.0.113.0/24: KUBE-PROXY-FIREWALL → KUBE-SOURCE-RANGES-FIREWALL
+    // RETURNs on KUBE-LOAD-BALANCER-SOURCE-CIDR; KUBE-LOAD-BALANCER RETURNs on the LOCAL set
+    // (no mark). No endpoint is local, so the VS holds the remote ones (IPVS fallback, upstream
+    // PR 97081) and the client address is kept: forwarded without masquerade.
+    let t = s.trace(&req_p("203.0.113.10", "172.18.0.100", 443, Proto::Tcp));
+    assert_eq!(t.verdict, Verdict::Forwarded);
+    assert_eq!(t.output, "10.244.2.7:8443");
+    assert!(!t.masq);
+    // 198.18.0.1 is in no range: `-A KUBE-SOURCE-RANGES-FIREWALL -j DROP` in filter INPUT,
+    // before IPVS ever sees the packet.
+    let t = s.trace(&req_p("198.18.0.1", "172.18.0.100", 443, Proto::Tcp));
+    assert_eq!(t.verdict, Verdict::Drop);
+    assert_eq!(t.output, "DROP");
+    assert!(!has_step(&t, |st| matches!(st, Step::IpvsLookup { .. })));
+}
+
+#[test]
+fn udp_and_sctp_node_ports_are_marked_by_their_sets() {
+    let mut s = Session::new_ipvs(&mixed());
+    // KUBE-NODE-PORT: `-p udp ... KUBE-NODE-PORT-UDP dst -j KUBE-MARK-MASQ` (bitmap:port).
+    let t = s.trace(&req_p("203.0.113.10", "192.168.10.11", 30053, Proto::Udp));
+    assert_eq!(t.output, "10.244.1.8:53");
+    assert!(t.masq);
+    // SCTP: hash:ip,port per node IP, matched `dst,dst`.
+    let t = s.trace(&req_p("203.0.113.10", "192.168.10.11", 30868, Proto::Sctp));
+    assert_eq!(t.output, "10.244.1.8:3868");
+    assert!(t.masq);
+    // eTP Local TCP node port: RETURN before the MARK rule, client address kept.
+    let t = s.trace(&req_p("203.0.113.10", "192.168.10.11", 30080, Proto::Tcp));
+    assert_eq!(t.output, "10.244.1.6:8080");
+    assert!(!t.masq);
+}
+
+#[test]
+fn external_ip_with_affinity() {
+    let mut s = Session::new_ipvs(&mixed());
+    // KUBE-EXTERNAL-IP marks (eTP Cluster); the externalIP is bound to kube-ipvs0, so the
+    // `--dst-type LOCAL -j ACCEPT` rule ends nat PREROUTING and routing delivers it locally.
+    let t1 = s.trace(&req("203.0.113.10", "198.51.100.7", 80, None, 0.0));
+    assert!(t1.masq);
+    assert_eq!(t1.output, "10.244.1.5:8080");
+    // `-m physdev` is not modelled: the trace says so instead of guessing silently.
+    assert!(t1.warnings.iter().any(|w| w.contains("physdev")), "{:?}", t1.warnings);
+    // ClientIP affinity (persistent 10800 s): the same client sticks, a new one moves on.
+    let t2 = s.trace(&req("203.0.113.10", "198.51.100.7", 80, None, 5.0));
+    assert_eq!(t2.output, "10.244.1.5:8080");
+    let t3 = s.trace(&req("203.0.113.11", "198.51.100.7", 80, None, 6.0));
+    assert_eq!(t3.output, "10.244.2.5:8080");
 }

@@ -46,15 +46,16 @@ fn iface_matches(pattern: &str, iface: Option<&str>) -> bool {
     }
 }
 
-fn addr_types(m: &Machine, ip: IpAddr) -> Vec<AddrType> {
+/// The kernel's route type of an address (one per address, as `inet_addr_type` returns).
+fn addr_type(m: &Machine, ip: IpAddr) -> AddrType {
     if m.node.is_local(ip) {
-        return vec![AddrType::Local];
+        return AddrType::Local;
     }
     match ip {
-        IpAddr::V4(a) if a.is_broadcast() => vec![AddrType::Broadcast],
-        IpAddr::V4(a) if a.is_multicast() => vec![AddrType::Multicast],
-        IpAddr::V6(a) if a.is_multicast() => vec![AddrType::Multicast],
-        _ => vec![AddrType::Unicast],
+        IpAddr::V4(a) if a.is_broadcast() => AddrType::Broadcast,
+        IpAddr::V4(a) if a.is_multicast() => AddrType::Multicast,
+        IpAddr::V6(a) if a.is_multicast() => AddrType::Multicast,
+        _ => AddrType::Unicast,
     }
 }
 
@@ -93,6 +94,12 @@ fn set_matches(set: &IpSet, pkt: &Packet, dirs: &[bool]) -> bool {
     })
 }
 
+/// Failure texts are built only for recorded walks: exploring walks evaluate thousands of rules
+/// and must not allocate for each.
+fn lazy(describe: bool, f: impl FnOnce() -> String) -> String {
+    if describe { f() } else { String::new() }
+}
+
 /// Evaluate the IP-header part and the matches. Matches with side effects (`recent --set`) are
 /// applied to `state` only when `effects` is true and every earlier part matched.
 // The walker lends its fields separately (machine, packet, state, random source, notes) so the
@@ -107,32 +114,43 @@ pub fn eval_rule(
     rule_id: (usize, usize, usize),
     coin: &mut dyn FnMut(u32, bool) -> bool,
     notes: &mut Vec<String>,
+    describe: bool,
 ) -> MatchResult {
     let p = &cx.pkt;
     if let Some(s) = &rule.src
         && s.value.contains(&p.src) == s.neg
     {
-        return MatchResult::Failed(format!("{}-s {}", if s.neg { "! " } else { "" }, s.value));
+        return MatchResult::Failed(lazy(describe, || {
+            format!("{}-s {}", if s.neg { "! " } else { "" }, s.value)
+        }));
     }
     if let Some(d) = &rule.dst
         && d.value.contains(&p.dst) == d.neg
     {
-        return MatchResult::Failed(format!("{}-d {}", if d.neg { "! " } else { "" }, d.value));
+        return MatchResult::Failed(lazy(describe, || {
+            format!("{}-d {}", if d.neg { "! " } else { "" }, d.value)
+        }));
     }
     if let Some(i) = &rule.in_iface
         && iface_matches(&i.value, cx.in_iface.as_deref()) == i.neg
     {
-        return MatchResult::Failed(format!("{}-i {}", if i.neg { "! " } else { "" }, i.value));
+        return MatchResult::Failed(lazy(describe, || {
+            format!("{}-i {}", if i.neg { "! " } else { "" }, i.value)
+        }));
     }
     if let Some(o) = &rule.out_iface
         && iface_matches(&o.value, cx.out_iface.as_deref()) == o.neg
     {
-        return MatchResult::Failed(format!("{}-o {}", if o.neg { "! " } else { "" }, o.value));
+        return MatchResult::Failed(lazy(describe, || {
+            format!("{}-o {}", if o.neg { "! " } else { "" }, o.value)
+        }));
     }
     if let Some(pr) = &rule.proto {
         let is = pr.value.0 == 0 || pr.value.0 == p.proto.number();
         if is == pr.neg {
-            return MatchResult::Failed(format!("-p {}", pr.value.name().unwrap_or("?")));
+            return MatchResult::Failed(lazy(describe, || {
+                format!("-p {}", pr.value.name().unwrap_or("?"))
+            }));
         }
     }
     for mt in &rule.matches {
@@ -144,12 +162,16 @@ pub fn eval_rule(
                 dport,
             } => {
                 if Proto::parse(module) != Some(p.proto) {
-                    return MatchResult::Failed(format!("-m {module} (packet is {})", p.proto));
+                    return MatchResult::Failed(lazy(describe, || {
+                        format!("-m {module} (packet is {})", p.proto)
+                    }));
                 }
                 if let Some(sp) = sport
                     && sp.value.contains(p.sport) == sp.neg
                 {
-                    return MatchResult::Failed(format!("--sport {}:{}", sp.value.lo, sp.value.hi));
+                    return MatchResult::Failed(lazy(describe, || {
+                        format!("--sport {}:{}", sp.value.lo, sp.value.hi)
+                    }));
                 }
                 if let Some(dp) = dport
                     && dp.value.contains(p.dport) == dp.neg
@@ -159,10 +181,9 @@ pub fn eval_rule(
                     } else {
                         format!("{}:{}", dp.value.lo, dp.value.hi)
                     };
-                    return MatchResult::Failed(format!(
-                        "{}--dport {want}",
-                        if dp.neg { "! " } else { "" }
-                    ));
+                    return MatchResult::Failed(lazy(describe, || {
+                        format!("{}--dport {want}", if dp.neg { "! " } else { "" })
+                    }));
                 }
             }
             Match::Multiport { neg, kind, ports } => {
@@ -172,14 +193,14 @@ pub fn eval_rule(
                     MultiportKind::Ports => r.contains(p.sport) || r.contains(p.dport),
                 });
                 if hit == *neg {
-                    return MatchResult::Failed("-m multiport".into());
+                    return MatchResult::Failed(lazy(describe, || "-m multiport".into()));
                 }
             }
             Match::Statistic(Statistic::Random { neg, fixed }) => {
                 if !coin(*fixed, *neg) {
-                    return MatchResult::Failed(
-                        "-m statistic --mode random (the random draw did not hit)".into(),
-                    );
+                    return MatchResult::Failed(lazy(describe, || {
+                        "-m statistic --mode random (the random draw did not hit)".into()
+                    }));
                 }
             }
             Match::Statistic(Statistic::Nth { neg, every, packet }) => {
@@ -190,83 +211,88 @@ pub fn eval_rule(
                     state.nth.insert(rule_id, next);
                 }
                 if (next == 0) == *neg {
-                    return MatchResult::Failed("-m statistic --mode nth".into());
+                    return MatchResult::Failed(lazy(describe, || {
+                        "-m statistic --mode nth".into()
+                    }));
                 }
             }
             Match::Recent(r) => {
-                if !eval_recent(r, cx, state, effects, notes) {
-                    return MatchResult::Failed(format!(
-                        "-m recent --{} --name {}",
-                        match r.action {
-                            RecentAction::Set => "set",
-                            RecentAction::Rcheck => "rcheck",
-                            RecentAction::Update => "update",
-                            RecentAction::Remove => "remove",
-                        },
-                        r.name
-                    ));
+                if !eval_recent(r, cx, state, effects, notes, describe) {
+                    return MatchResult::Failed(lazy(describe, || {
+                        format!(
+                            "-m recent --{} --name {}",
+                            match r.action {
+                                RecentAction::Set => "set",
+                                RecentAction::Rcheck => "rcheck",
+                                RecentAction::Update => "update",
+                                RecentAction::Remove => "remove",
+                            },
+                            r.name
+                        )
+                    }));
                 }
             }
             Match::Mark { neg, value, mask } => {
                 if ((p.mark & mask) == *value) == *neg {
-                    return MatchResult::Failed(format!(
-                        "{}--mark {value:#x}/{mask:#x}",
-                        if *neg { "! " } else { "" }
-                    ));
+                    return MatchResult::Failed(lazy(describe, || {
+                        format!(
+                            "{}--mark {value:#x}/{mask:#x}",
+                            if *neg { "! " } else { "" }
+                        )
+                    }));
                 }
             }
             Match::AddrType { src, dst, .. } => {
                 for (label, spec, ip) in [("--src-type", src, p.src), ("--dst-type", dst, p.dst)] {
                     if let Some(t) = spec {
-                        let types = addr_types(m, ip);
-                        let hit = t.value.iter().any(|x| types.contains(x));
+                        let ty = addr_type(m, ip);
+                        let hit = t.value.contains(&ty);
                         if hit == t.neg {
                             let names: Vec<&str> = t.value.iter().map(|x| x.as_str()).collect();
-                            return MatchResult::Failed(format!(
-                                "{}{label} {} ({ip} is {})",
-                                if t.neg { "! " } else { "" },
-                                names.join(","),
-                                if types.contains(&AddrType::Local) {
-                                    "local"
-                                } else {
-                                    "not local"
-                                }
-                            ));
+                            return MatchResult::Failed(lazy(describe, || {
+                                format!(
+                                    "{}{label} {} ({ip} is {})",
+                                    if t.neg { "! " } else { "" },
+                                    names.join(","),
+                                    if ty == AddrType::Local {
+                                        "local"
+                                    } else {
+                                        "not local"
+                                    }
+                                )
+                            }));
                         }
                     }
                 }
             }
             Match::Conntrack { ctstate } => {
                 if let Some(st) = ctstate {
-                    let mut have = vec![if cx.ct_new {
-                        CtState::New
-                    } else {
-                        CtState::Established
-                    }];
-                    if cx.ct_dnat {
-                        have.push(CtState::Dnat);
-                    }
-                    if cx.ct_snat {
-                        have.push(CtState::Snat);
-                    }
-                    let hit = st.value.iter().any(|s| have.contains(s));
+                    let state_of = |c: &CtState| match c {
+                        CtState::New => cx.ct_new,
+                        CtState::Established => !cx.ct_new,
+                        CtState::Dnat => cx.ct_dnat,
+                        CtState::Snat => cx.ct_snat,
+                        CtState::Invalid | CtState::Related | CtState::Untracked => false,
+                    };
+                    let hit = st.value.iter().any(state_of);
                     if hit == st.neg {
                         let names: Vec<&str> = st.value.iter().map(|x| x.as_str()).collect();
-                        return MatchResult::Failed(format!(
-                            "{}--ctstate {}",
-                            if st.neg { "! " } else { "" },
-                            names.join(",")
-                        ));
+                        return MatchResult::Failed(lazy(describe, || {
+                            format!(
+                                "{}--ctstate {}",
+                                if st.neg { "! " } else { "" },
+                                names.join(",")
+                            )
+                        }));
                     }
                 }
             }
             Match::Set { neg, name, dirs } => match m.node.ipsets.get(name) {
                 Some(set) => {
                     if set_matches(set, p, dirs) == *neg {
-                        return MatchResult::Failed(format!(
-                            "{}--match-set {name}",
-                            if *neg { "! " } else { "" }
-                        ));
+                        return MatchResult::Failed(lazy(describe, || {
+                            format!("{}--match-set {name}", if *neg { "! " } else { "" })
+                        }));
                     }
                 }
                 None => {
@@ -290,6 +316,7 @@ fn eval_recent(
     state: &mut State,
     effects: bool,
     notes: &mut Vec<String>,
+    describe: bool,
 ) -> bool {
     let addr = if r.rdest { cx.pkt.dst } else { cx.pkt.src };
     let hit = match r.action {
@@ -302,7 +329,9 @@ fn eval_recent(
                     .entry(addr)
                     .or_default()
                     .push(cx.now);
-                notes.push(format!("recent: {addr} recorded in list {}", r.name));
+                if describe {
+                    notes.push(format!("recent: {addr} recorded in list {}", r.name));
+                }
             }
             true
         }
@@ -338,14 +367,16 @@ fn eval_recent(
                     list.remove(&addr);
                 }
             }
-            notes.push(format!(
-                "recent: {addr} {} list {}{}",
-                if ok { "found in" } else { "not found in" },
-                r.name,
-                r.seconds
-                    .map(|s| format!(" (last {s} s)"))
-                    .unwrap_or_default()
-            ));
+            if describe {
+                notes.push(format!(
+                    "recent: {addr} {} list {}{}",
+                    if ok { "found in" } else { "not found in" },
+                    r.name,
+                    r.seconds
+                        .map(|s| format!(" (last {s} s)"))
+                        .unwrap_or_default()
+                ));
+            }
             ok
         }
     };

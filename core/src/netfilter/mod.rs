@@ -31,6 +31,10 @@ pub struct NodeView {
     /// Address MASQUERADE picks for each family (the outgoing interface's primary address).
     pub masq_v4: Option<IpAddr>,
     pub masq_v6: Option<IpAddr>,
+    /// Connected routes: (network, the primary address of its interface). MASQUERADE takes the
+    /// source from the interface the packet leaves by (`nf_nat_masquerade_ipv4` →
+    /// `inet_select_addr`), so a packet to a Pod on this node's bridge gets the bridge's address.
+    pub connected: Vec<(IpNet, IpAddr)>,
     /// ipset contents for `-m set` (IPVS mode): name → members.
     pub ipsets: HashMap<String, IpSet>,
 }
@@ -53,6 +57,21 @@ pub struct IpSetMember {
 }
 
 impl NodeView {
+    /// The source address MASQUERADE picks for a packet to `dst`: the primary address of the
+    /// interface of the longest connected route to `dst`, else the default route's (the node IP).
+    pub fn masquerade_source(&self, dst: IpAddr) -> Option<IpAddr> {
+        self.connected
+            .iter()
+            .filter(|(net, _)| net.contains(&dst))
+            .max_by_key(|(net, _)| net.prefix_len())
+            .map(|(_, a)| *a)
+            .or(if dst.is_ipv4() {
+                self.masq_v4
+            } else {
+                self.masq_v6
+            })
+    }
+
     /// RTN_LOCAL: an address of this node (127.0.0.0/8 is local as a whole on Linux).
     pub fn is_local(&self, ip: IpAddr) -> bool {
         if let IpAddr::V4(a) = ip

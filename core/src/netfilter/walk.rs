@@ -240,6 +240,7 @@ impl Walker<'_> {
                 (ti, ci, next),
                 &mut coin,
                 &mut notes,
+                rec,
             );
             notes.extend(coin_notes);
             let (matched, failed) = match &res {
@@ -346,15 +347,18 @@ impl Walker<'_> {
                             .push(format!("DNAT to `{to}` not understood"));
                         return TableResult::Accept;
                     };
-                    let from = join(self.cx.pkt.dst, self.cx.pkt.dport);
+                    let (old, oldp) = (self.cx.pkt.dst, self.cx.pkt.dport);
                     self.cx.pkt.dst = ip;
                     if let Some(p) = port {
                         self.cx.pkt.dport = p;
                     }
                     self.cx.ct_dnat = true;
                     self.out.dnat = Some((self.cx.pkt.dst, self.cx.pkt.dport));
-                    let to_s = join(self.cx.pkt.dst, self.cx.pkt.dport);
-                    self.step(|| Step::Dnat { from, to: to_s });
+                    let (nd, np) = (self.cx.pkt.dst, self.cx.pkt.dport);
+                    self.step(|| Step::Dnat {
+                        from: join(old, oldp),
+                        to: join(nd, np),
+                    });
                     return TableResult::Accept;
                 }
                 Target::Snat { to, .. } => {
@@ -368,11 +372,7 @@ impl Walker<'_> {
                     return TableResult::Accept;
                 }
                 Target::Masquerade { random_fully, .. } => {
-                    let addr = if self.cx.pkt.src.is_ipv4() {
-                        self.m.node.masq_v4
-                    } else {
-                        self.m.node.masq_v6
-                    };
+                    let addr = self.m.node.masquerade_source(self.cx.pkt.dst);
                     match addr {
                         Some(a) => {
                             self.snat(a, None, true);
@@ -411,7 +411,7 @@ impl Walker<'_> {
     }
 
     fn snat(&mut self, ip: IpAddr, port: Option<u16>, masquerade: bool) {
-        let from = join(self.cx.pkt.src, self.cx.pkt.sport);
+        let (old, oldp) = (self.cx.pkt.src, self.cx.pkt.sport);
         self.cx.pkt.src = ip;
         if let Some(p) = port {
             self.cx.pkt.sport = p;
@@ -419,10 +419,10 @@ impl Walker<'_> {
         self.cx.ct_snat = true;
         self.out.snat = Some((self.cx.pkt.src, self.cx.pkt.sport));
         self.out.masq = true;
-        let to = join(self.cx.pkt.src, self.cx.pkt.sport);
+        let (ns, np) = (self.cx.pkt.src, self.cx.pkt.sport);
         self.step(|| Step::Snat {
-            from,
-            to,
+            from: join(old, oldp),
+            to: join(ns, np),
             masquerade,
         });
     }
@@ -497,43 +497,44 @@ pub fn walk(
             established: !ct_new,
         },
     };
-    let ct_note = match &existing {
-        Some(e) => format!(
-            "conntrack: this flow is already tracked (ESTABLISHED); its NAT{} is replayed and the nat table is skipped",
-            e.dnat
-                .map(|(a, p)| format!(" (DNAT to {})", join(a, p)))
-                .unwrap_or_default()
-        ),
-        None => "conntrack: first packet of a new connection (NEW): the nat table decides its NAT"
-            .into(),
-    };
     w.step(|| Step::Conntrack {
         established: !ct_new,
-        note: ct_note,
+        note: match &existing {
+            Some(e) => format!(
+                "conntrack: this flow is already tracked (ESTABLISHED); its NAT{} is replayed and the nat table is skipped",
+                e.dnat
+                    .map(|(a, p)| format!(" (DNAT to {})", join(a, p)))
+                    .unwrap_or_default()
+            ),
+            None => "conntrack: first packet of a new connection (NEW): the nat table decides its NAT"
+                .into(),
+        },
     });
+
     let replay_dnat = |w: &mut Walker| {
         if let Some((ip, port)) = existing.as_ref().and_then(|e| e.dnat) {
-            let from = join(w.cx.pkt.dst, w.cx.pkt.dport);
+            let (old, oldp) = (w.cx.pkt.dst, w.cx.pkt.dport);
             w.cx.pkt.dst = ip;
             w.cx.pkt.dport = port;
             w.cx.ct_dnat = true;
             w.out.dnat = Some((ip, port));
-            let to = join(ip, port);
-            w.step(|| Step::Dnat { from, to });
+            w.step(|| Step::Dnat {
+                from: join(old, oldp),
+                to: join(ip, port),
+            });
         }
     };
     let replay_snat = |w: &mut Walker| {
         if let Some((ip, port)) = existing.as_ref().and_then(|e| e.snat) {
-            let from = join(w.cx.pkt.src, w.cx.pkt.sport);
+            let (old, oldp) = (w.cx.pkt.src, w.cx.pkt.sport);
             w.cx.pkt.src = ip;
             w.cx.pkt.sport = port;
             w.cx.ct_snat = true;
             w.out.snat = Some((ip, port));
             w.out.masq = true;
-            let to = join(ip, port);
             w.step(|| Step::Snat {
-                from,
-                to,
+                from: join(old, oldp),
+                to: join(ip, port),
                 masquerade: true,
             });
         }
@@ -546,16 +547,19 @@ pub fn walk(
             }
             replay_dnat(&mut w);
             let local = m.node.is_local(w.cx.pkt.dst);
-            let rn = format!(
-                "routing (re-done after DNAT): {} is {}",
-                w.cx.pkt.dst,
-                if local {
-                    "local: the packet loops back to this node"
-                } else {
-                    "not local: it leaves the node"
-                }
-            );
-            w.step(|| Step::Route { local, note: rn });
+            let dst = w.cx.pkt.dst;
+            let rn = move || {
+                format!(
+                    "routing (re-done after DNAT): {} is {}",
+                    dst,
+                    if local {
+                        "local: the packet loops back to this node"
+                    } else {
+                        "not local: it leaves the node"
+                    }
+                )
+            };
+            w.step(|| Step::Route { local, note: rn() });
             if let Some(v) = w.run_hook(Hook::Output, &["filter", "security"]) {
                 break 'path v;
             }
@@ -577,16 +581,19 @@ pub fn walk(
             }
             replay_dnat(&mut w);
             let local = m.node.is_local(w.cx.pkt.dst);
-            let rn = format!(
-                "routing: {} is {}",
-                w.cx.pkt.dst,
-                if local {
-                    "an address of this node: deliver locally (INPUT)"
-                } else {
-                    "not local: forward it (FORWARD)"
-                }
-            );
-            w.step(|| Step::Route { local, note: rn });
+            let dst = w.cx.pkt.dst;
+            let rn = move || {
+                format!(
+                    "routing: {} is {}",
+                    dst,
+                    if local {
+                        "an address of this node: deliver locally (INPUT)"
+                    } else {
+                        "not local: forward it (FORWARD)"
+                    }
+                )
+            };
+            w.step(|| Step::Route { local, note: rn() });
             if local {
                 if let Some(v) = w.run_hook(Hook::Input, &["mangle", "filter", "security", "nat"]) {
                     break 'path v;
