@@ -15,7 +15,11 @@ fn round_trips(text: &str, fam: Family) {
     }
     let printed = print_saved(&p.ruleset, true);
     let again = parse(&printed, fam);
-    assert!(!again.has_errors(), "printed text does not parse: {:?}\n{printed}", again.diagnostics);
+    assert!(
+        !again.has_errors(),
+        "printed text does not parse: {:?}\n{printed}",
+        again.diagnostics
+    );
     let strip = |rs: &proxyscope_core::rules::iptables::Ruleset| {
         let mut rs = rs.clone();
         for t in &mut rs.tables {
@@ -30,20 +34,108 @@ fn round_trips(text: &str, fam: Family) {
         }
         rs
     };
-    assert_eq!(strip(&p.ruleset), strip(&again.ruleset), "round trip changed the model:\n{text}\n---\n{printed}");
+    assert_eq!(
+        strip(&p.ruleset),
+        strip(&again.ruleset),
+        "round trip changed the model:\n{text}\n---\n{printed}"
+    );
 }
 
 const TOKENS: &[&str] = &[
-    "-A", "-I", "-N", "-X", "-s", "-d", "-i", "-o", "-p", "-m", "-j", "-g", "-c", "!", "--dport", "--sport",
-    "--comment", "\"a b\"", "\"x\\\"y\"", "tcp", "udp", "sctp", "comment", "statistic", "recent", "mark",
-    "addrtype", "conntrack", "multiport", "nfacct", "set", "--mode", "random", "nth", "--probability",
-    "0.5", "1.5", "--every", "3", "--packet", "0", "--set", "--rcheck", "--seconds", "10", "--reap",
-    "--name", "--mask", "--rsource", "--rdest", "--mark", "0x4000/0x4000", "--dst-type", "--src-type",
-    "LOCAL", "--ctstate", "NEW,ESTABLISHED", "--dports", "80,443:445", "--nfacct-name", "--match-set",
-    "KUBE-X", "src,dst", "DNAT", "--to-destination", "10.0.0.1:80", "[fd00::1]:80", "SNAT",
-    "--to-source", "MASQUERADE", "--random-fully", "MARK", "--or-mark", "--xor-mark", "--set-xmark",
-    "REJECT", "--reject-with", "ACCEPT", "DROP", "RETURN", "LOG", "--log-prefix", "10.0.0.0/8",
-    "1.2.3.4", "fd00::/64", "300.1.1.1", "eth0", "veth+", "80", "65536", "1:2", "-m", "foo", "--bar",
+    "-A",
+    "-I",
+    "-N",
+    "-X",
+    "-s",
+    "-d",
+    "-i",
+    "-o",
+    "-p",
+    "-m",
+    "-j",
+    "-g",
+    "-c",
+    "!",
+    "--dport",
+    "--sport",
+    "--comment",
+    "\"a b\"",
+    "\"x\\\"y\"",
+    "tcp",
+    "udp",
+    "sctp",
+    "comment",
+    "statistic",
+    "recent",
+    "mark",
+    "addrtype",
+    "conntrack",
+    "multiport",
+    "nfacct",
+    "set",
+    "--mode",
+    "random",
+    "nth",
+    "--probability",
+    "0.5",
+    "1.5",
+    "--every",
+    "3",
+    "--packet",
+    "0",
+    "--set",
+    "--rcheck",
+    "--seconds",
+    "10",
+    "--reap",
+    "--name",
+    "--mask",
+    "--rsource",
+    "--rdest",
+    "--mark",
+    "0x4000/0x4000",
+    "--dst-type",
+    "--src-type",
+    "LOCAL",
+    "--ctstate",
+    "NEW,ESTABLISHED",
+    "--dports",
+    "80,443:445",
+    "--nfacct-name",
+    "--match-set",
+    "KUBE-X",
+    "src,dst",
+    "DNAT",
+    "--to-destination",
+    "10.0.0.1:80",
+    "[fd00::1]:80",
+    "SNAT",
+    "--to-source",
+    "MASQUERADE",
+    "--random-fully",
+    "MARK",
+    "--or-mark",
+    "--xor-mark",
+    "--set-xmark",
+    "REJECT",
+    "--reject-with",
+    "ACCEPT",
+    "DROP",
+    "RETURN",
+    "LOG",
+    "--log-prefix",
+    "10.0.0.0/8",
+    "1.2.3.4",
+    "fd00::/64",
+    "300.1.1.1",
+    "eth0",
+    "veth+",
+    "80",
+    "65536",
+    "1:2",
+    "-m",
+    "foo",
+    "--bar",
 ];
 
 fn soup() -> impl Strategy<Value = String> {
@@ -58,7 +150,12 @@ fn soup() -> impl Strategy<Value = String> {
         }),
         0..6,
     )
-    .prop_map(|lines| format!("*nat\n:KUBE-X - [0:0]\n:KUBE-Y - [0:0]\n{}\nCOMMIT\n", lines.join("\n")))
+    .prop_map(|lines| {
+        format!(
+            "*nat\n:KUBE-X - [0:0]\n:KUBE-Y - [0:0]\n{}\nCOMMIT\n",
+            lines.join("\n")
+        )
+    })
 }
 
 fn mutated_kernel_text() -> impl Strategy<Value = String> {
@@ -90,7 +187,10 @@ fn mutated_kernel_text() -> impl Strategy<Value = String> {
                 _ => {
                     // Cut the line somewhere (can split a quoted string).
                     let cut = x as usize % (ls[i].len() + 1);
-                    let cut = (0..=cut).rev().find(|c| ls[i].is_char_boundary(*c)).unwrap_or(0);
+                    let cut = (0..=cut)
+                        .rev()
+                        .find(|c| ls[i].is_char_boundary(*c))
+                        .unwrap_or(0);
                     ls[i].truncate(cut);
                 }
             }

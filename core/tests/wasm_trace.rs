@@ -13,7 +13,9 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 #[wasm_bindgen_test]
 fn demo_traces_like_native() {
-    let s = api::load_scenario(api::DEMO_SCENARIO).expect("demo loads").scenario;
+    let s = api::load_scenario(api::DEMO_SCENARIO)
+        .expect("demo loads")
+        .scenario;
     let mut sess = Session::new(&s);
     // Hand derivation (as in native-agent/tests/cli.rs): a Pod on this node reaches each of the
     // three Pods with probability 1/3 and is not masqueraded.
@@ -36,11 +38,25 @@ fn demo_traces_like_native() {
 fn trace_to_the_last_service_timing() {
     let services = 2000;
     let yaml = proxyscope_core::generate::large_cluster(services, 10);
-    let s = api::load_scenario(&yaml).expect("generated cluster loads").scenario;
+    let s = api::load_scenario(&yaml)
+        .expect("generated cluster loads")
+        .scenario;
     let mut sess = Session::new(&s);
-    let last = api::service_targets(&s).into_iter().filter(|t| t.kind == "cluster_ip").last().unwrap();
+    let last = api::service_targets(&s)
+        .into_iter()
+        .filter(|t| t.kind == "cluster_ip")
+        .last()
+        .unwrap();
     let src = api::client_presets(&s)[0].src;
-    let req = TraceRequest { src, dst: last.dst, dport: last.dport, proto: last.proto, sport: Some(40000), seed: 1, now: 0.0 };
+    let req = TraceRequest {
+        src,
+        dst: last.dst,
+        dport: last.dport,
+        proto: last.proto,
+        sport: Some(40000),
+        seed: 1,
+        now: 0.0,
+    };
     let n = 500;
     let t0 = js_sys::Date::now();
     let mut evaluated = 0;
@@ -50,5 +66,7 @@ fn trace_to_the_last_service_timing() {
     }
     let per = (js_sys::Date::now() - t0) * 1000.0 / n as f64;
     assert!(evaluated > services);
-    console_log!("wasm: trace to the last of {services} Services ({evaluated} rules evaluated): {per:.1} us per packet");
+    console_log!(
+        "wasm: trace to the last of {services} Services ({evaluated} rules evaluated): {per:.1} us per packet"
+    );
 }

@@ -14,7 +14,11 @@ use clap::{Parser, Subcommand};
 static ALLOC: alloc::Counting = alloc::Counting;
 
 #[derive(Parser)]
-#[command(name = "proxyscope", version, about = "See how kube-proxy sends Service traffic to Pods, packet by packet")]
+#[command(
+    name = "proxyscope",
+    version,
+    about = "See how kube-proxy sends Service traffic to Pods, packet by packet"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

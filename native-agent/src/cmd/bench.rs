@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 /// Measure generation, parsing, tracing and memory on a generated cluster.
 #[derive(Args, Debug)]
-#[command(after_help = "Example:\n  proxyscope bench --services 10000 --endpoints 10\n  sudo proxyscope bench --kernel   # also time iptables-restore in a scratch network namespace")]
+#[command(
+    after_help = "Example:\n  proxyscope bench --services 10000 --endpoints 10\n  sudo proxyscope bench --kernel   # also time iptables-restore in a scratch network namespace"
+)]
 pub struct BenchArgs {
     #[arg(long, default_value_t = 10_000)]
     pub services: usize,
@@ -46,14 +48,24 @@ fn ms(d: Duration) -> String {
 /// Run `cmd` with `input` on stdin inside a scratch network namespace; its wall time.
 fn time_in_netns(tool: &str, args: &[&str], input: &str) -> Result<Duration, String> {
     let ns = format!("psbench-{}", std::process::id());
-    let ok = Command::new("ip").args(["netns", "add", &ns]).status().map_err(|e| e.to_string())?;
+    let ok = Command::new("ip")
+        .args(["netns", "add", &ns])
+        .status()
+        .map_err(|e| e.to_string())?;
     if !ok.success() {
         return Err("ip netns add failed (root needed)".into());
     }
     let result = (|| {
         // kube-proxy creates its nfacct counters before loading rules that use them.
-        for c in [ipt_mode::NFACCT_LOCALHOST_NODEPORTS, ipt_mode::NFACCT_CT_INVALID] {
-            let _ = Command::new("ip").args(["netns", "exec", &ns, "nfacct", "add", c]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        for c in [
+            ipt_mode::NFACCT_LOCALHOST_NODEPORTS,
+            ipt_mode::NFACCT_CT_INVALID,
+        ] {
+            let _ = Command::new("ip")
+                .args(["netns", "exec", &ns, "nfacct", "add", c])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
         let t = Instant::now();
         let mut child = Command::new("ip")
@@ -65,11 +77,22 @@ fn time_in_netns(tool: &str, args: &[&str], input: &str) -> Result<Duration, Str
             .spawn()
             .map_err(|e| format!("{tool}: {e}"))?;
         use std::io::Write;
-        child.stdin.take().expect("piped").write_all(input.as_bytes()).map_err(|e| e.to_string())?;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(input.as_bytes())
+            .map_err(|e| e.to_string())?;
         let out = child.wait_with_output().map_err(|e| e.to_string())?;
         let d = t.elapsed();
         if !out.status.success() {
-            return Err(format!("{tool} failed: {}", String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("")));
+            return Err(format!(
+                "{tool} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+            ));
         }
         Ok(d)
     })();
@@ -78,9 +101,16 @@ fn time_in_netns(tool: &str, args: &[&str], input: &str) -> Result<Duration, Str
 }
 
 pub fn run(a: BenchArgs) -> Result<(), CliError> {
-    eprintln!("generating a cluster of {} Services x {} endpoints ...", a.services, a.endpoints);
+    eprintln!(
+        "generating a cluster of {} Services x {} endpoints ...",
+        a.services, a.endpoints
+    );
     let yaml = proxyscope_core::generate::large_cluster(a.services, a.endpoints);
-    let scenario = api::load_scenario(&yaml).map_err(|d| CliError::Internal(format!("generated scenario does not load: {:?}", d.first())))?.scenario;
+    let scenario = api::load_scenario(&yaml)
+        .map_err(|d| {
+            CliError::Internal(format!("generated scenario does not load: {:?}", d.first()))
+        })?
+        .scenario;
 
     let mut rows: Vec<[String; 4]> = Vec::new();
 
@@ -88,35 +118,60 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
     let (gen_t, fr) = median(a.runs, || ipt_mode::generate(&scenario, Family::V4));
     let payload_rules = fr.payload.lines().filter(|l| l.starts_with("-A")).count();
     let kernel_load = if a.kernel {
-        match time_in_netns("iptables-restore", &["--noflush", "--counters"], &fr.payload) {
+        match time_in_netns(
+            "iptables-restore",
+            &["--noflush", "--counters"],
+            &fr.payload,
+        ) {
             Ok(d) => format!("iptables-restore: {}", ms(d)),
             Err(e) => format!("iptables-restore: {e}"),
         }
     } else {
         "iptables-restore: run with --kernel".into()
     };
-    rows.push([format!("generate rules ({} rules)", payload_rules), ms(gen_t), kernel_load, "< 100 ms".into()]);
+    rows.push([
+        format!("generate rules ({} rules)", payload_rules),
+        ms(gen_t),
+        kernel_load,
+        "< 100 ms".into(),
+    ]);
 
     // 2. Parsing a node dump.
     let saved = ipt_mode::saved_text(&fr);
     let n_rules = saved.lines().filter(|l| l.starts_with("-A")).count();
     let (parse_t, parsed) = median(a.runs, || parse(&saved, Family::V4));
     if !parsed.diagnostics.is_empty() {
-        return Err(CliError::Internal(format!("the generated dump does not parse cleanly: {}", parsed.diagnostics[0])));
+        return Err(CliError::Internal(format!(
+            "the generated dump does not parse cleanly: {}",
+            parsed.diagnostics[0]
+        )));
     }
-    let (count_t, lines) = median(a.runs, || saved.as_bytes().iter().filter(|b| **b == b'\n').count());
+    let (count_t, lines) = median(a.runs, || {
+        saved.as_bytes().iter().filter(|b| **b == b'\n').count()
+    });
     let test_ref = if a.kernel {
         match time_in_netns("iptables-restore", &["--test"], &saved) {
-            Ok(d) => format!("iptables-restore --test: {} ({:.0}x ours)", ms(d), d.as_secs_f64() / parse_t.as_secs_f64()),
+            Ok(d) => format!(
+                "iptables-restore --test: {} ({:.0}x ours)",
+                ms(d),
+                d.as_secs_f64() / parse_t.as_secs_f64()
+            ),
             Err(e) => format!("iptables-restore --test: {e}"),
         }
     } else {
         "iptables-restore --test: run with --kernel".into()
     };
     rows.push([
-        format!("parse iptables-save dump ({n_rules} rules, {:.1} MB)", saved.len() as f64 / 1e6),
+        format!(
+            "parse iptables-save dump ({n_rules} rules, {:.1} MB)",
+            saved.len() as f64 / 1e6
+        ),
         ms(parse_t),
-        format!("line count ({lines} lines): {} ({:.1}x); {test_ref}", ms(count_t), parse_t.as_secs_f64() / count_t.as_secs_f64()),
+        format!(
+            "line count ({lines} lines): {} ({:.1}x); {test_ref}",
+            ms(count_t),
+            parse_t.as_secs_f64() / count_t.as_secs_f64()
+        ),
         "< 150 ms, >= 20x iptables-restore --test, <= 10x line count".into(),
     ]);
 
@@ -124,13 +179,26 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
     let mut session = Session::new(&scenario);
     let targets = api::service_targets(&scenario);
     let first = targets.iter().find(|t| t.kind == "cluster_ip").cloned();
-    let last = targets.iter().filter(|t| t.kind == "cluster_ip").last().cloned();
+    let last = targets.iter().rfind(|t| t.kind == "cluster_ip").cloned();
     let (Some(first), Some(last)) = (first, last) else {
-        return Err(CliError::Internal("no ClusterIP in the generated cluster".into()));
+        return Err(CliError::Internal(
+            "no ClusterIP in the generated cluster".into(),
+        ));
     };
-    let src = api::client_presets(&scenario).first().map(|c| c.src).unwrap_or_else(|| "10.244.1.100".parse().expect("literal"));
+    let src = api::client_presets(&scenario)
+        .first()
+        .map(|c| c.src)
+        .unwrap_or_else(|| "10.244.1.100".parse().expect("literal"));
     let per_packet = |session: &mut Session, t: &api::ServiceTarget| {
-        let req = TraceRequest { src, dst: t.dst, dport: t.dport, proto: t.proto, sport: Some(40000), seed: 1, now: 0.0 };
+        let req = TraceRequest {
+            src,
+            dst: t.dst,
+            dport: t.dport,
+            proto: t.proto,
+            sport: Some(40000),
+            seed: 1,
+            now: 0.0,
+        };
         let n = 2000u32;
         let start = Instant::now();
         let mut evaluated = 0;
@@ -146,7 +214,10 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
     rows.push([
         format!("trace to the last Service ({ev_last} rules evaluated)"),
         format!("{:.1} us", t_last.as_secs_f64() * 1e6),
-        format!("first Service ({ev_first} rules): {:.1} us", t_first.as_secs_f64() * 1e6),
+        format!(
+            "first Service ({ev_first} rules): {:.1} us",
+            t_first.as_secs_f64() * 1e6
+        ),
         "< 15 us".into(),
     ]);
 
@@ -165,7 +236,10 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
 
     let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
     let w1 = rows.iter().map(|r| r[1].len()).max().unwrap_or(0);
-    println!("| {:w0$} | {:w1$} | reference (same run) | target |", "measurement", "proxyscope");
+    println!(
+        "| {:w0$} | {:w1$} | reference (same run) | target |",
+        "measurement", "proxyscope"
+    );
     println!("|{}|{}|---|---|", "-".repeat(w0 + 2), "-".repeat(w1 + 2));
     for r in rows {
         println!("| {:w0$} | {:w1$} | {} | {} |", r[0], r[1], r[2], r[3]);

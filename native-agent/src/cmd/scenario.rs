@@ -17,8 +17,14 @@ pub fn load(path: &Path) -> Result<Scenario, CliError> {
             Ok(l.scenario)
         }
         Err(diags) => {
-            let msg: Vec<String> = diags.iter().map(|d| format!("{}: {d}", path.display())).collect();
-            Err(CliError::BadInput(format!("the scenario has errors:\n{}", msg.join("\n"))))
+            let msg: Vec<String> = diags
+                .iter()
+                .map(|d| format!("{}: {d}", path.display()))
+                .collect();
+            Err(CliError::BadInput(format!(
+                "the scenario has errors:\n{}",
+                msg.join("\n")
+            )))
         }
     }
 }

@@ -151,11 +151,10 @@ impl Parser {
                 };
                 let mut args = &tokens[2..];
                 let mut pos = None;
-                if insert
-                    && let Some(Ok(p)) = args.first().map(|a| a.parse::<usize>()) {
-                        pos = Some(p);
-                        args = &args[1..];
-                    }
+                if insert && let Some(Ok(p)) = args.first().map(|a| a.parse::<usize>()) {
+                    pos = Some(p);
+                    args = &args[1..];
+                }
                 let mut diags = Vec::new();
                 let table_name = table.name.clone();
                 let rule =
@@ -1109,21 +1108,21 @@ pub(crate) fn parse_rule_args(
                 // 4. implicit protocol match (`-p tcp --dport 80`)
                 if let Some(p) = rule.proto.as_ref().and_then(|p| p.value.name())
                     && matches!(p, "tcp" | "udp" | "sctp")
-                        && !building
-                            .iter()
-                            .any(|b| matches!(&b.m, Match::Ports { module, .. } if module == p))
-                    {
-                        let mut m = new_match(p, family);
-                        match match_accept(&mut m, opt, take_neg, vals, family) {
-                            Ok(Accept::Yes(n)) => {
-                                building.push(Building { m });
-                                i += n;
-                                continue;
-                            }
-                            Err(e) => return fail(diags, e),
-                            _ => {}
+                    && !building
+                        .iter()
+                        .any(|b| matches!(&b.m, Match::Ports { module, .. } if module == p))
+                {
+                    let mut m = new_match(p, family);
+                    match match_accept(&mut m, opt, take_neg, vals, family) {
+                        Ok(Accept::Yes(n)) => {
+                            building.push(Building { m });
+                            i += n;
+                            continue;
                         }
+                        Err(e) => return fail(diags, e),
+                        _ => {}
                     }
+                }
                 return fail(diags, format!("unknown option `{opt}`"));
             }
             other => return fail(diags, format!("unexpected word `{other}`")),
@@ -1140,14 +1139,15 @@ pub(crate) fn parse_rule_args(
     }
     if let Some(mut t) = target {
         if let Target::Reject { with } = &mut t
-            && with.is_empty() {
-                // What REJECT does (and iptables-save prints) when no --reject-with is given.
-                *with = match family {
-                    Family::V4 => "icmp-port-unreachable",
-                    Family::V6 => "icmp6-port-unreachable",
-                }
-                .to_string();
+            && with.is_empty()
+        {
+            // What REJECT does (and iptables-save prints) when no --reject-with is given.
+            *with = match family {
+                Family::V4 => "icmp-port-unreachable",
+                Family::V6 => "icmp6-port-unreachable",
             }
+            .to_string();
+        }
         if let Err(e) = validate_target(&t) {
             return fail(diags, e);
         }
