@@ -411,7 +411,11 @@ fn external_ip_with_affinity() {
     assert!(t1.masq);
     assert_eq!(t1.output, "10.244.1.5:8080");
     // `-m physdev` is not modelled: the trace says so instead of guessing silently.
-    assert!(t1.warnings.iter().any(|w| w.contains("physdev")), "{:?}", t1.warnings);
+    assert!(
+        t1.warnings.iter().any(|w| w.contains("physdev")),
+        "{:?}",
+        t1.warnings
+    );
     // ClientIP affinity (persistent 10800 s): the same client sticks, a new one moves on.
     let t2 = s.trace(&req("203.0.113.10", "198.51.100.7", 80, None, 5.0));
     assert_eq!(t2.output, "10.244.1.5:8080");
