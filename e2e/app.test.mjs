@@ -344,6 +344,8 @@ test('IPVS mode: the scheduler picks the Pod at LOCAL_IN, and the link keeps the
   // IPVS (default scheduler rr) rewrites the destination at LOCAL_IN.
   assert.match(steps, /IPVS/);
   assert.match(steps, /rr/);
+  // The rewritten packet leaves via LOCAL_OUT (ip_vs_nat_xmit), not via FORWARD.
+  assert.match(steps, /OUTPUT and POSTROUTING \(not FORWARD\)/);
   await page.locator('body').press('End');
   assert.match(await page.textContent('#hdr-dst code'), /^10\.0\.0\.[234]:/);
   await settle(page);

@@ -70,10 +70,10 @@ pub fn diagram(p: &Props) -> Html {
             Place::Client if starts_local => LOCAL,
             Place::Client => CLIENT,
             Place::Hook(h) => hook_pos(h),
-            // A locally generated packet's re-route after nat OUTPUT happens inside the OUTPUT
-            // path, not at the PREROUTING-side decision.
-            Place::Routing if starts_local => hook_pos(Hook::Output),
             Place::Routing => ROUTING,
+            // Output-path route lookups belong to the OUTPUT side of the picture, not to the
+            // PREROUTING-side decision.
+            Place::Reroute => hook_pos(Hook::Output),
             Place::LocalProcess => LOCAL,
             Place::Out => out_pos(&f.map(|f| f.packet.dst.to_string()).unwrap_or_default()),
             Place::Dropped => f.and_then(|f| f.hook).map(hook_pos).unwrap_or(CLIENT),
@@ -96,7 +96,7 @@ pub fn diagram(p: &Props) -> Html {
     // drawn inside the OUTPUT path, so neither the client box nor the diamond light up.
     let canon = |pl: Place| match pl {
         Place::Client if starts_local => Place::LocalProcess,
-        Place::Routing if starts_local => Place::Hook(Hook::Output),
+        Place::Reroute => Place::Hook(Hook::Output),
         pl => pl,
     };
     let cur_place = frame.map(|f| f.place);

@@ -16,8 +16,12 @@ pub enum Place {
     /// Not yet inside the node's netfilter path.
     Client,
     Hook(Hook),
-    /// The routing decision after PREROUTING (or for locally generated packets).
+    /// The routing decision after PREROUTING.
     Routing,
+    /// A route lookup on the output path: a locally generated packet re-routed after nat
+    /// OUTPUT, or IPVS routing the packet it rewrote at LOCAL_IN before sending it through
+    /// LOCAL_OUT.
+    Reroute,
     /// Delivered to a socket on the node.
     LocalProcess,
     /// Left the node (towards a Pod or another node).
@@ -162,7 +166,14 @@ pub fn timeline(trace: &Trace) -> Timeline {
             }
             Step::Conntrack { .. } => {}
             Step::Route { .. } => {
-                place = Place::Routing;
+                let output_path = hooks
+                    .iter()
+                    .any(|v| matches!(v.hook, Hook::Input | Hook::Output));
+                place = if output_path {
+                    Place::Reroute
+                } else {
+                    Place::Routing
+                };
                 visit_open = false;
             }
             Step::Chain {
@@ -527,6 +538,31 @@ mod tests {
                 (Hook::Postrouting, vec!["nat".to_string()], 4),
             ]
         );
+    }
+
+    #[test]
+    fn a_route_after_local_in_is_an_output_route() {
+        let mut t = sample_trace();
+        let h = |hook, table: &str| Step::Hook {
+            hook,
+            table: table.into(),
+        };
+        t.steps = vec![
+            h(Hook::Prerouting, "nat"),
+            Step::Route {
+                local: true,
+                note: String::new(),
+            },
+            h(Hook::Input, "filter"),
+            Step::Route {
+                local: false,
+                note: String::new(),
+            },
+            h(Hook::Output, "filter"),
+        ];
+        let places: Vec<Place> = timeline(&t).frames.iter().map(|f| f.place).collect();
+        assert_eq!(places[1], Place::Routing);
+        assert_eq!(places[3], Place::Reroute);
     }
 
     #[test]

@@ -363,6 +363,8 @@ pub struct NarrCtx {
     pub dst: String,
     /// The packet was made on the node itself (OUTPUT path).
     pub local_origin: bool,
+    /// This route lookup is on the output path (after nat OUTPUT, or IPVS after LOCAL_IN).
+    pub output_path: bool,
 }
 
 /// One plain-words sentence for a step.
@@ -411,21 +413,31 @@ pub fn narrate(lang: Lang, step: &Step, cx: &NarrCtx) -> String {
                 )
             }
         }
-        Step::Route { local: false, .. } => match (cx.local_origin, zh) {
-            (false, false) => format!(
+        Step::Route { local: false, .. } => match (cx.output_path, cx.local_origin, zh) {
+            (false, _, false) => format!(
                 "Routing decision: {} is not an address of this node, so the packet is forwarded (FORWARD).",
                 cx.dst
             ),
-            (false, true) => format!(
+            (false, _, true) => format!(
                 "路由决策：{} 不是本机地址，数据包被转发（FORWARD）。",
                 cx.dst
             ),
-            (true, false) => format!(
+            (true, true, false) => format!(
                 "Routing decision (re-done after nat OUTPUT): {} is not an address of this node, so the packet leaves through POSTROUTING.",
                 cx.dst
             ),
-            (true, true) => format!(
+            (true, true, true) => format!(
                 "路由决策（nat OUTPUT 之后重新进行）：{} 不是本机地址，数据包经 POSTROUTING 离开。",
+                cx.dst
+            ),
+            // IPVS: the packet was delivered locally (the Service IP is on kube-ipvs0), rewritten
+            // at LOCAL_IN, and is now sent out like a locally generated one, not forwarded.
+            (true, false, false) => format!(
+                "Output route for the rewritten packet: {} is not an address of this node, so it leaves through OUTPUT and POSTROUTING (not FORWARD).",
+                cx.dst
+            ),
+            (true, false, true) => format!(
+                "为改写后的数据包查找输出路由：{} 不是本机地址，数据包经 OUTPUT 和 POSTROUTING 离开（不经过 FORWARD）。",
                 cx.dst
             ),
         },
@@ -627,6 +639,7 @@ mod tests {
         let cx = NarrCtx {
             dst: "10.96.44.4".into(),
             local_origin: false,
+            output_path: false,
         };
         let s = narrate(
             Lang::En,
@@ -642,6 +655,7 @@ mod tests {
         );
         let cx = NarrCtx {
             local_origin: true,
+            output_path: true,
             ..cx
         };
         let s = narrate(
@@ -653,6 +667,17 @@ mod tests {
             &cx,
         );
         assert!(s.contains("POSTROUTING") && !s.contains("FORWARD"), "{s}");
+        // IPVS: rewritten at LOCAL_IN, then sent out through LOCAL_OUT — never FORWARD.
+        let cx = NarrCtx {
+            local_origin: false,
+            ..cx
+        };
+        let route = Step::Route {
+            local: false,
+            note: String::new(),
+        };
+        let s = narrate(Lang::En, &route, &cx);
+        assert!(s.contains("OUTPUT and POSTROUTING (not FORWARD)"), "{s}");
     }
 
     #[test]

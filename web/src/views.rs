@@ -291,6 +291,7 @@ pub fn step_text(p: &StepsProps) -> Html {
         let cx = i18n::NarrCtx {
             dst: f.packet.dst.to_string(),
             local_origin,
+            output_path: f.place == crate::engine::Place::Reroute,
         };
         i18n::narrate(lang, &trace.steps[f.step], &cx)
     };
