@@ -293,3 +293,66 @@ fn kernel_round_trip_of_ipsets_and_iptables() {
         assert_eq!(norm(&back), norm(ipset), "{scenario}: ipset save differs");
     }
 }
+
+#[test]
+fn repeated_packets_share_the_session() {
+    // Four new connections from one client: rr hands out .2, .3, .4, .2 (list order), and
+    // `ipvsadm -Ln` afterwards shows 2, 1, 1 active connections.
+    let (code, out, err) = run(&[
+        "trace",
+        "--mode",
+        "ipvs",
+        "examples/ipvs-demo.yaml",
+        "--src",
+        "10.0.0.100",
+        "--dst",
+        "10.104.14.67:80",
+        "--count",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let outs: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["output"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outs,
+        ["10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80", "10.0.0.2:80"]
+    );
+    let (code, out, _) = run(&[
+        "trace",
+        "--mode",
+        "ipvs",
+        "examples/ipvs-demo.yaml",
+        "--src",
+        "10.0.0.100",
+        "--dst",
+        "10.104.14.67:80",
+        "--count",
+        "4",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("  -> 10.0.0.2:80                  Masq    1      2          0         \n"),
+        "{out}"
+    );
+    let (code, _, err) = run(&[
+        "trace",
+        "--mode",
+        "ipvs",
+        "examples/ipvs-demo.yaml",
+        "--src",
+        "10.0.0.100",
+        "--dst",
+        "10.104.14.67:80",
+        "--count",
+        "2",
+        "--interval",
+        "-1",
+    ]);
+    assert_eq!(code, 2, "{err}");
+}

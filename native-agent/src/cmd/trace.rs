@@ -38,9 +38,18 @@ pub struct TraceArgs {
     /// Seed for the random draws of `-m statistic`.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Print one JSON object (output, masq, outcomes, rules_evaluated, steps, ...).
+    /// Print one JSON object (output, masq, outcomes, rules_evaluated, steps, ...); with
+    /// `--count` above 1, a JSON array of them.
     #[arg(long)]
     pub json: bool,
+    /// Send this many packets through the same session (conntrack, IPVS connections and
+    /// persistence templates carry over). With `--sport` they belong to one connection;
+    /// without, each is a new connection from a fresh port.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub count: u32,
+    /// Seconds between those packets (time only moves when this says so).
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
 }
 
 fn parse_proto(s: &str) -> Result<Proto, String> {
@@ -83,21 +92,51 @@ pub fn run(a: TraceArgs) -> Result<(), CliError> {
             a.src, a.dst
         )));
     }
-    let req = TraceRequest {
-        src: a.src,
-        dst: a.dst.ip(),
-        dport: a.dst.port(),
-        proto: a.proto,
-        sport: a.sport,
-        seed: a.seed,
-        now: 0.0,
-    };
-    let t = session.trace(&req);
+    if !(a.interval.is_finite() && a.interval >= 0.0) {
+        return Err(CliError::BadInput(format!(
+            "--interval {}: expected seconds, 0 or more",
+            a.interval
+        )));
+    }
+    let mut traces = Vec::new();
+    for i in 0..a.count {
+        let req = TraceRequest {
+            src: a.src,
+            dst: a.dst.ip(),
+            dport: a.dst.port(),
+            proto: a.proto,
+            sport: a.sport,
+            seed: a.seed.wrapping_add(u64::from(i)),
+            now: f64::from(i) * a.interval,
+        };
+        traces.push(session.trace(&req));
+    }
     if a.json {
-        let v = serde_json::to_string_pretty(&t).map_err(|e| CliError::Internal(e.to_string()))?;
-        println!("{v}");
-    } else {
-        print!("{}", render(&t, session.client_kind(a.src)));
+        let v = if let [t] = traces.as_slice() {
+            serde_json::to_string_pretty(t)
+        } else {
+            serde_json::to_string_pretty(&traces)
+        };
+        println!("{}", v.map_err(|e| CliError::Internal(e.to_string()))?);
+        return Ok(());
+    }
+    for (i, t) in traces.iter().enumerate() {
+        if traces.len() > 1 {
+            println!(
+                "=== packet {} at t={} s",
+                i + 1,
+                f64::from(i as u32) * a.interval
+            );
+        }
+        print!("{}", render(t, session.client_kind(a.src)));
+    }
+    if let Some(table) = session.ipvs_table() {
+        // The IPVS table after the walk: counters moved by the connections just made.
+        println!("\n# ipvsadm -Ln (after the last packet)");
+        print!(
+            "{}",
+            proxyscope_core::ipvs::ipvsadm::print_list(&table, Default::default())
+        );
     }
     Ok(())
 }
