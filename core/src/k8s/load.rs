@@ -57,6 +57,11 @@ impl<'a> Lines<'a> {
     /// First line of document `doc` (1-based) at or after `from` that holds `key:` (in block
     /// style at the start of the line, or inside a flow mapping `{..., key: ...}`).
     fn find_key(&self, doc: usize, key: &str, from: usize) -> Option<usize> {
+        // An empty key (a field path like `metadata..x`) would match everywhere and never
+        // advance the flow-style scan below.
+        if key.is_empty() {
+            return None;
+        }
         let (a, b) = self.range(doc);
         let a = a.max(from);
         let is_key_at = |l: &str, at: usize| {
@@ -172,7 +177,11 @@ impl Ctx<'_> {
             Some(f) => {
                 // Follow the path key by key (`spec`, then `ports`, then `name` …) so a common
                 // last key such as `name` is found under its own parent, not in `metadata`.
-                let keys = || f.split('.').map(|k| k.split('[').next().unwrap_or(k));
+                let keys = || {
+                    f.split('.')
+                        .map(|k| k.split('[').next().unwrap_or(k))
+                        .filter(|k| !k.is_empty())
+                };
                 let by_path = keys().try_fold(0, |from, k| self.lines.find_key(doc, k, from));
                 let last = keys().next_back().unwrap_or(f);
                 by_path
