@@ -230,3 +230,26 @@ fn bad_object_values_name_their_place() {
         assert_eq!(e.line, line, "{to}: line");
     }
 }
+
+/// Found by `mutated_scenarios_flow_through` (it hung): a stray `.` after a flow-mapping comma
+/// makes a key `. name`, whose warning path has an empty segment; locating it must terminate.
+#[test]
+fn empty_key_segment_in_a_path_terminates() {
+    let text = include_str!("golden/internal-external-masquerade.yaml").replacen(
+        "metadata: {namespace: ns2, name: svc2-1,",
+        "metadata: {namespace: ns2,. name: svc2-1,",
+        1,
+    );
+    assert_ne!(
+        text,
+        include_str!("golden/internal-external-masquerade.yaml")
+    );
+    // Loads or not, with every diagnostic placed — and returns.
+    match k8s::load(&text) {
+        Ok(l) => assert!(l.warnings.iter().all(|d| d.line.is_some())),
+        Err(errs) => assert!(
+            errs.iter()
+                .all(|d| d.line.is_some() || !d.location.is_empty())
+        ),
+    }
+}
