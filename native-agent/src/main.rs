@@ -3,6 +3,7 @@
 //! Exit codes (a contract scripts rely on): 0 ok, 1 internal error (or a failed `--check`),
 //! 2 bad input.
 
+mod agent;
 mod alloc;
 mod cmd;
 mod error;
@@ -39,6 +40,8 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Check core's rules and traces against the running kernel (root; network namespaces)
     VerifyKernel(cmd::verify_kernel::VerifyKernelArgs),
+    /// Serve this node's rules, IPVS and conntrack state (read-only) over a websocket
+    Agent(cmd::agent::AgentArgs),
 }
 
 fn main() {
@@ -50,6 +53,7 @@ fn main() {
         Command::Ipvs(c) => cmd::ipvs::run(c),
         Command::Serve(a) => cmd::serve::run(a),
         Command::VerifyKernel(a) => cmd::verify_kernel::run(a),
+        Command::Agent(a) => cmd::agent::run(a),
     };
     if let Err(e) = result {
         eprintln!("proxyscope: {e}");

@@ -1,4 +1,5 @@
 //! One module per subcommand; each parses its flags, calls core, renders the result.
+pub mod agent;
 pub mod bench;
 pub mod ipvs;
 pub mod rules;

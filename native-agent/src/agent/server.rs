@@ -1,0 +1,282 @@
+//! HTTP and websocket front: `/ws`, `/snapshot`, `/healthz`, `/version`.
+//!
+//! Safety rules (issue 6): loopback by default; any other address needs a token and TLS, and
+//! since TLS is not built yet, an explicit `--insecure`. Browsers are kept out by two checks:
+//! the websocket `Origin` must be allowed, and on loopback the `Host` must be a loopback name so
+//! a DNS-rebinding page cannot read `/snapshot` as "same origin".
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::hub::Hub;
+
+/// Clients send nothing we act on; anything big is hostile.
+pub const MAX_CLIENT_MESSAGE: usize = 4 << 10;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// SHA-256 of the token; compared in constant time against the hash of what is presented.
+    pub token_hash: Option<[u8; 32]>,
+    /// Exact `Origin` values accepted on `/ws` besides loopback pages on a loopback agent.
+    pub allowed_origins: Vec<String>,
+    pub loopback: bool,
+    pub max_clients: usize,
+    /// A client that cannot take one message in this long is dropped.
+    pub send_timeout: Duration,
+}
+
+impl Config {
+    pub fn new(listen: SocketAddr, token: Option<&str>) -> Config {
+        Config {
+            token_hash: token.map(hash),
+            allowed_origins: Vec::new(),
+            loopback: listen.ip().is_loopback(),
+            max_clients: 64,
+            send_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+fn hash(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+/// Whether the agent may listen on `listen` with these flags; the error says what is missing.
+pub fn check_listen(listen: SocketAddr, has_token: bool, insecure: bool) -> Result<(), String> {
+    if listen.ip().is_loopback() {
+        return Ok(());
+    }
+    if !has_token {
+        return Err(format!(
+            "--listen {listen}: a non-loopback address needs --token-file (anyone who can reach \
+             the port would read the node's rules and connections)"
+        ));
+    }
+    if !insecure {
+        return Err(format!(
+            "--listen {listen}: a non-loopback address needs TLS, which this build does not have \
+             yet; pass --insecure to send the token and the node's state in clear text anyway"
+        ));
+    }
+    Ok(())
+}
+
+struct App {
+    hub: Arc<Hub>,
+    cfg: Config,
+    clients: AtomicUsize,
+}
+
+#[derive(Deserialize)]
+struct Params {
+    token: Option<String>,
+}
+
+fn host_of(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
+fn is_loopback_name(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn deny(status: StatusCode, why: &str) -> Response {
+    (status, format!("{why}\n")).into_response()
+}
+
+impl App {
+    /// Token (header `Authorization: Bearer T` or, for browsers that cannot set headers on a
+    /// websocket, `?token=T`) and Host checks shared by every data endpoint.
+    fn admit(&self, headers: &HeaderMap, params: &Params) -> Result<(), Response> {
+        if self.cfg.loopback {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            if !is_loopback_name(host_of(host)) {
+                return Err(deny(StatusCode::FORBIDDEN, "Host must be a loopback name"));
+            }
+        }
+        if let Some(want) = &self.cfg.token_hash {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .or(params.token.as_deref());
+            let ok = given.is_some_and(|g| bool::from(hash(g.trim()).ct_eq(want)));
+            if !ok {
+                return Err(deny(StatusCode::UNAUTHORIZED, "missing or wrong token"));
+            }
+        }
+        Ok(())
+    }
+
+    fn origin_ok(&self, headers: &HeaderMap) -> bool {
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            // Not a browser: the token (when required) is the guard.
+            return true;
+        };
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        if self.cfg.allowed_origins.iter().any(|o| o == origin) {
+            return true;
+        }
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        self.cfg.loopback && authority.is_some_and(|a| is_loopback_name(host_of(a)))
+    }
+}
+
+async fn snapshot(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(params): Query<Params>,
+) -> Response {
+    if let Err(r) = app.admit(&headers, &params) {
+        return r;
+    }
+    let body: axum::body::Bytes = app.hub.snapshot().into();
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Body::from(body),
+    )
+        .into_response()
+}
+
+async fn ws(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(params): Query<Params>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if let Err(r) = app.admit(&headers, &params) {
+        return r;
+    }
+    if !app.origin_ok(&headers) {
+        return deny(StatusCode::FORBIDDEN, "Origin not allowed");
+    }
+    // Reserve a slot before upgrading so a flood of connections is refused with a status code.
+    if app.clients.fetch_add(1, Ordering::SeqCst) >= app.cfg.max_clients {
+        app.clients.fetch_sub(1, Ordering::SeqCst);
+        return deny(StatusCode::SERVICE_UNAVAILABLE, "too many clients");
+    }
+    let slot = Slot(app.clone());
+    upgrade
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            client(socket, &slot.0).await;
+            drop(slot);
+        })
+}
+
+/// Frees a client slot however the connection ends (including a failed upgrade).
+struct Slot(Arc<App>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn send(socket: &mut WebSocket, msg: Message, limit: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(limit, socket.send(msg)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn client(mut socket: WebSocket, app: &App) {
+    let (snap, mut rx) = app.hub.subscribe();
+    let limit = app.cfg.send_timeout;
+    if !send(&mut socket, Message::Text(snap), limit).await {
+        return;
+    }
+    loop {
+        tokio::select! {
+            d = rx.recv() => match d {
+                Ok(diff) => {
+                    if !send(&mut socket, Message::Text(diff), limit).await {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    // 1008 = policy violation; the reason tells the client to resync.
+                    let frame = CloseFrame {
+                        code: 1008,
+                        reason: format!("too slow: {n} updates missed; reconnect").into(),
+                    };
+                    let _ = send(&mut socket, Message::Close(Some(frame)), limit).await;
+                    return;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            m = socket.recv() => match m {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                // Pings are answered by the library; anything else is ignored.
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+pub fn router(hub: Arc<Hub>, cfg: Config) -> Router {
+    let app = Arc::new(App {
+        hub,
+        cfg,
+        clients: AtomicUsize::new(0),
+    });
+    Router::new()
+        .route("/ws", get(ws))
+        .route("/snapshot", get(snapshot))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/version",
+            get(|| async {
+                let v = serde_json::json!({
+                    "agent": env!("CARGO_PKG_VERSION"),
+                    "snapshot_version": super::snapshot::VERSION,
+                });
+                ([(header::CONTENT_TYPE, "application/json")], v.to_string())
+            }),
+        )
+        .with_state(app)
+}
+
+/// Bind first (tests use port 0), then hand back the server future.
+pub async fn bind(
+    addr: SocketAddr,
+    hub: Arc<Hub>,
+    cfg: Config,
+) -> std::io::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let app = router(hub, cfg);
+    Ok((local, async move { axum::serve(listener, app).await }))
+}

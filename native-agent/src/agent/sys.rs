@@ -1,0 +1,165 @@
+//! The agent's only contact with the node: running read-only dump tools. Everything else in the
+//! agent works on the captured text, so tests feed it recorded output through [`Sys`].
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Why a tool gave no usable output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolError {
+    /// The program is not installed (not on PATH). Reported as "absent", not as an error.
+    Missing(String),
+    /// The kernel lacks the feature the tool reads (e.g. `ip_vs` not loaded). Also "absent".
+    Unsupported(String),
+    /// It ran and failed, or its output was unusable.
+    Failed(String),
+}
+
+impl std::fmt::Display for ToolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ToolError::Missing(m) | ToolError::Unsupported(m) | ToolError::Failed(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+/// Runs one read-only command and returns its stdout.
+pub trait Sys: Send + Sync {
+    fn run(&self, program: &str, args: &[&str]) -> Result<String, ToolError>;
+}
+
+/// The programs the agent may run, with the only arguments it passes. Nothing here writes
+/// kernel state: `-save`/`-S`/`-L`/`list` are dumps.
+pub const READ_ONLY_COMMANDS: &[(&str, &[&str])] = &[
+    ("iptables-save", &[]),
+    ("ip6tables-save", &[]),
+    ("ipvsadm", &["-Sn"]),
+    ("ipset", &["save"]),
+    ("nft", &["-j", "list", "ruleset"]),
+    ("conntrack", &["-L", "-f", "ipv4"]),
+    ("conntrack", &["-L", "-f", "ipv6"]),
+    ("ip", &["-j", "addr"]),
+];
+
+/// Upper bound on one tool's output. A node with 10k Services has ~320k iptables rules, about
+/// 50 MB of `iptables-save`; beyond this the part is reported as an error instead of growing
+/// the agent without bound.
+pub const MAX_OUTPUT: usize = 256 << 20;
+
+/// The real node (or one named network namespace, entered with `ip netns exec`).
+#[derive(Debug, Clone, Default)]
+pub struct HostSys {
+    pub netns: Option<String>,
+}
+
+/// Kernel answers that mean "this feature is not there" rather than "something broke":
+/// ipvsadm without `ip_vs` ("Can't initialize ipvs: Protocol not available"), ipset without
+/// `ip_set` ("Kernel error received: ipset protocol error" on some kernels), conntrack without
+/// `nf_conntrack_netlink`, and ip6tables on a kernel built without IPv6 netfilter.
+fn looks_unsupported(stderr: &str) -> bool {
+    [
+        "Protocol not available",
+        "Address family not supported",
+        "ipset protocol error",
+        "Protocol not supported",
+        "can't initialize ip6tables",
+        "Table does not exist",
+    ]
+    .iter()
+    .any(|p| stderr.contains(p))
+}
+
+fn on_path(program: &str) -> bool {
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    std::env::split_paths(&path).any(|d| is_executable(&d.join(program)))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+impl Sys for HostSys {
+    fn run(&self, program: &str, args: &[&str]) -> Result<String, ToolError> {
+        if !READ_ONLY_COMMANDS
+            .iter()
+            .any(|(p, a)| *p == program && *a == args)
+        {
+            return Err(ToolError::Failed(format!(
+                "{program} {}: not on the agent's read-only list",
+                args.join(" ")
+            )));
+        }
+        // Checked here rather than from the spawn error: under `ip netns exec` a missing program
+        // is just exit status 255 from `ip`.
+        if !on_path(program) {
+            return Err(ToolError::Missing(format!("{program} is not installed")));
+        }
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, program]);
+                c
+            }
+            None => Command::new(program),
+        };
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("LC_ALL", "C");
+        let shown = format!("{program} {}", args.join(" "));
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| ToolError::Failed(format!("{shown}: {e}")))?;
+        let mut stderr_pipe = child.stderr.take();
+        // stderr is drained on its own thread so a chatty tool cannot block on a full pipe while
+        // we read stdout.
+        let err_thread = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            if let Some(p) = stderr_pipe.as_mut() {
+                let _ = p.take(64 << 10).read_to_end(&mut s);
+            }
+            s
+        });
+        let mut out = Vec::new();
+        let read = child
+            .stdout
+            .take()
+            .map(|p| p.take(MAX_OUTPUT as u64 + 1).read_to_end(&mut out));
+        if out.len() > MAX_OUTPUT {
+            let _ = child.kill();
+        }
+        let status = child
+            .wait()
+            .map_err(|e| ToolError::Failed(format!("{shown}: {e}")))?;
+        let stderr = String::from_utf8_lossy(&err_thread.join().unwrap_or_default())
+            .trim()
+            .to_string();
+        if let Some(Err(e)) = read {
+            return Err(ToolError::Failed(format!("{shown}: reading output: {e}")));
+        }
+        if out.len() > MAX_OUTPUT {
+            return Err(ToolError::Failed(format!(
+                "{shown}: output larger than {MAX_OUTPUT} bytes"
+            )));
+        }
+        if !status.success() {
+            let msg = format!("{shown}: {status}: {stderr}");
+            return Err(if looks_unsupported(&stderr) {
+                ToolError::Unsupported(msg)
+            } else {
+                ToolError::Failed(msg)
+            });
+        }
+        String::from_utf8(out)
+            .map_err(|e| ToolError::Failed(format!("{shown}: output is not UTF-8: {e}")))
+    }
+}

@@ -1,0 +1,136 @@
+//! `proxyscope agent`: serve this node's netfilter / IPVS / conntrack state (read-only) over a
+//! websocket and a small HTTP API. The work is in `crate::agent`; this file is flags and startup.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::json;
+
+use crate::agent::hub::{Hub, poll_loop};
+use crate::agent::server::{self, Config};
+use crate::agent::snapshot::collect;
+use crate::agent::sys::{HostSys, Sys};
+use crate::error::CliError;
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// Address to listen on. Anything but loopback needs --token-file and --insecure (no TLS yet).
+    #[arg(long, default_value = "127.0.0.1:9180")]
+    pub listen: SocketAddr,
+    /// Poll interval: `500ms`, `2s` or a number of seconds. At least 100ms.
+    #[arg(long, default_value = "2s", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// File holding the token clients must present (`Authorization: Bearer T` or `?token=T`).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Allow a non-loopback --listen without TLS (the token and the node's state travel in clear).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Read a network namespace instead of the host's (`ip netns exec NAME ...`).
+    #[arg(long)]
+    pub netns: Option<String>,
+    /// A browser origin allowed on /ws (e.g. `https://proxyscope.example`); repeatable.
+    #[arg(long = "allow-origin")]
+    pub allow_origin: Vec<String>,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?}: expected e.g. 500ms, 2s or 2");
+    let d = match s.strip_suffix("ms") {
+        Some(ms) => Duration::from_millis(ms.parse().map_err(|_| bad())?),
+        None => {
+            let secs: f64 = s
+                .strip_suffix('s')
+                .unwrap_or(s)
+                .parse()
+                .map_err(|_| bad())?;
+            if !(secs.is_finite() && (0.0..1e9).contains(&secs)) {
+                return Err(bad());
+            }
+            Duration::from_secs_f64(secs)
+        }
+    };
+    if d < Duration::from_millis(100) {
+        return Err(format!(
+            "{s:?}: at least 100ms (each poll runs several dump tools)"
+        ));
+    }
+    Ok(d)
+}
+
+fn node_name() -> String {
+    // NODE_NAME comes from the DaemonSet's downward API (spec.nodeName).
+    std::env::var("NODE_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+pub fn run(args: AgentArgs) -> Result<(), CliError> {
+    let token = match &args.token_file {
+        Some(p) => {
+            let t = crate::error::read_input(p)?.trim().to_string();
+            if t.is_empty() {
+                return Err(CliError::BadInput(format!(
+                    "--token-file {}: the file is empty",
+                    p.display()
+                )));
+            }
+            Some(t)
+        }
+        None => None,
+    };
+    server::check_listen(args.listen, token.is_some(), args.insecure)
+        .map_err(CliError::BadInput)?;
+    let mut cfg = Config::new(args.listen, token.as_deref());
+    cfg.allowed_origins = args.allow_origin.clone();
+
+    let sys: Arc<dyn Sys> = Arc::new(HostSys {
+        netns: args.netns.clone(),
+    });
+    let node = json!({ "name": node_name(), "netns": args.netns });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Internal(format!("tokio runtime: {e}")))?;
+    rt.block_on(async move {
+        let s = sys.clone();
+        let first = tokio::task::spawn_blocking(move || collect(s.as_ref()))
+            .await
+            .map_err(|e| CliError::Internal(format!("first poll: {e}")))?;
+        let hub = Hub::new(node, first);
+        let (addr, server) = server::bind(args.listen, hub.clone(), cfg)
+            .await
+            .map_err(|e| CliError::BadInput(format!("--listen {}: {e}", args.listen)))?;
+        println!("listening on ws://{addr}/ws");
+        tokio::spawn(poll_loop(hub, sys, args.interval, std::future::pending()));
+        server
+            .await
+            .map_err(|e| CliError::Internal(format!("server: {e}")))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_interval("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_interval("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_interval("10ms").is_err());
+        assert!(parse_interval("fast").is_err());
+        assert!(parse_interval("-1").is_err());
+        assert!(parse_interval("inf").is_err());
+    }
+}
