@@ -1,0 +1,322 @@
+//! The agent's HTTP/websocket front in-process, with a real websocket client: snapshot on
+//! connect, diffs in order, token / Origin / Host checks, client limits, slow clients dropped
+//! without hurting the others. Every wait is bounded by a timeout.
+
+#[allow(dead_code)]
+#[path = "../src/agent/mod.rs"]
+mod agent;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::hub::Hub;
+use agent::server::{self, Config, check_listen};
+use agent::snapshot::{Collected, Part};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn parts(tag: &str, blob_len: usize) -> Collected {
+    let mut c = Collected::new();
+    c.insert(
+        "iptables",
+        Part {
+            value: json!({ "v4": { "text": format!("{tag}{}", "x".repeat(blob_len)) } }),
+            fingerprint: tag.to_string(),
+        },
+    );
+    c.insert(
+        "errors",
+        Part {
+            value: json!({}),
+            fingerprint: "{}".into(),
+        },
+    );
+    c
+}
+
+async fn start(cfg: impl FnOnce(&mut Config)) -> (SocketAddr, Arc<Hub>) {
+    let hub = Hub::new(json!({"name": "test-node"}), parts("r1", 0));
+    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut c = Config::new(listen, None);
+    cfg(&mut c);
+    let (addr, fut) = server::bind(listen, hub.clone(), c).await.unwrap();
+    tokio::spawn(fut);
+    (addr, hub)
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(url: String, headers: &[(&str, &str)]) -> Result<Ws, tungstenite::Error> {
+    let mut req = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            tungstenite::http::HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    timeout(WAIT, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("handshake in time")
+        .map(|(ws, _)| ws)
+}
+
+fn refused_status(r: Result<Ws, tungstenite::Error>) -> u16 {
+    match r {
+        Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("expected an HTTP refusal, got {e}"),
+        Ok(_) => panic!("expected a refusal, got a websocket"),
+    }
+}
+
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        match timeout(WAIT, ws.next()).await.expect("a message in time") {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(t.as_str()).unwrap(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}
+
+/// A raw HTTP/1.1 GET so the Host header is exactly what the test says.
+async fn http_get(addr: SocketAddr, path: &str, host: &str, extra: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    timeout(WAIT, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+#[tokio::test]
+async fn snapshot_on_connect_then_diffs_in_order() {
+    let (addr, hub) = start(|_| {}).await;
+    let mut ws = connect(format!("ws://{addr}/ws"), &[]).await.unwrap();
+    let snap = next_json(&mut ws).await;
+    assert_eq!(snap["type"], "snapshot");
+    assert_eq!(snap["revision"], 1);
+    assert_eq!(snap["node"]["name"], "test-node");
+    assert_eq!(snap["iptables"]["v4"]["text"], "r1");
+
+    let (status, body) = http_get(addr, "/snapshot", &format!("{addr}"), "").await;
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), snap);
+
+    assert_eq!(hub.apply(parts("r2", 0)), Some(2));
+    assert_eq!(hub.apply(parts("r2", 0)), None);
+    assert_eq!(hub.apply(parts("r3", 0)), Some(3));
+    let d2 = next_json(&mut ws).await;
+    let d3 = next_json(&mut ws).await;
+    assert_eq!(
+        (
+            d2["type"].as_str(),
+            d2["base"].as_u64(),
+            d2["revision"].as_u64()
+        ),
+        (Some("diff"), Some(1), Some(2))
+    );
+    assert_eq!(d2["changed"], json!({"iptables": {"v4": {"text": "r2"}}}));
+    assert_eq!(
+        (d3["base"].as_u64(), d3["revision"].as_u64()),
+        (Some(2), Some(3))
+    );
+
+    let (s, b) = http_get(addr, "/healthz", "localhost", "").await;
+    assert_eq!((s, b.as_str()), (200, "ok\n"));
+    let (s, b) = http_get(addr, "/version", "localhost", "").await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&b).unwrap()["snapshot_version"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn token_is_required_and_checked() {
+    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let (addr, _hub) = start(|c| *c = Config::new(listen, Some("s3cret-token"))).await;
+    let url = format!("ws://{addr}/ws");
+    assert_eq!(refused_status(connect(url.clone(), &[]).await), 401);
+    assert_eq!(
+        refused_status(connect(url.clone(), &[("authorization", "Bearer s3cret-tokem")]).await),
+        401
+    );
+    assert_eq!(
+        refused_status(connect(format!("{url}?token=s3cret"), &[]).await),
+        401
+    );
+    let mut ws = connect(url.clone(), &[("authorization", "Bearer s3cret-token")])
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ws).await["revision"], 1);
+    let mut ws = connect(format!("{url}?token=s3cret-token"), &[])
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ws).await["revision"], 1);
+
+    let host = addr.to_string();
+    assert_eq!(http_get(addr, "/snapshot", &host, "").await.0, 401);
+    assert_eq!(
+        http_get(addr, "/snapshot", &host, "Authorization: Bearer nope\r\n")
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        http_get(
+            addr,
+            "/snapshot",
+            &host,
+            "Authorization: Bearer s3cret-token\r\n"
+        )
+        .await
+        .0,
+        200
+    );
+    // Liveness probes carry no node data and need no token.
+    assert_eq!(http_get(addr, "/healthz", &host, "").await.0, 200);
+}
+
+#[tokio::test]
+async fn browsers_from_other_origins_and_rebound_hosts_are_refused() {
+    let (addr, _hub) = start(|c| c.allowed_origins = vec!["https://ui.example".into()]).await;
+    let url = format!("ws://{addr}/ws");
+    assert_eq!(
+        refused_status(connect(url.clone(), &[("origin", "https://evil.example")]).await),
+        403
+    );
+    // A look-alike of an allowed origin is not it.
+    assert_eq!(
+        refused_status(connect(url.clone(), &[("origin", "https://ui.example.evil")]).await),
+        403
+    );
+    for ok in [
+        "https://ui.example",
+        "http://localhost:8080",
+        "http://127.0.0.1:8080",
+        "http://[::1]:3000",
+    ] {
+        let mut ws = connect(url.clone(), &[("origin", ok)]).await.unwrap();
+        assert_eq!(next_json(&mut ws).await["type"], "snapshot", "{ok}");
+    }
+    // DNS rebinding: evil.example resolved to 127.0.0.1 makes the browser send Host: evil.example.
+    let (s, body) = http_get(addr, "/snapshot", "evil.example:9180", "").await;
+    assert_eq!((s, body.as_str()), (403, "Host must be a loopback name\n"));
+    assert_eq!(
+        http_get(addr, "/snapshot", "localhost:9180", "").await.0,
+        200
+    );
+    assert_eq!(http_get(addr, "/snapshot", "[::1]:9180", "").await.0, 200);
+}
+
+#[tokio::test]
+async fn twenty_clients_all_get_every_diff() {
+    let (addr, hub) = start(|_| {}).await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(connect(format!("ws://{addr}/ws"), &[]).await.unwrap());
+    }
+    for ws in &mut clients {
+        assert_eq!(next_json(ws).await["revision"], 1);
+    }
+    assert_eq!(hub.apply(parts("r2", 0)), Some(2));
+    let all = futures_util::future::join_all(clients.iter_mut().map(next_json)).await;
+    for d in all {
+        assert_eq!(
+            (d["base"].as_u64(), d["revision"].as_u64()),
+            (Some(1), Some(2))
+        );
+    }
+}
+
+#[tokio::test]
+async fn client_limit_is_a_503() {
+    let (addr, _hub) = start(|c| c.max_clients = 2).await;
+    let url = format!("ws://{addr}/ws");
+    let mut a = connect(url.clone(), &[]).await.unwrap();
+    let _b = connect(url.clone(), &[]).await.unwrap();
+    assert_eq!(refused_status(connect(url.clone(), &[]).await), 503);
+    // A slot frees when a client leaves.
+    next_json(&mut a).await;
+    a.close(None).await.unwrap();
+    drop(a);
+    let mut ok = None;
+    for _ in 0..50 {
+        if let Ok(ws) = connect(url.clone(), &[]).await {
+            ok = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok.is_some(), "slot not freed within 2.5 s");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_and_the_others_carry_on() {
+    let (addr, hub) = start(|c| c.send_timeout = Duration::from_millis(500)).await;
+    let url = format!("ws://{addr}/ws");
+    let mut fast = connect(url.clone(), &[]).await.unwrap();
+    let mut slow = connect(url.clone(), &[]).await.unwrap();
+    next_json(&mut fast).await;
+    // 48 diffs of 1 MB: far more than the socket buffers between the agent and a client that
+    // never reads, and more than the per-client backlog.
+    const N: u64 = 48;
+    for i in 2..=N + 1 {
+        assert_eq!(hub.apply(parts(&format!("r{i}"), 1 << 20)), Some(i));
+        let d = next_json(&mut fast).await;
+        assert_eq!(d["revision"], i);
+    }
+    // The slow client now reads what was buffered: its stream ends before the last revision.
+    let mut last = 0;
+    let ended = timeout(WAIT, async {
+        while let Some(m) = slow.next().await {
+            match m {
+                Ok(Message::Text(t)) => {
+                    last = serde_json::from_str::<Value>(t.as_str()).unwrap()["revision"]
+                        .as_u64()
+                        .unwrap();
+                }
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "slow client was never dropped");
+    assert!(
+        last < N + 1,
+        "slow client got everything (last revision {last})"
+    );
+    // And the fast one is still served.
+    assert_eq!(hub.apply(parts("final", 0)), Some(N + 2));
+    assert_eq!(next_json(&mut fast).await["revision"], N + 2);
+}
+
+#[test]
+fn listen_rules() {
+    let lo: SocketAddr = "127.0.0.1:9180".parse().unwrap();
+    let lo6: SocketAddr = "[::1]:9180".parse().unwrap();
+    let any: SocketAddr = "0.0.0.0:9180".parse().unwrap();
+    assert!(check_listen(lo, false, false).is_ok());
+    assert!(check_listen(lo6, false, false).is_ok());
+    let e = check_listen(any, false, true).unwrap_err();
+    assert!(e.contains("--token-file"), "{e}");
+    let e = check_listen(any, true, false).unwrap_err();
+    assert!(e.contains("TLS") && e.contains("--insecure"), "{e}");
+    assert!(check_listen(any, true, true).is_ok());
+}
