@@ -374,7 +374,11 @@ impl Session {
         Session::with_ipvs(machines, facts, node)
     }
 
-    fn with_ipvs(machines: Vec<Machine>, facts: NodeFacts, node: IpvsNode) -> Session {
+    fn with_ipvs(machines: Vec<Machine>, mut facts: NodeFacts, node: IpvsNode) -> Session {
+        // kube-ipvs0's addresses are the node's own: a process may use a VIP as its source.
+        if let Some(m) = machines.first() {
+            facts.view.local = m.node.local.clone();
+        }
         let stages = machines.iter().cloned().map(Stages::new).collect();
         Session {
             machines,
