@@ -101,6 +101,9 @@ fn is_loopback_name(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Why a request was turned away, before any node data was touched.
+type Refusal = (StatusCode, &'static str);
+
 fn deny(status: StatusCode, why: &str) -> Response {
     (status, format!("{why}\n")).into_response()
 }
@@ -108,14 +111,14 @@ fn deny(status: StatusCode, why: &str) -> Response {
 impl App {
     /// Token (header `Authorization: Bearer T` or, for browsers that cannot set headers on a
     /// websocket, `?token=T`) and Host checks shared by every data endpoint.
-    fn admit(&self, headers: &HeaderMap, params: &Params) -> Result<(), Response> {
+    fn admit(&self, headers: &HeaderMap, params: &Params) -> Result<(), Refusal> {
         if self.cfg.loopback {
             let host = headers
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or("");
             if !is_loopback_name(host_of(host)) {
-                return Err(deny(StatusCode::FORBIDDEN, "Host must be a loopback name"));
+                return Err((StatusCode::FORBIDDEN, "Host must be a loopback name"));
             }
         }
         if let Some(want) = &self.cfg.token_hash {
@@ -126,7 +129,7 @@ impl App {
                 .or(params.token.as_deref());
             let ok = given.is_some_and(|g| bool::from(hash(g.trim()).ct_eq(want)));
             if !ok {
-                return Err(deny(StatusCode::UNAUTHORIZED, "missing or wrong token"));
+                return Err((StatusCode::UNAUTHORIZED, "missing or wrong token"));
             }
         }
         Ok(())
@@ -155,8 +158,8 @@ async fn snapshot(
     headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Response {
-    if let Err(r) = app.admit(&headers, &params) {
-        return r;
+    if let Err((status, why)) = app.admit(&headers, &params) {
+        return deny(status, why);
     }
     let body: axum::body::Bytes = app.hub.snapshot().into();
     (
@@ -175,8 +178,8 @@ async fn ws(
     Query(params): Query<Params>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if let Err(r) = app.admit(&headers, &params) {
-        return r;
+    if let Err((status, why)) = app.admit(&headers, &params) {
+        return deny(status, why);
     }
     if !app.origin_ok(&headers) {
         return deny(StatusCode::FORBIDDEN, "Origin not allowed");

@@ -352,7 +352,7 @@ pub fn collect(sys: &dyn Sys) -> Collected {
         },
     );
 
-    let simple: [(&'static str, &str, &[&str], fn(String) -> Part); 2] = [
+    let simple: [(&'static str, &str, &[&str], ReadPart); 2] = [
         ("ipsets", "ipset", &["save"], ipset_part),
         ("ipvs", "ipvsadm", &["-Sn"], ipvs_part),
     ];
@@ -403,6 +403,9 @@ pub fn collect(sys: &dyn Sys) -> Collected {
     c.insert("errors", summary_part(&pb.errors));
     c
 }
+
+/// Builds a part from a tool's text.
+type ReadPart = fn(String) -> Part;
 
 fn null_part() -> Part {
     Part {
