@@ -945,6 +945,14 @@ pub(crate) fn parse_rule_args(
                     return fail(diags, format!("{tok} needs an interface"));
                 };
                 i += 1;
+                // Linux interface names: 1..=15 bytes (IFNAMSIZ - 1), no whitespace, no '/'
+                // (xtables_parse_interface refuses longer ones; the kernel refuses the rest).
+                if v.is_empty()
+                    || v.len() > 15
+                    || v.bytes().any(|b| b.is_ascii_whitespace() || b == b'/')
+                {
+                    return fail(diags, format!("{tok}: `{v}` is not a valid interface name"));
+                }
                 let slot = if tok.starts_with("-i") || tok.starts_with("--in") {
                     &mut rule.in_iface
                 } else {
