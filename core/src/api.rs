@@ -244,10 +244,11 @@ fn node_facts(s: &Scenario) -> NodeFacts {
                 .iter()
                 .find(|x| x.addr().is_ipv4() == a.addr().is_ipv4())
                 .map(|x| x.addr());
-            if let Some(p) = primary {
-                if a.prefix_len() < if a.addr().is_ipv4() { 32 } else { 128 } {
-                    connected.push((a.trunc(), p));
-                }
+            let host = if a.addr().is_ipv4() { 32 } else { 128 };
+            if let Some(p) = primary
+                && a.prefix_len() < host
+            {
+                connected.push((a.trunc(), p));
             }
         }
     }
