@@ -13,6 +13,7 @@ use crate::rules::iptables::{self as ipt, Chain, Counters, Family, Ruleset};
 use data_encoding::BASE32;
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::net::IpAddr;
 
@@ -202,9 +203,14 @@ struct Ctx<'a> {
     node_ip: Option<IpAddr>,
     large: bool,
     nfacct: bool,
+    /// `probability(n)` texts, computed once (kube-proxy caches them the same way).
+    probs: Vec<String>,
 }
 
 impl Ctx<'_> {
+    fn probability(&self, n: usize) -> String {
+        self.probs.get(n).cloned().unwrap_or_else(|| probability(n))
+    }
     fn if_local(&self) -> Option<String> {
         match &self.detect {
             DetectLocal::None => None,
@@ -287,6 +293,20 @@ pub fn generate(s: &Scenario, family: Family) -> FamilyRules {
         localhost_np,
         node_ip: s.node_ip(v6),
         large: total_endpoints > LARGE_CLUSTER_ENDPOINTS,
+        probs: (0..=ports
+            .iter()
+            .map(|p| p.endpoints.len())
+            .max()
+            .unwrap_or(0)
+            .min(4096))
+            .map(|n| {
+                if n == 0 {
+                    String::new()
+                } else {
+                    probability(n)
+                }
+            })
+            .collect(),
         nfacct: s.network.nfacct,
     };
     let est = ports.len() * 600 + total_endpoints * 400 + 4096;
@@ -443,10 +463,16 @@ fn write_service_port(
 ) {
     let p = sp.protocol.as_str();
     let spn = &sp.name_string;
-    let svc_chain = service_chain("KUBE-SVC-", sp);
-    let svl_chain = service_chain("KUBE-SVL-", sp);
-    let ext_chain = service_chain("KUBE-EXT-", sp);
-    let fw_chain = service_chain("KUBE-FW-", sp);
+    // The four per-service chains share one hash suffix.
+    let suffix = hash16(&format!("{}{}", sp.name_string, sp.protocol.as_str()));
+    let svc_chain = format!("KUBE-SVC-{suffix}");
+    let svl_chain = format!("KUBE-SVL-{suffix}");
+    let ext_chain = format!("KUBE-EXT-{suffix}");
+    let fw_chain = format!("KUBE-FW-{suffix}");
+    let mut seps = SepNames {
+        sp,
+        names: HashMap::new(),
+    };
 
     let uses_cluster_chain = !cat.cluster.is_empty() && sp.uses_cluster_endpoints();
     let uses_local_chain = !cat.local.is_empty() && sp.uses_local_endpoints();
@@ -625,15 +651,15 @@ fn write_service_port(
 
     if uses_cluster_chain {
         let _ = writeln!(nat_chains, ":{svc_chain} - [0:0]");
-        write_service_to_endpoints(cx, nat_rules, sp, &svc_chain, &cat.cluster);
+        write_service_to_endpoints(cx, nat_rules, sp, &svc_chain, &cat.cluster, &mut seps);
     }
     if uses_local_chain {
         let _ = writeln!(nat_chains, ":{svl_chain} - [0:0]");
-        write_service_to_endpoints(cx, nat_rules, sp, &svl_chain, &cat.local);
+        write_service_to_endpoints(cx, nat_rules, sp, &svl_chain, &cat.local, &mut seps);
     }
 
     for ep in &cat.reachable {
-        let sep = endpoint_chain(sp, ep);
+        let sep = seps.get(ep);
         let _ = writeln!(nat_chains, ":{sep} - [0:0]");
         let mut head = format!("-A {sep} ");
         cx.service_comment(&mut head, spn);
@@ -653,6 +679,22 @@ fn write_service_port(
     }
 }
 
+/// SEP chain names of one service port, each hashed once (SVC/SVL/SEP all need them).
+struct SepNames<'a> {
+    sp: &'a ServicePort,
+    names: HashMap<(IpAddr, u16), String>,
+}
+
+impl SepNames<'_> {
+    fn get(&mut self, ep: &Endpoint) -> String {
+        let sp = self.sp;
+        self.names
+            .entry((ep.ip, ep.port))
+            .or_insert_with(|| endpoint_chain(sp, ep))
+            .clone()
+    }
+}
+
 /// SVC/SVL chain body: affinity checks, then the cascade of `1/(n-i)` random jumps.
 fn write_service_to_endpoints(
     cx: &Ctx,
@@ -660,11 +702,12 @@ fn write_service_to_endpoints(
     sp: &ServicePort,
     chain: &str,
     eps: &[Endpoint],
+    seps: &mut SepNames,
 ) {
     let spn = &sp.name_string;
     if let Some(timeout) = sp.affinity_seconds {
         for ep in eps {
-            let sep = endpoint_chain(sp, ep);
+            let sep = seps.get(ep);
             let mut line = format!("-A {chain} ");
             cx.service_comment(&mut line, &format!("\"{spn} -> {}\"", ep.key()));
             let _ = writeln!(
@@ -675,14 +718,14 @@ fn write_service_to_endpoints(
     }
     let n = eps.len();
     for (i, ep) in eps.iter().enumerate() {
-        let sep = endpoint_chain(sp, ep);
+        let sep = seps.get(ep);
         let mut line = format!("-A {chain} ");
         cx.service_comment(&mut line, &format!("\"{spn} -> {}\"", ep.key()));
         if i < n - 1 {
             let _ = write!(
                 line,
                 "-m statistic --mode random --probability {} ",
-                probability(n - i)
+                cx.probability(n - i)
             );
         }
         let _ = writeln!(nat_rules, "{line}-j {sep}");
