@@ -410,6 +410,22 @@ impl Walker<'_> {
         TableResult::Accept
     }
 
+    /// The routing decision for the (possibly DNATed) destination: local delivery or not.
+    fn route(&mut self, local_origin: bool) -> bool {
+        let local = self.m.node.is_local(self.cx.pkt.dst);
+        let dst = self.cx.pkt.dst;
+        self.step(|| Step::Route {
+            local,
+            note: match (local_origin, local) {
+                (true, true) => format!("routing (re-done after DNAT): {dst} is local: the packet loops back to this node"),
+                (true, false) => format!("routing (re-done after DNAT): {dst} is not local: it leaves the node"),
+                (false, true) => format!("routing: {dst} is an address of this node: deliver locally (INPUT)"),
+                (false, false) => format!("routing: {dst} is not local: forward it (FORWARD)"),
+            },
+        });
+        local
+    }
+
     fn snat(&mut self, ip: IpAddr, port: Option<u16>, masquerade: bool) {
         let (old, oldp) = (self.cx.pkt.src, self.cx.pkt.sport);
         self.cx.pkt.src = ip;
@@ -546,20 +562,7 @@ pub fn walk(
                 break 'path v;
             }
             replay_dnat(&mut w);
-            let local = m.node.is_local(w.cx.pkt.dst);
-            let dst = w.cx.pkt.dst;
-            let rn = move || {
-                format!(
-                    "routing (re-done after DNAT): {} is {}",
-                    dst,
-                    if local {
-                        "local: the packet loops back to this node"
-                    } else {
-                        "not local: it leaves the node"
-                    }
-                )
-            };
-            w.step(|| Step::Route { local, note: rn() });
+            let local = w.route(true);
             if let Some(v) = w.run_hook(Hook::Output, &["filter", "security"]) {
                 break 'path v;
             }
@@ -580,20 +583,7 @@ pub fn walk(
                 break 'path v;
             }
             replay_dnat(&mut w);
-            let local = m.node.is_local(w.cx.pkt.dst);
-            let dst = w.cx.pkt.dst;
-            let rn = move || {
-                format!(
-                    "routing: {} is {}",
-                    dst,
-                    if local {
-                        "an address of this node: deliver locally (INPUT)"
-                    } else {
-                        "not local: forward it (FORWARD)"
-                    }
-                )
-            };
-            w.step(|| Step::Route { local, note: rn() });
+            let local = w.route(false);
             if local {
                 if let Some(v) = w.run_hook(Hook::Input, &["mangle", "filter", "security", "nat"]) {
                     break 'path v;
