@@ -25,11 +25,29 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(line: Option<usize>, location: impl Into<String>, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Error, line, location: location.into(), message: message.into() }
+    pub fn error(
+        line: Option<usize>,
+        location: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            line,
+            location: location.into(),
+            message: message.into(),
+        }
     }
-    pub fn warning(line: Option<usize>, location: impl Into<String>, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Warning, line, location: location.into(), message: message.into() }
+    pub fn warning(
+        line: Option<usize>,
+        location: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            line,
+            location: location.into(),
+            message: message.into(),
+        }
     }
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error

@@ -23,7 +23,9 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::BadInput(m) | CliError::CheckFailed(m) | CliError::Internal(m) => f.write_str(m),
+            CliError::BadInput(m) | CliError::CheckFailed(m) | CliError::Internal(m) => {
+                f.write_str(m)
+            }
         }
     }
 }
@@ -32,5 +34,6 @@ impl std::error::Error for CliError {}
 
 /// Read a file the user named, mapping failure to a bad-input error that names the file.
 pub fn read_input(path: &std::path::Path) -> Result<String, CliError> {
-    std::fs::read_to_string(path).map_err(|e| CliError::BadInput(format!("{}: {e}", path.display())))
+    std::fs::read_to_string(path)
+        .map_err(|e| CliError::BadInput(format!("{}: {e}", path.display())))
 }
