@@ -426,6 +426,25 @@ impl Session {
         (Session::with_ipvs(machines, facts, node), diags)
     }
 
+    /// IPVS mode: kube-proxy syncs again after the scenario changed (Services or endpoints
+    /// added, removed, terminating) at time `now`. The IPVS table is updated the way kube-proxy
+    /// updates it (in place, graceful termination at weight 0), the ipsets and iptables rules
+    /// are replaced; connections, templates and conntrack carry over. `None` in iptables mode.
+    pub fn resync_ipvs(&mut self, s: &Scenario, now: f64) -> Option<crate::ipvs::path::SyncReport> {
+        let old = self.ipvs.take()?;
+        let fresh = Session::new_ipvs(s);
+        let mut part = fresh.ipvs.expect("IPVS session");
+        let mut node = old.node;
+        let wanted = part.node.to_ipvsadm();
+        let report = node.sync(&wanted, now);
+        part.node = node;
+        part.post_state = old.post_state;
+        self.machines = fresh.machines;
+        self.facts = fresh.facts;
+        self.ipvs = Some(part);
+        Some(report)
+    }
+
     /// The IPVS table with live counters (`ipvsadm -Ln`), in IPVS mode.
     pub fn ipvs_table(&self) -> Option<Vec<crate::ipvs::ipvsadm::Service>> {
         self.ipvs.as_ref().map(|p| p.node.to_ipvsadm())

@@ -422,3 +422,81 @@ fn external_ip_with_affinity() {
     let t3 = s.trace(&req("203.0.113.11", "198.51.100.7", 80, None, 6.0));
     assert_eq!(t3.output, "10.244.2.5:8080");
 }
+
+#[test]
+fn graceful_termination_drains_at_weight_zero() {
+    let base = include_str!("../../examples/ipvs-demo.yaml")
+        .replace("mode: ipvs\n", "mode: ipvs\nipvs: {tcpTimeout: 60s}\n");
+    let mut s = Session::new_ipvs(&load(&base));
+    let c1 = s.trace(&req("10.0.0.100", "10.104.14.67", 80, Some(1000), 0.0));
+    assert_eq!(c1.output, "10.0.0.2:80");
+    // 10.0.0.2 starts terminating (ready false): kube-proxy no longer wants it. It has one
+    // TCP connection, so upstream's graceful termination sets its weight to 0 instead of
+    // deleting it (`graceful_termination.go`: delete now only for UDP/SCTP or no connections).
+    let term = base.replacen(
+        "- addresses: [10.0.0.2]\n  conditions: {ready: true, serving: true, terminating: false}",
+        "- addresses: [10.0.0.2]\n  conditions: {ready: false, serving: true, terminating: true}",
+        1,
+    );
+    assert_ne!(term, base);
+    let rep = s.resync_ipvs(&load(&term), 10.0).unwrap();
+    assert!(
+        rep.changes
+            .iter()
+            .any(|c| c.contains("10.0.0.2:80") && c.contains("weight 0")),
+        "{rep:?}"
+    );
+    // The existing connection continues to 10.0.0.2 ...
+    let again = s.trace(&req("10.0.0.100", "10.104.14.67", 80, Some(1000), 20.0));
+    assert_eq!(again.output, "10.0.0.2:80");
+    // ... while new ones avoid it: rr skips weight-0 servers.
+    let outs: Vec<String> = (0..3)
+        .map(|i| {
+            s.trace(&req("10.0.0.100", "10.104.14.67", 80, Some(2000 + i), 21.0))
+                .output
+        })
+        .collect();
+    assert!(outs.iter().all(|o| o != "10.0.0.2:80"), "{outs:?}");
+    // Once its connection expired (last packet at 20 s + 60 s), the next sync deletes it.
+    let rep = s.resync_ipvs(&load(&term), 100.0).unwrap();
+    assert!(
+        rep.changes
+            .iter()
+            .any(|c| c.contains("delete") && c.contains("10.0.0.2:80")),
+        "{rep:?}"
+    );
+    let table = s.ipvs_table().unwrap();
+    assert!(
+        table[0]
+            .dests
+            .iter()
+            .all(|d| d.addr.to_string() != "10.0.0.2:80")
+    );
+}
+
+#[test]
+fn a_deleted_server_drops_its_connections_packets() {
+    // UDP: no graceful termination, the real server is deleted at once; the next packet of
+    // its connection is dropped (expire_nodest_conn=1) and the one after is scheduled afresh.
+    let base =
+        include_str!("../../examples/ipvs-demo.yaml").replace("protocol: TCP", "protocol: UDP");
+    let mut s = Session::new_ipvs(&load(&base));
+    let mut r = req("10.0.0.100", "10.104.14.67", 80, Some(5353), 0.0);
+    r.proto = Proto::Udp;
+    assert_eq!(s.trace(&r).output, "10.0.0.2:80");
+    let gone = base.replacen("- addresses: [10.0.0.2]\n", "- addresses: [10.0.0.9]\n", 1);
+    let rep = s.resync_ipvs(&load(&gone), 1.0).unwrap();
+    assert!(
+        rep.changes
+            .iter()
+            .any(|c| c.starts_with("delete") && c.contains("10.0.0.2:80")),
+        "{rep:?}"
+    );
+    r.now = 2.0;
+    let t = s.trace(&r);
+    assert_eq!((t.verdict, t.output.as_str()), (Verdict::Drop, "DROP"));
+    r.now = 3.0;
+    let t = s.trace(&r);
+    assert_eq!(t.verdict, Verdict::Forwarded);
+    assert_ne!(t.output, "10.0.0.2:80");
+}

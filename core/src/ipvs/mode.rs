@@ -242,15 +242,25 @@ pub fn trace(
         v.join(", ")
     };
     let Some(server) = r.server else {
-        steps.push(Step::Verdict {
-            verdict: Verdict::Reject,
-        });
+        let (verdict, word) = if r.silent_drop {
+            (Verdict::Drop, "DROP")
+        } else {
+            (Verdict::Reject, "REJECT")
+        };
+        if r.silent_drop {
+            outcomes = vec![Outcome {
+                output: word.into(),
+                probability: 1.0,
+                masq: false,
+            }];
+        }
+        steps.push(Step::Verdict { verdict });
         let chosen = outcomes
             .iter()
-            .find(|o| o.output == "REJECT")
+            .find(|o| o.output == word)
             .cloned()
             .unwrap_or(Outcome {
-                output: "REJECT".into(),
+                output: word.into(),
                 probability: 1.0,
                 masq: false,
             });
@@ -263,7 +273,7 @@ pub fn trace(
             chosen,
             rules_evaluated: rules,
             final_packet: None,
-            verdict: Verdict::Reject,
+            verdict,
             steps,
             warnings,
         };

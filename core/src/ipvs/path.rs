@@ -329,6 +329,9 @@ pub struct IpvsResult {
     /// Every server a new connection could have gone to, with probabilities.
     pub candidates: Vec<(Option<SocketAddr>, f64)>,
     pub warnings: Vec<String>,
+    /// With no server: the packet is dropped silently (`expire_nodest_conn`) rather than
+    /// answered with ICMP port unreachable.
+    pub silent_drop: bool,
 }
 
 impl IpvsNode {
@@ -360,6 +363,32 @@ impl IpvsNode {
             ),
         });
         let timeout = self.timeouts.established(key.proto);
+        if let Some(c) = self.conns.get(&key)
+            && !self.services[vs].svc.dest(c.conn.dest).available
+        {
+            // expire_nodest_conn=1 (kube-proxy sets it): a packet of a connection whose real
+            // server was deleted is dropped and the entry expired; the client retries.
+            let c = self.conns.remove(&key).expect("just found");
+            self.services[vs].svc.free(c.conn);
+            steps.push(Step::IpvsConnection {
+                server: c.server.to_string(),
+                note: format!(
+                    "connection entry {} {} -> {} -> {} points at a deleted real server: with expire_nodest_conn=1 IPVS drops the packet and expires the entry (the next packet is scheduled afresh)",
+                    key.proto.as_str().to_uppercase(),
+                    key.client,
+                    key.dst,
+                    c.server
+                ),
+            });
+            return IpvsResult {
+                server: None,
+                steps,
+                existing: true,
+                candidates: vec![(None, 1.0)],
+                warnings,
+                silent_drop: true,
+            };
+        }
         if let Some(c) = self.conns.get_mut(&key) {
             c.expires = now + timeout;
             c.packets += 1;
@@ -379,6 +408,7 @@ impl IpvsNode {
                 existing: true,
                 candidates: vec![(Some(server), 1.0)],
                 warnings,
+                silent_drop: false,
             };
         }
         let mut template_key = None;
@@ -449,6 +479,7 @@ impl IpvsNode {
                             existing: false,
                             candidates,
                             warnings,
+                            silent_drop: false,
                         };
                     }
                 }
@@ -519,6 +550,7 @@ impl IpvsNode {
             existing: false,
             candidates,
             warnings,
+            silent_drop: false,
         }
     }
 
@@ -558,5 +590,164 @@ impl IpvsNode {
                 s
             })
             .collect()
+    }
+}
+
+/// What one kube-proxy sync changed in the IPVS table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SyncReport {
+    /// One line per change, in the order made (`add`, `update`, `weight 0`, `delete`, ...).
+    pub changes: Vec<String>,
+}
+
+fn svc_name(p: Proto, a: SocketAddr) -> String {
+    format!("{} {a}", p.as_str().to_uppercase())
+}
+
+impl IpvsNode {
+    /// Apply one kube-proxy sync (upstream `syncService` / `syncEndpoint` / `cleanLegacyService`
+    /// and `graceful_termination.go`) at time `now`:
+    /// * a missing virtual service is added; one whose scheduler, flags or timeout differ is
+    ///   updated in place (its connections survive);
+    /// * wanted real servers missing are added with weight 1; a wanted one that is being
+    ///   drained (weight 0) is deleted and added again at weight 1;
+    /// * a real server no longer wanted is deleted at once for UDP/SCTP or when it has no
+    ///   connection; otherwise its weight goes to 0 and it drains (new connections avoid it,
+    ///   existing ones continue) until [`IpvsNode::expire`] finds its counters at 0;
+    /// * a virtual service no longer wanted is deleted with its servers and connections.
+    pub fn sync(&mut self, wanted: &[ipvsadm::Service], now: Time) -> SyncReport {
+        self.expire(now);
+        let mut rep = SyncReport::default();
+        let mut keep = vec![false; self.services.len()];
+        for w in wanted {
+            let ServiceKey::Addr { proto, addr } = w.key else {
+                continue;
+            };
+            let p = proto_of(proto);
+            let Some(kind) = SchedulerKind::parse(&w.scheduler) else {
+                continue;
+            };
+            let flags = SchedFlags(w.sched_flags & SchedFlags::MASK);
+            let idx = match self.lookup(p, addr) {
+                Some(i) => {
+                    let v = &mut self.services[i];
+                    if v.svc.scheduler() != kind
+                        || v.svc.flags() != flags
+                        || v.persistent != w.persistent
+                    {
+                        v.svc.set_scheduler(kind, flags, now);
+                        v.persistent = w.persistent;
+                        rep.changes.push(format!("update {} (in place)", v.name));
+                    }
+                    i
+                }
+                None => {
+                    let svc = VirtualService::new(addr, p, kind, flags, Sysctl::default(), now);
+                    self.index.insert((p, addr), self.services.len());
+                    self.services.push(Vs {
+                        svc,
+                        persistent: w.persistent,
+                        name: svc_name(p, addr),
+                    });
+                    keep.push(false);
+                    rep.changes.push(format!("add {}", svc_name(p, addr)));
+                    self.services.len() - 1
+                }
+            };
+            keep[idx] = true;
+            let v = &mut self.services[idx];
+            let linked: Vec<(SocketAddr, i32, i64)> = v
+                .svc
+                .iter()
+                .map(|(_, d)| (d.addr, d.weight, d.total_conns()))
+                .collect();
+            for d in w.dests.iter().rev() {
+                match linked.iter().find(|l| l.0 == d.addr) {
+                    None => {
+                        if v.svc.add_dest(d.addr, 1, 0, 0, now).is_ok() {
+                            rep.changes.push(format!("add {} -> {}", v.name, d.addr));
+                        }
+                    }
+                    Some(&(_, 0, _)) => {
+                        // Upstream: a wanted server found in the graceful-deletion list is
+                        // deleted outright and re-added with weight 1.
+                        let _ = v.svc.del_dest(d.addr, now);
+                        let _ = v.svc.add_dest(d.addr, 1, 0, 0, now);
+                        rep.changes.push(format!(
+                            "{} -> {} is wanted again: deleted and re-added with weight 1",
+                            v.name, d.addr
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+            for (a, weight, conns) in linked {
+                if w.dests.iter().any(|d| d.addr == a) {
+                    continue;
+                }
+                if p != Proto::Tcp || conns == 0 {
+                    let _ = v.svc.del_dest(a, now);
+                    rep.changes.push(format!("delete {} -> {a}", v.name));
+                } else if weight != 0 {
+                    let _ = v.svc.edit_dest(a, 0, 0, 0, now);
+                    rep.changes.push(format!(
+                        "{} -> {a} has {conns} connection(s): weight 0, draining (graceful termination)",
+                        v.name
+                    ));
+                }
+            }
+        }
+        // cleanLegacyService: every VS not produced by this sync goes, servers and all.
+        let gone: Vec<usize> = (0..self.services.len()).filter(|i| !keep[*i]).collect();
+        if !gone.is_empty() {
+            for &i in &gone {
+                rep.changes
+                    .push(format!("delete {}", self.services[i].name));
+            }
+            let old = std::mem::take(&mut self.services);
+            let mut remap = vec![usize::MAX; old.len()];
+            for (i, v) in old.into_iter().enumerate() {
+                if keep[i] {
+                    remap[i] = self.services.len();
+                    self.services.push(v);
+                }
+            }
+            self.index = self
+                .services
+                .iter()
+                .enumerate()
+                .map(|(i, v)| ((v.svc.proto(), v.svc.vip()), i))
+                .collect();
+            self.conns.retain(|_, c| remap[c.vs] != usize::MAX);
+            for c in self.conns.values_mut() {
+                c.vs = remap[c.vs];
+            }
+            self.templates.retain(|_, t| remap[t.vs] != usize::MAX);
+            for t in self.templates.values_mut() {
+                t.vs = remap[t.vs];
+            }
+        }
+        self.drain_graceful(now, &mut rep);
+        rep
+    }
+
+    /// The graceful-termination loop: drop weight-0 servers whose connections are all gone.
+    /// Upstream checks once a minute; this checks at every sync.
+    fn drain_graceful(&mut self, now: Time, rep: &mut SyncReport) {
+        for v in &mut self.services {
+            let done: Vec<SocketAddr> = v
+                .svc
+                .iter()
+                .filter(|(_, d)| d.weight == 0 && d.total_conns() == 0)
+                .map(|(_, d)| d.addr)
+                .collect();
+            for a in done {
+                let _ = v.svc.del_dest(a, now);
+                rep.changes.push(format!(
+                    "delete {} -> {a} (drained: no connection left)",
+                    v.name
+                ));
+            }
+        }
     }
 }
