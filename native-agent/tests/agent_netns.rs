@@ -295,6 +295,120 @@ async fn agent_shows_the_namespace_rules_and_streams_a_change() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_through_a_service_shows_its_dnat_target() {
+    if !can_make_netns() {
+        eprintln!("SKIPPED agent conntrack test: needs root and `ip netns`");
+        return;
+    }
+    let ns = Netns::new();
+    for name in [
+        "ct_state_invalid_dropped_pkts",
+        "localhost_nps_accepted_pkts",
+    ] {
+        ns.exec(&["nfacct", "add", name], None);
+    }
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/demo.yaml");
+    let out = proxyscope()
+        .args(["rules", "--mode", "iptables", demo])
+        .output()
+        .unwrap();
+    ns.exec(
+        &["iptables-restore"],
+        Some(&String::from_utf8(out.stdout).unwrap()),
+    );
+    // The node: 10.0.0.1 on the Pod network (a veth whose peer answers nothing, not even ARP),
+    // the Service range routed there, and kube-proxy's jump for locally generated traffic.
+    ns.exec(
+        &[
+            "ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1",
+        ],
+        None,
+    );
+    ns.exec(&["ip", "addr", "add", "10.0.0.1/24", "dev", "v0"], None);
+    ns.exec(&["ip", "link", "set", "v0", "up"], None);
+    ns.exec(&["ip", "link", "set", "v1", "up"], None);
+    ns.exec(&["ip", "route", "add", "10.96.0.0/12", "dev", "v0"], None);
+    ns.exec(
+        &[
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "OUTPUT",
+            "-m",
+            "comment",
+            "--comment",
+            "kubernetes service portals",
+            "-j",
+            "KUBE-SERVICES",
+        ],
+        None,
+    );
+
+    let agent = Agent::start(&[
+        "--netns",
+        &ns.0,
+        "--listen",
+        "127.0.0.1:0",
+        "--interval",
+        "200ms",
+    ]);
+    let mut ws = connect(&format!("ws://{}/ws", agent.addr), None)
+        .await
+        .unwrap();
+    let snap = next_json(&mut ws).await;
+    assert_eq!(snap["conntrack"]["total"], 0);
+
+    // A TCP connect to the ClusterIP: the SYN goes out unanswered, leaving a SYN_SENT entry.
+    let _ = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            "timeout",
+            "1",
+            "bash",
+            "-c",
+            "exec 3<>/dev/tcp/10.104.14.67/80",
+        ])
+        .status();
+
+    // demo.yaml's my-service:http has endpoints 10.0.0.2-4 port 80 (see its KUBE-SEP- rules).
+    let endpoints = ["10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80"];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let entry = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no conntrack entry reached the client"
+        );
+        let d = next_json(&mut ws).await;
+        let Some(entries) = d["changed"]["conntrack"]["entries"].as_array() else {
+            continue;
+        };
+        if let Some(e) = entries
+            .iter()
+            .find(|e| e["orig"]["dst"] == "10.104.14.67" && e["orig"]["dport"] == 80)
+        {
+            break e.clone();
+        }
+    };
+    let dnat = entry["dnat"].as_str().unwrap_or_default();
+    assert!(endpoints.contains(&dnat), "{entry}");
+    assert_eq!(entry["proto"], "tcp");
+    assert_eq!(entry["state"], "SYN_SENT");
+    assert!(
+        entry["flags"]
+            .as_array()
+            .unwrap()
+            .contains(&"UNREPLIED".into()),
+        "{entry}"
+    );
+    // Pod-network source (10.0.0.0/16 is the cluster CIDR): KUBE-MARK-MASQ skipped, no SNAT.
+    assert_eq!(entry["orig"]["src"], "10.0.0.1");
+    assert!(entry.get("snat").is_none(), "{entry}");
+}
+
 #[tokio::test]
 async fn a_wrong_token_is_refused_by_the_running_agent() {
     let dir = std::env::temp_dir().join(format!("psa-token-{}", std::process::id()));
