@@ -44,8 +44,7 @@ fn trace_to_the_last_service_timing() {
     let mut sess = Session::new(&s);
     let last = api::service_targets(&s)
         .into_iter()
-        .filter(|t| t.kind == "cluster_ip")
-        .last()
+        .rfind(|t| t.kind == "cluster_ip")
         .unwrap();
     let src = api::client_presets(&s)[0].src;
     let req = TraceRequest {
