@@ -44,6 +44,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "terminating.yaml",
         include_str!("../../examples/terminating.yaml"),
     ),
+    (
+        "ipvs-demo.yaml",
+        include_str!("../../examples/ipvs-demo.yaml"),
+    ),
 ];
 
 /// Load a scenario (YAML or JSON, what `kubectl get -o yaml` prints).
