@@ -131,5 +131,6 @@ pub async fn poll_loop(
             continue;
         };
         hub.apply(c);
+        super::sys::release_freed_memory();
     }
 }

@@ -38,7 +38,8 @@ pub const READ_ONLY_COMMANDS: &[(&str, &[&str])] = &[
     ("ip6tables-save", &[]),
     ("ipvsadm", &["-Sn"]),
     ("ipset", &["save"]),
-    ("nft", &["-j", "list", "ruleset"]),
+    ("nft", &["-j", "list", "tables"]),
+    ("nft", &["-j", "list", "chains"]),
     ("conntrack", &["-L", "-f", "ipv4"]),
     ("conntrack", &["-L", "-f", "ipv6"]),
     ("ip", &["-j", "addr"]),
@@ -161,5 +162,15 @@ impl Sys for HostSys {
         }
         String::from_utf8(out)
             .map_err(|e| ToolError::Failed(format!("{shown}: output is not UTF-8: {e}")))
+    }
+}
+
+/// glibc keeps freed heap mapped: after a poll of a 300k-rule dump (core's parsed model peaks at
+/// a few hundred MB) the agent would sit at that size until the next poll. Hand it back.
+pub fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
