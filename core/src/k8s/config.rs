@@ -27,6 +27,24 @@ pub enum DetectLocal {
     InterfacePrefix(String),
 }
 
+impl DetectLocal {
+    /// The match arguments that select pod traffic (kube-proxy's `IfLocal()`), None without a
+    /// detector.
+    pub fn if_local(&self) -> Option<String> {
+        match self {
+            DetectLocal::None => None,
+            DetectLocal::Cidr(c) => c.first().map(|c| format!("-s {c}")),
+            DetectLocal::Bridge(b) => Some(format!("-i {b}")),
+            DetectLocal::InterfacePrefix(p) => Some(format!("-i {p}+")),
+        }
+    }
+
+    /// The negation (`IfNotLocal()`): traffic that does not come from a pod.
+    pub fn if_not_local(&self) -> Option<String> {
+        self.if_local().map(|a| format!("! {a}"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IpvsConfig {
     /// `ipvs.scheduler`; empty means kube-proxy's default, rr.

@@ -212,15 +212,10 @@ impl Ctx<'_> {
         self.probs.get(n).cloned().unwrap_or_else(|| probability(n))
     }
     fn if_local(&self) -> Option<String> {
-        match &self.detect {
-            DetectLocal::None => None,
-            DetectLocal::Cidr(c) => Some(format!("-s {}", c[0])),
-            DetectLocal::Bridge(b) => Some(format!("-i {b}")),
-            DetectLocal::InterfacePrefix(p) => Some(format!("-i {p}+")),
-        }
+        self.detect.if_local()
     }
     fn if_not_local(&self) -> Option<String> {
-        self.if_local().map(|a| format!("! {a}"))
+        self.detect.if_not_local()
     }
     /// `-m comment --comment X ` unless in large-cluster mode (`appendServiceCommentLocked`).
     fn service_comment(&self, out: &mut String, comment: &str) {
@@ -333,22 +328,7 @@ pub fn generate(s: &Scenario, family: Family) -> FamilyRules {
         let _ = writeln!(nat_chains, ":{c} - [0:0]");
     }
     let m = &cx.mark;
-    let _ = writeln!(
-        nat_rules,
-        "-A KUBE-POSTROUTING -m mark ! --mark {m}/{m} -j RETURN"
-    );
-    // Clear the bit so a packet that re-traverses the stack is not masqueraded twice.
-    let _ = writeln!(nat_rules, "-A KUBE-POSTROUTING -j MARK --xor-mark {m}");
-    let _ = writeln!(
-        nat_rules,
-        "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE{}",
-        if s.network.random_fully {
-            " --random-fully"
-        } else {
-            ""
-        }
-    );
-    let _ = writeln!(nat_rules, "-A KUBE-MARK-MASQ -j MARK --or-mark {m}");
+    super::write_masquerade_rules(&mut nat_rules, m, s.network.random_fully);
     if localhost_np {
         // route_localnet makes 127/8 NodePorts work and opens a hole (CVE-2020-8558); this rule,
         // a copy of kubelet's, closes it.

@@ -18,7 +18,7 @@
 use super::{Endpoint, ServicePort, categorize, service_ports};
 use crate::ipvs::ipset::{Element, IpSet, Opt};
 use crate::ipvs::ipvsadm::{self, Forward, IpvsProto, ServiceKey};
-use crate::k8s::{DetectLocal, Scenario};
+use crate::k8s::Scenario;
 use crate::netfilter;
 use crate::rules::iptables::{self as ipt, Chain, Counters, Family, Ruleset};
 use crate::trace::Proto;
@@ -688,7 +688,7 @@ fn write_iptables(
         let detect = s.config.detect_local(v6, &s.node_pod_cidrs());
         if s.config.masquerade_all {
             let _ = writeln!(nat, "{head} dst,dst -j KUBE-MARK-MASQ");
-        } else if let Some(not_local) = if_not_local(&detect) {
+        } else if let Some(not_local) = detect.if_not_local() {
             let _ = writeln!(nat, "{head} dst,dst {not_local} -j KUBE-MARK-MASQ");
         } else {
             // No detector: masquerade node-originated connections whose source is the VIP
@@ -769,35 +769,12 @@ fn write_iptables(
         "-A KUBE-IPVS-FILTER -m conntrack --ctstate NEW -m set --match-set {} dst -j REJECT",
         n(IPVS_IPS)
     );
-    let _ = writeln!(
-        nat,
-        "-A KUBE-POSTROUTING -m mark ! --mark {mark}/{mark} -j RETURN"
-    );
-    let _ = writeln!(nat, "-A KUBE-POSTROUTING -j MARK --xor-mark {mark}");
-    let _ = writeln!(
-        nat,
-        "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE{}",
-        if s.network.random_fully {
-            " --random-fully"
-        } else {
-            ""
-        }
-    );
-    let _ = writeln!(nat, "-A KUBE-MARK-MASQ -j MARK --or-mark {mark}");
+    super::write_masquerade_rules(&mut nat, &mark, s.network.random_fully);
     nat.push_str("COMMIT\n");
     filter.push_str(&filter_rules);
     filter.push_str("COMMIT\n");
     nat.push_str(&filter);
     nat
-}
-
-fn if_not_local(d: &DetectLocal) -> Option<String> {
-    match d {
-        DetectLocal::None => None,
-        DetectLocal::Cidr(c) => Some(format!("! -s {}", c[0])),
-        DetectLocal::Bridge(b) => Some(format!("! -i {b}")),
-        DetectLocal::InterfacePrefix(p) => Some(format!("! -i {p}+")),
-    }
 }
 
 /// Upstream `iptablesJumpChain`, in processing order; each is prepended (`-I 1`) when missing.

@@ -19,6 +19,24 @@ use std::net::IpAddr;
 /// kube-proxy's default ClientIP affinity timeout (`v1.DefaultClientIPServiceAffinitySeconds`).
 pub const DEFAULT_AFFINITY_SECONDS: u32 = 10800;
 
+/// KUBE-POSTROUTING and KUBE-MARK-MASQ, identical in iptables and IPVS mode: packets carrying the
+/// masquerade bit are MASQUERADEd once (the bit is cleared first, so a packet that re-traverses
+/// the stack is not masqueraded twice).
+pub fn write_masquerade_rules(nat_rules: &mut String, mark: &str, random_fully: bool) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        nat_rules,
+        "-A KUBE-POSTROUTING -m mark ! --mark {mark}/{mark} -j RETURN"
+    );
+    let _ = writeln!(nat_rules, "-A KUBE-POSTROUTING -j MARK --xor-mark {mark}");
+    let _ = writeln!(
+        nat_rules,
+        "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE{}",
+        if random_fully { " --random-fully" } else { "" }
+    );
+    let _ = writeln!(nat_rules, "-A KUBE-MARK-MASQ -j MARK --or-mark {mark}");
+}
+
 /// One service port as kube-proxy's proxier sees it, for one IP family.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServicePort {
