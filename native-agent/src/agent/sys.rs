@@ -38,7 +38,6 @@ pub const READ_ONLY_COMMANDS: &[(&str, &[&str])] = &[
     ("ip6tables-save", &[]),
     ("ipvsadm", &["-Sn"]),
     ("ipset", &["save"]),
-    ("nft", &["-j", "list", "tables"]),
     ("nft", &["-j", "list", "chains"]),
     ("conntrack", &["-L", "-f", "ipv4"]),
     ("conntrack", &["-L", "-f", "ipv6"]),
