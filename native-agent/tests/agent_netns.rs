@@ -280,7 +280,7 @@ async fn agent_shows_the_namespace_rules_and_streams_a_change() {
         (d["base"].as_u64(), d["revision"].as_u64()),
         (Some(rev), Some(rev + 1))
     );
-    let new_v4 = &d["changed"]["iptables"]["v4"];
+    let new_v4 = &d["changed"]["iptables.v4"];
     assert!(
         new_v4["text"]
             .as_str()

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use agent::hub::Hub;
-use agent::snapshot::{collect, interfaces, iptables_fingerprint, nft_tables};
+use agent::snapshot::{Fingerprints, collect, interfaces, iptables_fingerprint, nft_tables};
 use agent::sys::{Sys, ToolError};
 use agent::{conntrack, snapshot};
 use serde_json::{Value, json};
@@ -88,13 +88,15 @@ impl Sys for Fake {
     }
 }
 
+/// The snapshot a fresh agent would serve for this node.
 fn values(sys: &dyn Sys) -> Value {
-    Value::Object(
-        collect(sys)
-            .into_iter()
-            .map(|(k, p)| (k.to_string(), p.value))
-            .collect(),
-    )
+    let hub = Hub::new(json!({}), collect(sys, &Fingerprints::new()));
+    serde_json::from_str(hub.snapshot().as_str()).unwrap()
+}
+
+/// One poll as the agent's loop does it: unchanged parts are not re-parsed.
+fn poll(hub: &Hub, sys: &dyn Sys) -> Option<u64> {
+    hub.apply(collect(sys, &hub.fingerprints()))
 }
 
 #[test]
@@ -282,7 +284,7 @@ fn next_diff(rx: &mut tokio::sync::broadcast::Receiver<axum::extract::ws::Utf8By
 #[test]
 fn revisions_count_real_changes_and_diffs_carry_only_changed_parts() {
     let sys = Fake::full();
-    let hub = Hub::new(json!({"name": "n1"}), collect(&sys));
+    let hub = Hub::new(json!({"name": "n1"}), collect(&sys, &Fingerprints::new()));
     let (snap, mut rx) = hub.subscribe();
     let snap: Value = serde_json::from_str(snap.as_str()).unwrap();
     assert_eq!(snap["type"], "snapshot");
@@ -291,7 +293,7 @@ fn revisions_count_real_changes_and_diffs_carry_only_changed_parts() {
     assert_eq!(snap["node"]["name"], "n1");
 
     // Same state, counters ticking, conntrack timeouts counting down: no revision.
-    assert_eq!(hub.apply(collect(&sys)), None);
+    assert_eq!(poll(&hub, &sys), None);
     sys.set(
         "iptables-save",
         Ok(IPTABLES_SAVE
@@ -302,7 +304,7 @@ fn revisions_count_real_changes_and_diffs_carry_only_changed_parts() {
         "conntrack -L -f ipv4",
         Ok(CONNTRACK_V4.replace(" 29 ", " 27 ")),
     );
-    assert_eq!(hub.apply(collect(&sys)), None);
+    assert_eq!(poll(&hub, &sys), None);
     assert!(rx.try_recv().is_err());
 
     // A rule changes: revision 2, and the diff holds the iptables part only.
@@ -310,7 +312,7 @@ fn revisions_count_real_changes_and_diffs_carry_only_changed_parts() {
         "iptables-save",
         Ok(IPTABLES_SAVE.replace("10.244.1.5:53", "10.244.1.6:53")),
     );
-    assert_eq!(hub.apply(collect(&sys)), Some(2));
+    assert_eq!(poll(&hub, &sys), Some(2));
     let d = next_diff(&mut rx);
     assert_eq!(
         (
@@ -321,9 +323,9 @@ fn revisions_count_real_changes_and_diffs_carry_only_changed_parts() {
         (Some("diff"), Some(2), Some(1))
     );
     let keys: Vec<&String> = d["changed"].as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["iptables"]);
+    assert_eq!(keys, ["iptables.v4"]);
     assert!(
-        d["changed"]["iptables"]["v4"]["text"]
+        d["changed"]["iptables.v4"]["text"]
             .as_str()
             .unwrap()
             .contains("10.244.1.6:53")
@@ -331,7 +333,7 @@ fn revisions_count_real_changes_and_diffs_carry_only_changed_parts() {
 
     // A tool disappearing changes the part and the `absent` list together.
     sys.remove("nft -j list chains");
-    assert_eq!(hub.apply(collect(&sys)), Some(3));
+    assert_eq!(poll(&hub, &sys), Some(3));
     let d = next_diff(&mut rx);
     assert_eq!(d["base"], 2);
     assert_eq!(d["changed"]["nft"], Value::Null);

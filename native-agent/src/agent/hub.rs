@@ -1,6 +1,7 @@
 //! The current snapshot, its revision, and the fan-out of diffs to clients.
 //!
-//! A client gets the whole snapshot at revision N and then every diff N+1, N+2, ... in order;
+//! Diffs name parts by their snapshot path (`iptables.v4`, `ipsets`, `errors`, ...): a client
+//! replaces that field. A client gets the whole snapshot at revision N and then every diff N+1, N+2, ... in order;
 //! subscribing happens under the same lock as publishing, so no diff falls between the two. Each
 //! diff names its `base` revision: a client whose last revision differs has missed something and
 //! must fetch `/snapshot` again (or reconnect).
@@ -12,7 +13,7 @@ use axum::extract::ws::Utf8Bytes;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
-use super::snapshot::{Collected, Part, VERSION, collect};
+use super::snapshot::{Collected, Fingerprints, Part, VERSION, collect};
 use super::sys::Sys;
 
 /// How many diffs a client may fall behind before it is dropped. The buffer is per receiver
@@ -39,7 +40,17 @@ fn snapshot_json(node: &Value, revision: u64, parts: &Collected) -> Utf8Bytes {
     m.insert("revision".into(), revision.into());
     m.insert("node".into(), node.clone());
     for (k, p) in parts {
-        m.insert((*k).into(), p.value.clone());
+        match k.split_once('.') {
+            Some((outer, inner)) => {
+                let o = m.entry(outer).or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(o) = o {
+                    o.insert(inner.into(), p.value.clone());
+                }
+            }
+            None => {
+                m.insert((*k).into(), p.value.clone());
+            }
+        }
     }
     Value::Object(m).to_string().into()
 }
@@ -72,6 +83,15 @@ impl Hub {
     pub fn subscribe(&self) -> (Utf8Bytes, broadcast::Receiver<Utf8Bytes>) {
         let st = self.lock();
         (st.snapshot.clone(), self.tx.subscribe())
+    }
+
+    /// What [`collect`] needs to skip re-parsing unchanged parts.
+    pub fn fingerprints(&self) -> Fingerprints {
+        self.lock()
+            .parts
+            .iter()
+            .map(|(k, p)| (*k, p.fingerprint.clone()))
+            .collect()
     }
 
     /// Fold in a new collection. Returns the new revision when some part's fingerprint changed.
@@ -127,7 +147,8 @@ pub async fn poll_loop(
             _ = tick.tick() => {}
         }
         let s = sys.clone();
-        let Ok(c) = tokio::task::spawn_blocking(move || collect(s.as_ref())).await else {
+        let known = hub.fingerprints();
+        let Ok(c) = tokio::task::spawn_blocking(move || collect(s.as_ref(), &known)).await else {
             continue;
         };
         hub.apply(c);

@@ -31,7 +31,8 @@ pub struct Part {
 }
 
 /// The result of one poll: part name → content. `absent` and `errors` are parts too, so a tool
-/// that disappears or starts failing is itself a change.
+/// that disappears or starts failing is itself a change. A dotted name (`iptables.v4`) is a
+/// field of an object in the snapshot (`"iptables": {"v4": ...}`).
 pub type Collected = BTreeMap<&'static str, Part>;
 
 #[derive(Debug, Clone, Serialize)]
@@ -317,42 +318,41 @@ impl Problems {
     }
 }
 
+/// Last published fingerprint of each part.
+pub type Fingerprints = BTreeMap<&'static str, String>;
+
 /// Read every part once. Never fails: a part that cannot be read is named in `absent` or
-/// `errors` and its value is `null`.
-pub fn collect(sys: &dyn Sys) -> Collected {
+/// `errors` and its value is `null`. A text part whose fingerprint is in `known` is not parsed
+/// again (on a big node parsing costs more memory than everything else together); its value is
+/// then a placeholder that [`super::hub::Hub::apply`] never stores, since equal fingerprints
+/// mean "keep what you have".
+pub fn collect(sys: &dyn Sys, known: &Fingerprints) -> Collected {
     let mut c = Collected::new();
     let mut pb = Problems {
         absent: BTreeMap::new(),
         errors: BTreeMap::new(),
     };
 
-    let mut ipt = serde_json::Map::new();
-    let mut ipt_fp = String::new();
     for (key, prog, family) in [
-        ("v4", "iptables-save", Family::V4),
-        ("v6", "ip6tables-save", Family::V6),
+        ("iptables.v4", "iptables-save", Family::V4),
+        ("iptables.v6", "ip6tables-save", Family::V6),
     ] {
-        match sys.run(prog, &[]) {
+        let part = match sys.run(prog, &[]) {
             Ok(text) => {
-                let p = iptables_part(text, family);
-                ipt_fp.push_str(key);
-                ipt_fp.push('\n');
-                ipt_fp.push_str(&p.fingerprint);
-                ipt.insert(key.into(), p.value);
+                let fp = iptables_fingerprint(&text);
+                if known.get(key) == Some(&fp) {
+                    unchanged(fp)
+                } else {
+                    iptables_part(text, family)
+                }
             }
             Err(e) => {
-                pb.note(&format!("iptables.{key}"), e);
-                ipt.insert(key.into(), Value::Null);
+                pb.note(key, e);
+                null_part()
             }
-        }
+        };
+        c.insert(key, part);
     }
-    c.insert(
-        "iptables",
-        Part {
-            value: Value::Object(ipt),
-            fingerprint: ipt_fp,
-        },
-    );
 
     let simple: [(&'static str, &str, &[&str], ReadPart); 2] = [
         ("ipsets", "ipset", &["save"], ipset_part),
@@ -360,7 +360,14 @@ pub fn collect(sys: &dyn Sys) -> Collected {
     ];
     for (name, prog, args, make) in simple {
         let part = match sys.run(prog, args) {
-            Ok(text) => make(text),
+            Ok(text) => {
+                let fp = digest([text.as_bytes()]);
+                if known.get(name) == Some(&fp) {
+                    unchanged(fp)
+                } else {
+                    make(text)
+                }
+            }
             Err(e) => {
                 pb.note(name, e);
                 null_part()
@@ -408,6 +415,13 @@ pub fn collect(sys: &dyn Sys) -> Collected {
 
 /// Builds a part from a tool's text.
 type ReadPart = fn(String) -> Part;
+
+fn unchanged(fingerprint: String) -> Part {
+    Part {
+        value: Value::Null,
+        fingerprint,
+    }
+}
 
 fn null_part() -> Part {
     Part {

@@ -104,7 +104,7 @@ pub fn run(args: AgentArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Internal(format!("tokio runtime: {e}")))?;
     rt.block_on(async move {
         let s = sys.clone();
-        let first = tokio::task::spawn_blocking(move || collect(s.as_ref()))
+        let first = tokio::task::spawn_blocking(move || collect(s.as_ref(), &Default::default()))
             .await
             .map_err(|e| CliError::Internal(format!("first poll: {e}")))?;
         let hub = Hub::new(node, first);
