@@ -433,6 +433,42 @@ async fn a_wrong_token_is_refused_by_the_running_agent() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A restarted agent numbers revisions from 1 again: a client coming back with the old
+/// instance id must be told to resync, never resumed onto the new numbering.
+#[tokio::test]
+async fn after_an_agent_restart_a_returning_client_resyncs() {
+    let args = ["--listen", "127.0.0.1:0", "--interval", "30s"];
+    let first = Agent::start(&args);
+    let mut ws = connect(&format!("ws://{}/ws", first.addr), None)
+        .await
+        .unwrap();
+    let snap = next_json(&mut ws).await;
+    let (old, rev) = (
+        snap["instance"].as_str().unwrap().to_string(),
+        snap["revision"].as_u64().unwrap(),
+    );
+    // The same process resumes the client.
+    let back = format!("since={rev}&instance={old}");
+    let mut ws = connect(&format!("ws://{}/ws?{back}", first.addr), None)
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "resume");
+    drop(ws);
+    drop(first);
+
+    let second = Agent::start(&args);
+    let mut ws = connect(&format!("ws://{}/ws?{back}", second.addr), None)
+        .await
+        .unwrap();
+    let s = next_json(&mut ws).await;
+    assert_eq!(
+        (s["type"].as_str(), s["resync"].as_str()),
+        (Some("snapshot"), Some("instance"))
+    );
+    assert_ne!(s["instance"], old.as_str());
+    assert_eq!(s["revision"], 1);
+}
+
 fn refused(args: &[&str]) -> String {
     let out = proxyscope().arg("agent").args(args).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{args:?}");

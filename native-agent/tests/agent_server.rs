@@ -320,3 +320,144 @@ fn listen_rules() {
     assert!(e.contains("TLS") && e.contains("--insecure"), "{e}");
     assert!(check_listen(any, true, true).is_ok());
 }
+
+/// What a client does with a diff: replace each named part (`a.b` is field b of object a).
+fn apply_diff(snap: &mut Value, diff: &Value) {
+    assert_eq!(diff["type"], "diff");
+    assert_eq!(snap["revision"], diff["base"], "diff out of order");
+    for (k, v) in diff["changed"].as_object().unwrap() {
+        match k.split_once('.') {
+            Some((a, b)) => snap[a][b] = v.clone(),
+            None => snap[k.as_str()] = v.clone(),
+        }
+    }
+    snap["revision"] = diff["revision"].clone();
+}
+
+async fn snapshot_now(addr: SocketAddr) -> Value {
+    let (s, body) = http_get(addr, "/snapshot", "localhost", "").await;
+    assert_eq!(s, 200);
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn a_client_back_with_a_held_revision_gets_exactly_what_it_missed() {
+    let (addr, hub) = start(|_| {}).await;
+    let mut ws = connect(format!("ws://{addr}/ws"), &[]).await.unwrap();
+    let mut seen = next_json(&mut ws).await;
+    let instance = seen["instance"].as_str().unwrap().to_string();
+    assert_eq!(instance.len(), 16, "{instance}");
+    assert!(seen.get("resync").is_none());
+    drop(ws);
+
+    assert_eq!(hub.apply(parts("r2", 0)), Some(2));
+    assert_eq!(hub.apply(parts("r3", 0)), Some(3));
+    let url = format!("ws://{addr}/ws?since=1&instance={instance}");
+    let mut ws = connect(url, &[]).await.unwrap();
+    let hello = next_json(&mut ws).await;
+    assert_eq!(
+        (
+            hello["type"].as_str(),
+            hello["base"].as_u64(),
+            hello["revision"].as_u64()
+        ),
+        (Some("resume"), Some(1), Some(3))
+    );
+    assert_eq!(hello["instance"], instance.as_str());
+    for _ in 2..=3 {
+        let d = next_json(&mut ws).await;
+        assert_eq!(d["instance"], instance.as_str());
+        apply_diff(&mut seen, &d);
+    }
+    // Old snapshot + missed diffs = the agent's current snapshot, field for field.
+    assert_eq!(seen, snapshot_now(addr).await);
+    // And the stream carries on live.
+    assert_eq!(hub.apply(parts("r4", 0)), Some(4));
+    let d = next_json(&mut ws).await;
+    apply_diff(&mut seen, &d);
+    assert_eq!(seen["iptables"]["v4"]["text"], "r4");
+
+    // Up to date already: a resume with nothing in it.
+    let url = format!("ws://{addr}/ws?since=4&instance={instance}");
+    let mut ws = connect(url, &[]).await.unwrap();
+    let hello = next_json(&mut ws).await;
+    assert_eq!(
+        (hello["type"].as_str(), hello["revision"].as_u64()),
+        (Some("resume"), Some(4))
+    );
+    assert_eq!(hub.apply(parts("r5", 0)), Some(5));
+    assert_eq!(next_json(&mut ws).await["base"], 4);
+}
+
+#[tokio::test]
+async fn a_client_that_cannot_resume_gets_the_snapshot_marked_resync() {
+    let (addr, hub) = start(|_| {}).await;
+    let mut ws = connect(format!("ws://{addr}/ws"), &[]).await.unwrap();
+    let instance = next_json(&mut ws).await["instance"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(hub.apply(parts("r2", 0)), Some(2));
+    let now = snapshot_now(addr).await;
+
+    let resync = async |query: String| {
+        let mut ws = connect(format!("ws://{addr}/ws?{query}"), &[])
+            .await
+            .unwrap();
+        let mut s = next_json(&mut ws).await;
+        assert_eq!(s["type"], "snapshot", "{query}");
+        let why = s.as_object_mut().unwrap().remove("resync");
+        (why.and_then(|w| w.as_str().map(str::to_string)), s)
+    };
+    // Another agent process numbered revision 1 (a restart), or the client did not say which.
+    let (why, s) = resync("since=1&instance=0123456789abcdef".into()).await;
+    assert_eq!(why.as_deref(), Some("instance"));
+    assert_eq!(s, now, "the resync snapshot is the current one");
+    let (why, _) = resync("since=1".into()).await;
+    assert_eq!(why.as_deref(), Some("instance"));
+    // A revision this agent never made.
+    let (why, _) = resync(format!("since=9&instance={instance}")).await;
+    assert_eq!(why.as_deref(), Some("ahead"));
+    // No `since`: a plain snapshot, no resync mark.
+    assert_eq!(resync(String::new()).await.0, None);
+
+    // More changes than the history holds: revision 1 is gone, the recent ones are not.
+    let n = agent::hub::HISTORY_DIFFS as u64 + 2;
+    for i in 3..=n + 2 {
+        assert_eq!(hub.apply(parts(&format!("r{i}"), 0)), Some(i));
+    }
+    let (why, s) = resync(format!("since=1&instance={instance}")).await;
+    assert_eq!(why.as_deref(), Some("expired"));
+    assert_eq!(s["revision"], n + 2);
+    let mut ws = connect(format!("ws://{addr}/ws?since={n}&instance={instance}"), &[])
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "resume");
+    assert_eq!(next_json(&mut ws).await["revision"], n + 1);
+
+    // A diff bigger than the history's byte budget is not kept, so nothing before it resumes;
+    // revisions after it do.
+    let big = n + 3;
+    assert_eq!(
+        hub.apply(parts("big", agent::hub::HISTORY_BYTES + 1)),
+        Some(big)
+    );
+    assert_eq!(hub.apply(parts("after", 0)), Some(big + 1));
+    let (why, _) = resync(format!("since={}&instance={instance}", big - 1)).await;
+    assert_eq!(why.as_deref(), Some("expired"));
+    let mut ws = connect(
+        format!("ws://{addr}/ws?since={big}&instance={instance}"),
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "resume");
+    let d = next_json(&mut ws).await;
+    assert_eq!(d["changed"]["iptables"]["v4"]["text"], "after");
+
+    // A malformed revision is bad input, refused before the upgrade.
+    assert_eq!(
+        refused_status(connect(format!("ws://{addr}/ws?since=abc"), &[]).await),
+        400
+    );
+}

@@ -285,7 +285,9 @@ fn next_diff(rx: &mut tokio::sync::broadcast::Receiver<axum::extract::ws::Utf8By
 fn revisions_count_real_changes_and_diffs_carry_only_changed_parts() {
     let sys = Fake::full();
     let hub = Hub::new(json!({"name": "n1"}), collect(&sys, &Fingerprints::new()));
-    let (snap, mut rx) = hub.subscribe();
+    let (agent::hub::Start::Snapshot(snap), mut rx) = hub.resume(None, None) else {
+        panic!("a fresh client gets the snapshot");
+    };
     let snap: Value = serde_json::from_str(snap.as_str()).unwrap();
     assert_eq!(snap["type"], "snapshot");
     assert_eq!(snap["version"], snapshot::VERSION);

@@ -4,8 +4,16 @@
 //! replaces that field. A client gets the whole snapshot at revision N and then every diff N+1, N+2, ... in order;
 //! subscribing happens under the same lock as publishing, so no diff falls between the two. Each
 //! diff names its `base` revision: a client whose last revision differs has missed something and
-//! must fetch `/snapshot` again (or reconnect).
+//! reconnects with `/ws?since=REV&instance=ID`.
+//!
+//! Resume: the hub keeps the last few diffs (bounded by count and bytes). A reconnecting client
+//! that names the agent instance it saw and a revision still covered by that history gets a
+//! `resume` message and then exactly the diffs it missed; otherwise it gets the full snapshot
+//! marked `resync` with the reason. Revisions restart at 1 with every agent process, so a
+//! revision number alone cannot be trusted across a restart: the `instance` id (random per
+//! process) tells the client its numbering no longer applies.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,23 +28,64 @@ use super::sys::Sys;
 /// position in one shared ring, so a slow client costs the others nothing.
 pub const CLIENT_BACKLOG: usize = 16;
 
+/// At most this many past diffs are kept for resuming clients...
+pub const HISTORY_DIFFS: usize = 64;
+/// ...and at most this many bytes of them. A diff that carries a whole 10k-Service
+/// `iptables-save` (tens of MB) is not worth holding: resending it costs as much as the
+/// snapshot, and holding it would double the agent's memory.
+pub const HISTORY_BYTES: usize = 4 << 20;
+
 struct State {
     revision: u64,
     parts: Collected,
     /// The serialized snapshot, shared by every client and `/snapshot` until the next change.
     snapshot: Utf8Bytes,
+    /// Recent diffs, oldest first, contiguous up to `revision`; the same buffers the broadcast sent.
+    history: VecDeque<(u64, Utf8Bytes)>,
+    history_bytes: usize,
 }
 
 pub struct Hub {
     node: Value,
+    instance: String,
     state: Mutex<State>,
     tx: broadcast::Sender<Utf8Bytes>,
 }
 
-fn snapshot_json(node: &Value, revision: u64, parts: &Collected) -> Utf8Bytes {
+/// What a (re)connecting client gets first.
+pub enum Start {
+    /// The full snapshot (`resync` set when the client asked to resume and could not).
+    Snapshot(Utf8Bytes),
+    /// A `resume` message, then these diffs in order.
+    Resume(Utf8Bytes, Vec<Utf8Bytes>),
+}
+
+/// A random id per agent process. Not a secret, only has to differ between restarts; the
+/// clock and pid are mixed so two agents started in the same nanosecond still differ.
+fn new_instance() -> String {
+    use sha2::{Digest, Sha256};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut h = Sha256::new();
+    h.update(nanos.to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    h.update(N.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    let stack_addr = &h as *const _ as usize;
+    h.update(stack_addr.to_le_bytes());
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn snapshot_json(node: &Value, instance: &str, revision: u64, parts: &Collected) -> Utf8Bytes {
     let mut m = Map::new();
     m.insert("type".into(), "snapshot".into());
     m.insert("version".into(), VERSION.into());
+    m.insert("instance".into(), instance.into());
     m.insert("revision".into(), revision.into());
     m.insert("node".into(), node.clone());
     for (k, p) in parts {
@@ -59,13 +108,17 @@ impl Hub {
     /// Start at revision 1 with a first collection (the agent never serves an empty snapshot).
     pub fn new(node: Value, first: Collected) -> Arc<Hub> {
         let (tx, _) = broadcast::channel(CLIENT_BACKLOG);
+        let instance = new_instance();
         Arc::new(Hub {
             state: Mutex::new(State {
                 revision: 1,
-                snapshot: snapshot_json(&node, 1, &first),
+                snapshot: snapshot_json(&node, &instance, 1, &first),
                 parts: first,
+                history: VecDeque::new(),
+                history_bytes: 0,
             }),
             node,
+            instance,
             tx,
         })
     }
@@ -79,10 +132,54 @@ impl Hub {
         self.lock().snapshot.clone()
     }
 
-    /// The current snapshot and a receiver for every diff after it.
-    pub fn subscribe(&self) -> (Utf8Bytes, broadcast::Receiver<Utf8Bytes>) {
+    /// What a client that last saw `since` of `instance` needs to catch up, and a receiver for
+    /// every diff after that. `since: None` is a fresh client. Decided under the publishing
+    /// lock, so nothing falls between the catch-up and the receiver.
+    pub fn resume(
+        &self,
+        since: Option<u64>,
+        instance: Option<&str>,
+    ) -> (Start, broadcast::Receiver<Utf8Bytes>) {
         let st = self.lock();
-        (st.snapshot.clone(), self.tx.subscribe())
+        let rx = self.tx.subscribe();
+        let Some(since) = since else {
+            return (Start::Snapshot(st.snapshot.clone()), rx);
+        };
+        let why = if instance != Some(self.instance.as_str()) {
+            // Another process numbered those revisions (or the client did not say which).
+            Some("instance")
+        } else if since > st.revision {
+            Some("ahead")
+        } else if since < st.revision
+            && st
+                .history
+                .front()
+                .is_none_or(|(first, _)| *first > since + 1)
+        {
+            Some("expired")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            // The cached text with one field spliced in: rebuilding the JSON tree of a big
+            // node's snapshot would cost several copies of it.
+            let snap = format!("{{\"resync\":\"{why}\",{}", &st.snapshot.as_str()[1..]);
+            return (Start::Snapshot(snap.into()), rx);
+        }
+        let missed = st
+            .history
+            .iter()
+            .filter(|(r, _)| *r > since)
+            .map(|(_, d)| d.clone())
+            .collect();
+        let hello = json!({
+            "type": "resume",
+            "version": VERSION,
+            "instance": self.instance,
+            "base": since,
+            "revision": st.revision,
+        });
+        (Start::Resume(hello.to_string().into(), missed), rx)
     }
 
     /// What [`collect`] needs to skip re-parsing unchanged parts.
@@ -113,17 +210,38 @@ impl Hub {
         }
         st.revision += 1;
         let rev = st.revision;
-        st.snapshot = snapshot_json(&self.node, rev, &st.parts);
-        let diff = json!({
+        st.snapshot = snapshot_json(&self.node, &self.instance, rev, &st.parts);
+        let diff: Utf8Bytes = json!({
             "type": "diff",
             "version": VERSION,
+            "instance": self.instance,
             "revision": rev,
             "base": rev - 1,
             "changed": changed,
-        });
+        })
+        .to_string()
+        .into();
+        remember(&mut st, rev, &diff);
         // No receivers is fine: nobody is connected.
-        let _ = self.tx.send(diff.to_string().into());
+        let _ = self.tx.send(diff);
         Some(rev)
+    }
+}
+
+/// Keep `diff` for resuming clients. History stays contiguous: a diff too big to keep empties
+/// it, since a gap would make every older revision unresumable anyway.
+fn remember(st: &mut State, rev: u64, diff: &Utf8Bytes) {
+    if diff.len() > HISTORY_BYTES {
+        st.history.clear();
+        st.history_bytes = 0;
+        return;
+    }
+    st.history.push_back((rev, diff.clone()));
+    st.history_bytes += diff.len();
+    while st.history.len() > HISTORY_DIFFS || st.history_bytes > HISTORY_BYTES {
+        if let Some((_, d)) = st.history.pop_front() {
+            st.history_bytes -= d.len();
+        }
     }
 }
 

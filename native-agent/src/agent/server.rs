@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::hub::Hub;
+use super::hub::{Hub, Start};
 
 /// Clients send nothing we act on; anything big is hostile.
 pub const MAX_CLIENT_MESSAGE: usize = 4 << 10;
@@ -85,6 +85,10 @@ struct App {
 #[derive(Deserialize)]
 struct Params {
     token: Option<String>,
+    /// Resume: the last revision the client applied...
+    since: Option<u64>,
+    /// ...and the agent instance that numbered it.
+    instance: Option<String>,
 }
 
 fn host_of(authority: &str) -> &str {
@@ -194,7 +198,7 @@ async fn ws(
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| async move {
-            client(socket, &slot.0).await;
+            client(socket, &slot.0, params.since, params.instance.as_deref()).await;
             drop(slot);
         })
 }
@@ -215,11 +219,17 @@ async fn send(socket: &mut WebSocket, msg: Message, limit: Duration) -> bool {
     )
 }
 
-async fn client(mut socket: WebSocket, app: &App) {
-    let (snap, mut rx) = app.hub.subscribe();
+async fn client(mut socket: WebSocket, app: &App, since: Option<u64>, instance: Option<&str>) {
+    let (start, mut rx) = app.hub.resume(since, instance);
     let limit = app.cfg.send_timeout;
-    if !send(&mut socket, Message::Text(snap), limit).await {
-        return;
+    let first = match start {
+        Start::Snapshot(snap) => vec![snap],
+        Start::Resume(hello, missed) => std::iter::once(hello).chain(missed).collect(),
+    };
+    for m in first {
+        if !send(&mut socket, Message::Text(m), limit).await {
+            return;
+        }
     }
     loop {
         tokio::select! {
@@ -233,7 +243,7 @@ async fn client(mut socket: WebSocket, app: &App) {
                     // 1008 = policy violation; the reason tells the client to resync.
                     let frame = CloseFrame {
                         code: 1008,
-                        reason: format!("too slow: {n} updates missed; reconnect").into(),
+                        reason: format!("too slow: {n} updates missed; reconnect with ?since=REV&instance=ID").into(),
                     };
                     let _ = send(&mut socket, Message::Close(Some(frame)), limit).await;
                     return;
