@@ -5,7 +5,9 @@
 //! Formats follow ipvsadm's `print_title` / `print_service_entry` / `print_largenum` /
 //! `print_sched_flags` and libipvs's `ipvs_cmp_services` / `ipvs_cmp_dests` (both listings are
 //! sorted unless `--nosort`). Only numeric output (`-n`) is modelled: name lookups need a
-//! resolver. Tunnel-type details (`--tun-type`, `--tun-info`) are not modelled.
+//! resolver. Tunnel real servers carry ipvsadm 1.31's tunnel options (`--tun-type ipip|gue|gre`,
+//! `--tun-port`, `--tun-nocsum|--tun-csum|--tun-remcsum`; `-Ln --tun-info`), added to ipvsadm with
+//! the kernel's GUE/GRE encapsulation (Linux 5.2/5.3).
 
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
@@ -112,6 +114,116 @@ pub struct RealServer {
     pub persistconns: u32,
     pub stats: Counters,
     pub rate: Counters,
+    /// Encapsulation of a `Tunnel` real server (`IPVS_DEST_ATTR_TUN_*`); unused otherwise.
+    #[serde(default)]
+    pub tunnel: Tunnel,
+}
+
+/// `IP_VS_CONN_F_TUNNEL_TYPE_*`, in the kernel's numbering (ipip = 0 is the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunType {
+    #[default]
+    Ipip,
+    Gue,
+    Gre,
+}
+
+impl TunType {
+    pub fn name(self) -> &'static str {
+        match self {
+            TunType::Ipip => "ipip",
+            TunType::Gue => "gue",
+            TunType::Gre => "gre",
+        }
+    }
+}
+
+/// `IP_VS_TUNNEL_ENCAP_FLAG_*`: no checksum (0, the default), checksum, remote checksum offload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunCsum {
+    #[default]
+    NoCsum,
+    Csum,
+    RemCsum,
+}
+
+impl TunCsum {
+    /// ipvsadm's `tun_flags_opts`, indexed by the flag value.
+    fn option(self) -> &'static str {
+        match self {
+            TunCsum::NoCsum => "--tun-nocsum",
+            TunCsum::Csum => "--tun-csum",
+            TunCsum::RemCsum => "--tun-remcsum",
+        }
+    }
+    /// ipvsadm's `tunflags` (the `--tun-info` column).
+    fn short(self) -> &'static str {
+        match self {
+            TunCsum::NoCsum => "-c",
+            TunCsum::Csum => "+c",
+            TunCsum::RemCsum => "r+c",
+        }
+    }
+}
+
+/// A tunnel real server's encapsulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Tunnel {
+    pub kind: TunType,
+    /// GUE's UDP destination port (0 = not set; only GUE has one).
+    pub port: u16,
+    pub csum: TunCsum,
+}
+
+impl Tunnel {
+    /// The options `print_tunnel_rule` appends after `-w W`: ipip names its type, GUE adds its
+    /// port and checksum option, GRE its checksum option.
+    fn save_options(self) -> String {
+        match self.kind {
+            TunType::Ipip => " --tun-type ipip".into(),
+            TunType::Gue => format!(
+                " --tun-type gue --tun-port {} {}",
+                self.port,
+                self.csum.option()
+            ),
+            TunType::Gre => format!(" --tun-type gre {}", self.csum.option()),
+        }
+    }
+    /// `fwd_tun_info`: `ipip`, `gue:PORT:FLAGS`, `gre:FLAGS`.
+    fn info(self) -> String {
+        match self.kind {
+            TunType::Ipip => "ipip".into(),
+            TunType::Gue => format!("gue:{}:{}", self.port, self.csum.short()),
+            TunType::Gre => format!("gre:{}", self.csum.short()),
+        }
+    }
+    fn parse_info(s: &str) -> Result<Tunnel, String> {
+        let csum = |f: &str| match f {
+            "-c" => Ok(TunCsum::NoCsum),
+            "+c" => Ok(TunCsum::Csum),
+            "r+c" => Ok(TunCsum::RemCsum),
+            _ => Err(format!("unknown tunnel checksum flags {f:?}")),
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        match parts.as_slice() {
+            ["ipip"] => Ok(Tunnel::default()),
+            ["gue", port, f] => Ok(Tunnel {
+                kind: TunType::Gue,
+                port: port
+                    .parse()
+                    .map_err(|_| format!("tunnel port {port:?} is not a number"))?,
+                csum: csum(f)?,
+            }),
+            ["gre", f] => Ok(Tunnel {
+                kind: TunType::Gre,
+                port: 0,
+                csum: csum(f)?,
+            }),
+            _ => Err(format!("unknown tunnel info {s:?}")),
+        }
+    }
 }
 
 impl RealServer {
@@ -127,6 +239,7 @@ impl RealServer {
             persistconns: 0,
             stats: Counters::default(),
             rate: Counters::default(),
+            tunnel: Tunnel::default(),
         }
     }
 }
@@ -185,6 +298,8 @@ pub enum ListFormat {
     Rate,
     Thresholds,
     PersistentConn,
+    /// `--tun-info`: a TunnelInfo column after Forward.
+    TunInfo,
 }
 
 /// Options of a listing.
@@ -390,10 +505,15 @@ pub fn print_rules(services: &[Service], nosort: bool) -> String {
         for e in &se.dests {
             let _ = writeln!(
                 out,
-                "-a {svc_name} -r {} {} -w {}",
+                "-a {svc_name} -r {} {} -w {}{}",
                 addrport(e.addr),
                 e.forward.switch(),
-                e.weight
+                e.weight,
+                if e.forward == Forward::Tunnel {
+                    e.tunnel.save_options()
+                } else {
+                    String::new()
+                }
             );
         }
     }
@@ -429,6 +549,11 @@ pub fn print_list(services: &[Service], opt: ListOptions) -> String {
             out,
             "{col:<33} {:<9} {:<11} {:<10} {:<10}\n  -> RemoteAddress:Port",
             "Weight", "PersistConn", "ActiveConn", "InActConn"
+        ),
+        ListFormat::TunInfo => writeln!(
+            out,
+            "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward \
+             TunnelInfo    Weight ActiveConn InActConn"
         ),
         ListFormat::Plain => writeln!(
             out,
@@ -525,6 +650,20 @@ pub fn print_list(services: &[Service], opt: ListOptions) -> String {
                     "  -> {dname:<28} {:<9} {:<11} {:<10} {:<10}",
                     e.weight, e.persistconns, e.activeconns, e.inactconns
                 ),
+                ListFormat::TunInfo => writeln!(
+                    out,
+                    "  -> {dname:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
+                    e.forward.name(),
+                    // Non-tunnel servers: `fwd_tun_info` returns NULL, printed as "n/a".
+                    if e.forward == Forward::Tunnel {
+                        e.tunnel.info()
+                    } else {
+                        "n/a".into()
+                    },
+                    e.weight,
+                    e.activeconns,
+                    e.inactconns
+                ),
                 ListFormat::Plain => writeln!(
                     out,
                     "  -> {dname:<28} {:<7} {:<6} {:<10} {:<10}",
@@ -619,6 +758,8 @@ fn parse_rule_line(t: &str, services: &mut Vec<Service>) -> Result<(), String> {
     );
     let (mut real, mut fwd, mut weight, mut ux, mut ly) = (None, None, None, None, None);
     let mut v6 = false;
+    let (mut tun_type, mut tun_port, mut tun_csum) =
+        (None::<TunType>, None::<u16>, None::<TunCsum>);
     let num = |s: Option<&str>, what: &str| -> Result<u64, String> {
         let s = s.ok_or_else(|| format!("{what} needs a value"))?;
         s.parse::<u64>()
@@ -664,6 +805,40 @@ fn parse_rule_line(t: &str, services: &mut Vec<Service>) -> Result<(), String> {
                         .map_err(|_| format!("weight {s:?} is not a number"))?,
                 );
             }
+            "--tun-type" => {
+                if tun_type.is_some() {
+                    return Err("multiple '--tun-type' options specified".into());
+                }
+                tun_type = Some(match it.next().ok_or("--tun-type needs a type")? {
+                    "ipip" => TunType::Ipip,
+                    "gue" => TunType::Gue,
+                    "gre" => TunType::Gre,
+                    t => return Err(format!("illegal tunnel type {t:?} (ipip, gue or gre)")),
+                });
+            }
+            "--tun-port" => {
+                if tun_port.is_some() {
+                    return Err("multiple '--tun-port' options specified".into());
+                }
+                let p = num(it.next(), "--tun-port")?;
+                if !(1..=65535).contains(&p) {
+                    return Err(format!("illegal tunnel port {p} (1-65535)"));
+                }
+                tun_port = Some(p as u16);
+            }
+            "--tun-nocsum" | "--tun-csum" | "--tun-remcsum" => {
+                // ipvsadm's tunnel option table marks the three as mutually exclusive.
+                if tun_csum.is_some() {
+                    return Err(format!(
+                        "the option '{o}' conflicts with another checksum option"
+                    ));
+                }
+                tun_csum = Some(match o {
+                    "--tun-nocsum" => TunCsum::NoCsum,
+                    "--tun-csum" => TunCsum::Csum,
+                    _ => TunCsum::RemCsum,
+                });
+            }
             "-x" | "--u-threshold" => ux = Some(num(it.next(), "-x")? as u32),
             "-y" | "--l-threshold" => ly = Some(num(it.next(), "-y")? as u32),
             other => return Err(format!("unknown option {other:?}")),
@@ -706,7 +881,9 @@ fn parse_rule_line(t: &str, services: &mut Vec<Service>) -> Result<(), String> {
                 return Err(format!("destination {addr} already exists"));
             }
             // ipvsadm's default forwarding method is -g (direct routing), weight 1.
-            let mut d = RealServer::new(addr, fwd.unwrap_or(Forward::Route), weight.unwrap_or(1));
+            let forward = fwd.unwrap_or(Forward::Route);
+            let mut d = RealServer::new(addr, forward, weight.unwrap_or(1));
+            d.tunnel = tunnel_options(forward, tun_type, tun_port, tun_csum)?;
             d.u_threshold = ux.unwrap_or(0);
             d.l_threshold = ly.unwrap_or(0);
             svc.dests.push(d);
@@ -716,7 +893,60 @@ fn parse_rule_line(t: &str, services: &mut Vec<Service>) -> Result<(), String> {
     }
 }
 
-/// Parse `ipvsadm -Ln` (plain format) output.
+/// ipvsadm's checks of the tunnel options (`process_options` + `tunnel_opt_check`): they need
+/// `-i`; GUE needs `--tun-port`; ipip takes no option, GRE no port and no remote checksum.
+fn tunnel_options(
+    forward: Forward,
+    kind: Option<TunType>,
+    port: Option<u16>,
+    csum: Option<TunCsum>,
+) -> Result<Tunnel, String> {
+    if forward != Forward::Tunnel {
+        if kind.is_some() || port.is_some() || csum.is_some() {
+            return Err("tunnel options conflict with the forwarding method (needs -i)".into());
+        }
+        return Ok(Tunnel::default());
+    }
+    let kind = kind.unwrap_or_default();
+    let illegal = |opt: &str| {
+        Err(format!(
+            "illegal '{opt}' option with the '{}' tunnel type",
+            kind.name()
+        ))
+    };
+    match kind {
+        TunType::Ipip => {
+            if port.is_some() {
+                return illegal("--tun-port");
+            }
+            if let Some(c) = csum {
+                return illegal(c.option());
+            }
+        }
+        TunType::Gue => {
+            if port.is_none() {
+                return Err(
+                    "you need to supply the '--tun-port' option for the 'gue' tunnel type".into(),
+                );
+            }
+        }
+        TunType::Gre => {
+            if port.is_some() {
+                return illegal("--tun-port");
+            }
+            if csum == Some(TunCsum::RemCsum) {
+                return illegal("--tun-remcsum");
+            }
+        }
+    }
+    Ok(Tunnel {
+        kind,
+        port: port.unwrap_or(0),
+        csum: csum.unwrap_or_default(),
+    })
+}
+
+/// Parse `ipvsadm -Ln` output: the plain format, or `--tun-info`'s (one more column).
 pub fn parse_list(text: &str) -> Parsed {
     let mut p = Parsed::default();
     let mut expect_header = true;
@@ -815,11 +1045,15 @@ fn parse_list_service(raw: &str, services: &mut Vec<Service>) -> Result<(), Stri
 
 fn parse_list_dest(rest: &str, services: &mut [Service]) -> Result<(), String> {
     let w: Vec<&str> = rest.split_whitespace().collect();
-    let [addr, fwd, weight, act, inact] = w.as_slice() else {
-        return Err(format!(
-            "expected 5 columns after \"->\", found {}",
-            w.len()
-        ));
+    let (addr, fwd, tun, weight, act, inact) = match w.as_slice() {
+        [a, f, wt, ac, ia] => (a, f, None, wt, ac, ia),
+        [a, f, t, wt, ac, ia] => (a, f, Some(*t), wt, ac, ia),
+        _ => {
+            return Err(format!(
+                "expected 5 columns after \"->\" (6 with --tun-info), found {}",
+                w.len()
+            ));
+        }
     };
     let forward = match *fwd {
         "Masq" => Forward::Masq,
@@ -841,6 +1075,11 @@ fn parse_list_dest(rest: &str, services: &mut [Service]) -> Result<(), String> {
     );
     d.activeconns = n(act, "ActiveConn")?;
     d.inactconns = n(inact, "InActConn")?;
+    match tun {
+        None | Some("n/a") => {}
+        Some(t) if forward == Forward::Tunnel => d.tunnel = Tunnel::parse_info(t)?,
+        Some(t) => return Err(format!("tunnel info {t:?} on a {fwd} real server")),
+    }
     let svc = services
         .last_mut()
         .ok_or("a real server before any service")?;
