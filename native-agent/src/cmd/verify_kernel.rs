@@ -11,6 +11,8 @@ use proxyscope_core::api::{EXAMPLES, Session};
 use proxyscope_core::generate::random_scenario;
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -58,9 +60,14 @@ pub struct VerifyKernelArgs {
     /// Milliseconds a probe waits before calling the packet dropped
     #[arg(long, default_value_t = 300)]
     pub timeout_ms: u64,
-    /// Connections per random-split (chi-square) test
-    #[arg(long, default_value_t = 200)]
+    /// Most connections per random-split (chi-square) test; each test sends enough that its
+    /// least likely backend expects 25 hits (at least 50)
+    #[arg(long, default_value_t = 400)]
     pub split_samples: usize,
+    /// Scenarios verified at the same time, each in its own namespaces (default: 2 per CPU, at
+    /// most 8; most of a scenario's time is spent waiting on the network, not computing)
+    #[arg(long)]
+    pub jobs: Option<usize>,
     /// Skip the random-split test
     #[arg(long)]
     pub no_split: bool,
@@ -79,15 +86,34 @@ struct Tally {
     round_trip: String,
     flows: usize,
     agree: usize,
+    /// Connections the kernel saw (flows, split samples, affinity probes).
+    connections: usize,
     split: (usize, usize),
     affinity: (usize, usize),
     /// Flows with a reported-only difference (see `diff::notes`).
     noted: usize,
-    /// Hairpin flows this world cannot observe (see `diff::observe_observable`).
-    skipped: usize,
     error: Option<String>,
     secs: f64,
+    /// Seconds per phase, see [`PHASES`].
+    phases: [f64; PHASES.len()],
+    /// Features of the scenario's programmed Services, see [`FEATURES`].
+    features: [bool; FEATURES.len()],
+    /// Everything the scenario printed (disagreements, notes, verbose lines), kept together
+    /// so parallel scenarios do not interleave.
+    out: String,
 }
+
+/// Where a scenario's time goes.
+const PHASES: [&str; 8] = [
+    "namespaces",
+    "addresses+listeners",
+    "iptables-restore",
+    "round-trip save",
+    "flows (kernel)",
+    "flows (core)",
+    "split tests",
+    "affinity tests",
+];
 
 impl Tally {
     fn ok(&self) -> bool {
@@ -97,6 +123,62 @@ impl Tally {
             && self.split.0 == self.split.1
             && self.affinity.0 == self.affinity.1
     }
+}
+
+/// Shapes the suite must see, per programmed Service port (kube-proxy skips ExternalName and
+/// headless Services, so they program nothing to compare).
+const FEATURES: [&str; 17] = [
+    "ClusterIP",
+    "NodePort",
+    "LoadBalancer",
+    "eTP Local",
+    "eTP Cluster",
+    "iTP Local",
+    "affinity",
+    "terminating-only",
+    "no endpoints",
+    "source ranges",
+    "externalIPs",
+    "multiport",
+    "TCP",
+    "UDP",
+    "IPv4",
+    "IPv6",
+    "random split",
+];
+
+fn features(families: &[proxyscope_core::proxier::iptables::FamilyRules]) -> [bool; 17] {
+    use proxyscope_core::trace::Proto;
+    let mut f = [false; 17];
+    for fr in families {
+        for (sp, cat) in &fr.service_ports {
+            let eps = cat.cluster.iter().chain(&cat.local);
+            f[0] |= sp.service_type == "ClusterIP";
+            f[1] |= sp.service_type == "NodePort";
+            f[2] |= sp.service_type == "LoadBalancer";
+            f[3] |= sp.externally_accessible() && sp.external_policy_local;
+            f[4] |= sp.externally_accessible() && !sp.external_policy_local;
+            f[5] |= sp.internal_policy_local;
+            f[6] |= sp.affinity_seconds.is_some();
+            f[7] |= cat.cluster.iter().chain(&cat.local).next().is_some()
+                && eps.clone().all(|e| !e.ready && e.terminating);
+            f[8] |= !cat.has_any && cat.local.is_empty();
+            f[9] |= !sp.source_ranges.is_empty();
+            f[10] |= !sp.external_ips.is_empty();
+            f[11] |= fr
+                .service_ports
+                .iter()
+                .filter(|(o, _)| o.namespace == sp.namespace && o.name == sp.name)
+                .count()
+                > 1;
+            f[12] |= sp.protocol == Proto::Tcp;
+            f[13] |= sp.protocol == Proto::Udp;
+            f[14] |= sp.cluster_ip.is_ipv4();
+            f[15] |= sp.cluster_ip.is_ipv6();
+            f[16] |= cat.reachable.len() >= 2;
+        }
+    }
+    f
 }
 
 pub fn run(a: VerifyKernelArgs) -> Result<(), CliError> {
@@ -110,6 +192,11 @@ pub fn run(a: VerifyKernelArgs) -> Result<(), CliError> {
             "verify-kernel needs root and network namespaces ({why}); run it as root, e.g. `sudo proxyscope verify-kernel …`"
         )));
     }
+    if a.jobs == Some(0) {
+        return Err(CliError::BadInput(
+            "verify-kernel --jobs: must be at least 1".into(),
+        ));
+    }
     let mut scenarios: Vec<(String, String)> = Vec::new();
     if !a.no_examples {
         scenarios.extend(
@@ -121,7 +208,7 @@ pub fn run(a: VerifyKernelArgs) -> Result<(), CliError> {
     for p in &a.scenarios {
         scenarios.push((p.display().to_string(), read_input(p)?));
     }
-    for seed in a.seed_start..a.seed_start + a.seeds {
+    for seed in a.seed_start..a.seed_start.saturating_add(a.seeds) {
         scenarios.push((format!("seed {seed}"), random_scenario(seed)));
     }
     let opts = Options {
@@ -129,35 +216,58 @@ pub fn run(a: VerifyKernelArgs) -> Result<(), CliError> {
         split_test: !a.no_split,
         affinity_test: !a.no_affinity,
     };
-    let mut tallies = Vec::new();
-    for (name, text) in &scenarios {
-        let started = Instant::now();
-        let mut t = Tally {
-            name: name.clone(),
-            ..Tally::default()
-        };
-        if let Err(e) = verify_one(name, text, &opts, &a, &mut t) {
-            t.error = Some(e);
+    let jobs = a
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() * 2))
+        .clamp(1, 8)
+        .min(scenarios.len().max(1));
+    let started = Instant::now();
+    // Bounded parallelism: `jobs` workers, each building one world at a time (unique
+    // namespace names per world), taking the next scenario from a shared counter.
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Tally>>> = scenarios.iter().map(|_| Mutex::new(None)).collect();
+    let print_lock = Mutex::new(());
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((name, text)) = scenarios.get(i) else {
+                        break;
+                    };
+                    let t = verify_scenario(name, text, &opts, &a);
+                    {
+                        let _guard = print_lock.lock().unwrap_or_else(|e| e.into_inner());
+                        print!("{}", t.out);
+                        eprintln!(
+                            "verify-kernel: {name}: {}/{} flows agree, round trip {}, {:.1} s{}",
+                            t.agree,
+                            t.flows,
+                            if t.round_trip.is_empty() {
+                                "-"
+                            } else {
+                                &t.round_trip
+                            },
+                            t.secs,
+                            t.error
+                                .as_ref()
+                                .map(|e| format!(", ERROR {e}"))
+                                .unwrap_or_default()
+                        );
+                    }
+                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
+                }
+            });
         }
-        t.secs = started.elapsed().as_secs_f64();
-        eprintln!(
-            "verify-kernel: {name}: {}/{} flows agree, round trip {}, {:.1} s{}",
-            t.agree,
-            t.flows,
-            if t.round_trip.is_empty() {
-                "-"
-            } else {
-                &t.round_trip
-            },
-            t.secs,
-            t.error
-                .as_ref()
-                .map(|e| format!(", ERROR {e}"))
-                .unwrap_or_default()
-        );
-        tallies.push(t);
-    }
-    println!("\n{}", summary(&tallies));
+    });
+    let tallies: Vec<Tally> = slots
+        .into_iter()
+        .filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect();
+    println!(
+        "\n{}",
+        summary(&tallies, started.elapsed().as_secs_f64(), jobs, a.backend)
+    );
     let bad: Vec<&Tally> = tallies.iter().filter(|t| !t.ok()).collect();
     if bad.is_empty() {
         Ok(())
@@ -170,11 +280,38 @@ pub fn run(a: VerifyKernelArgs) -> Result<(), CliError> {
     }
 }
 
-fn summary(tallies: &[Tally]) -> String {
+fn verify_scenario(name: &str, text: &str, opts: &Options, a: &VerifyKernelArgs) -> Tally {
+    let started = Instant::now();
+    let mut t = Tally {
+        name: name.to_owned(),
+        ..Tally::default()
+    };
+    // A panic inside one scenario (a harness bug) is that scenario's error, not the run's:
+    // the world's namespaces are dropped during unwinding either way.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        verify_one(name, text, opts, a, &mut t)
+    }));
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => t.error = Some(e),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into());
+            t.error = Some(format!("harness panicked: {msg}"));
+        }
+    }
+    t.secs = started.elapsed().as_secs_f64();
+    t
+}
+
+fn summary(tallies: &[Tally], wall: f64, jobs: usize, backend: BackendArg) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<40} {:>10} {:>6} {:>6} {:>9} {:>6} {:>8} {:>8} {:>6}",
+        "{:<40} {:>10} {:>6} {:>6} {:>9} {:>6} {:>8} {:>8} {:>6} {:>6}",
         "scenario",
         "round-trip",
         "flows",
@@ -183,12 +320,13 @@ fn summary(tallies: &[Tally]) -> String {
         "split",
         "affinity",
         "snat-src",
+        "conns",
         "secs"
     );
     for t in tallies {
         let _ = writeln!(
             s,
-            "{:<40} {:>10} {:>6} {:>6} {:>9} {:>6} {:>8} {:>8} {:>6.1}{}",
+            "{:<40} {:>10} {:>6} {:>6} {:>9} {:>6} {:>8} {:>8} {:>6} {:>6.1}{}",
             t.name,
             t.round_trip,
             t.flows,
@@ -197,6 +335,7 @@ fn summary(tallies: &[Tally]) -> String {
             format!("{}/{}", t.split.0, t.split.1),
             format!("{}/{}", t.affinity.0, t.affinity.1),
             t.noted,
+            t.connections,
             t.secs,
             t.error
                 .as_ref()
@@ -204,16 +343,72 @@ fn summary(tallies: &[Tally]) -> String {
                 .unwrap_or_default()
         );
     }
-    let (f, ag): (usize, usize) = tallies
+    let sum = |f: &dyn Fn(&Tally) -> usize| tallies.iter().map(f).sum::<usize>();
+    let (f, ag) = (sum(&|t| t.flows), sum(&|t| t.agree));
+    let noted = sum(&|t| t.noted);
+    let conns = sum(&|t| t.connections);
+    let (sp_ok, sp) = (sum(&|t| t.split.0), sum(&|t| t.split.1));
+    let (af_ok, af) = (sum(&|t| t.affinity.0), sum(&|t| t.affinity.1));
+    let rt_ok = tallies.iter().filter(|t| t.round_trip == "ok").count();
+    let errors = tallies.iter().filter(|t| t.error.is_some()).count();
+    let seeds = tallies
         .iter()
-        .fold((0, 0), |(f, a), t| (f + t.flows, a + t.agree));
-    let skipped: usize = tallies.iter().map(|t| t.skipped).sum();
-    let noted: usize = tallies.iter().map(|t| t.noted).sum();
+        .filter(|t| t.name.starts_with("seed "))
+        .count();
+    let mut phases = [0.0; PHASES.len()];
+    for t in tallies {
+        for (p, x) in phases.iter_mut().zip(t.phases) {
+            *p += x;
+        }
+    }
+    let phase_text: Vec<String> = PHASES
+        .iter()
+        .zip(phases)
+        .map(|(n, x)| format!("{n} {x:.1}"))
+        .collect();
+    let _ = writeln!(
+        s,
+        "time per phase, summed over scenarios (s): {}",
+        phase_text.join(", ")
+    );
+    let covered: Vec<String> = FEATURES
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let k = tallies.iter().filter(|t| t.features[i]).count();
+            format!("{n} {k}")
+        })
+        .collect();
+    let missing: Vec<&str> = FEATURES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !tallies.iter().any(|t| t.features[*i]))
+        .map(|(_, n)| *n)
+        .collect();
+    let _ = writeln!(
+        s,
+        "coverage (scenarios with each shape): {}{}",
+        covered.join(", "),
+        if missing.is_empty() {
+            String::new()
+        } else {
+            format!("; NOT COVERED: {}", missing.join(", "))
+        }
+    );
     let _ = write!(
         s,
-        "total: {} scenarios, {f} flows, {ag} agree, {} disagree ({skipped} hairpin flows skipped, {noted} masquerade-source notes)",
+        "total: {} scenarios ({seeds} random, {} others), {f} flows, {ag} agree, {} disagree, \
+         {conns} connections, {rt_ok}/{} round trips ok, {sp_ok}/{sp} split tests ok, \
+         {af_ok}/{af} affinity tests ok, {errors} errors, {noted} masquerade-source notes; \
+         {wall:.1} s wall with {jobs} jobs (backend {})",
         tallies.len(),
-        f - ag
+        tallies.len() - seeds,
+        f - ag,
+        tallies.len(),
+        match backend {
+            BackendArg::Nft => "nft",
+            BackendArg::Legacy => "legacy",
+        }
     );
     s
 }
@@ -265,6 +460,13 @@ fn report(
     s
 }
 
+/// Seconds since `since`, and restart the clock.
+fn lap(since: &mut Instant) -> f64 {
+    let d = since.elapsed().as_secs_f64();
+    *since = Instant::now();
+    d
+}
+
 fn verify_one(
     name: &str,
     text: &str,
@@ -273,13 +475,16 @@ fn verify_one(
     t: &mut Tally,
 ) -> Result<(), String> {
     let (node, mismatches) = Node::build(text, a.backend.into())?;
+    t.phases[..4].copy_from_slice(&node.build_secs);
+    t.features = features(&node.families);
     t.round_trip = if mismatches.is_empty() {
         "ok".into()
     } else {
         "DIFF".into()
     };
     for (fam, d) in &mismatches {
-        println!(
+        let _ = writeln!(
+            t.out,
             "ROUND-TRIP {name} {fam:?}: kernel iptables-save (+) vs core --format saved (-):\n{d}"
         );
     }
@@ -287,32 +492,27 @@ fn verify_one(
     let nf = node.world.netfilter();
     let mut split_candidates: Vec<(Flow, Prediction)> = Vec::new();
     let mut affinity_candidates: Vec<(Flow, u32)> = Vec::new();
+    let mut clock = Instant::now();
     for flow in node.flows() {
-        let Some(k) = diff::observe_observable(&node.world, &flow, opts)
-            .map_err(|e| format!("{flow}: {e}"))?
-        else {
-            t.skipped += 1;
-            if a.verbose {
-                println!(
-                    "skipped   {name}  {flow}  (the kernel never picked the Pod itself; see diff::observe_observable)"
-                );
-            }
-            continue;
-        };
+        let k = diff::observe(&node.world, &flow, opts).map_err(|e| format!("{flow}: {e}"))?;
+        t.phases[4] += lap(&mut clock);
+        t.connections += 1;
         let p = diff::predict(&mut session, &flow, &k);
         let problems = diff::disagreements(&k, &p);
         let notes = diff::notes(&k, &p, &node.pod_nets);
+        t.phases[5] += lap(&mut clock);
         if !notes.is_empty() {
             t.noted += 1;
             if a.verbose || t.noted <= 3 {
-                println!("note      {name}  {flow}  {}", notes.join("; "));
+                let _ = writeln!(t.out, "note      {name}  {flow}  {}", notes.join("; "));
             }
         }
         t.flows += 1;
         if problems.is_empty() {
             t.agree += 1;
             if a.verbose {
-                println!(
+                let _ = writeln!(
+                    t.out,
                     "agree     {name}  {flow}  kernel {}  masq={:?}",
                     k.observed.summary(),
                     k.masq
@@ -321,7 +521,7 @@ fn verify_one(
         } else {
             // The counters still hold this flow's counts; read them again for the rule texts.
             let rules = diff::rule_texts(&nf, Family::of(flow.dst.ip()));
-            println!("{}", report(name, &flow, &k, &p, &problems, &rules));
+            let _ = writeln!(t.out, "{}", report(name, &flow, &k, &p, &problems, &rules));
         }
         let backends = p
             .outcomes
@@ -346,21 +546,25 @@ fn verify_one(
                 Some(_) => {}
             }
         }
+        clock = Instant::now();
     }
     if opts.split_test {
-        // Bounded: the two Services with the most backends.
+        // Bounded: the two Services with the most backends. Every other Service's flows were
+        // still checked above for landing inside core's outcomes.
         split_candidates.sort_by_key(|(_, p)| std::cmp::Reverse(p.outcomes.len()));
         for (flow, p) in split_candidates.iter().take(2) {
             let r = diff::split_test(&node.world, flow, p, a.split_samples, opts)
                 .map_err(|e| format!("{flow}: {e}"))?;
             t.split.1 += 1;
+            let sent = r.backends.iter().map(|b| b.2).sum::<u64>() + r.unexpected;
+            t.connections += sent as usize;
             let counts: Vec<String> = r
                 .backends
                 .iter()
                 .map(|(b, pr, n)| format!("{b} {n} (p={pr:.3})"))
                 .collect();
             let line = format!(
-                "{name}  {flow}  χ²={:.2} (critical {:.2} at α={SPLIT_ALPHA}, df={})  unexpected={}  [{}]",
+                "{name}  {flow}  n={sent}  χ²={:.2} (critical {:.2} at α={SPLIT_ALPHA}, df={})  unexpected={}  [{}]",
                 r.statistic,
                 r.critical,
                 r.backends.len().saturating_sub(1),
@@ -370,30 +574,35 @@ fn verify_one(
             if r.passed() {
                 t.split.0 += 1;
                 if a.verbose {
-                    println!("split ok  {line}");
+                    let _ = writeln!(t.out, "split ok  {line}");
                 }
             } else {
-                println!("SPLIT DISAGREES  {line}");
+                let _ = writeln!(t.out, "SPLIT DISAGREES  {line}");
             }
         }
+        t.phases[6] += lap(&mut clock);
     }
     if opts.affinity_test {
+        // One per scenario, the shortest timeout: the test sleeps through it once.
+        affinity_candidates.sort_by_key(|(_, s)| *s);
         for (flow, secs) in affinity_candidates.iter().take(1) {
             let problems = diff::affinity_test(&node.world, &mut session, flow, *secs, opts)
                 .map_err(|e| format!("{flow}: {e}"))?;
             t.affinity.1 += 1;
+            t.connections += diff::AFFINITY_CONNECTIONS;
             if problems.is_empty() {
                 t.affinity.0 += 1;
                 if a.verbose {
-                    println!("affinity ok  {name}  {flow}  timeout {secs}s");
+                    let _ = writeln!(t.out, "affinity ok  {name}  {flow}  timeout {secs}s");
                 }
             } else {
-                println!("AFFINITY DISAGREES  {name}  {flow}");
+                let _ = writeln!(t.out, "AFFINITY DISAGREES  {name}  {flow}");
                 for p in problems {
-                    println!("  - {p}");
+                    let _ = writeln!(t.out, "  - {p}");
                 }
             }
         }
+        t.phases[7] += lap(&mut clock);
     }
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! the kernel did with core's trace.
 
 use super::listen::Listeners;
-use super::netfilter::{self, Backend, CountedRule, Family, Netfilter};
+use super::netfilter::{self, Backend, CountedRule, CtEntry, Family, Netfilter, RuleCounters};
 use super::probe::{Observed, probe};
 use super::sys::SysError;
 use super::world::{Client, World};
@@ -150,22 +150,43 @@ fn jump_args(args: &str, to: &str) -> Vec<String> {
     out
 }
 
-/// Install one family's rules the way kube-proxy's first (full) sync does.
-pub fn install(nf: &Netfilter, family: Family, payload: &str) -> Result<(), SysError> {
-    let tool = &family.tool(nf.backend, "");
-    for (table, from, to, args) in JUMPS {
-        // EnsureChain: `-N` fails harmlessly when the chain exists.
-        let _ = nf.ns.exec(tool, &["-w", "-t", table, "-N", to], None);
-        let argv = jump_args(args, to);
-        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let mut check = vec!["-w", "-t", table, "-C", from];
-        check.extend(&argv);
-        if nf.ns.exec(tool, &check, None).is_err() {
-            let mut insert = vec!["-w", "-t", table, "-I", from, "1"];
-            insert.extend(&argv);
-            nf.ns.exec(tool, &insert, None)?;
+/// kube-proxy's `EnsureChain` + `EnsureRule(Prepend, …)` of every jump in [`JUMPS`], as one
+/// `iptables-restore --noflush` input: each chain declared, each jump inserted at position 1
+/// in the same order, which leaves the tables exactly as the separate `iptables -N` / `-C` /
+/// `-I` calls do on a fresh node (one process instead of forty).
+pub fn jumps_restore_input() -> String {
+    let mut out = String::new();
+    for table in ["filter", "nat"] {
+        let _ = writeln!(out, "*{table}");
+        let mut declared: Vec<&str> = Vec::new();
+        for (_, _, to, _) in JUMPS.iter().filter(|j| j.0 == table) {
+            if !declared.contains(to) {
+                declared.push(to);
+                let _ = writeln!(out, ":{to} - [0:0]");
+            }
         }
+        for (_, from, to, args) in JUMPS.iter().filter(|j| j.0 == table) {
+            let words: Vec<String> = jump_args(args, to)
+                .into_iter()
+                .map(|w| {
+                    if w.contains(' ') {
+                        format!("\"{w}\"")
+                    } else {
+                        w
+                    }
+                })
+                .collect();
+            let _ = writeln!(out, "-I {from} 1 {}", words.join(" "));
+        }
+        out.push_str("COMMIT\n");
     }
+    out
+}
+
+/// Install one family's rules the way kube-proxy's first (full) sync does: the jump rules
+/// from the built-in chains, then `iptables-restore --noflush --counters` of the payload.
+pub fn install(nf: &Netfilter, family: Family, payload: &str) -> Result<(), SysError> {
+    nf.restore(family, &jumps_restore_input(), false)?;
     nf.restore(family, payload, false)
 }
 
@@ -260,6 +281,8 @@ pub struct Flow {
     pub dst: SocketAddr,
     /// What the address is, e.g. `ns1/svc1:p80 cluster IP`.
     pub what: String,
+    /// The Service has ClientIP affinity: its `-m recent` lists must be empty before the flow.
+    pub affinity: bool,
 }
 
 impl std::fmt::Display for Flow {
@@ -294,6 +317,7 @@ pub fn flows_for(fr: &FamilyRules, node_ip: IpAddr) -> Vec<Flow> {
                 proto: sp.protocol,
                 dst: SocketAddr::new(sp.cluster_ip, sp.port),
                 what: format!("{name} cluster IP"),
+                affinity: sp.affinity_seconds.is_some(),
             });
         }
         let mut targets: Vec<(SocketAddr, String, &[Client])> = vec![(
@@ -334,6 +358,7 @@ pub fn flows_for(fr: &FamilyRules, node_ip: IpAddr) -> Vec<Flow> {
                     proto: sp.protocol,
                     dst,
                     what: what.clone(),
+                    affinity: sp.affinity_seconds.is_some(),
                 });
             }
         }
@@ -372,76 +397,84 @@ pub fn counted(table: &str, chain: &str) -> bool {
             ))
 }
 
-fn hit_rules(rules: &[CountedRule]) -> BTreeSet<(String, String, usize)> {
-    rules
-        .iter()
-        .filter(|r| r.packets > 0 && counted(&r.table, &r.chain))
-        .map(|r| (r.table.clone(), r.chain.clone(), r.index))
-        .collect()
+/// Whether a dropping rule that moved between `before` and now explains a probe's silence:
+/// only rules of the chains [`counted`] trusts (plus KUBE-FIREWALL's localnet DROP), since the
+/// built-in chains' INVALID drops can count stray packets of earlier connections.
+fn dropped_since(nf: &Netfilter, family: Family, before: &RuleCounters) -> bool {
+    nf.counters(family).is_ok_and(|now| {
+        netfilter::moved(before, &now)
+            .iter()
+            .any(|((t, c, _), drops)| *drops && (counted(t, c) || c == "KUBE-FIREWALL"))
+    })
 }
 
-/// Send one flow on a clean slate (no conntrack entries, no `-m recent` entries, counters at 0)
-/// and read back what the kernel did.
+/// Send one flow on a clean slate (no conntrack entries, no `-m recent` entries) and read back
+/// what the kernel did. Rule hits are the counters that grew between the reads before and
+/// after the probe: the same as zeroing them first, without a write per flow.
+///
+/// Hairpin flows share the pods namespace with every other backend, so when the DNAT picks
+/// another Pod and does not masquerade, that Pod's reply goes straight back inside the
+/// namespace and never meets the node's conntrack (on a real node each Pod has its own
+/// namespace and the reply would come back through the node). The node's conntrack entry
+/// still records both of the kernel's decisions (DNAT target, no SNAT); the view then reports
+/// the backend conntrack names, as a real node's client would have seen it answer.
 pub fn observe(world: &World, flow: &Flow, opts: &Options) -> Result<KernelView, SysError> {
     let nf = world.netfilter();
     let family = Family::of(flow.dst.ip());
     nf.flush_conntrack()?;
-    nf.clear_recent()?;
-    nf.zero_counters(family)?;
+    // Only the Service's own KUBE-SEP lists are consulted by its rules, and only earlier flows
+    // to this Service can have filled them.
+    if flow.affinity {
+        nf.clear_recent()?;
+    }
+    let before = nf.counters(family)?;
     let src = world.source(flow.client, flow.dst.ip());
-    let observed = probe(
+    let entry_of = |sport: u16| nf.conntrack_get(flow.proto, src, sport, flow.dst);
+    let hairpin_elsewhere = |e: &CtEntry| match flow.client {
+        Client::Hairpin(own) => e.dnat_to().is_some_and(|(ip, _)| ip != own) && !e.snat(),
+        _ => false,
+    };
+    let settled = |sport: u16| {
+        dropped_since(&nf, family, &before)
+            || (matches!(flow.client, Client::Hairpin(_))
+                && entry_of(sport).is_ok_and(|e| e.is_some_and(|e| hairpin_elsewhere(&e))))
+    };
+    let mut observed = probe(
         &world.client_ns(flow.client).name,
         src,
         flow.proto,
         flow.dst,
         opts.timeout,
+        Some(&settled),
     )?;
-    let ct = nf.conntrack(family)?;
-    let entry = ct.iter().find(|e| {
-        e.proto == flow.proto.as_str()
-            && e.orig_sport == observed.local_port()
-            && e.orig_dst == flow.dst.ip()
-            && e.orig_dport == flow.dst.port()
-    });
-    let counted_rules =
-        netfilter::parse_counted_rules(&nf.save(family, true)?).map_err(SysError)?;
+    let after = nf.counters(family)?;
+    let entry = entry_of(observed.local_port())?;
+    if let Some(e) = &entry
+        && hairpin_elsewhere(e)
+        && !matches!(observed, Observed::Delivered { .. })
+        && let Some((ip, port)) = e.dnat_to()
+    {
+        let local_port = observed.local_port();
+        observed = Observed::Delivered {
+            backend: SocketAddr::new(ip, port),
+            seen_src: SocketAddr::new(src, local_port),
+            local_port,
+        };
+    }
     Ok(KernelView {
         src,
         dnat: entry
+            .as_ref()
             .and_then(|e| e.dnat_to())
             .map(|(ip, port)| SocketAddr::new(ip, port)),
-        masq: entry.map(|e| e.snat()),
+        masq: entry.as_ref().map(|e| e.snat()),
         observed,
-        rules: hit_rules(&counted_rules),
+        rules: netfilter::moved_rules(&before, &after)
+            .into_iter()
+            .filter(|(t, c, _)| counted(t, c))
+            .collect(),
     })
 }
-
-/// Hairpin flows share the pods namespace with every other backend, so when the DNAT picks
-/// another Pod and does not masquerade, the reply goes straight back inside that namespace and
-/// never meets the node's conntrack (on a real node each Pod has its own namespace). Such an
-/// observation says nothing about kube-proxy: retry (the pick is random) until the kernel picks
-/// the Pod itself or masquerades; None after `HAIRPIN_TRIES`. Other flows are observed once.
-pub fn observe_observable(
-    world: &World,
-    flow: &Flow,
-    opts: &Options,
-) -> Result<Option<KernelView>, SysError> {
-    let Client::Hairpin(own) = flow.client else {
-        return observe(world, flow, opts).map(Some);
-    };
-    for _ in 0..HAIRPIN_TRIES {
-        let k = observe(world, flow, opts)?;
-        let elsewhere = k.dnat.is_some_and(|d| d.ip() != own) && k.masq != Some(true);
-        if !elsewhere {
-            return Ok(Some(k));
-        }
-    }
-    Ok(None)
-}
-
-/// Attempts to catch the kernel picking the hairpin Pod itself (a 1/n draw; 12 tries miss a
-/// 1-in-4 pick 3 % of the time, and a miss only skips the flow).
-const HAIRPIN_TRIES: usize = 12;
 
 /// Addresses the pods namespace must hold and the listeners to run: every endpoint of every
 /// service port (all families), whatever its conditions (the kernel decides who gets traffic).
@@ -487,6 +520,9 @@ pub struct Node {
     pub families: Vec<FamilyRules>,
     /// The node's interface networks that hold backends (a CNI bridge's `10.244.1.1/24`).
     pub pod_nets: Vec<IpNet>,
+    /// Seconds spent building: (namespaces and links, addresses and listeners, rule install,
+    /// round-trip read).
+    pub build_secs: [f64; 4],
     _listeners: Listeners,
 }
 
@@ -505,7 +541,19 @@ impl Node {
         })?;
         let scenario = loaded.scenario;
         let families = generate_all(&scenario);
+        let clock = std::time::Instant::now();
+        let mut lap = {
+            let mut last = 0.0;
+            move || {
+                let now = clock.elapsed().as_secs_f64();
+                let d = now - last;
+                last = now;
+                d
+            }
+        };
+        let mut build_secs = [0.0; 4];
         let mut world = World::new().map_err(|e| e.to_string())?;
+        build_secs[0] = lap();
         world.backend = backend;
         let addrs = backends(&families);
         let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
@@ -549,6 +597,7 @@ impl Node {
             .collect();
         world.adopt(&primary, &[]).map_err(|e| e.to_string())?;
         let listeners = Listeners::start(&world.pods.name, &addrs).map_err(|e| e.to_string())?;
+        build_secs[1] = lap();
         let mut mismatches = Vec::new();
         {
             let nf = world.netfilter();
@@ -558,9 +607,11 @@ impl Node {
                 install(&nf, family, &fr.payload).map_err(|e| {
                     format!("iptables-restore rejected core's {family:?} payload: {e}")
                 })?;
+                build_secs[2] += lap();
                 if let Some(d) = round_trip(&nf, fr).map_err(|e| e.to_string())? {
                     mismatches.push((family, d));
                 }
+                build_secs[3] += lap();
             }
         }
         Ok((
@@ -569,6 +620,7 @@ impl Node {
                 scenario,
                 families,
                 pod_nets,
+                build_secs,
                 _listeners: listeners,
             },
             mismatches,
@@ -860,35 +912,56 @@ impl SplitResult {
     }
 }
 
-/// Send `n` connections (each a new flow, conntrack keeps the old ones) and compare the
-/// backends' counts with core's exact outcome probabilities.
+/// Smallest expected count per backend in a split test: Pearson's statistic follows the
+/// chi-square distribution well once every expected count is ≥ 5; 25 gives the test power to
+/// see a backend that gets half or twice its predicted share.
+pub const SPLIT_MIN_EXPECTED: f64 = 25.0;
+
+/// Connections a split test sends: enough that the least likely backend expects
+/// [`SPLIT_MIN_EXPECTED`] hits, within `[50, max]`.
+pub fn split_sample_size(probabilities: &[f64], max: usize) -> usize {
+    let p_min = probabilities
+        .iter()
+        .copied()
+        .filter(|p| *p > 0.0)
+        .fold(1.0f64, f64::min);
+    let total: f64 = probabilities.iter().sum();
+    let share = if total > 0.0 { p_min / total } else { 1.0 };
+    ((SPLIT_MIN_EXPECTED / share).ceil() as usize).clamp(50, max.max(50))
+}
+
+/// Send connections (each a new flow on an empty conntrack table, so each walks the nat
+/// table) and compare the backends' counts with core's exact outcome probabilities. The
+/// sample is sized by [`split_sample_size`], at most `max_n`.
 pub fn split_test(
     world: &World,
     flow: &Flow,
     p: &Prediction,
-    n: usize,
+    max_n: usize,
     opts: &Options,
 ) -> Result<SplitResult, SysError> {
     let nf = world.netfilter();
-    nf.flush_conntrack()?;
     nf.clear_recent()?;
     let src = world.source(flow.client, flow.dst.ip());
     let mut names: Vec<(String, f64, u64)> = p
         .outcomes
         .iter()
         .filter_map(|(c, pr, _)| match c {
-            Class::Backend(b) => Some((b.clone(), *pr, 0)),
+            Class::Backend(b) if *pr > 0.0 => Some((b.clone(), *pr, 0)),
             _ => None,
         })
         .collect();
+    let n = split_sample_size(&names.iter().map(|x| x.1).collect::<Vec<_>>(), max_n);
     let mut unexpected = 0;
     for _ in 0..n {
+        nf.flush_conntrack()?;
         let o = probe(
             &world.client_ns(flow.client).name,
             src,
             flow.proto,
             flow.dst,
             opts.timeout,
+            None,
         )?;
         match kernel_class(&o) {
             Class::Backend(b) => match names.iter_mut().find(|(x, _, _)| *x == b) {
@@ -910,6 +983,9 @@ pub fn split_test(
     })
 }
 
+/// Connections one [`affinity_test`] sends: the first, four sticky ones, one after expiry.
+pub const AFFINITY_CONNECTIONS: usize = 6;
+
 /// `-m recent` affinity against the kernel: the first connection records the client, the next
 /// ones stick to the same backend through the `--rcheck` rule, and after the timeout the
 /// `--rcheck` rules stop matching. Core's session (carrying its own `recent` state) must agree
@@ -929,7 +1005,7 @@ pub fn affinity_test(
     let ns = &world.client_ns(flow.client).name;
     let mut problems = Vec::new();
     let start = std::time::Instant::now();
-    let first = probe(ns, src, flow.proto, flow.dst, opts.timeout)?;
+    let first = probe(ns, src, flow.proto, flow.dst, opts.timeout, None)?;
     let first_class = kernel_class(&first);
     // Core: find a seed whose first walk picks the kernel's backend, keep that state.
     let mut found = false;
@@ -949,7 +1025,7 @@ pub fn affinity_test(
     }
     for i in 0..4 {
         nf.zero_counters(family)?;
-        let o = probe(ns, src, flow.proto, flow.dst, opts.timeout)?;
+        let o = probe(ns, src, flow.proto, flow.dst, opts.timeout, None)?;
         let now = start.elapsed().as_secs_f64();
         let c = kernel_class(&o);
         if c != first_class {
@@ -981,7 +1057,7 @@ pub fn affinity_test(
     let wait = Duration::from_secs_f64(f64::from(timeout_s) + 1.2);
     std::thread::sleep(wait.saturating_sub(start.elapsed()));
     nf.zero_counters(family)?;
-    let o = probe(ns, src, flow.proto, flow.dst, opts.timeout)?;
+    let o = probe(ns, src, flow.proto, flow.dst, opts.timeout, None)?;
     let now = start.elapsed().as_secs_f64();
     let rules = rule_texts(&nf, family);
     let k_rcheck = rules

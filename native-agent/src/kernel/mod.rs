@@ -35,6 +35,7 @@
 pub mod diff;
 pub mod listen;
 pub mod netfilter;
+pub mod nl;
 pub mod probe;
 pub mod sys;
 pub mod world;

@@ -2,8 +2,11 @@
 //! flush conntrack, reset `-m recent` lists. The parsers are pure functions over the tools'
 //! text so they are tested with captured output.
 
-use super::sys::SysError;
+use super::nl::{NFPROTO_IPV4, NFPROTO_IPV6, NfSocket};
+pub use super::nl::{RuleCount, RuleCounters};
+use super::sys::{self, SysError};
 use super::world::Netns;
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 /// Address family of a ruleset (`iptables` vs `ip6tables`).
@@ -25,6 +28,12 @@ impl Family {
             Family::V6 => "ip6tables",
         };
         format!("{fam}-{}{suffix}", backend.name())
+    }
+    fn nfproto(self) -> u8 {
+        match self {
+            Family::V4 => NFPROTO_IPV4,
+            Family::V6 => NFPROTO_IPV6,
+        }
     }
     fn conntrack_family(self) -> &'static str {
         match self {
@@ -63,6 +72,8 @@ pub const KUBE_PROXY_NFACCT: [&str; 2] = [
 pub struct Netfilter<'a> {
     pub ns: &'a Netns,
     pub backend: Backend,
+    /// A netlink socket in `ns`: counters (nft backend) and conntrack without tool processes.
+    pub nl: Option<&'a NfSocket>,
 }
 
 impl Netfilter<'_> {
@@ -107,6 +118,9 @@ impl Netfilter<'_> {
 
     /// Forget every connection, so the next probe is a NEW connection that walks the nat table.
     pub fn flush_conntrack(&self) -> Result<(), SysError> {
+        if let Some(nl) = self.nl {
+            return nl.flush_conntrack();
+        }
         for fam in [Family::V4, Family::V6] {
             // conntrack -F exits non-zero on an empty table with some versions; that is fine.
             let _ = self
@@ -118,6 +132,13 @@ impl Netfilter<'_> {
 
     /// Current conntrack entries of a family.
     pub fn conntrack(&self, family: Family) -> Result<Vec<CtEntry>, SysError> {
+        if let Some(nl) = self.nl {
+            let all = nl.conntrack()?;
+            return Ok(all
+                .into_iter()
+                .filter(|e| Family::of(e.orig_src) == family)
+                .collect());
+        }
         // `-o extended` prefixes the family; exit status is 0 even when empty.
         let text = self.ns.exec(
             "conntrack",
@@ -125,6 +146,42 @@ impl Netfilter<'_> {
             None,
         )?;
         Ok(parse_conntrack(&text))
+    }
+
+    /// The conntrack entry of one connection, by its original tuple.
+    pub fn conntrack_get(
+        &self,
+        proto: proxyscope_core::trace::Proto,
+        src: IpAddr,
+        sport: u16,
+        dst: std::net::SocketAddr,
+    ) -> Result<Option<CtEntry>, SysError> {
+        use proxyscope_core::trace::Proto;
+        if let Some(nl) = self.nl {
+            let num = match proto {
+                Proto::Tcp => 6,
+                Proto::Udp => 17,
+                Proto::Sctp => 132,
+            };
+            return nl.conntrack_get(num, src, sport, dst.ip(), dst.port());
+        }
+        Ok(self.conntrack(Family::of(dst.ip()))?.into_iter().find(|e| {
+            e.proto == proto.as_str()
+                && e.orig_src == src
+                && e.orig_sport == sport
+                && e.orig_dst == dst.ip()
+                && e.orig_dport == dst.port()
+        }))
+    }
+
+    /// Every rule's packet counter in one family: over netlink for iptables-nft (rules live in
+    /// nf_tables), from `iptables-legacy-save -c` for iptables-legacy.
+    pub fn counters(&self, family: Family) -> Result<RuleCounters, SysError> {
+        if let (Backend::Nft, Some(nl)) = (self.backend, self.nl) {
+            return nl.rule_counters(family.nfproto());
+        }
+        let rules = parse_counted_rules(&self.save(family, true)?).map_err(SysError)?;
+        Ok(group_counts(&rules))
     }
 
     // The ipset helpers wait for an IPVS-mode suite (this kernel has no IPVS); tested below.
@@ -143,12 +200,62 @@ impl Netfilter<'_> {
         self.ns.exec("ipset", &["save"], None)
     }
 
-    /// Empty every `-m recent` list (written `/` to /proc/net/xt_recent/<name>, per namespace).
+    /// Empty every `-m recent` list: `/` written to each `xt_recent/<name>` of the namespace's
+    /// procfs. Written from a thread inside the namespace (`/proc/thread-self/net` is that
+    /// thread's network namespace), without a shell.
     pub fn clear_recent(&self) -> Result<(), SysError> {
-        self.ns
-            .exec("sh", &["-c", "for f in /proc/net/xt_recent/*; do [ -e \"$f\" ] && echo / > \"$f\"; done; true"], None)
-            .map(|_| ())
+        sys::in_netns(&self.ns.name, || {
+            let dir = std::path::Path::new("/proc/thread-self/net/xt_recent");
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                // No `-m recent` rule loaded yet: nothing to clear.
+                return Ok(());
+            };
+            for e in entries.flatten() {
+                std::fs::write(e.path(), "/\n")
+                    .map_err(|err| SysError(format!("{}: {err}", e.path().display())))?;
+            }
+            Ok(())
+        })?
     }
+}
+
+/// Counters grouped by (table, chain) in rule order, from `iptables-save -c` rules.
+pub fn group_counts(rules: &[CountedRule]) -> RuleCounters {
+    let mut out = RuleCounters::new();
+    for r in rules {
+        let target = r.text.rsplit(" -j ").next().unwrap_or("");
+        out.entry((r.table.clone(), r.chain.clone()))
+            .or_default()
+            .push(RuleCount {
+                packets: r.packets,
+                drops: r.text.contains(" -j ") && matches!(target, "DROP" | "KUBE-MARK-DROP"),
+            });
+    }
+    out
+}
+
+/// Rules whose packet counter grew from `before` to `after`, as (table, chain, 1-based index),
+/// with whether each drops.
+pub fn moved(before: &RuleCounters, after: &RuleCounters) -> Vec<((String, String, usize), bool)> {
+    let mut out = Vec::new();
+    for ((table, chain), counts) in after {
+        let old = before.get(&(table.clone(), chain.clone()));
+        for (i, c) in counts.iter().enumerate() {
+            let was = old.and_then(|o| o.get(i)).map_or(0, |o| o.packets);
+            if c.packets > was {
+                out.push(((table.clone(), chain.clone(), i + 1), c.drops));
+            }
+        }
+    }
+    out
+}
+
+/// The keys of [`moved`].
+pub fn moved_rules(
+    before: &RuleCounters,
+    after: &RuleCounters,
+) -> BTreeSet<(String, String, usize)> {
+    moved(before, after).into_iter().map(|(k, _)| k).collect()
 }
 
 /// Drop the `# Generated by …` / `# Completed on …` lines (they carry a timestamp).

@@ -6,6 +6,7 @@ use super::sys::{self, SysError};
 use proxyscope_core::trace::Proto;
 use std::io::{ErrorKind, Read};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 /// What came back.
@@ -47,19 +48,52 @@ impl Observed {
     }
 }
 
+/// How long a probe waits before asking `silent_by_rule` whether the kernel already counted a
+/// dropping rule for it. Replies on these veths take well under a millisecond; a reply later
+/// than this only costs the full timeout, never a wrong answer.
+pub const EARLY_WAIT: Duration = Duration::from_millis(20);
+
 /// Send one probe from inside namespace `ns`, from address `src` (an ephemeral port), to
 /// `dst`, waiting at most `timeout` per step.
+///
+/// `silent_by_rule`, when given, is asked once after [`EARLY_WAIT`] without an answer (with the
+/// probe's local port): `true` (e.g. a `-j DROP` rule counted this packet) ends the wait there
+/// as silence. Silence is then the kernel's counters' word, not the clock's; without that
+/// evidence the probe waits the whole `timeout` as before.
 pub fn probe(
     ns: &str,
     src: IpAddr,
     proto: Proto,
     dst: SocketAddr,
     timeout: Duration,
+    silent_by_rule: Option<&(dyn Fn(u16) -> bool + Sync)>,
 ) -> Result<Observed, SysError> {
     sys::in_netns(ns, || match proto {
-        Proto::Udp => probe_udp(src, dst, timeout),
-        _ => probe_tcp(src, dst, timeout),
+        Proto::Udp => probe_udp(src, dst, timeout, silent_by_rule),
+        _ => probe_tcp(src, dst, timeout, silent_by_rule),
     })?
+}
+
+/// poll(2) one descriptor for `events` for at most `wait`; true when it is ready.
+fn poll_fd(fd: i32, events: i16, wait: Duration) -> bool {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut p = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for a socket we own.
+        let n = unsafe { libc::poll(&mut p, 1, left.as_millis().min(60_000) as i32) };
+        if n > 0 {
+            return true;
+        }
+        // EINTR: poll again for what is left; 0: timed out.
+        if n == 0 || left.is_zero() {
+            return false;
+        }
+    }
 }
 
 fn classify_error(e: &std::io::Error, local_port: u16) -> Option<Observed> {
@@ -78,7 +112,12 @@ fn classify_error(e: &std::io::Error, local_port: u16) -> Option<Observed> {
     }
 }
 
-fn probe_tcp(src: IpAddr, dst: SocketAddr, timeout: Duration) -> Result<Observed, SysError> {
+fn probe_tcp(
+    src: IpAddr,
+    dst: SocketAddr,
+    timeout: Duration,
+    silent_by_rule: Option<&(dyn Fn(u16) -> bool + Sync)>,
+) -> Result<Observed, SysError> {
     // std cannot report the local port of a failed connect, so bind first to learn it.
     let domain = if dst.is_ipv4() {
         socket2::Domain::IPV4
@@ -95,18 +134,49 @@ fn probe_tcp(src: IpAddr, dst: SocketAddr, timeout: Duration) -> Result<Observed
         .and_then(|a| a.as_socket())
         .map(|a| a.port())
         .unwrap_or(0);
-    if let Err(e) = sock.connect_timeout(&dst.into(), timeout) {
-        // An ICMP error that arrives while connect() still holds the socket lock is only
-        // recorded as a soft error (tcp_v6_err: `sk_err_soft`, counted as LockDroppedIcmps)
-        // and the SYN is retried a second later. Here the REJECT's ICMPv6 comes back within
-        // the same softirq as the SYN, so it always lands there; SO_ERROR reports it.
-        let soft = (e.kind() == ErrorKind::TimedOut)
-            .then(|| sock.take_error().ok().flatten())
-            .flatten();
-        let e = soft.unwrap_or(e);
-        return classify_error(&e, local_port)
-            .ok_or_else(|| SysError(format!("tcp connect {dst}: {e}")));
+    sock.set_nonblocking(true)
+        .map_err(|e| SysError(format!("nonblocking: {e}")))?;
+    match sock.connect(&dst.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => {
+            return classify_error(&e, local_port)
+                .ok_or_else(|| SysError(format!("tcp connect {dst}: {e}")));
+        }
     }
+    // An ICMP error that arrives while connect() still holds the socket lock is only recorded
+    // as a soft error (tcp_v6_err: `sk_err_soft`, counted as LockDroppedIcmps) and the SYN is
+    // retried a second later: poll never wakes for it, SO_ERROR reports it. Here the REJECT's
+    // ICMPv6 comes back within the same softirq as the SYN, so it always lands there.
+    let fd = sock.as_raw_fd();
+    let settled = |sock: &socket2::Socket| -> Option<Result<Observed, SysError>> {
+        match sock.take_error() {
+            Ok(Some(e)) => Some(
+                classify_error(&e, local_port)
+                    .ok_or_else(|| SysError(format!("tcp connect {dst}: {e}"))),
+            ),
+            _ => None,
+        }
+    };
+    let early = timeout.min(EARLY_WAIT);
+    let mut ready = poll_fd(fd, libc::POLLOUT, early);
+    if !ready {
+        if let Some(r) = settled(&sock) {
+            return r;
+        }
+        if silent_by_rule.is_some_and(|f| f(local_port)) {
+            return Ok(Observed::Timeout { local_port });
+        }
+        ready = poll_fd(fd, libc::POLLOUT, timeout.saturating_sub(early));
+    }
+    if let Some(r) = settled(&sock) {
+        return r;
+    }
+    if !ready {
+        return Ok(Observed::Timeout { local_port });
+    }
+    sock.set_nonblocking(false)
+        .map_err(|e| SysError(format!("blocking: {e}")))?;
     let mut stream: TcpStream = sock.into();
     stream
         .set_read_timeout(Some(timeout))
@@ -130,14 +200,20 @@ fn probe_tcp(src: IpAddr, dst: SocketAddr, timeout: Duration) -> Result<Observed
     })
 }
 
-fn probe_udp(src: IpAddr, dst: SocketAddr, timeout: Duration) -> Result<Observed, SysError> {
+fn probe_udp(
+    src: IpAddr,
+    dst: SocketAddr,
+    timeout: Duration,
+    silent_by_rule: Option<&(dyn Fn(u16) -> bool + Sync)>,
+) -> Result<Observed, SysError> {
     let sock = UdpSocket::bind(SocketAddr::new(src, 0))
         .map_err(|e| SysError(format!("bind {src}: {e}")))?;
     let local_port = sock.local_addr().map(|a| a.port()).unwrap_or(0);
     // A connected UDP socket is what turns an ICMP port-unreachable into ECONNREFUSED on recv.
     sock.connect(dst)
         .map_err(|e| SysError(format!("udp connect {dst}: {e}")))?;
-    sock.set_read_timeout(Some(timeout))
+    let early = timeout.min(EARLY_WAIT);
+    sock.set_read_timeout(Some(early))
         .map_err(|e| SysError(e.to_string()))?;
     match sock.send(b"proxyscope probe\n") {
         Ok(_) => {}
@@ -151,7 +227,19 @@ fn probe_udp(src: IpAddr, dst: SocketAddr, timeout: Duration) -> Result<Observed
         }
     }
     let mut buf = [0u8; 1500];
-    match sock.recv(&mut buf) {
+    let mut got = sock.recv(&mut buf);
+    if let Err(e) = &got
+        && matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+    {
+        if silent_by_rule.is_some_and(|f| f(local_port)) {
+            return Ok(Observed::Timeout { local_port });
+        }
+        let rest = timeout.saturating_sub(early).max(Duration::from_millis(1));
+        sock.set_read_timeout(Some(rest))
+            .map_err(|e| SysError(e.to_string()))?;
+        got = sock.recv(&mut buf);
+    }
+    match got {
         Ok(n) => {
             let text = String::from_utf8_lossy(&buf[..n]);
             let (backend, seen_src) = parse_reply(&text)

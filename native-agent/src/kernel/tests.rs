@@ -91,6 +91,7 @@ fn harness_sees_dnat_masquerade_reject_and_drop() {
             proto,
             dst,
             t,
+            None,
         )
         .unwrap()
     };
@@ -131,6 +132,17 @@ fn harness_sees_dnat_masquerade_reject_and_drop() {
         ]
         .map(|(c, i)| (c.to_string(), i))
     );
+    // The netlink reads agree with the tools: every rule's packet counter and DROP verdict
+    // with `iptables-save -c` (same chains, same order), the entry fetched by its tuple with
+    // the dump.
+    let by_netlink = nf.counters(Family::V4).unwrap();
+    let by_tool = super::netfilter::group_counts(&counted);
+    assert_eq!(by_netlink, by_tool);
+    assert!(by_netlink[&("filter".to_string(), "FORWARD".to_string())][1].drops);
+    let got = nf
+        .conntrack_get(Proto::Tcp, e.orig_src, e.orig_sport, sa("10.96.0.10:80"))
+        .unwrap();
+    assert_eq!(got.as_ref(), Some(e));
 
     // A pod on this node keeps its source (inside the pod CIDR, no mark).
     let o = go(Client::Pod, Proto::Tcp, "10.96.0.10:80");

@@ -25,6 +25,7 @@
 //! nothing in the host's namespace is touched (every command runs under `ip netns exec` / `ip -n`).
 
 use super::netfilter::{Backend, Netfilter};
+use super::nl::NfSocket;
 use super::sys::{self, SysError};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -118,9 +119,17 @@ impl Netns {
         sys::run(Some(&self.name), program, args, stdin)
     }
 
-    pub fn sysctl(&self, key: &str, value: &str) -> Result<(), SysError> {
-        self.exec("sysctl", &["-q", "-w", &format!("{key}={value}")], None)
-            .map(|_| ())
+    /// Set sysctls by writing `/proc/sys/…` from a thread inside the namespace (the `net.*`
+    /// tree there is the opening thread's namespace's).
+    pub fn sysctls(&self, settings: &[(&str, &str)]) -> Result<(), SysError> {
+        sys::in_netns(&self.name, || {
+            for (key, value) in settings {
+                let path = format!("/proc/sys/{}", key.replace('.', "/"));
+                std::fs::write(&path, value)
+                    .map_err(|e| SysError(format!("sysctl {key}={value}: {path}: {e}")))?;
+            }
+            Ok(())
+        })?
     }
 }
 
@@ -178,6 +187,8 @@ pub fn clean_stale_namespaces() {
 /// The namespaces of one node plus its clients. Dropping it deletes them all.
 #[derive(Debug)]
 pub struct World {
+    /// Netlink socket inside `node` (dropped before the namespaces are deleted).
+    pub nl: NfSocket,
     pub node: Netns,
     pub pods: Netns,
     pub ext: Netns,
@@ -203,12 +214,14 @@ impl World {
         let ext = Netns::create(name("ext"))?;
         let podc = Netns::create(name("podc"))?;
         let wan = Netns::create(name("wan"))?;
+        let nl = NfSocket::open(&node.name)?;
         let sources = [Client::External, Client::Pod, Client::Node].map(|c| {
             let v4: IpAddr = "10.96.0.1".parse().expect("constant");
             let v6: IpAddr = "fd00:10:96::1".parse().expect("constant");
             [c.source_for(v4), c.source_for(v6)]
         });
         let w = World {
+            nl,
             node,
             pods,
             ext,
@@ -225,187 +238,121 @@ impl World {
     fn wire(&self) -> Result<(), SysError> {
         let node = &self.node;
         // veth pairs are created inside the node namespace and one end is moved straight into the
-        // peer namespace, so no interface ever exists in the host's namespace.
-        node.ip(&[
-            "link",
-            "add",
-            "eth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &self.ext.name,
-        ])?;
-        node.ip(&[
-            "link",
-            "add",
-            "pods0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &self.pods.name,
-        ])?;
-        node.ip(&[
-            "link",
-            "add",
-            "podc0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &self.podc.name,
-        ])?;
-        node.ip(&[
-            "link",
-            "add",
-            "up0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &self.wan.name,
-        ])?;
+        // peer namespace, so no interface ever exists in the host's namespace. One `ip -batch`
+        // per namespace: a process per command made building a world slower than testing it.
+        let mut b = String::new();
+        for (dev, peer) in [
+            ("eth0", &self.ext),
+            ("pods0", &self.pods),
+            ("podc0", &self.podc),
+            ("up0", &self.wan),
+        ] {
+            b.push_str(&format!(
+                "link add {dev} type veth peer name eth0 netns {}\n",
+                peer.name
+            ));
+        }
+        batch(node, &b)?;
 
         // Forwarding as on any Kubernetes node; route_localnet because kube-proxy sets it when
         // localhost NodePorts are enabled (DNAT of 127.0.0.1:<nodePort> to a Pod must be routable).
-        node.sysctl("net.ipv4.ip_forward", "1")?;
-        node.sysctl("net.ipv6.conf.all.forwarding", "1")?;
-        node.sysctl("net.ipv4.conf.all.route_localnet", "1")?;
-        node.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
-        node.sysctl("net.ipv4.conf.default.rp_filter", "0")?;
         // The harness sends hundreds of flows a second from one client; the kernel's per-peer
         // ICMP rate limit (1/s after a burst of 6) would turn later REJECTs into silent drops.
         // A real client sending one connection at a time never notices the limit.
-        node.sysctl("net.ipv4.icmp_ratelimit", "0")?;
-        node.sysctl("net.ipv6.icmp.ratelimit", "0")?;
-        node.sysctl("net.ipv4.icmp_msgs_per_sec", "100000")?;
-
-        // `nodad`: no IPv6 duplicate address detection, so addresses are usable immediately.
-        node.ip(&["addr", "add", "192.168.0.2/24", "dev", "eth0"])?;
-        node.ip(&["addr", "add", "2001:db8::1/64", "dev", "eth0", "nodad"])?;
-        // Like a CNI bridge (cni0 10.244.0.1/24): the node's own podCIDR is on-link here.
-        node.ip(&["addr", "add", "10.244.0.1/24", "dev", "pods0"])?;
-        node.ip(&["addr", "add", "fd00:10:244::1/64", "dev", "pods0", "nodad"])?;
-        // The Pod client's gateway too: IPv6 neighbour discovery only answers for addresses of
-        // the interface the solicitation arrived on (unlike ARP with arp_ignore=0).
-        node.ip(&["addr", "add", "fd00:10:244::1/128", "dev", "podc0", "nodad"])?;
-        node.ip(&["addr", "add", "172.31.255.2/30", "dev", "up0"])?;
-        node.ip(&["addr", "add", "fd00:ffff::2/64", "dev", "up0", "nodad"])?;
-        for dev in ["eth0", "pods0", "podc0", "up0"] {
-            node.ip(&["link", "set", dev, "up"])?;
-        }
-        node.ip(&["route", "add", CLUSTER_CIDR4, "dev", "pods0"])?;
-        node.ip(&["-6", "route", "add", CLUSTER_CIDR6, "dev", "pods0"])?;
-        node.ip(&["route", "add", "10.244.0.250/32", "dev", "podc0"])?;
-        node.ip(&["-6", "route", "add", "fd00:10:244::fa/128", "dev", "podc0"])?;
-        // A default route upstream so node-originated packets to Service IPs have a route before
-        // nat OUTPUT rewrites them, as on a real node; `src` keeps their source the node's eth0
-        // address (what `status.addresses` says).
-        node.ip(&[
-            "route",
-            "add",
-            "default",
-            "via",
-            "172.31.255.1",
-            "dev",
-            "up0",
-            "src",
-            NODE_IP4,
-        ])?;
-        node.ip(&[
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            "fd00:ffff::1",
-            "dev",
-            "up0",
-            "src",
-            NODE_IP6,
-        ])?;
-
-        let wan = &self.wan;
-        wan.ip(&["addr", "add", "172.31.255.1/30", "dev", "eth0"])?;
-        wan.ip(&["addr", "add", "fd00:ffff::1/64", "dev", "eth0", "nodad"])?;
-        wan.ip(&["link", "set", "eth0", "up"])?;
-        wan.sysctl("net.ipv4.ip_forward", "1")?;
-        wan.sysctl("net.ipv6.conf.all.forwarding", "1")?;
-        wan.ip(&["route", "add", "blackhole", "default"])?;
-        wan.ip(&["-6", "route", "add", "blackhole", "default"])?;
-
-        let ext = &self.ext;
-        ext.ip(&["addr", "add", "192.168.0.100/24", "dev", "eth0"])?;
-        ext.ip(&["addr", "add", "2001:db8::100/64", "dev", "eth0", "nodad"])?;
-        ext.ip(&["link", "set", "eth0", "up"])?;
-        ext.ip(&["route", "add", "default", "via", NODE_IP4, "dev", "eth0"])?;
-        ext.ip(&[
-            "-6", "route", "add", "default", "via", NODE_IP6, "dev", "eth0",
-        ])?;
-
-        for (ns, v4, v6) in [
-            (&self.podc, "10.244.0.250/32", "fd00:10:244::fa/128"),
-            (&self.pods, "", ""),
-        ] {
-            if !v4.is_empty() {
-                ns.ip(&["addr", "add", v4, "dev", "eth0"])?;
-                ns.ip(&["addr", "add", v6, "dev", "eth0", "nodad"])?;
-            }
-            ns.ip(&["link", "set", "eth0", "up"])?;
-            ns.ip(&["route", "add", &format!("{NODE_POD_GW4}/32"), "dev", "eth0"])?;
-            ns.ip(&[
-                "route",
-                "add",
-                "default",
-                "via",
-                NODE_POD_GW4,
-                "dev",
-                "eth0",
-            ])?;
-            ns.ip(&[
-                "-6",
-                "route",
-                "add",
-                &format!("{NODE_POD_GW6}/128"),
-                "dev",
-                "eth0",
-            ])?;
-            ns.ip(&[
-                "-6",
-                "route",
-                "add",
-                "default",
-                "via",
-                NODE_POD_GW6,
-                "dev",
-                "eth0",
-            ])?;
-        }
         // Hairpin traffic leaves the node by the interface it came in on. Real nodes bridge
         // their Pods (hairpin mode on the bridge port); here the node routes, and an ICMP
         // redirect would teach the pods namespace a shortcut that bypasses the node's rules.
-        node.sysctl("net.ipv4.conf.all.send_redirects", "0")?;
-        node.sysctl("net.ipv4.conf.pods0.send_redirects", "0")?;
-        self.pods
-            .sysctl("net.ipv4.conf.all.accept_redirects", "0")?;
-        self.pods
-            .sysctl("net.ipv6.conf.all.accept_redirects", "0")?;
-        self.pods
-            .sysctl("net.ipv6.conf.eth0.accept_redirects", "0")?;
-        self.pin_neighbors()?;
-        // The pods namespace answers for many addresses on one veth: ignore reverse-path checks.
-        self.pods.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
-        self.pods.sysctl("net.ipv4.conf.default.rp_filter", "0")?;
-        Ok(())
+        node.sysctls(&[
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv6.conf.all.forwarding", "1"),
+            ("net.ipv4.conf.all.route_localnet", "1"),
+            ("net.ipv4.conf.all.rp_filter", "0"),
+            ("net.ipv4.conf.default.rp_filter", "0"),
+            ("net.ipv4.icmp_ratelimit", "0"),
+            ("net.ipv6.icmp.ratelimit", "0"),
+            ("net.ipv4.icmp_msgs_per_sec", "100000"),
+            ("net.ipv4.conf.all.send_redirects", "0"),
+            ("net.ipv4.conf.pods0.send_redirects", "0"),
+        ])?;
+        // The pods namespace answers for many addresses on one veth: no reverse-path checks.
+        self.pods.sysctls(&[
+            ("net.ipv4.conf.all.accept_redirects", "0"),
+            ("net.ipv6.conf.all.accept_redirects", "0"),
+            ("net.ipv6.conf.eth0.accept_redirects", "0"),
+            ("net.ipv4.conf.all.rp_filter", "0"),
+            ("net.ipv4.conf.default.rp_filter", "0"),
+        ])?;
+        self.wan.sysctls(&[
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv6.conf.all.forwarding", "1"),
+        ])?;
+
+        // `nodad`: no IPv6 duplicate address detection, so addresses are usable immediately.
+        // The node's own podCIDR is on-link on pods0, like a CNI bridge (cni0 10.244.0.1/24).
+        // fd00:10:244::1 is also on podc0: IPv6 neighbour discovery only answers for addresses
+        // of the interface the solicitation arrived on (unlike ARP with arp_ignore=0).
+        // The default route upstream gives node-originated packets to Service IPs a route
+        // before nat OUTPUT rewrites them, as on a real node; `src` keeps their source the
+        // node's eth0 address (what `status.addresses` says).
+        let node_cmds = format!(
+            "addr add 192.168.0.2/24 dev eth0
+addr add 2001:db8::1/64 dev eth0 nodad
+addr add 10.244.0.1/24 dev pods0
+addr add fd00:10:244::1/64 dev pods0 nodad
+addr add fd00:10:244::1/128 dev podc0 nodad
+addr add 172.31.255.2/30 dev up0
+addr add fd00:ffff::2/64 dev up0 nodad
+link set eth0 up
+link set pods0 up
+link set podc0 up
+link set up0 up
+route add {CLUSTER_CIDR4} dev pods0
+route add {CLUSTER_CIDR6} dev pods0
+route add 10.244.0.250/32 dev podc0
+route add fd00:10:244::fa/128 dev podc0
+route add default via 172.31.255.1 dev up0 src {NODE_IP4}
+route add ::/0 via fd00:ffff::1 dev up0 src {NODE_IP6}
+"
+        );
+        batch(node, &node_cmds)?;
+        batch(
+            &self.wan,
+            "addr add 172.31.255.1/30 dev eth0
+addr add fd00:ffff::1/64 dev eth0 nodad
+link set eth0 up
+route add blackhole default
+route add blackhole ::/0
+",
+        )?;
+        batch(
+            &self.ext,
+            &format!(
+                "addr add 192.168.0.100/24 dev eth0
+addr add 2001:db8::100/64 dev eth0 nodad
+link set eth0 up
+route add default via {NODE_IP4} dev eth0
+route add ::/0 via {NODE_IP6} dev eth0
+"
+            ),
+        )?;
+        let pod_side = format!(
+            "link set eth0 up
+route add {NODE_POD_GW4}/32 dev eth0
+route add default via {NODE_POD_GW4} dev eth0
+route add {NODE_POD_GW6}/128 dev eth0
+route add ::/0 via {NODE_POD_GW6} dev eth0
+"
+        );
+        batch(
+            &self.podc,
+            &format!(
+                "addr add 10.244.0.250/32 dev eth0
+addr add fd00:10:244::fa/128 dev eth0 nodad
+{pod_side}"
+            ),
+        )?;
+        batch(&self.pods, &pod_side)?;
+        self.pin_neighbors()
     }
 
     /// Permanent neighbour entries on every link, both ways. Neighbour discovery is not what
@@ -555,6 +502,7 @@ impl World {
         Netfilter {
             ns: &self.node,
             backend: self.backend,
+            nl: Some(&self.nl),
         }
     }
 
