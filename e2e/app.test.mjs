@@ -358,3 +358,135 @@ test('IPVS mode: the scheduler picks the Pod at LOCAL_IN, and the link keeps the
   await other.ctx.close();
   assert.deepEqual(errors, []);
 });
+
+test('side by side: the same packet in iptables and IPVS mode, differences called out', async () => {
+  const { page, ctx, errors } = await open();
+  await page.check('#compare');
+  await sendAndPause(page);
+  await page.waitForSelector('#compare-ipvs');
+  // iptables mode picks the Pod with -m statistic random rules; IPVS finds the virtual server
+  // by a table lookup and its scheduler (kube-proxy's default rr) decides, at LOCAL_IN.
+  assert.match(await page.textContent('#compare-iptables .how'), /statistic --mode random/);
+  assert.match(await page.textContent('#compare-ipvs .how'), /^rr: /);
+  const notes = await page.textContent('#compare-notes');
+  assert.match(notes, /LOCAL_IN/);
+  assert.match(notes, /hash lookup|one hash lookup/);
+  for (const col of ['#compare-iptables', '#compare-ipvs']) {
+    assert.match(await page.getAttribute(col, 'data-output'), /^10\.0\.0\.[234]:/);
+  }
+  await settle(page);
+  await page.locator('#compare-panel').screenshot({ path: path.join(SHOTS, '11-compare.png') });
+  // Chinese too, and the link keeps the view.
+  await page.locator('body').press('l');
+  assert.match(await page.textContent('#compare-title'), /同一个数据包/);
+  assert.match(await page.textContent('#compare-notes'), /LOCAL_IN/);
+  const link = await page.inputValue('#share-url');
+  await ctx.close();
+  const other = await open(link);
+  assert.ok(await other.page.isChecked('#compare'));
+  assert.ok(await other.page.$('#compare-ipvs'));
+  await other.ctx.close();
+  assert.deepEqual(errors, []);
+});
+
+test('IPVS: 14 schedulers, ipvsadm -Ln and scheduler state that follows the connections', async () => {
+  const { page, ctx, errors } = await open();
+  await page.selectOption('#mode', 'ipvs');
+  const names = await page.$$eval('#scheduler option', (os) => os.map((o) => o.value));
+  assert.deepEqual(names.sort(), ['dh', 'fo', 'lblc', 'lblcr', 'lc', 'mh', 'nq', 'ovf', 'rr', 'sed', 'sh', 'twos', 'wlc', 'wrr']);
+  assert.equal(await page.inputValue('#scheduler'), 'rr');
+  await page.selectOption('#scheduler', 'wrr');
+  assert.match(await page.textContent('#ipvsadm'), /TCP {2}10\.104\.14\.67:80 wrr/);
+  const conns = () => page.$$eval('#sched-state tbody tr', (rs) =>
+    rs.reduce((n, r) => n + Number(r.querySelector('.active').textContent) + Number(r.querySelector('.inactive').textContent), 0));
+  assert.equal(await conns(), 0);
+  await sendAndPause(page);
+  assert.equal(await conns(), 1);
+  await page.click('#send');
+  await page.waitForFunction(() => document.querySelectorAll('#sched-state tbody tr').length > 0);
+  assert.equal(await conns(), 2, 'a second connection is counted on its server');
+  assert.equal(await page.getAttribute('#sched-state', 'data-scheduler'), 'wrr');
+  assert.ok(await page.$('#sched-state [data-fact="Cw"]'), 'wrr shows its current weight');
+  // dh hashes the destination address: a Service VIP is one address, so one server gets all.
+  await page.selectOption('#scheduler', 'dh');
+  await page.click('.many-n[data-n="100"]');
+  await page.waitForSelector('#distribution td.count');
+  assert.deepEqual(await page.$$eval('#distribution td.count', (t) => t.map((x) => Number(x.textContent))), [100]);
+  // rr with keepalive: 100 requests over 4 pooled connections (25 each), connections A B C A.
+  await page.selectOption('#scheduler', 'rr');
+  await page.check('#keepalive');
+  await page.click('.many-n[data-n="100"]');
+  await page.waitForFunction(() => document.querySelectorAll('#distribution td.count').length === 3);
+  const counts = await page.$$eval('#distribution td.count', (t) => t.map((x) => Number(x.textContent)));
+  assert.deepEqual(counts, [50, 25, 25]);
+  await settle(page);
+  await page.locator('#ipvs-panel').screenshot({ path: path.join(SHOTS, '12-ipvs-panel.png') });
+  const link = await page.inputValue('#share-url');
+  await ctx.close();
+  const other = await open(link);
+  assert.equal(await other.page.inputValue('#scheduler'), 'rr');
+  assert.ok(await other.page.isChecked('#keepalive'));
+  await other.ctx.close();
+  assert.deepEqual(errors, []);
+});
+
+test('paste a node dump: trace through it, problems at their line', async () => {
+  const { page, ctx, errors } = await open();
+  // A hand-written iptables-save in kube-proxy's shape: one Service 10.96.0.10:53 → one
+  // endpoint 10.0.0.9:53, plus a line iptables-restore would refuse.
+  const dump = [
+    '*nat',
+    ':PREROUTING ACCEPT [0:0]',
+    ':INPUT ACCEPT [0:0]',
+    ':OUTPUT ACCEPT [0:0]',
+    ':POSTROUTING ACCEPT [0:0]',
+    ':KUBE-SERVICES - [0:0]',
+    ':KUBE-SVC-TEST - [0:0]',
+    ':KUBE-SEP-TEST - [0:0]',
+    '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    '-A KUBE-SERVICES -d 10.96.0.10/32 -p tcp -m tcp --dport 53 -j KUBE-SVC-TEST',
+    'this is not a rule',
+    '-A KUBE-SVC-TEST -j KUBE-SEP-TEST',
+    '-A KUBE-SEP-TEST -p tcp -m tcp -j DNAT --to-destination 10.0.0.9:53',
+    'COMMIT',
+    '',
+  ].join('\n');
+  await page.fill('#dump', dump);
+  await page.click('#load-dump');
+  await page.waitForSelector('#dump-active');
+  assert.ok(await page.$('#dump-errors li[data-line="12"]'), await page.textContent('#dump-errors'));
+  await page.fill('#custom-dst', '10.96.0.10:53');
+  await sendAndPause(page);
+  await page.locator('body').press('End');
+  assert.equal(await page.textContent('#hdr-dst code'), '10.0.0.9:53');
+  await settle(page);
+  await page.screenshot({ path: path.join(SHOTS, '13-dump.png'), fullPage: true });
+  await page.click('#clear-dump');
+  assert.equal(await page.$('#dump-active'), null);
+  await ctx.close();
+  assert.deepEqual(errors, []);
+});
+
+test('export the diagram as SVG and PNG', async () => {
+  const { page, ctx } = await open(base, { acceptDownloads: true });
+  await sendAndPause(page);
+  const [svgDl] = await Promise.all([page.waitForEvent('download'), page.click('#export-svg')]);
+  const svgFile = path.join(SHOTS, 'diagram.svg');
+  await svgDl.saveAs(svgFile);
+  const svg = fs.readFileSync(svgFile, 'utf8');
+  assert.match(svg, /^<\?xml/);
+  assert.match(svg, /<svg[^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+  assert.match(svg, /<style>/);
+  for (const h of ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING']) assert.ok(svg.includes(h), h);
+  const [pngDl] = await Promise.all([page.waitForEvent('download'), page.click('#export-png')]);
+  const pngFile = path.join(SHOTS, 'diagram.png');
+  await pngDl.saveAs(pngFile);
+  const png = fs.readFileSync(pngFile);
+  assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'PNG signature');
+  // IHDR: width and height, the diagram's 960×330 drawn at 2×.
+  assert.equal(png.readUInt32BE(16), 1920);
+  assert.equal(png.readUInt32BE(20), 660);
+  assert.ok(png.length > 10000, `a drawn picture, not a blank (${png.length} bytes)`);
+  await ctx.close();
+});

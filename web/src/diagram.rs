@@ -17,6 +17,18 @@ pub const W: f64 = 960.0;
 pub const H: f64 = 330.0;
 const POD_X: f64 = 870.0;
 
+/// The diagram's styles for an exported SVG file: the page's rules with its colour variables
+/// resolved (keep in step with index.html).
+pub const EXPORT_CSS: &str = "text{font-family:system-ui,'Noto Sans','Noto Sans CJK SC',sans-serif;font-size:13px;text-anchor:middle;fill:#111827}\
+.node-frame{fill:#f8fafc;stroke:#9ca3af;stroke-dasharray:6 4}text.node-label{fill:#4b5563;font-size:13px;text-anchor:start}\
+.edge{stroke:#9ca3af;stroke-width:2}.travelled{fill:none;stroke:#60a5fa;stroke-width:5;stroke-linejoin:round;opacity:.8}\
+.hook rect,.box rect,.pod rect,.routing polygon{fill:#fff;stroke:#374151;stroke-width:1.5}\
+.hook.visited rect,.box.visited rect,.routing.visited polygon{fill:#eff6ff;stroke:#60a5fa}\
+.hook.active rect,.box.active rect,.routing.active polygon,.pod.active rect{fill:#dbeafe;stroke:#1d4ed8;stroke-width:3}\
+.pod.other rect{stroke-dasharray:4 3}#client text{font-size:12px}text.sub{font-size:11px;fill:#4b5563}.label{font-weight:600}\
+.packet circle{fill:#f59e0b;stroke:#78350f;stroke-width:2}.packet.rewritten circle{fill:#10b981;stroke:#064e3b}\
+.packet.dropped circle{fill:#ef4444;stroke:#7f1d1d}.packet .x{stroke:#fff;stroke-width:3}";
+
 fn hook_pos(h: Hook) -> (f64, f64) {
     match h {
         Hook::Prerouting => (220.0, 160.0),

@@ -104,6 +104,45 @@ pub enum K {
     Dropped,
     ShareError,
     Mode,
+    SideBySide,
+    CompareTitle,
+    CompareNone,
+    Differences,
+    RulesEvaluated,
+    NatChains,
+    Lookup,
+    HowChosen,
+    DnatAt,
+    Masq,
+    WentTo,
+    Yes,
+    No,
+    IpvsTitle,
+    Scheduler,
+    SchedHint,
+    SchedState,
+    SchedNoVs,
+    Server,
+    Weight,
+    Active,
+    Inactive,
+    Buckets,
+    Cache,
+    IpvsTable,
+    AfterMany,
+    Keepalive,
+    Requests,
+    DumpTitle,
+    DumpHintIptables,
+    DumpHintIpvs,
+    LoadDump,
+    ClearDump,
+    DumpActive,
+    DumpProblems,
+    CustomDst,
+    ExportSvg,
+    ExportPng,
+    LiveNode,
 }
 
 pub fn t(lang: Lang, k: K) -> &'static str {
@@ -178,6 +217,75 @@ pub fn t(lang: Lang, k: K) -> &'static str {
         K::Dropped => ("dropped", "已丢弃"),
         K::ShareError => ("The shared link could not be opened", "无法打开分享的链接"),
         K::Mode => ("Mode", "模式"),
+        K::SideBySide => ("Side by side", "并排对比"),
+        K::CompareTitle => (
+            "The same packet: iptables mode | IPVS mode",
+            "同一个数据包：iptables 模式 | IPVS 模式",
+        ),
+        K::CompareNone => (
+            "Send a packet to see it in both modes.",
+            "发送一个数据包，查看它在两种模式下的处理。",
+        ),
+        K::Differences => ("Differences", "差异"),
+        K::RulesEvaluated => ("iptables rules evaluated", "评估的 iptables 规则数"),
+        K::NatChains => ("nat chains walked", "经过的 nat 链"),
+        K::Lookup => ("How the Service was found", "如何找到 Service"),
+        K::HowChosen => ("How the Pod was chosen", "如何选择 Pod"),
+        K::DnatAt => ("Destination rewritten at", "目的地址改写位置"),
+        K::Masq => ("Masquerade (SNAT)", "伪装（SNAT）"),
+        K::WentTo => ("Went to", "转发到"),
+        K::Yes => ("yes", "是"),
+        K::No => ("no", "否"),
+        K::IpvsTitle => (
+            "IPVS: virtual servers and scheduler",
+            "IPVS：虚拟服务与调度算法",
+        ),
+        K::Scheduler => ("Scheduler", "调度算法"),
+        K::SchedHint => (
+            "kube-proxy applies one scheduler to every virtual server: KubeProxyConfiguration ipvs.scheduler (empty = rr).",
+            "kube-proxy 对所有虚拟服务使用同一个调度算法：KubeProxyConfiguration 的 ipvs.scheduler（留空即 rr）。",
+        ),
+        K::SchedState => ("Scheduler state", "调度器状态"),
+        K::SchedNoVs => (
+            "The selected destination is not an IPVS virtual server.",
+            "所选目的地址不是 IPVS 虚拟服务。",
+        ),
+        K::Server => ("real server", "真实服务器"),
+        K::Weight => ("weight", "权重"),
+        K::Active => ("active", "活动连接"),
+        K::Inactive => ("inactive", "非活动连接"),
+        K::Buckets => ("table buckets", "表中桶数"),
+        K::Cache => ("Cache: destination → server", "缓存：目的地址 → 服务器"),
+        K::IpvsTable => ("ipvsadm -Ln", "ipvsadm -Ln"),
+        K::AfterMany => ("After these connections", "这些连接之后"),
+        K::Keepalive => (
+            "Keepalive: requests reuse 4 connections",
+            "长连接（keepalive）：请求复用 4 个连接",
+        ),
+        K::Requests => ("requests", "请求数"),
+        K::DumpTitle => ("Trace through a real node's rules", "用真实节点的规则追踪"),
+        K::DumpHintIptables => (
+            "Paste `iptables-save` (or `ip6tables-save`) from a node. The scenario above still describes the node (its addresses, Pod CIDR).",
+            "粘贴节点上 `iptables-save`（或 `ip6tables-save`）的输出。上面的场景仍用于描述节点（地址、Pod CIDR）。",
+        ),
+        K::DumpHintIpvs => (
+            "Paste `ipvsadm -Sn`, `ipset save` and `iptables-save` from a node, each under its header line (# ipvsadm -Sn, # ipset save, # iptables-save).",
+            "粘贴节点上的 `ipvsadm -Sn`、`ipset save` 和 `iptables-save`，每段前加标题行（# ipvsadm -Sn、# ipset save、# iptables-save）。",
+        ),
+        K::LoadDump => ("Trace through this dump", "使用此导出追踪"),
+        K::ClearDump => ("Back to the scenario's rules", "恢复为场景生成的规则"),
+        K::DumpActive => (
+            "Packets are traced through the pasted dump.",
+            "数据包正在通过粘贴的导出规则追踪。",
+        ),
+        K::DumpProblems => ("Problems in the dump", "导出中的问题"),
+        K::CustomDst => (
+            "Or any destination (address:port)",
+            "或任意目的地址（地址:端口）",
+        ),
+        K::ExportSvg => ("Export diagram (SVG)", "导出示意图（SVG）"),
+        K::LiveNode => ("Live node", "实时节点"),
+        K::ExportPng => ("Export diagram (PNG)", "导出示意图（PNG）"),
     };
     match lang {
         Lang::En => en,
@@ -717,4 +825,187 @@ mod tests {
         assert!(en.contains("KUBE-SVC-X") && en.contains("! -s 10.0.0.0/16"));
         assert!(zh.contains("KUBE-SVC-X") && zh.contains("不匹配"));
     }
+}
+
+/// One line on what each IPVS scheduler does (`net/netfilter/ipvs/ip_vs_<name>.c`).
+pub fn sched_desc(lang: Lang, k: crate::model::SchedulerKind) -> &'static str {
+    use crate::model::SchedulerKind as S;
+    let (en, zh) = match k {
+        S::Rr => (
+            "round robin: the next server after the one picked last",
+            "轮询：上次选中的服务器之后的下一个",
+        ),
+        S::Wrr => (
+            "weighted round robin: passes over the list with a falling weight threshold cw; a server gets a connection while its weight ≥ cw",
+            "加权轮询：按逐步降低的权重门限 cw 轮流扫描，权重 ≥ cw 的服务器获得连接",
+        ),
+        S::Lc => (
+            "least connection: fewest active×256 + inactive connections",
+            "最少连接：活动连接×256 + 非活动连接 最少者",
+        ),
+        S::Wlc => (
+            "weighted least connection: lowest (active×256 + inactive) / weight",
+            "加权最少连接：(活动×256 + 非活动) / 权重 最小者",
+        ),
+        S::Lblc => (
+            "locality-based least connection: one server per destination address (a cache), wlc when it is new or overloaded",
+            "基于局部性的最少连接：每个目的地址对应一台服务器（缓存），新地址或过载时按 wlc 选择",
+        ),
+        S::Lblcr => (
+            "lblc with replication: a set of servers per destination address",
+            "带复制的 lblc：每个目的地址对应一组服务器",
+        ),
+        S::Dh => (
+            "destination hashing: a 256-bucket table indexed by the destination address — a Service VIP is one address, so one server gets everything",
+            "目的地址哈希：按目的地址索引 256 个桶——Service VIP 只有一个地址，所以全部流量落到同一台服务器",
+        ),
+        S::Sh => (
+            "source hashing: a 256-bucket table indexed by the client address, filled by weight",
+            "源地址哈希：按客户端地址索引 256 个桶，按权重填充",
+        ),
+        S::Sed => (
+            "shortest expected delay: lowest (active + 1) / weight",
+            "最短预期延迟：(活动连接 + 1) / 权重 最小者",
+        ),
+        S::Nq => (
+            "never queue: an idle server if there is one, otherwise sed",
+            "永不排队：有空闲服务器就选它，否则按 sed",
+        ),
+        S::Fo => (
+            "weighted failover: the highest-weight server not overloaded",
+            "加权故障转移：未过载的权重最高者",
+        ),
+        S::Ovf => (
+            "overflow: the highest-weight server until its active connections exceed its weight",
+            "溢出连接：权重最高者，直到其活动连接数超过权重",
+        ),
+        S::Mh => (
+            "maglev hashing: a consistent-hash lookup table indexed by the client address",
+            "Maglev 哈希：按客户端地址索引的一致性哈希表",
+        ),
+        S::Twos => (
+            "weighted random twos choice: two servers drawn by weight, the less loaded wins",
+            "加权随机二选一：按权重随机抽两台，负载较低者胜出",
+        ),
+    };
+    match lang {
+        Lang::En => en,
+        Lang::Zh => zh,
+    }
+}
+
+/// The label of a piece of scheduler state (the kernel's field name stays in the text).
+pub fn fact_label(lang: Lang, f: crate::model::Fact) -> &'static str {
+    use crate::model::Fact as F;
+    let (en, zh) = match f {
+        F::Position => (
+            "last server picked (sched_data)",
+            "上次选中的服务器（sched_data）",
+        ),
+        F::Cw => ("current weight cw", "当前权重 cw"),
+        F::Mw => ("max weight mw", "最大权重 mw"),
+        F::Di => ("weight gcd di", "权重最大公约数 di"),
+        F::TableSize => ("lookup table size", "查找表大小"),
+        F::Gcd => ("weight gcd", "权重最大公约数"),
+        F::Rshift => ("weight shift rshift", "权重右移 rshift"),
+        F::CacheEntries => ("cache entries (kernel count)", "缓存条目数（内核计数）"),
+        F::NextGc => ("next garbage-collection tick", "下一次垃圾回收时间"),
+    };
+    match lang {
+        Lang::En => en,
+        Lang::Zh => zh,
+    }
+}
+
+/// The callouts of the side-by-side view: what differs between the two modes for this packet.
+pub fn compare_notes(
+    lang: Lang,
+    a: &crate::model::ModeSummary,
+    b: &crate::model::ModeSummary,
+) -> Vec<String> {
+    let zh = lang == Lang::Zh;
+    let mut out = Vec::new();
+    if !a.established && a.random_rules > 0 {
+        out.push(if zh {
+            format!(
+                "iptables 模式逐条匹配规则（共 {} 条），在 {} 条 -m statistic 随机规则中抽签选 Pod；IPVS 模式只评估 {} 条 iptables 规则，再用一次哈希查找找到虚拟服务，由调度算法决定。",
+                a.rules_evaluated, a.random_rules, b.rules_evaluated
+            )
+        } else {
+            format!(
+                "iptables mode walks rules one by one ({} evaluated) and picks the Pod by random draws in {} -m statistic rule(s); IPVS mode evaluates {} iptables rules, then one hash lookup finds the virtual server and its scheduler decides.",
+                a.rules_evaluated, a.random_rules, b.rules_evaluated
+            )
+        });
+    } else if a.rules_evaluated != b.rules_evaluated {
+        out.push(if zh {
+            format!(
+                "评估的规则数：iptables 模式 {}，IPVS 模式 {}。",
+                a.rules_evaluated, b.rules_evaluated
+            )
+        } else {
+            format!(
+                "Rules evaluated: {} in iptables mode, {} in IPVS mode.",
+                a.rules_evaluated, b.rules_evaluated
+            )
+        });
+    }
+    if let (Some(ha), Some(hb)) = (a.dnat_hook, b.dnat_hook)
+        && ha != hb
+    {
+        out.push(if zh {
+            format!(
+                "DNAT 的位置不同：iptables 模式在 nat {}，IPVS 模式在 {}（VIP 绑定在 kube-ipvs0 上，路由判定为本机，IPVS 在这里接手）。",
+                hook_name(ha), ipvs_hook(hb)
+            )
+        } else {
+            format!(
+                "DNAT happens in different places: iptables mode in nat {}, IPVS mode at {} (the VIP sits on kube-ipvs0, so routing treats it as local and IPVS takes over there).",
+                hook_name(ha), ipvs_hook(hb)
+            )
+        });
+    }
+    if a.masquerade != b.masquerade {
+        let (on, off) = if a.masquerade {
+            ("iptables", "IPVS")
+        } else {
+            ("IPVS", "iptables")
+        };
+        out.push(if zh {
+            format!("只有 {on} 模式做了伪装（SNAT），{off} 模式保留了客户端源地址。")
+        } else {
+            format!("Only {on} mode masqueraded the packet; {off} mode kept the client's source address.")
+        });
+    }
+    if a.output != b.output {
+        out.push(if zh {
+            format!(
+                "去向不同：iptables → {}，IPVS → {}。两种模式各自独立选择（随机抽签 vs 调度算法）。",
+                or_dash(&a.output), or_dash(&b.output)
+            )
+        } else {
+            format!(
+                "They went to different places: iptables → {}, IPVS → {}. Each mode chooses on its own (random draw vs scheduler).",
+                or_dash(&a.output), or_dash(&b.output)
+            )
+        });
+    } else if zh {
+        out.push(format!("两种模式都转发到 {}。", or_dash(&a.output)));
+    } else {
+        out.push(format!("Both modes sent it to {}.", or_dash(&a.output)));
+    }
+    out
+}
+
+/// IPVS's own names for the hooks it hooks into (`ip_vs_ops` in ip_vs_core.c).
+fn ipvs_hook(h: Hook) -> String {
+    match h {
+        Hook::Input => "LOCAL_IN (INPUT)".into(),
+        Hook::Output => "LOCAL_OUT (OUTPUT)".into(),
+        h => hook_name(h).into(),
+    }
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "—" } else { s }
 }

@@ -6,14 +6,18 @@
 //! - [`i18n`]: English/Chinese labels, narration generated from trace steps, glossary.
 //! - [`share`]: the URL-fragment format (deflate + base64url JSON).
 //! - [`model`]: the only module that calls `proxyscope_core`'s facade.
-//! - [`diagram`], [`views`], [`many`]: dumb views.
+//! - [`diagram`], [`views`], [`many`], [`compare`], [`ipvs_view`], [`dump`]: dumb views.
 //!
 //! Architecture invariant: side effects (URL, localStorage, timers, keyboard, clock, randomness,
 //! downloads) happen only in [`App`]; views receive data and emit actions.
 
+pub mod compare;
 pub mod diagram;
+pub mod dump;
 pub mod engine;
 pub mod i18n;
+pub mod ipvs_view;
+pub mod live;
 pub mod many;
 pub mod model;
 pub mod share;
@@ -26,8 +30,11 @@ use gloo_events::{EventListener, EventListenerOptions};
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
 
+use crate::compare::ComparePanel;
 use crate::diagram::Diagram;
+use crate::dump::DumpEditor;
 use crate::i18n::{K, Lang, t};
+use crate::ipvs_view::IpvsPanel;
 use crate::many::ManyView;
 use crate::state::{Action, SPEEDS_MS, State};
 use crate::views::*;
@@ -96,26 +103,96 @@ fn page_url(query: &str, hash: &str) -> String {
     )
 }
 
-fn download_json(name: &str, json: &str) {
-    let parts = js_sys::Array::of1(&json.into());
+fn download_text(name: &str, mime: &str, text: &str) {
+    let parts = js_sys::Array::of1(&text.into());
     let opts = web_sys::BlobPropertyBag::new();
-    opts.set_type("application/json");
+    opts.set_type(mime);
     let Ok(blob) = web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts) else {
         return;
     };
     let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else {
         return;
     };
+    download_url(name, &url);
+    let _ = web_sys::Url::revoke_object_url(&url);
+}
+
+fn download_url(name: &str, url: &str) {
     let doc = gloo_utils::document();
     if let Ok(a) = doc
         .create_element("a")
         .map(|e| e.unchecked_into::<web_sys::HtmlAnchorElement>())
     {
-        a.set_href(&url);
+        a.set_href(url);
         a.set_download(name);
         a.click();
     }
-    let _ = web_sys::Url::revoke_object_url(&url);
+}
+
+/// The diagram as a standalone SVG document: the live `<svg>` with the page's diagram styles
+/// copied in (an exported file cannot see the page's stylesheet).
+fn diagram_svg() -> Option<String> {
+    let svg = gloo_utils::document().get_element_by_id("diagram")?;
+    let copy: web_sys::Element = svg.clone_node_with_deep(true).ok()?.dyn_into().ok()?;
+    copy.set_attribute("xmlns", "http://www.w3.org/2000/svg")
+        .ok()?;
+    copy.set_attribute("width", &diagram::W.to_string()).ok()?;
+    copy.set_attribute("height", &diagram::H.to_string()).ok()?;
+    let style = gloo_utils::document().create_element("style").ok()?;
+    style.set_text_content(Some(diagram::EXPORT_CSS));
+    copy.insert_before(&style, copy.first_child().as_ref())
+        .ok()?;
+    Some(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}",
+        copy.outer_html()
+    ))
+}
+
+/// PNG through a canvas: the SVG is drawn as an image at twice its size, on white.
+fn export_png(svg: String) {
+    let Ok(img) = web_sys::HtmlImageElement::new() else {
+        return;
+    };
+    let src = format!(
+        "data:image/svg+xml;charset=utf-8,{}",
+        js_sys::encode_uri_component(&svg)
+    );
+    let img2 = img.clone();
+    let onload = wasm_bindgen::closure::Closure::once_into_js(move || {
+        let doc = gloo_utils::document();
+        let Some(canvas) = doc
+            .create_element("canvas")
+            .ok()
+            .and_then(|c| c.dyn_into::<web_sys::HtmlCanvasElement>().ok())
+        else {
+            return;
+        };
+        let scale = 2.0;
+        canvas.set_width((diagram::W * scale) as u32);
+        canvas.set_height((diagram::H * scale) as u32);
+        let Some(ctx) = canvas
+            .get_context("2d")
+            .ok()
+            .flatten()
+            .and_then(|c| c.dyn_into::<web_sys::CanvasRenderingContext2d>().ok())
+        else {
+            return;
+        };
+        ctx.set_fill_style_str("#ffffff");
+        ctx.fill_rect(0.0, 0.0, diagram::W * scale, diagram::H * scale);
+        let _ = ctx.draw_image_with_html_image_element_and_dw_and_dh(
+            &img2,
+            0.0,
+            0.0,
+            diagram::W * scale,
+            diagram::H * scale,
+        );
+        if let Ok(url) = canvas.to_data_url_with_type("image/png") {
+            download_url("proxyscope-diagram.png", &url);
+        }
+    });
+    img.set_onload(Some(onload.unchecked_ref()));
+    img.set_src(&src);
 }
 
 #[function_component(App)]
@@ -127,6 +204,16 @@ pub fn app() -> Html {
         Callback::from(move |a| d.dispatch(a))
     };
     let reduced = use_memo((), |_| reduced_motion());
+    // The Live node panel opens by itself when the page was opened with `?agent=…`.
+    let show_live = use_state(|| {
+        window()
+            .location()
+            .search()
+            .ok()
+            .and_then(|s| web_sys::UrlSearchParams::new_with_str(&s).ok())
+            .and_then(|p| p.get("agent"))
+            .is_some()
+    });
 
     // <html lang> and the title follow the language, so screen readers pronounce it right.
     use_effect_with(state.lang, |lang| {
@@ -206,10 +293,21 @@ pub fn app() -> Html {
                 .as_ref()
                 .and_then(|tr| serde_json::to_string_pretty(&**tr).ok())
             {
-                download_json("proxyscope-trace.json", &json);
+                download_text("proxyscope-trace.json", "application/json", &json);
             }
         })
     };
+
+    let on_export_svg = Callback::from(|()| {
+        if let Some(svg) = diagram_svg() {
+            download_text("proxyscope-diagram.svg", "image/svg+xml", &svg);
+        }
+    });
+    let on_export_png = Callback::from(|()| {
+        if let Some(svg) = diagram_svg() {
+            export_png(svg);
+        }
+    });
 
     // Keyboard shortcuts for every control; ignored while typing in a form field.
     {
@@ -306,6 +404,13 @@ pub fn app() -> Html {
                             }) }
                         </select>
                     </label>
+                    <label class="mode"><input id="compare" type="checkbox" checked={state.compare} disabled={state.dump.is_some()}
+                        onchange={on_action.reform(|e: Event| Action::SetCompare(e.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok()).is_some_and(|i| i.checked())))} />
+                        { " " }{ t(lang, K::SideBySide) }</label>
+                    if !state.embed {
+                        <button id="tab-live" type="button" aria-expanded={show_live.to_string()} aria-controls="live"
+                            onclick={{ let s = show_live.clone(); Callback::from(move |_: MouseEvent| s.set(!*s)) }}>{ t(lang, K::LiveNode) }</button>
+                    }
                     <button id="lang" type="button" lang={lang.other().code()} aria-keyshortcuts="L"
                         onclick={on_action.reform(|_: MouseEvent| Action::ToggleLang)}>{ t(lang, K::LangToggle) }</button>
                     if state.embed {
@@ -316,15 +421,26 @@ pub fn app() -> Html {
             if let Some(e) = &state.share_error {
                 <p class="error" role="alert" id="share-error">{ format!("{}: ", t(lang, K::ShareError)) }<span lang="en">{ e.clone() }</span></p>
             }
+            if *show_live && !state.embed {
+                <section id="live" class="panel live-panel" aria-label={t(lang, K::LiveNode)}><live::LiveNode lang={lang} /></section>
+            }
             if let Ok(m) = &state.model {
                 <SendForm lang={lang} model={m.clone()} client={state.client} target={state.target} proto={state.proto}
                     on_action={on_action.clone()} on_send={on_send.clone()}
-                    on_send_again={on_send_again.clone()} can_send_again={state.trace.is_some()} />
+                    on_send_again={on_send_again.clone()} can_send_again={state.trace.is_some()}
+                    custom_dst={state.custom_dst.map(|d| AttrValue::from(d.to_string()))} />
             }
             <Controls lang={lang} timeline={state.timeline.clone()} cursor={state.cursor} playing={state.playing}
                 speed={state.speed} on_action={on_action.clone()} />
             <Diagram lang={lang} client_label={client_label} pods={pods} local_pods={local_pods} timeline={state.timeline.clone()}
                 trace={state.trace.clone()} cursor={state.cursor} />
+            if state.compare {
+                <ComparePanel lang={lang} traces={state.compared()} />
+            }
+            if state.mode == model::Mode::Ipvs {
+                <IpvsPanel lang={lang} scheduler={state.effective_scheduler()} dump={state.dump.is_some()}
+                    table={state.ipvsadm_list().map(AttrValue::from)} state={state.sched_view()} on_action={on_action.clone()} />
+            }
             <div class="grid">
                 <StepText lang={lang} trace={state.trace.clone()} timeline={state.timeline.clone()} cursor={state.cursor} on_action={on_action.clone()} />
                 <div class="side">
@@ -341,6 +457,9 @@ pub fn app() -> Html {
                 <section class="panel many-panel" aria-labelledby="many-title">
                     <h2 id="many-title">{ t(lang, K::SendMany) }</h2>
                     <ManyButtons lang={lang} on_many={on_many} />
+                    <label class="keepalive"><input id="keepalive" type="checkbox" checked={state.keepalive}
+                        onchange={on_action.reform(|e: Event| Action::SetKeepalive(e.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok()).is_some_and(|i| i.checked())))} />
+                        { " " }{ t(lang, K::Keepalive) }</label>
                     if let Some(m) = &state.many {
                         <ManyView lang={lang} many={m.clone()} reduced_motion={*reduced} />
                     }
@@ -356,7 +475,10 @@ pub fn app() -> Html {
                         on_action={on_action.clone()} />
                     <div class="side">
                         <SharePanel lang={lang} url={AttrValue::from(share_url)} embed_url={AttrValue::from(embed_url)}
-                            has_trace={state.trace.is_some()} on_export={on_export} />
+                            has_trace={state.trace.is_some()} on_export={on_export} on_export_svg={on_export_svg} on_export_png={on_export_png} />
+                        <DumpEditor lang={lang} mode={state.mode} text={AttrValue::from(state.dump_text.clone())} active={state.dump.is_some()}
+                            errors={state.dump_errors.clone()} custom_dst={AttrValue::from(state.custom_dst_text.clone())}
+                            custom_ok={state.custom_dst.is_some()} on_action={on_action.clone()} />
                         <Glossary lang={lang} />
                     </div>
                 </div>

@@ -124,7 +124,7 @@ pub fn many_view(p: &Props) -> Html {
                 <p id="many-fps" class="muted">{ format!("{f:.0} {}", t(lang, K::FrameRate)) }</p>
             }
             <table id="distribution">
-                <caption>{ format!("{} — {}: {total}", t(lang, K::Distribution), t(lang, K::Connections)) }</caption>
+                <caption>{ format!("{} — {}: {total}", t(lang, K::Distribution), t(lang, if p.many.keepalive { K::Requests } else { K::Connections })) }</caption>
                 <thead><tr><th>{ "→" }</th><th>{ "#" }</th><th>{ "%" }</th><th>{ t(lang, K::Probability) }</th></tr></thead>
                 <tbody>
                     { for p.many.outputs.iter().zip(&p.many.counts).enumerate().map(|(k, (o, c))| {
@@ -141,6 +141,13 @@ pub fn many_view(p: &Props) -> Html {
                     }) }
                 </tbody>
             </table>
+            if p.many.sched_after.is_some() || p.many.ipvsadm_after.is_some() {
+                <details class="many-after" id="many-after">
+                    <summary>{ t(lang, K::AfterMany) }</summary>
+                    { crate::ipvs_view::sched_state(lang, p.many.sched_after.as_ref(), "many-sched-state") }
+                    if let Some(l) = &p.many.ipvsadm_after { <pre id="many-ipvsadm" lang="en" class="ipvsadm">{ l.clone() }</pre> }
+                </details>
+            }
         </div>
     }
 }

@@ -11,6 +11,11 @@ use crate::share::SentPacket;
 
 use proxyscope_core::api;
 pub use proxyscope_core::api::ClientKind;
+use proxyscope_core::ipvs::ipvsadm::{self, ListOptions};
+use proxyscope_core::ipvs::sched::SchedState;
+pub use proxyscope_core::ipvs::service::SchedulerKind;
+use proxyscope_core::trace::{Hook, Step};
+use std::net::SocketAddr;
 
 /// Every shipped `examples/*.yaml`: (file name, text); core embeds them, the editor offers them.
 pub const PRESETS: &[(&str, &str)] = api::EXAMPLES;
@@ -171,12 +176,27 @@ impl Mode {
         }
     }
 
+    pub fn other(self) -> Mode {
+        match self {
+            Mode::Iptables => Mode::Ipvs,
+            Mode::Ipvs => Mode::Iptables,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Mode> {
         match s {
             "iptables" => Some(Mode::Iptables),
             "ipvs" => Some(Mode::Ipvs),
             _ => None,
         }
+    }
+}
+
+impl Model {
+    /// The scheduler the scenario's KubeProxyConfiguration names (`ipvs.scheduler`); kube-proxy
+    /// uses rr when it is empty (and so do we when it names something unknown: core reports it).
+    pub fn configured_scheduler(&self) -> SchedulerKind {
+        SchedulerKind::parse(&self.scenario.config.ipvs.scheduler).unwrap_or(SchedulerKind::Rr)
     }
 }
 
@@ -190,9 +210,124 @@ impl Sim {
     }
 
     pub fn with_mode(m: &Model, mode: Mode) -> Sim {
-        Sim(match mode {
-            Mode::Iptables => api::Session::new(&m.scenario),
-            Mode::Ipvs => api::Session::new_ipvs(&m.scenario),
+        Sim::with_scheduler(m, mode, None)
+    }
+
+    /// IPVS mode with `sched` applied the way kube-proxy applies it: every virtual server it
+    /// creates gets the one scheduler of `KubeProxyConfiguration.ipvs.scheduler`.
+    pub fn with_scheduler(m: &Model, mode: Mode, sched: Option<SchedulerKind>) -> Sim {
+        Sim(match (mode, sched) {
+            (Mode::Iptables, _) => api::Session::new(&m.scenario),
+            (Mode::Ipvs, None) => api::Session::new_ipvs(&m.scenario),
+            (Mode::Ipvs, Some(k)) => {
+                let mut sc = m.scenario.clone();
+                sc.config.ipvs.scheduler = k.name().to_string();
+                api::Session::new_ipvs(&sc)
+            }
+        })
+    }
+
+    /// A session over a real node's dump (`iptables-save`, or in IPVS mode `ipvsadm -Sn` +
+    /// `ipset save` + `iptables-save` under `# <command>` headers); the scenario supplies the
+    /// node's addresses. Diagnostics carry the dump's line numbers.
+    pub fn from_dump(m: &Model, mode: Mode, text: &str) -> (Sim, Vec<Diag>) {
+        let (s, d) = match mode {
+            Mode::Iptables => api::Session::from_dump(&m.scenario, text),
+            Mode::Ipvs => api::Session::from_ipvs_dump(&m.scenario, text),
+        };
+        (Sim(s), d.into_iter().map(diag).collect())
+    }
+
+    /// The IPVS table with live counters, as `ipvsadm -Ln` prints it (IPVS mode only).
+    pub fn ipvsadm_list(&self) -> Option<String> {
+        self.0
+            .ipvs_table()
+            .map(|t| ipvsadm::print_list(&t, ListOptions::default()))
+    }
+
+    /// The scheduler state of the virtual server a packet to `dst` would hit (IPVS mode only).
+    pub fn sched_view(&self, proto: Proto, dst: SocketAddr) -> Option<SchedView> {
+        let node = self.0.ipvs_node()?;
+        let vs = &node.services[node.lookup(proto, dst)?];
+        let svc = &vs.svc;
+        let name = |id: proxyscope_core::ipvs::service::DestId| svc.dest(id).addr.to_string();
+        let mut facts: Vec<(Fact, String)> = Vec::new();
+        let mut table: Option<&[Option<proxyscope_core::ipvs::service::DestId>]> = None;
+        let mut cache = Vec::new();
+        match svc.sched_state() {
+            SchedState::Rr { position } => {
+                facts.push((
+                    Fact::Position,
+                    position.map(name).unwrap_or_else(|| "—".into()),
+                ));
+            }
+            SchedState::Wrr {
+                position,
+                cw,
+                mw,
+                di,
+            } => {
+                facts.push((
+                    Fact::Position,
+                    position.map(name).unwrap_or_else(|| "—".into()),
+                ));
+                facts.push((Fact::Cw, cw.to_string()));
+                facts.push((Fact::Mw, mw.to_string()));
+                facts.push((Fact::Di, di.to_string()));
+            }
+            SchedState::Dh { table: t } | SchedState::Sh { table: t } => table = Some(t),
+            SchedState::Mh(m) => {
+                facts.push((Fact::Gcd, m.gcd.to_string()));
+                facts.push((Fact::Rshift, m.rshift.to_string()));
+                table = Some(&m.table);
+            }
+            SchedState::Lblc(l) => {
+                facts.push((Fact::CacheEntries, l.clock.entries.to_string()));
+                facts.push((Fact::NextGc, format!("{:.0} s", l.clock.next_tick)));
+                for e in l.buckets.values().flatten() {
+                    cache.push((e.addr.to_string(), vec![name(e.dest)]));
+                }
+            }
+            SchedState::Lblcr(l) => {
+                facts.push((Fact::CacheEntries, l.clock.entries.to_string()));
+                facts.push((Fact::NextGc, format!("{:.0} s", l.clock.next_tick)));
+                for e in l.buckets.values().flatten() {
+                    cache.push((e.addr.to_string(), e.set.iter().map(|d| name(*d)).collect()));
+                }
+            }
+            // The counter-based schedulers keep nothing beside the servers' counters.
+            SchedState::Lc
+            | SchedState::Wlc
+            | SchedState::Sed
+            | SchedState::Nq
+            | SchedState::Fo
+            | SchedState::Ovf
+            | SchedState::Twos => {}
+        }
+        if let Some(t) = table {
+            facts.push((Fact::TableSize, t.len().to_string()));
+        }
+        let servers = svc
+            .list()
+            .iter()
+            .map(|&id| {
+                let d = svc.dest(id);
+                ServerRow {
+                    addr: d.addr.to_string(),
+                    weight: d.weight,
+                    active: d.activeconns,
+                    inactive: d.inactconns,
+                    overloaded: d.overloaded,
+                    buckets: table.map(|t| t.iter().filter(|b| **b == Some(id)).count()),
+                }
+            })
+            .collect();
+        Some(SchedView {
+            service: vs.name.clone(),
+            scheduler: svc.scheduler(),
+            facts,
+            servers,
+            cache,
         })
     }
 
@@ -207,4 +342,119 @@ impl Sim {
             now: p.now,
         })
     }
+}
+
+/// A piece of scheduler state, named after the kernel's field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fact {
+    /// rr/wrr `sched_data`: the server returned last (the next pick starts after it).
+    Position,
+    /// wrr `cw`: current weight threshold.
+    Cw,
+    /// wrr `mw`: max weight (minus gcd − 1).
+    Mw,
+    /// wrr `di`: gcd of the weights (the step cw drops by).
+    Di,
+    /// sh/dh/mh lookup table size.
+    TableSize,
+    /// mh: gcd of the weights and the shift that fits them in the table.
+    Gcd,
+    Rshift,
+    /// lblc/lblcr: entries the kernel counts, and when the next garbage-collection tick runs.
+    CacheEntries,
+    NextGc,
+}
+
+/// One real server as the scheduler sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerRow {
+    pub addr: String,
+    pub weight: i32,
+    pub active: i32,
+    pub inactive: i32,
+    pub overloaded: bool,
+    /// sh/dh/mh: how many table buckets point at it.
+    pub buckets: Option<usize>,
+}
+
+/// One virtual server's scheduler and its private state, as plain data for the view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchedView {
+    /// `TCP 10.104.14.67:80`.
+    pub service: String,
+    pub scheduler: SchedulerKind,
+    pub facts: Vec<(Fact, String)>,
+    /// Newest-first list order (the order the schedulers scan).
+    pub servers: Vec<ServerRow>,
+    /// lblc/lblcr: destination address → server(s).
+    pub cache: Vec<(String, Vec<String>)>,
+}
+
+/// How one mode handled a packet, reduced to what the side-by-side view compares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModeSummary {
+    pub mode: Mode,
+    /// iptables rules the kernel evaluated (every rule of every chain walked, both modes).
+    pub rules_evaluated: usize,
+    /// nat chains entered, in order.
+    pub nat_chains: Vec<String>,
+    /// `-m statistic --mode random` rules evaluated (iptables mode's load balancing).
+    pub random_rules: usize,
+    /// IPVS: the virtual server found by the hash lookup.
+    pub ipvs_service: Option<String>,
+    /// IPVS: scheduler name and the kernel's reason.
+    pub scheduler: Option<(String, String)>,
+    /// conntrack found the flow: NAT replayed, no rule or scheduler ran.
+    pub established: bool,
+    /// Hook where the destination was rewritten.
+    pub dnat_hook: Option<Hook>,
+    pub masquerade: bool,
+    /// Where the packet went (`ip:port`, `REJECT`, `DROP`, or "").
+    pub output: String,
+    /// The exact probability of that outcome for a new connection.
+    pub probability: f64,
+}
+
+pub fn summarize(mode: Mode, t: &Trace) -> ModeSummary {
+    let mut hook = None;
+    let mut s = ModeSummary {
+        mode,
+        rules_evaluated: t.rules_evaluated,
+        nat_chains: vec![],
+        random_rules: 0,
+        ipvs_service: None,
+        scheduler: None,
+        established: false,
+        dnat_hook: None,
+        masquerade: t.chosen.masq,
+        output: t.chosen.output.clone(),
+        probability: t.chosen.probability,
+    };
+    for st in &t.steps {
+        match st {
+            Step::Hook { hook: h, .. } => hook = Some(*h),
+            Step::Conntrack { established, .. } => s.established |= *established,
+            // The chains that led to the rewrite (the Service lookup), not the ones after it.
+            Step::Chain { table, chain, .. }
+                if table == "nat" && s.dnat_hook.is_none() && !s.nat_chains.contains(chain) =>
+            {
+                s.nat_chains.push(chain.clone())
+            }
+            Step::Rule { text, .. } if text.contains("--mode random") => s.random_rules += 1,
+            Step::IpvsLookup { service, .. } => s.ipvs_service = service.clone(),
+            Step::IpvsSchedule {
+                scheduler, reason, ..
+            } => s.scheduler = Some((scheduler.clone(), reason.clone())),
+            // IPVS rewrites at LOCAL_IN; the steps name that hook as Input.
+            Step::Dnat { .. } if s.dnat_hook.is_none() => s.dnat_hook = hook,
+            Step::Snat {
+                masquerade: true, ..
+            } => s.masquerade = true,
+            _ => {}
+        }
+    }
+    if let Some(o) = t.outcomes.iter().find(|o| o.output == t.chosen.output) {
+        s.probability = o.probability;
+    }
+    s
 }

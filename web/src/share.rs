@@ -52,6 +52,20 @@ pub struct ShareState {
     pub step: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lang: Option<Lang>,
+    /// IPVS scheduler name (`rr` … `twos`); None = the scenario's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sched: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keepalive: bool,
+    /// Side-by-side iptables / IPVS.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compare: bool,
+    /// A pasted node dump traced instead of the generated rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump: Option<String>,
+    /// Destination typed by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst: Option<std::net::SocketAddr>,
 }
 
 fn default_mode() -> String {
@@ -67,6 +81,11 @@ impl Default for ShareState {
             sent: vec![],
             step: 0,
             lang: None,
+            sched: None,
+            keepalive: false,
+            compare: false,
+            dump: None,
+            dst: None,
         }
     }
 }

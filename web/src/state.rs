@@ -12,7 +12,7 @@ use yew::Reducible;
 
 use crate::engine::{self, Timeline};
 use crate::i18n::Lang;
-use crate::model::{self, Mode, Model, Sim};
+use crate::model::{self, Mode, Model, SchedView, SchedulerKind, Sim};
 use crate::share::{SentPacket, ShareState};
 
 /// Milliseconds per step for the speed control, slowest first.
@@ -21,6 +21,11 @@ pub const DEFAULT_SPEED: usize = 1;
 /// Packets kept for a share link; older ones are dropped (and with them their conntrack history).
 pub const MAX_SENT: usize = 32;
 pub const MANY_CHOICES: [usize; 4] = [1, 10, 100, 1000];
+/// With keepalive, "send many" sends requests over this many long-lived connections, the way an
+/// HTTP client's connection pool does: each connection is scheduled once, its later requests
+/// follow it (conntrack / the IPVS connection entry), so the spread is over 4 connections, not
+/// over the requests.
+pub const KEEPALIVE_POOL: usize = 4;
 
 /// Result of "send many": which endpoint each connection went to.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +38,11 @@ pub struct Many {
     pub counts: Vec<usize>,
     /// Exact probabilities from core (the first connection's outcome tree), for comparison.
     pub expected: Vec<(String, f64)>,
+    /// Requests reused a pool of [`KEEPALIVE_POOL`] connections.
+    pub keepalive: bool,
+    /// IPVS: the scheduler's state and `ipvsadm -Ln` after the last connection.
+    pub sched_after: Option<SchedView>,
+    pub ipvsadm_after: Option<String>,
 }
 
 #[derive(Debug)]
@@ -77,6 +87,17 @@ pub enum Action {
     },
     Restore(ShareState),
     ShareFailed(String),
+    /// IPVS scheduler for every virtual server (KubeProxyConfiguration `ipvs.scheduler`).
+    SetScheduler(SchedulerKind),
+    SetKeepalive(bool),
+    /// Trace every packet in both modes and show them side by side.
+    SetCompare(bool),
+    EditDump(String),
+    /// Trace through the pasted node dump instead of the rules generated from the scenario.
+    LoadDump,
+    ClearDump,
+    /// Destination typed by hand (`ip:port`), for dumps whose Services the scenario lacks.
+    SetCustomDst(String),
 }
 
 #[derive(Clone)]
@@ -103,6 +124,20 @@ pub struct State {
     pub speed: usize,
     pub many: Option<Rc<Many>>,
     pub share_error: Option<String>,
+    /// Chosen IPVS scheduler; None = what the scenario's KubeProxyConfiguration says.
+    pub scheduler: Option<SchedulerKind>,
+    pub keepalive: bool,
+    pub compare: bool,
+    /// The other mode's session and its trace of the last packet, while comparing.
+    pub other: Option<Rc<RefCell<Sim>>>,
+    pub other_trace: Option<Rc<Trace>>,
+    /// Text in the dump editor, and the dump the session runs on (None = generated rules).
+    pub dump_text: String,
+    pub dump: Option<String>,
+    pub dump_errors: Rc<Vec<model::Diag>>,
+    /// Destination typed by hand (raw text, and the parsed address when valid).
+    pub custom_dst_text: String,
+    pub custom_dst: Option<std::net::SocketAddr>,
 }
 
 impl State {
@@ -126,13 +161,82 @@ impl State {
             speed: DEFAULT_SPEED,
             many: None,
             share_error: None,
+            scheduler: None,
+            keepalive: false,
+            compare: false,
+            other: None,
+            other_trace: None,
+            dump_text: String::new(),
+            dump: None,
+            dump_errors: Rc::new(vec![]),
+            custom_dst_text: String::new(),
+            custom_dst: None,
         };
         s.load(model::DEMO.to_string());
         s
     }
 
     fn new_sim(&self, m: &Model) -> Option<Rc<RefCell<Sim>>> {
-        Some(Rc::new(RefCell::new(Sim::with_mode(m, self.mode))))
+        Some(Rc::new(RefCell::new(self.fresh_sim(m, self.mode))))
+    }
+
+    /// A session of `mode` on what the learner chose: the pasted dump, or the scenario's rules
+    /// with the chosen scheduler.
+    fn fresh_sim(&self, m: &Model, mode: Mode) -> Sim {
+        match &self.dump {
+            Some(d) if mode == self.mode => Sim::from_dump(m, mode, d).0,
+            _ => Sim::with_scheduler(m, mode, self.scheduler),
+        }
+    }
+
+    /// The scheduler in force in IPVS mode.
+    pub fn effective_scheduler(&self) -> SchedulerKind {
+        self.scheduler
+            .or_else(|| self.model().map(|m| m.configured_scheduler()))
+            .unwrap_or(SchedulerKind::Rr)
+    }
+
+    /// Rebuild the sessions (mode, scheduler or dump changed): the old state does not carry over.
+    fn restart(&mut self) {
+        if let Ok(m) = self.model.clone() {
+            self.sim = self.new_sim(&m);
+            self.other = self.new_other(&m);
+        }
+        self.clear_trace();
+        self.sent.clear();
+    }
+
+    /// The other mode's session for the side-by-side view (not over a dump: a dump is one mode's).
+    fn new_other(&self, m: &Model) -> Option<Rc<RefCell<Sim>>> {
+        (self.compare && self.dump.is_none())
+            .then(|| Rc::new(RefCell::new(self.fresh_sim(m, self.mode.other()))))
+    }
+
+    /// The last packet as each mode handled it, iptables first.
+    pub fn compared(&self) -> Option<(Rc<Trace>, Rc<Trace>)> {
+        let (a, b) = (self.trace.clone()?, self.other_trace.clone()?);
+        Some(match self.mode {
+            Mode::Iptables => (a, b),
+            Mode::Ipvs => (b, a),
+        })
+    }
+
+    /// The scheduler state of the virtual server the selected destination hits.
+    pub fn sched_view(&self) -> Option<SchedView> {
+        let (proto, dst) = self.selected_dst()?;
+        self.sim.as_ref()?.borrow().sched_view(proto, dst)
+    }
+
+    pub fn ipvsadm_list(&self) -> Option<String> {
+        self.sim.as_ref()?.borrow().ipvsadm_list()
+    }
+
+    fn selected_dst(&self) -> Option<(Proto, std::net::SocketAddr)> {
+        if let Some(d) = self.custom_dst {
+            return Some((self.proto, d));
+        }
+        let t = self.model()?.targets.get(self.target)?;
+        Some((self.proto, std::net::SocketAddr::new(t.dst, t.dport)))
     }
 
     pub fn model(&self) -> Option<&Model> {
@@ -153,6 +257,11 @@ impl State {
             step: self.cursor,
             lang: Some(self.lang),
             mode: self.mode.as_str().to_string(),
+            sched: self.scheduler.map(|k| k.name().to_string()),
+            keepalive: self.keepalive,
+            compare: self.compare,
+            dump: self.dump.clone(),
+            dst: self.custom_dst,
             ..ShareState::default()
         }
     }
@@ -162,6 +271,7 @@ impl State {
             Ok(m) => {
                 let m = Rc::new(m);
                 self.sim = self.new_sim(&m);
+                self.other = self.new_other(&m);
                 self.client = 0;
                 self.target = 0;
                 self.proto = m.targets.first().map(|t| t.proto).unwrap_or(Proto::Tcp);
@@ -186,16 +296,17 @@ impl State {
         self.cursor = 0;
         self.playing = false;
         self.many = None;
+        self.other_trace = None;
     }
 
     fn selected_packet(&self, seed: u64, now: f64) -> Option<SentPacket> {
         let m = self.model()?;
         let c = m.clients.get(self.client)?;
-        let t = m.targets.get(self.target)?;
+        let (_, dst) = self.selected_dst()?;
         Some(SentPacket {
             src: c.src,
-            dst: t.dst,
-            dport: t.dport,
+            dst: dst.ip(),
+            dport: dst.port(),
             proto: self.proto,
             sport: None,
             seed,
@@ -206,6 +317,9 @@ impl State {
     fn run(&mut self, p: SentPacket) {
         let Some(sim) = &self.sim else { return };
         let trace = sim.borrow_mut().trace(&p);
+        if let Some(o) = &self.other {
+            self.other_trace = Some(Rc::new(o.borrow_mut().trace(&p)));
+        }
         self.timeline = Rc::new(engine::timeline(&trace));
         self.trace = Some(Rc::new(trace));
         self.cursor = 0;
@@ -310,12 +424,46 @@ impl State {
             Action::SetMode(mode) => {
                 if mode != self.mode {
                     self.mode = mode;
-                    if let Ok(m) = self.model.clone() {
-                        self.sim = self.new_sim(&m);
-                    }
-                    self.clear_trace();
-                    self.sent.clear();
+                    // A dump holds one mode's rules; the other mode runs the scenario's.
+                    self.dump = None;
+                    self.dump_errors = Rc::new(vec![]);
+                    self.restart();
                 }
+            }
+            Action::SetScheduler(k) => {
+                let changed = k != self.effective_scheduler();
+                self.scheduler = Some(k);
+                // Only IPVS sessions schedule; a dump brings its own scheduler names.
+                let ipvs_running = self.mode == Mode::Ipvs || self.compare;
+                if changed && ipvs_running && self.dump.is_none() {
+                    self.restart();
+                }
+            }
+            Action::SetKeepalive(on) => self.keepalive = on,
+            Action::SetCompare(on) => {
+                self.compare = on;
+                self.other_trace = None;
+                self.other = self.model.clone().ok().and_then(|m| self.new_other(&m));
+                // Replay what was sent so the other mode has the same conntrack history.
+                if let Some(o) = &self.other {
+                    for p in &self.sent {
+                        self.other_trace = Some(Rc::new(o.borrow_mut().trace(p)));
+                    }
+                }
+            }
+            Action::EditDump(t) => self.dump_text = t,
+            Action::LoadDump => {
+                let text = self.dump_text.clone();
+                self.load_dump(text);
+            }
+            Action::ClearDump => {
+                self.dump = None;
+                self.dump_errors = Rc::new(vec![]);
+                self.restart();
+            }
+            Action::SetCustomDst(t) => {
+                self.custom_dst = parse_dst(&t);
+                self.custom_dst_text = t;
             }
             Action::LoadPreset(i) => {
                 if let Some((_, text)) = model::PRESETS.get(i) {
@@ -326,7 +474,8 @@ impl State {
                 if let (Some(m), Some(p)) =
                     (self.model.clone().ok(), self.selected_packet(seed, now))
                 {
-                    self.many = Some(Rc::new(send_many(&m, self.mode, &p, n)));
+                    let sim = self.fresh_sim(&m, self.mode);
+                    self.many = Some(Rc::new(send_many(sim, &p, n, self.keepalive)));
                 }
             }
             Action::Restore(sh) => self.restore(sh),
@@ -348,10 +497,31 @@ impl State {
                 return;
             }
         }
+        self.scheduler = match sh.sched.as_deref().map(SchedulerKind::parse) {
+            None => None,
+            Some(Some(k)) => Some(k),
+            Some(None) => {
+                self.share_error = Some(format!(
+                    "URL fragment: scheduler {:?} is not one of the 14 IPVS schedulers",
+                    sh.sched.unwrap_or_default()
+                ));
+                return;
+            }
+        };
+        self.keepalive = sh.keepalive;
+        self.compare = sh.compare;
         let text = sh.scenario.unwrap_or_else(|| model::DEMO.to_string());
         if !self.load(text) {
             self.share_error = Some("scenario in the link does not load".into());
             return;
+        }
+        if let Some(d) = sh.dump {
+            self.dump_text = d.clone();
+            self.load_dump(d);
+        }
+        if let Some(d) = sh.dst {
+            self.custom_dst = Some(d);
+            self.custom_dst_text = d.to_string();
         }
         // Replaying every packet in order rebuilds conntrack and `-m recent` state; the view shows
         // the last one's trace.
@@ -363,12 +533,38 @@ impl State {
     }
 }
 
+/// `ip:port` or `[ip6]:port`; empty or malformed text is no custom destination.
+fn parse_dst(t: &str) -> Option<std::net::SocketAddr> {
+    t.trim().parse().ok()
+}
+
+impl State {
+    /// Switch to tracing through a pasted dump; diagnostics (with dump line numbers) are kept
+    /// for the editor. Parsing is tolerant, so a dump with errors still loads what it can.
+    fn load_dump(&mut self, text: String) {
+        let Ok(m) = self.model.clone() else { return };
+        if text.trim().is_empty() {
+            return;
+        }
+        let (sim, diags) = Sim::from_dump(&m, self.mode, &text);
+        self.dump_errors = Rc::new(diags);
+        self.dump_text = text.clone();
+        self.dump = Some(text);
+        self.sim = Some(Rc::new(RefCell::new(sim)));
+        self.other = None;
+        self.clear_trace();
+        self.sent.clear();
+    }
+}
+
 /// Trace `n` new connections with a fresh session each time the button is pressed (so the
 /// learner's stepping session is left alone), each with its own seed. Conntrack/affinity state
 /// carries across the `n` connections, as it would on a real node: with session affinity they all
 /// land on one Pod, which is the point to see.
-pub fn send_many(m: &Model, mode: Mode, p: &SentPacket, n: usize) -> Many {
-    let mut sim = Sim::with_mode(m, mode);
+///
+/// With `keepalive`, request `i` rides connection `i % KEEPALIVE_POOL` (same source port), so
+/// only each connection's first request is scheduled.
+pub fn send_many(mut sim: Sim, p: &SentPacket, n: usize, keepalive: bool) -> Many {
     let mut outputs: Vec<String> = Vec::new();
     let mut counts: Vec<usize> = Vec::new();
     let mut per_packet = Vec::with_capacity(n);
@@ -380,7 +576,11 @@ pub fn send_many(m: &Model, mode: Mode, p: &SentPacket, n: usize) -> Many {
                 .wrapping_add(i as u64)
                 .wrapping_mul(0x9E37_79B9_7F4A_7C15),
             // A new source port per connection, so each one is a new conntrack entry.
-            sport: Some(32768u16.wrapping_add((i % 28232) as u16)),
+            sport: Some(32768u16.wrapping_add(if keepalive {
+                (i % KEEPALIVE_POOL) as u16
+            } else {
+                (i % 28232) as u16
+            })),
             now: p.now + i as f64 * 0.001,
             ..p.clone()
         };
@@ -408,6 +608,9 @@ pub fn send_many(m: &Model, mode: Mode, p: &SentPacket, n: usize) -> Many {
         per_packet,
         counts,
         expected,
+        keepalive,
+        sched_after: sim.sched_view(p.proto, std::net::SocketAddr::new(p.dst, p.dport)),
+        ipvsadm_after: sim.ipvsadm_list(),
     }
 }
 
@@ -427,6 +630,7 @@ mod tests {
     //! YAML (Service `my-service`, ClusterIP 10.104.14.67:80, Pods 10.0.0.2/3/4) and from
     //! kube-proxy's behaviour, not from earlier runs of this code.
     use super::*;
+    use crate::model::SchedulerKind;
     use proxyscope_core::trace::{Hook, Step};
 
     fn demo() -> State {
@@ -679,5 +883,212 @@ mod tests {
             "{:?}",
             s.editor_errors
         );
+    }
+
+    fn in_ipvs(s: &mut State) {
+        select_cluster_ip(s);
+        s.apply(Action::SetMode(Mode::Ipvs));
+    }
+
+    #[test]
+    fn side_by_side_contrasts_the_chain_walk_with_the_ipvs_lookup() {
+        let mut s = demo();
+        select_cluster_ip(&mut s);
+        s.apply(Action::SetCompare(true));
+        s.apply(Action::Send { seed: 11, now: 0.0 });
+        let (a, b) = s.compared().expect("both modes traced the packet");
+        assert_eq!((a.mode.as_str(), b.mode.as_str()), ("iptables", "ipvs"));
+        let (sa, sb) = (
+            model::summarize(Mode::Iptables, &a),
+            model::summarize(Mode::Ipvs, &b),
+        );
+        // kube-proxy iptables mode: KUBE-SERVICES → KUBE-SVC-… with one `-m statistic` rule per
+        // endpoint but the last (3 Pods: the draw happens at 1 or 2 of them), DNAT in nat
+        // PREROUTING for a packet arriving from a Pod.
+        assert!(sa.nat_chains.iter().any(|c| c == "KUBE-SERVICES"), "{sa:?}");
+        assert!(sa.nat_chains.iter().any(|c| c.starts_with("KUBE-SVC-")));
+        assert!((1..=2).contains(&sa.random_rules), "{sa:?}");
+        assert_eq!(sa.scheduler, None);
+        assert_eq!(sa.dnat_hook, Some(Hook::Prerouting));
+        // IPVS mode: no per-Service chains, the ClusterIP is found by the IPVS table lookup and
+        // the default scheduler rr decides at LOCAL_IN (INPUT).
+        assert!(!sb.nat_chains.iter().any(|c| c.starts_with("KUBE-SVC-")));
+        assert_eq!(sb.random_rules, 0);
+        assert_eq!(
+            sb.ipvs_service
+                .as_deref()
+                .map(|v| v.contains("10.104.14.67:80")),
+            Some(true)
+        );
+        assert_eq!(sb.scheduler.as_ref().map(|s| s.0.as_str()), Some("rr"));
+        assert_eq!(sb.dnat_hook, Some(Hook::Input));
+        let notes = crate::i18n::compare_notes(Lang::En, &sa, &sb);
+        assert!(notes.iter().any(|n| n.contains("LOCAL_IN")), "{notes:?}");
+
+        // Same order whatever the main mode, and the link keeps the side-by-side view.
+        let link = crate::share::encode(&s.share_state());
+        let mut s2 = demo();
+        s2.apply(Action::Restore(crate::share::decode(&link).unwrap()));
+        assert!(s2.compare);
+        assert_eq!(s2.compared(), s.compared());
+    }
+
+    #[test]
+    fn scheduler_choice_reaches_every_virtual_server_and_the_link() {
+        let mut s = demo();
+        in_ipvs(&mut s);
+        assert_eq!(
+            s.effective_scheduler(),
+            SchedulerKind::Rr,
+            "kube-proxy's default"
+        );
+        s.apply(Action::SetScheduler(SchedulerKind::Wrr));
+        s.apply(Action::Send { seed: 1, now: 0.0 });
+        let tr = s.trace.clone().unwrap();
+        assert!(
+            tr.steps
+                .iter()
+                .any(|st| matches!(st, Step::IpvsSchedule { scheduler, .. } if scheduler == "wrr"))
+        );
+        let v = s.sched_view().expect("the ClusterIP is a virtual server");
+        assert_eq!(v.scheduler, SchedulerKind::Wrr);
+        // ip_vs_wrr.c: equal weights 1 → di = gcd = 1, mw = max weight − (di − 1) = 1.
+        let fact = |f: model::Fact| v.facts.iter().find(|x| x.0 == f).map(|x| x.1.clone());
+        assert_eq!(fact(model::Fact::Di).as_deref(), Some("1"));
+        assert_eq!(fact(model::Fact::Mw).as_deref(), Some("1"));
+        let link = crate::share::encode(&s.share_state());
+        let mut s2 = demo();
+        s2.apply(Action::Restore(crate::share::decode(&link).unwrap()));
+        assert_eq!(s2.scheduler, Some(SchedulerKind::Wrr));
+        assert_eq!(s2.trace, s.trace);
+    }
+
+    #[test]
+    fn rr_state_points_at_the_server_it_returned_last() {
+        let mut s = demo();
+        in_ipvs(&mut s);
+        for i in 0..4 {
+            s.apply(Action::Send {
+                seed: i,
+                now: i as f64,
+            });
+            // ip_vs_rr.c keeps `sched_data` on the list entry it returned, so the next scan
+            // starts after it.
+            let chosen = s.trace.as_ref().unwrap().chosen.output.clone();
+            let v = s.sched_view().unwrap();
+            assert_eq!(v.facts[0], (model::Fact::Position, chosen));
+            let active: i32 = v.servers.iter().map(|d| d.active + d.inactive).sum();
+            assert_eq!(active, i as i32 + 1, "one connection per packet sent");
+        }
+        assert!(
+            s.ipvsadm_list()
+                .unwrap()
+                .contains("TCP  10.104.14.67:80 rr")
+        );
+    }
+
+    #[test]
+    fn hashing_schedulers_on_one_vip_and_one_client_pick_one_server() {
+        // dh hashes the destination address (always the VIP) and sh the source address (one
+        // client): with either, every new connection lands on the same server.
+        for k in [SchedulerKind::Dh, SchedulerKind::Sh] {
+            let mut s = demo();
+            in_ipvs(&mut s);
+            s.apply(Action::SetScheduler(k));
+            s.apply(Action::SendMany {
+                n: 30,
+                seed: 3,
+                now: 0.0,
+            });
+            let m = s.many.as_ref().unwrap();
+            assert_eq!(m.counts, [30], "{k}: {:?}", m.outputs);
+            let v = m.sched_after.as_ref().unwrap();
+            // 256 buckets (IP_VS_DH_TAB_BITS / IP_VS_SH_TAB_BITS = 8) shared by 3 servers.
+            assert_eq!(
+                v.servers.iter().filter_map(|d| d.buckets).sum::<usize>(),
+                256
+            );
+        }
+    }
+
+    #[test]
+    fn keepalive_spreads_connections_not_requests() {
+        let mut s = demo();
+        in_ipvs(&mut s);
+        s.apply(Action::SetKeepalive(true));
+        s.apply(Action::SendMany {
+            n: 30,
+            seed: 1,
+            now: 0.0,
+        });
+        // 30 requests over 4 pooled connections: connections 0..3 carry 8, 8, 7, 7 requests;
+        // rr gives connections 0 and 3 the same Pod (A B C A), so A gets 8 + 7.
+        assert_eq!(s.many.as_ref().unwrap().counts, [15, 8, 7]);
+        s.apply(Action::SetKeepalive(false));
+        s.apply(Action::SendMany {
+            n: 30,
+            seed: 1,
+            now: 0.0,
+        });
+        assert_eq!(s.many.as_ref().unwrap().counts, [10, 10, 10]);
+    }
+
+    #[test]
+    fn a_pasted_dump_is_traced_and_its_problems_have_lines() {
+        let loaded = proxyscope_core::api::load_scenario(model::DEMO).unwrap();
+        let saved = proxyscope_core::api::iptables_rules(&loaded.scenario)
+            .remove(0)
+            .saved;
+        let mut s = demo();
+        select_cluster_ip(&mut s);
+        // A line iptables-restore would refuse, as line 3 of the dump.
+        let mut lines: Vec<&str> = saved.lines().collect();
+        lines.insert(2, "-A KUBE-SERVICES --bogus-option");
+        s.apply(Action::EditDump(lines.join("\n")));
+        s.apply(Action::LoadDump);
+        assert!(s.dump.is_some());
+        assert!(
+            s.dump_errors.iter().any(|d| d.line == Some(3)),
+            "{:?}",
+            s.dump_errors
+        );
+        s.apply(Action::Send { seed: 5, now: 0.0 });
+        let out = s.trace.as_ref().unwrap().chosen.output.clone();
+        assert!(
+            ["10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80"]
+                .iter()
+                .any(|p| out.starts_with(&p[..8])),
+            "{out}"
+        );
+        // The link carries the dump.
+        let link = crate::share::encode(&s.share_state());
+        let mut s2 = demo();
+        s2.apply(Action::Restore(crate::share::decode(&link).unwrap()));
+        assert_eq!(s2.dump, s.dump);
+        assert_eq!(s2.trace, s.trace);
+        s.apply(Action::ClearDump);
+        assert!(s.dump.is_none());
+    }
+
+    #[test]
+    fn an_ipvs_dump_with_a_custom_destination() {
+        let loaded = proxyscope_core::api::load_scenario(model::DEMO).unwrap();
+        let text = proxyscope_core::api::ipvs_rules(&loaded.scenario).text();
+        let mut s = demo();
+        s.apply(Action::SetMode(Mode::Ipvs));
+        s.apply(Action::EditDump(text));
+        s.apply(Action::LoadDump);
+        s.apply(Action::SetCustomDst("10.104.14.67:80".into()));
+        assert!(s.custom_dst.is_some());
+        s.apply(Action::Send { seed: 5, now: 0.0 });
+        let tr = s.trace.as_ref().unwrap();
+        assert!(
+            tr.steps
+                .iter()
+                .any(|st| matches!(st, Step::IpvsSchedule { .. }))
+        );
+        assert!(s.ipvsadm_list().unwrap().contains("10.104.14.67:80"));
+        s.apply(Action::SetCustomDst("not an address".into()));
+        assert!(s.custom_dst.is_none());
     }
 }

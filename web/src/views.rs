@@ -30,6 +30,9 @@ pub struct SendProps {
     pub on_send_again: Callback<()>,
     /// A connection exists to continue.
     pub can_send_again: bool,
+    /// A destination typed by hand replaces the picker.
+    #[prop_or_default]
+    pub custom_dst: Option<AttrValue>,
 }
 
 #[function_component(SendForm)]
@@ -55,7 +58,7 @@ pub fn send_form(p: &SendProps) -> Html {
                 </select>
             </label>
             <label>{ t(lang, K::Destination) }
-                <select id="target" onchange={on_target}>
+                <select id="target" onchange={on_target} disabled={p.custom_dst.is_some()}>
                     { for p.model.targets.iter().enumerate().map(|(i, tg)| html! {
                         <option value={i.to_string()} selected={i == p.target}>
                             { i18n::target_label(lang, &tg.kind, &tg.service, &hostport(tg.dst, tg.dport), &tg.label) }
@@ -63,6 +66,9 @@ pub fn send_form(p: &SendProps) -> Html {
                     }) }
                 </select>
             </label>
+            if let Some(d) = &p.custom_dst {
+                <label>{ t(lang, K::CustomDst) }<output id="custom-dst-note"><code>{ d.clone() }</code></output></label>
+            }
             <label>{ t(lang, K::Protocol) }
                 <select id="proto" onchange={on_proto}>
                     { for [Proto::Tcp, Proto::Udp, Proto::Sctp].into_iter().map(|pr| html! {
@@ -425,7 +431,11 @@ pub fn scenario_editor(p: &EditorProps) -> Html {
                     <h3>{ if p.errors.iter().any(|d| d.error) { t(lang, K::ScenarioErrors) } else { t(lang, K::Warnings) } }</h3>
                     <ul>
                         { for p.errors.iter().map(|d| {
-                            let loc = match d.line { Some(l) => format!("{} {l}: {}", t(lang, K::Line), d.location), None => d.location.clone() };
+                            let loc = match d.line {
+                                Some(l) if d.location.is_empty() => format!("{} {l}", t(lang, K::Line)),
+                                Some(l) => format!("{} {l}: {}", t(lang, K::Line), d.location),
+                                None => d.location.clone(),
+                            };
                             html! {
                                 <li>
                                     if let Some(l) = d.line {
@@ -449,6 +459,8 @@ pub struct ShareProps {
     pub embed_url: AttrValue,
     pub has_trace: bool,
     pub on_export: Callback<()>,
+    pub on_export_svg: Callback<()>,
+    pub on_export_png: Callback<()>,
 }
 
 #[function_component(SharePanel)]
@@ -472,7 +484,11 @@ pub fn share_panel(p: &ShareProps) -> Html {
             <label>{ t(lang, K::CopyLink) }<input id="share-url" type="text" readonly=true value={p.url.clone()} onfocus={select_all} /></label>
             <label>{ format!("{} — {}", t(lang, K::Embed), t(lang, K::EmbedSnippet)) }
                 <textarea id="embed-snippet" readonly=true rows="2" value={snippet} /></label>
-            <button id="export" type="button" disabled={!p.has_trace} onclick={p.on_export.reform(|_: MouseEvent| ())}>{ t(lang, K::ExportJson) }</button>
+            <p class="exports">
+                <button id="export" type="button" disabled={!p.has_trace} onclick={p.on_export.reform(|_: MouseEvent| ())}>{ t(lang, K::ExportJson) }</button>
+                { " " }<button id="export-svg" type="button" onclick={p.on_export_svg.reform(|_: MouseEvent| ())}>{ t(lang, K::ExportSvg) }</button>
+                { " " }<button id="export-png" type="button" onclick={p.on_export_png.reform(|_: MouseEvent| ())}>{ t(lang, K::ExportPng) }</button>
+            </p>
         </section>
     }
 }
