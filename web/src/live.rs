@@ -654,7 +654,7 @@ pub fn live_node(p: &LiveProps) -> Html {
     };
 
     html! {
-        <section id="live" class="panel live" aria-labelledby="live-title">
+        <section id="live-root" class="live" aria-labelledby="live-title">
             <h2 id="live-title">{ tr(lang, L::Title) }</h2>
             <p class="live-intro">{ tr(lang, L::Intro) }</p>
             <form id="live-connect" class="live-form" onsubmit={connect}>
@@ -871,7 +871,7 @@ fn chains_view(lang: Lang, tables: &[TableView], filter: &str) -> Html {
     html! {
         <>
             { for by_table.iter().map(|(ti, chains)| html! {
-                <details class="live-table" open=true>
+                <details class="live-table" data-table={tables[*ti].name.clone()} open=true>
                     <summary>{ format!("*{} ({})", tables[*ti].name, chains.len()) }</summary>
                     <ul>
                         { for chains.iter().map(|c| html! {

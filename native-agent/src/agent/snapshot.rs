@@ -5,6 +5,7 @@
 //! not that a packet went by.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use proxyscope_core::ipvs::{ipset, ipvsadm};
 use proxyscope_core::rules::iptables::{self, Family};
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::conntrack;
-use super::sys::{Sys, ToolError};
+use super::sys::{READ_ONLY_COMMANDS, Sys, ToolError};
 
 /// Version of the snapshot/diff JSON. Bump when a field changes meaning or disappears.
 pub const VERSION: u32 = 1;
@@ -327,6 +328,8 @@ pub type Fingerprints = BTreeMap<&'static str, String>;
 /// then a placeholder that [`super::hub::Hub::apply`] never stores, since equal fingerprints
 /// mean "keep what you have".
 pub fn collect(sys: &dyn Sys, known: &Fingerprints) -> Collected {
+    let ran = Ran::all(sys);
+    let sys = &ran;
     let mut c = Collected::new();
     let mut pb = Problems {
         absent: BTreeMap::new(),
@@ -411,6 +414,57 @@ pub fn collect(sys: &dyn Sys, known: &Fingerprints) -> Collected {
     c.insert("absent", summary_part(&pb.absent));
     c.insert("errors", summary_part(&pb.errors));
     c
+}
+
+/// Every read-only command's result from one poll. The tools run at once, each on its own
+/// thread: they mostly wait on the kernel (conntrack's netlink dump, `ip netns exec` forks), so
+/// a poll takes as long as the slowest tool rather than the sum of all (about 100 ms → 30 ms in
+/// a namespace), and a change reaches clients that much sooner after the poll starts.
+type Command = (&'static str, &'static [&'static str]);
+
+/// A command's result until [`Ran::run`] hands it over.
+type Pending = Option<Result<String, ToolError>>;
+
+struct Ran(Mutex<Vec<(Command, Pending)>>);
+
+impl Ran {
+    fn all(sys: &dyn Sys) -> Ran {
+        let results = std::thread::scope(|s| {
+            let handles: Vec<_> = READ_ONLY_COMMANDS
+                .iter()
+                .map(|(p, a)| (*p, *a, s.spawn(move || sys.run(p, a))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|(p, a, h)| {
+                    let r = h.join().unwrap_or_else(|_| {
+                        Err(ToolError::Failed(format!(
+                            "{p} {}: reader panicked",
+                            a.join(" ")
+                        )))
+                    });
+                    ((p, a), Some(r))
+                })
+                .collect()
+        });
+        Ran(Mutex::new(results))
+    }
+}
+
+impl Sys for Ran {
+    /// Hands over (moves) a command's output; each is taken once per poll.
+    fn run(&self, program: &str, args: &[&str]) -> Result<String, ToolError> {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter_mut()
+            .find(|((p, a), _)| *p == program && *a == args)
+            .and_then(|(_, r)| r.take())
+            .unwrap_or_else(|| {
+                Err(ToolError::Failed(format!(
+                    "{program} {}: not on the agent's read-only list",
+                    args.join(" ")
+                )))
+            })
+    }
 }
 
 /// Builds a part from a tool's text.
