@@ -87,6 +87,10 @@ struct Agent {
 
 impl Agent {
     fn start(args: &[&str]) -> Agent {
+        Agent::start_with_scheme(args, "ws")
+    }
+
+    fn start_with_scheme(args: &[&str], scheme: &str) -> Agent {
         let mut child = proxyscope()
             .arg("agent")
             .args(args)
@@ -108,7 +112,7 @@ impl Agent {
         let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
         agent.addr = line
             .trim()
-            .strip_prefix("listening on ws://")
+            .strip_prefix(&format!("listening on {scheme}://"))
             .and_then(|s| s.strip_suffix("/ws"))
             .unwrap_or_else(|| panic!("agent did not start: {line:?}"))
             .to_string();
@@ -469,6 +473,68 @@ async fn after_an_agent_restart_a_returning_client_resyncs() {
     assert_eq!(s["revision"], 1);
 }
 
+/// The binary on a non-loopback address with a token and TLS: no --insecure needed, `wss://`
+/// announced, and a client trusting the certificate (generated here) gets the snapshot.
+#[tokio::test]
+async fn the_agent_serves_wss_on_a_non_loopback_address() {
+    let dir = std::env::temp_dir().join(format!("psa-tls-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key, tok) = (dir.join("c.pem"), dir.join("k.pem"), dir.join("t"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    std::fs::write(&tok, "tls-bin-token").unwrap();
+    let agent = Agent::start_with_scheme(
+        &[
+            "--listen",
+            "0.0.0.0:0",
+            "--token-file",
+            tok.to_str().unwrap(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--interval",
+            "30s",
+        ],
+        "wss",
+    );
+    let port: u16 = agent.addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (mut ws, _) = timeout(
+        WAIT,
+        tokio_tungstenite::client_async(
+            format!("wss://localhost:{port}/ws?token=tls-bin-token"),
+            tls,
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let m = timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    let snap: Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
+    assert_eq!(snap["type"], "snapshot");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn refused(args: &[&str]) -> String {
     let out = proxyscope().arg("agent").args(args).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -501,6 +567,20 @@ fn unsafe_or_bad_flags_are_bad_input() {
     std::fs::write(&empty, "\n").unwrap();
     let e = refused(&["--token-file", empty.to_str().unwrap()]);
     assert!(e.contains("empty"), "{e}");
+    let e = refused(&[
+        "--listen",
+        "0.0.0.0:0",
+        "--token-file",
+        tok.to_str().unwrap(),
+        "--tls-cert",
+        "/nonexistent/psa-cert.pem",
+        "--tls-key",
+        "/nonexistent/psa-key.pem",
+    ]);
+    assert!(e.contains("/nonexistent/psa-cert.pem"), "{e}");
+    // A certificate without its key (and the reverse) is a usage error.
+    let e = refused(&["--tls-cert", "/nonexistent/psa-cert.pem"]);
+    assert!(e.contains("--tls-key"), "{e}");
     let e = refused(&["--interval", "10ms"]);
     assert!(e.contains("100ms"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -312,13 +312,18 @@ fn listen_rules() {
     let lo: SocketAddr = "127.0.0.1:9180".parse().unwrap();
     let lo6: SocketAddr = "[::1]:9180".parse().unwrap();
     let any: SocketAddr = "0.0.0.0:9180".parse().unwrap();
-    assert!(check_listen(lo, false, false).is_ok());
-    assert!(check_listen(lo6, false, false).is_ok());
-    let e = check_listen(any, false, true).unwrap_err();
+    // (listen, token, tls, insecure)
+    assert!(check_listen(lo, false, false, false).is_ok());
+    assert!(check_listen(lo6, false, false, false).is_ok());
+    let e = check_listen(any, false, false, true).unwrap_err();
     assert!(e.contains("--token-file"), "{e}");
-    let e = check_listen(any, true, false).unwrap_err();
-    assert!(e.contains("TLS") && e.contains("--insecure"), "{e}");
-    assert!(check_listen(any, true, true).is_ok());
+    // TLS does not replace the token: anyone could still read the node.
+    let e = check_listen(any, false, true, false).unwrap_err();
+    assert!(e.contains("--token-file"), "{e}");
+    let e = check_listen(any, true, false, false).unwrap_err();
+    assert!(e.contains("--tls-cert") && e.contains("--insecure"), "{e}");
+    assert!(check_listen(any, true, true, false).is_ok());
+    assert!(check_listen(any, true, false, true).is_ok());
 }
 
 /// What a client does with a diff: replace each named part (`a.b` is field b of object a).
@@ -460,4 +465,121 @@ async fn a_client_that_cannot_resume_gets_the_snapshot_marked_resync() {
         refused_status(connect(format!("ws://{addr}/ws?since=abc"), &[]).await),
         400
     );
+}
+
+/// A self-signed certificate for `localhost` / 127.0.0.1 written as PEM files, generated here
+/// (rcgen) so no key material lives in the repository.
+fn cert_files(tag: &str) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("psa-tls-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    (cert, key, ck.cert.der().to_vec())
+}
+
+/// A TLS websocket client that trusts exactly `ca_der`.
+async fn connect_tls(
+    addr: SocketAddr,
+    ca_der: &[u8],
+    path: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    String,
+> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(ca_der.to_vec()))
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = timeout(
+        WAIT,
+        tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp),
+    )
+    .await
+    .expect("TLS handshake in time")
+    .map_err(|e| e.to_string())?;
+    let url = format!("wss://localhost:{}{path}", addr.port());
+    timeout(WAIT, tokio_tungstenite::client_async(url, tls))
+        .await
+        .expect("websocket handshake in time")
+        .map(|(ws, _)| ws)
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn tls_serves_wss_with_the_given_certificate_and_nothing_in_clear() {
+    let (cert, key, der) = cert_files("ok");
+    let tls = server::tls_config(&cert, &key).unwrap();
+    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let (addr, hub) = start(|c| {
+        *c = Config::new(listen, Some("tls-token"));
+        c.tls = Some(tls);
+    })
+    .await;
+    let mut ws = connect_tls(addr, &der, "/ws?token=tls-token")
+        .await
+        .unwrap();
+    let snap = {
+        let m = timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+        serde_json::from_str::<Value>(m.to_text().unwrap()).unwrap()
+    };
+    assert_eq!(snap["type"], "snapshot");
+    assert_eq!(hub.apply(parts("r2", 0)), Some(2));
+    let m = timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(m.to_text().unwrap()).unwrap()["revision"],
+        2
+    );
+    // The token is still required over TLS.
+    let e = connect_tls(addr, &der, "/ws").await.unwrap_err();
+    assert!(e.contains("401"), "{e}");
+    // A client that does not trust this certificate gets no connection.
+    let (_, _, other) = cert_files("other");
+    assert!(
+        connect_tls(addr, &other, "/ws?token=tls-token")
+            .await
+            .is_err()
+    );
+    // Clear-text websocket on the TLS port: no upgrade (the server waits for a ClientHello).
+    let plain = timeout(
+        Duration::from_secs(1),
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token=tls-token")),
+    )
+    .await;
+    assert!(!matches!(plain, Ok(Ok(_))), "clear text was served");
+    // A client stuck mid-handshake does not block others.
+    let _stuck = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(connect_tls(addr, &der, "/ws?token=tls-token").await.is_ok());
+    let _ = std::fs::remove_dir_all(cert.parent().unwrap());
+}
+
+#[test]
+fn bad_tls_files_are_named_in_the_error() {
+    let (cert, key, _) = cert_files("bad");
+    let dir = cert.parent().unwrap().to_path_buf();
+    let garbage = dir.join("garbage.pem");
+    std::fs::write(&garbage, "not a pem file\n").unwrap();
+    let e = server::tls_config(&garbage, &key).unwrap_err();
+    assert!(e.contains("--tls-cert") && e.contains("garbage.pem"), "{e}");
+    let e = server::tls_config(&cert, &garbage).unwrap_err();
+    assert!(e.contains("--tls-key") && e.contains("garbage.pem"), "{e}");
+    let missing = dir.join("missing.pem");
+    let e = server::tls_config(&missing, &key).unwrap_err();
+    assert!(e.contains("missing.pem"), "{e}");
+    // A key that does not belong to the certificate.
+    let (_, other_key, _) = cert_files("bad-other");
+    let e = server::tls_config(&cert, &other_key).unwrap_err();
+    assert!(e.contains("--tls-cert/--tls-key"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(other_key.parent().unwrap());
 }

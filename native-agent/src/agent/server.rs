@@ -1,12 +1,14 @@
 //! HTTP and websocket front: `/ws`, `/snapshot`, `/healthz`, `/version`.
 //!
-//! Safety rules (issue 6): loopback by default; any other address needs a token and TLS, and
-//! since TLS is not built yet, an explicit `--insecure`. Browsers are kept out by two checks:
+//! Safety rules (issue 6): loopback by default; any other address needs a token and TLS
+//! (`--tls-cert`/`--tls-key`, rustls) or an explicit `--insecure`. Browsers are kept out by two checks:
 //! the websocket `Origin` must be allowed, and on loopback the `Host` must be a loopback name so
 //! a DNS-rebinding page cannot read `/snapshot` as "same origin".
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -21,7 +23,9 @@ use axum::routing::get;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast::error::RecvError;
+use tokio_rustls::server::TlsStream;
 
 use super::hub::{Hub, Start};
 
@@ -38,6 +42,8 @@ pub struct Config {
     pub max_clients: usize,
     /// A client that cannot take one message in this long is dropped.
     pub send_timeout: Duration,
+    /// Serve HTTPS / `wss://` with this certificate instead of clear text.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Config {
@@ -48,6 +54,7 @@ impl Config {
             loopback: listen.ip().is_loopback(),
             max_clients: 64,
             send_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -57,7 +64,12 @@ fn hash(s: &str) -> [u8; 32] {
 }
 
 /// Whether the agent may listen on `listen` with these flags; the error says what is missing.
-pub fn check_listen(listen: SocketAddr, has_token: bool, insecure: bool) -> Result<(), String> {
+pub fn check_listen(
+    listen: SocketAddr,
+    has_token: bool,
+    tls: bool,
+    insecure: bool,
+) -> Result<(), String> {
     if listen.ip().is_loopback() {
         return Ok(());
     }
@@ -67,13 +79,105 @@ pub fn check_listen(listen: SocketAddr, has_token: bool, insecure: bool) -> Resu
              the port would read the node's rules and connections)"
         ));
     }
-    if !insecure {
+    if !tls && !insecure {
         return Err(format!(
-            "--listen {listen}: a non-loopback address needs TLS, which this build does not have \
-             yet; pass --insecure to send the token and the node's state in clear text anyway"
+            "--listen {listen}: a non-loopback address needs TLS (--tls-cert FILE --tls-key FILE); \
+             pass --insecure to send the token and the node's state in clear text anyway"
         ));
     }
     Ok(())
+}
+
+/// A server TLS configuration from PEM files: the certificate chain (leaf first) and its
+/// private key (PKCS#8, PKCS#1 or SEC1). Errors name the file and what is wrong with it.
+pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "--tls-cert {}: no CERTIFICATE block in the file",
+            cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+    // The server speaks HTTP/1.1 only (websocket upgrades are HTTP/1.1).
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// At most this many TLS handshakes in progress; each must finish within [`HANDSHAKE_TIMEOUT`].
+const MAX_HANDSHAKES: usize = 64;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts TCP, completes TLS handshakes on their own tasks (a client that stalls mid-handshake
+/// must not hold up everyone else's accept), and hands finished streams to axum.
+struct TlsListener {
+    rx: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    fn new(tcp: TcpListener, tls: Arc<rustls::ServerConfig>) -> std::io::Result<TlsListener> {
+        let local = tcp.local_addr()?;
+        let (tx, rx) = tokio::sync::mpsc::channel(MAX_HANDSHAKES);
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+        tokio::spawn(async move {
+            loop {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let (stream, peer) = match tcp.accept().await {
+                    Ok(x) => x,
+                    Err(_) => {
+                        // Out of file descriptors and the like: wait instead of spinning.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, done) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let hs = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    drop(permit);
+                    if let Ok(Ok(tls)) = hs {
+                        let _ = done.send((tls, peer)).await;
+                    }
+                });
+                if tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        Ok(TlsListener { rx, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(x) => x,
+            // The accept task ended (the listener is gone): nothing more will arrive.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
 }
 
 struct App {
@@ -282,14 +386,27 @@ pub fn router(hub: Arc<Hub>, cfg: Config) -> Router {
         .with_state(app)
 }
 
-/// Bind first (tests use port 0), then hand back the server future.
+/// The running server, resolving when it stops.
+pub type Serving = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+
+/// Bind first (tests use port 0), then hand back the server future; TLS when `cfg.tls` is set.
 pub async fn bind(
     addr: SocketAddr,
     hub: Arc<Hub>,
     cfg: Config,
-) -> std::io::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+) -> std::io::Result<(SocketAddr, Serving)> {
+    let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    let tls = cfg.tls.clone();
     let app = router(hub, cfg);
-    Ok((local, async move { axum::serve(listener, app).await }))
+    Ok(match tls {
+        Some(tls) => {
+            let l = TlsListener::new(listener, tls)?;
+            (local, Box::pin(async move { axum::serve(l, app).await }))
+        }
+        None => (
+            local,
+            Box::pin(async move { axum::serve(listener, app).await }),
+        ),
+    })
 }

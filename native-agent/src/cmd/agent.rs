@@ -17,7 +17,8 @@ use crate::error::CliError;
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
-    /// Address to listen on. Anything but loopback needs --token-file and --insecure (no TLS yet).
+    /// Address to listen on. Anything but loopback needs --token-file and TLS (--tls-cert,
+    /// --tls-key) or --insecure.
     #[arg(long, default_value = "127.0.0.1:9180")]
     pub listen: SocketAddr,
     /// Poll interval: `500ms`, `2s` or a number of seconds. At least 100ms.
@@ -29,6 +30,12 @@ pub struct AgentArgs {
     /// Allow a non-loopback --listen without TLS (the token and the node's state travel in clear).
     #[arg(long)]
     pub insecure: bool,
+    /// Serve HTTPS and wss:// with this certificate chain (PEM, leaf first).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Read a network namespace instead of the host's (`ip netns exec NAME ...`).
     #[arg(long)]
     pub netns: Option<String>,
@@ -88,10 +95,19 @@ pub fn run(args: AgentArgs) -> Result<(), CliError> {
         }
         None => None,
     };
-    server::check_listen(args.listen, token.is_some(), args.insecure)
-        .map_err(CliError::BadInput)?;
+    server::check_listen(
+        args.listen,
+        token.is_some(),
+        args.tls_cert.is_some(),
+        args.insecure,
+    )
+    .map_err(CliError::BadInput)?;
     let mut cfg = Config::new(args.listen, token.as_deref());
     cfg.allowed_origins = args.allow_origin.clone();
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        cfg.tls = Some(server::tls_config(cert, key).map_err(CliError::BadInput)?);
+    }
+    let scheme = if cfg.tls.is_some() { "wss" } else { "ws" };
 
     let sys: Arc<dyn Sys> = Arc::new(HostSys {
         netns: args.netns.clone(),
@@ -111,7 +127,7 @@ pub fn run(args: AgentArgs) -> Result<(), CliError> {
         let (addr, server) = server::bind(args.listen, hub.clone(), cfg)
             .await
             .map_err(|e| CliError::BadInput(format!("--listen {}: {e}", args.listen)))?;
-        println!("listening on ws://{addr}/ws");
+        println!("listening on {scheme}://{addr}/ws");
         tokio::spawn(poll_loop(hub, sys, args.interval, std::future::pending()));
         server
             .await
