@@ -176,12 +176,12 @@ pub fn eval_rule(
                 if let Some(dp) = dport
                     && dp.value.contains(p.dport) == dp.neg
                 {
-                    let want = if dp.value.lo == dp.value.hi {
-                        dp.value.lo.to_string()
-                    } else {
-                        format!("{}:{}", dp.value.lo, dp.value.hi)
-                    };
                     return MatchResult::Failed(lazy(describe, || {
+                        let want = if dp.value.lo == dp.value.hi {
+                            dp.value.lo.to_string()
+                        } else {
+                            format!("{}:{}", dp.value.lo, dp.value.hi)
+                        };
                         format!("{}--dport {want}", if dp.neg { "! " } else { "" })
                     }));
                 }
@@ -248,8 +248,8 @@ pub fn eval_rule(
                         let ty = addr_type(m, ip);
                         let hit = t.value.contains(&ty);
                         if hit == t.neg {
-                            let names: Vec<&str> = t.value.iter().map(|x| x.as_str()).collect();
                             return MatchResult::Failed(lazy(describe, || {
+                                let names: Vec<&str> = t.value.iter().map(|x| x.as_str()).collect();
                                 format!(
                                     "{}{label} {} ({ip} is {})",
                                     if t.neg { "! " } else { "" },
@@ -276,8 +276,8 @@ pub fn eval_rule(
                     };
                     let hit = st.value.iter().any(state_of);
                     if hit == st.neg {
-                        let names: Vec<&str> = st.value.iter().map(|x| x.as_str()).collect();
                         return MatchResult::Failed(lazy(describe, || {
+                            let names: Vec<&str> = st.value.iter().map(|x| x.as_str()).collect();
                             format!(
                                 "{}--ctstate {}",
                                 if st.neg { "! " } else { "" },

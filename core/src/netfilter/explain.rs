@@ -10,12 +10,28 @@ use rand::rngs::StdRng;
 /// Enumeration stops after this many outcomes (a warning says so).
 pub const MAX_OUTCOMES: usize = 4096;
 
-fn output_of(o: &super::walk::Outcome) -> String {
+/// What tells two outcomes apart: the text [`output_of`] gives, without building it for every
+/// explored walk.
+#[derive(Clone, Copy, PartialEq)]
+enum OutputKey {
+    Drop,
+    Reject,
+    Dnat(Option<(std::net::IpAddr, u16)>),
+}
+
+fn key_of(o: &super::walk::Outcome) -> OutputKey {
     match o.verdict {
-        Verdict::Drop => "DROP".into(),
-        Verdict::Reject => "REJECT".into(),
-        _ => o
-            .dnat
+        Verdict::Drop => OutputKey::Drop,
+        Verdict::Reject => OutputKey::Reject,
+        _ => OutputKey::Dnat(o.dnat),
+    }
+}
+
+fn output_of(k: OutputKey) -> String {
+    match k {
+        OutputKey::Drop => "DROP".into(),
+        OutputKey::Reject => "REJECT".into(),
+        OutputKey::Dnat(d) => d
             .map(|(ip, p)| crate::k8s::ip::join_host_port(ip, p))
             .unwrap_or_default(),
     }
@@ -25,6 +41,7 @@ fn output_of(o: &super::walk::Outcome) -> String {
 /// `state`) with random matches drawn from a generator seeded with `seed`.
 pub fn trace(m: &Machine, req: &WalkRequest, state: &mut State, seed: u64, mode: &str) -> Trace {
     let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut keys: Vec<OutputKey> = Vec::new();
     let mut warnings = Vec::new();
     // Depth-first over the random decisions, "matches" first, so outcomes come in rule order.
     let mut stack: Vec<Vec<bool>> = vec![Vec::new()];
@@ -64,24 +81,28 @@ pub fn trace(m: &Machine, req: &WalkRequest, state: &mut State, seed: u64, mode:
         if p <= 0.0 {
             continue;
         }
-        let output = output_of(&o);
+        let key = key_of(&o);
         match outcomes
             .iter_mut()
-            .find(|x| x.output == output && x.masq == o.masq)
+            .zip(&keys)
+            .find(|(x, k)| **k == key && x.masq == o.masq)
         {
-            Some(x) => x.probability += p,
-            None => outcomes.push(Outcome {
-                output,
-                probability: p,
-                masq: o.masq,
-            }),
+            Some((x, _)) => x.probability += p,
+            None => {
+                outcomes.push(Outcome {
+                    output: output_of(key),
+                    probability: p,
+                    masq: o.masq,
+                });
+                keys.push(key);
+            }
         }
     }
     let mut sampler = Sampler(StdRng::seed_from_u64(seed));
     let (o, steps) = walk(m, req, state, &mut sampler, true, true);
     warnings.extend(o.warnings.iter().cloned());
     let chosen = Outcome {
-        output: output_of(&o),
+        output: output_of(key_of(&o)),
         probability: 0.0,
         masq: o.masq,
     };

@@ -179,6 +179,24 @@ pub struct Machine {
     pub chains: Vec<Vec<CChain>>,
     pub chain_index: Vec<HashMap<String, usize>>,
     pub node: NodeView,
+    /// `(table, built-in chain)` of each hook and table, resolved once: a trace runs a dozen
+    /// hook/table pairs per walk and many walks per packet, and looking them up by name each
+    /// time cost more than the rules themselves.
+    hooks: [[Option<(u32, u32)>; HOOK_TABLES.len()]; 5],
+}
+
+/// The tables a hook can run, in the order of [`Machine::hook_chain`]'s table argument.
+const HOOK_TABLES: [&str; 5] = ["raw", "mangle", "nat", "filter", "security"];
+
+fn hook_slot(h: crate::trace::Hook) -> usize {
+    use crate::trace::Hook;
+    match h {
+        Hook::Prerouting => 0,
+        Hook::Input => 1,
+        Hook::Forward => 2,
+        Hook::Output => 3,
+        Hook::Postrouting => 4,
+    }
 }
 
 impl Machine {
@@ -215,13 +233,38 @@ impl Machine {
             chains.push(cs);
             chain_index.push(idx);
         }
+        let mut hooks = [[None; HOOK_TABLES.len()]; 5];
+        for h in [
+            crate::trace::Hook::Prerouting,
+            crate::trace::Hook::Input,
+            crate::trace::Hook::Forward,
+            crate::trace::Hook::Output,
+            crate::trace::Hook::Postrouting,
+        ] {
+            for (slot, t) in HOOK_TABLES.iter().enumerate() {
+                let Some(ti) = rules.tables.iter().position(|x| x.name == *t) else {
+                    continue;
+                };
+                if let Some(ci) = chain_index[ti].get(h.as_str()) {
+                    hooks[hook_slot(h)][slot] = Some((ti as u32, *ci as u32));
+                }
+            }
+        }
         Machine {
             family,
             rules,
             chains,
             chain_index,
             node,
+            hooks,
         }
+    }
+
+    /// The built-in chain a hook runs in `table` (`raw`, `mangle`, `nat`, `filter`, `security`),
+    /// as (table index, chain index).
+    pub fn hook_chain(&self, hook: crate::trace::Hook, table: &str) -> Option<(usize, usize)> {
+        let slot = HOOK_TABLES.iter().position(|t| *t == table)?;
+        self.hooks[hook_slot(hook)][slot].map(|(t, c)| (t as usize, c as usize))
     }
 
     pub fn table_index(&self, name: &str) -> Option<usize> {

@@ -2,9 +2,10 @@
 
 use super::eval::{MatchResult, PacketCtx, eval_rule};
 use super::{CtEntry, FlowKey, IndexKey, Machine, State, ct_timeout, ip_key, parse_nat_to};
-use crate::rules::iptables::print::rule_text;
+use crate::rules::iptables::print::{rule_text, write_probability};
 use crate::rules::iptables::{Statistic, Target};
 use crate::trace::{Entry, Hook, Packet, Step, Verdict};
+use std::fmt::Write;
 use std::net::IpAddr;
 
 /// One random decision made by a `-m statistic --mode random` match.
@@ -30,16 +31,18 @@ impl<R: rand::Rng> Chooser for Sampler<R> {
     fn choose(&mut self, fixed: u32, neg: bool) -> (bool, Option<String>) {
         let r = self.0.next_u32() & 0x7fff_ffff;
         let hit = r < fixed;
-        let note = format!(
-            "random draw {r} {} {fixed} (p = {:.10}): {}",
-            if hit { "<" } else { ">=" },
-            Statistic::probability_of(fixed),
-            if hit != neg {
-                "matches"
-            } else {
-                "does not match"
-            }
+        let mut note = String::with_capacity(72);
+        let _ = write!(
+            note,
+            "random draw {r} {} {fixed} (p = ",
+            if hit { "<" } else { ">=" }
         );
+        write_probability(&mut note, fixed, 10);
+        note.push_str(if hit != neg {
+            "): matches"
+        } else {
+            "): does not match"
+        });
         (hit != neg, Some(note))
     }
 }
@@ -98,6 +101,7 @@ struct Walker<'a> {
     steps: Option<Vec<Step>>,
     cx: PacketCtx,
     out: Outcome,
+    frames: Vec<(usize, usize)>,
 }
 
 impl Walker<'_> {
@@ -109,8 +113,7 @@ impl Walker<'_> {
 
     /// Run one table's built-in chain for a hook.
     fn run_table(&mut self, hook: Hook, table: &str) -> Option<TableResult> {
-        let ti = self.m.table_index(table)?;
-        let ci = *self.m.chain_index[ti].get(hook.as_str())?;
+        let (ti, ci) = self.m.hook_chain(hook, table)?;
         self.step(|| Step::Hook {
             hook,
             table: table.to_string(),
@@ -142,9 +145,23 @@ impl Walker<'_> {
     }
 
     fn run_chain(&mut self, ti: usize, start: usize) -> TableResult {
+        // (chain, next rule) frames; a goto replaces the top frame. The vector is the walker's,
+        // reused by every table the walk runs.
+        let mut stack = std::mem::take(&mut self.frames);
+        stack.clear();
+        stack.push((start, 0));
+        let r = self.run_frames(ti, start, &mut stack);
+        self.frames = stack;
+        r
+    }
+
+    fn run_frames(
+        &mut self,
+        ti: usize,
+        start: usize,
+        stack: &mut Vec<(usize, usize)>,
+    ) -> TableResult {
         let tname = &self.m.rules.tables[ti].name;
-        // (chain, next rule) frames; a goto replaces the top frame.
-        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
         // Names are only needed when recording; exploring walks must not allocate per rule.
         let rec = self.steps.is_some();
         let m = self.m;
@@ -243,9 +260,9 @@ impl Walker<'_> {
                 rec,
             );
             notes.extend(coin_notes);
-            let (matched, failed) = match &res {
+            let (matched, failed) = match res {
                 MatchResult::Matched => (true, None),
-                MatchResult::Failed(f) => (false, Some(f.clone())),
+                MatchResult::Failed(f) => (false, Some(f)),
                 MatchResult::Random { .. } => (false, None),
                 MatchResult::Unsupported(u) => {
                     self.out.warnings.push(format!(
@@ -258,10 +275,10 @@ impl Walker<'_> {
             if self.steps.is_some() {
                 let cn = chain_name(ci);
                 let text = rule_text(&cn, rule);
-                let note = if notes.is_empty() {
-                    None
-                } else {
-                    Some(notes.join("; "))
+                let note = match notes.len() {
+                    0 => None,
+                    1 => notes.pop(),
+                    _ => Some(notes.join("; ")),
                 };
                 let line = (rule.line > 0).then_some(rule.line);
                 self.step(|| Step::Rule {
@@ -321,10 +338,9 @@ impl Walker<'_> {
                             }
                             stack.push((to, 0));
                             let entry = if goto { Entry::Goto } else { Entry::Jump };
-                            let cn = chain.clone();
                             self.step(|| Step::Chain {
                                 table: tname.clone(),
-                                chain: cn,
+                                chain: chain.clone(),
                                 entry,
                             });
                         }
@@ -390,14 +406,15 @@ impl Walker<'_> {
                     return TableResult::Accept;
                 }
                 Target::Log { prefix, .. } => {
-                    let t = format!(
-                        "LOG: the kernel logs the packet{}",
-                        prefix
-                            .as_ref()
-                            .map(|p| format!(" with prefix {p:?}"))
-                            .unwrap_or_default()
-                    );
-                    self.step(|| Step::Note { text: t });
+                    self.step(|| Step::Note {
+                        text: format!(
+                            "LOG: the kernel logs the packet{}",
+                            prefix
+                                .as_ref()
+                                .map(|p| format!(" with prefix {p:?}"))
+                                .unwrap_or_default()
+                        ),
+                    });
                 }
                 Target::Unknown { name, .. } => {
                     self.out.warnings.push(format!(
@@ -491,7 +508,8 @@ pub fn walk(
         effects,
         state,
         chooser,
-        steps: record.then(Vec::new),
+        // A traced packet to a Service records ~50 steps; growing the vector was a visible cost.
+        steps: record.then(|| Vec::with_capacity(64)),
         cx: PacketCtx {
             pkt: req.pkt,
             in_iface: req.in_iface.clone(),
@@ -508,10 +526,12 @@ pub fn walk(
             snat: None,
             masq: false,
             rules_evaluated: 0,
-            choices: Vec::new(),
+            // kube-proxy's endpoint chains draw once per endpoint but the last.
+            choices: Vec::with_capacity(16),
             warnings: Vec::new(),
             established: !ct_new,
         },
+        frames: Vec::with_capacity(8),
     };
     w.step(|| Step::Conntrack {
         established: !ct_new,
