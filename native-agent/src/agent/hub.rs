@@ -245,14 +245,83 @@ fn remember(st: &mut State, rev: u64, diff: &Utf8Bytes) {
     }
 }
 
+/// Inputs of the last Kubernetes context: the API objects' generation, the API error, and the
+/// fingerprints of the node parts the context reads.
+pub type KubeInputs = (u64, Option<String>, Vec<String>);
+
+/// Node parts the Kubernetes context reads.
+const KUBE_NODE_PARTS: [&str; 4] = ["iptables.v4", "iptables.v6", "ipvs", "interfaces"];
+
+impl Hub {
+    fn part_value(&self, k: &str) -> Value {
+        self.lock()
+            .parts
+            .get(k)
+            .map_or(Value::Null, |p| p.value.clone())
+    }
+
+    /// Recompute the `kubernetes` part when the API objects or the node's rules changed since
+    /// `last`. Returns the new revision if the part changed. CPU-heavy on big clusters (core
+    /// regenerates every Service's rules): call it off the async workers.
+    pub fn refresh_kube(
+        &self,
+        store: &Mutex<super::kube::Store>,
+        last: &mut Option<KubeInputs>,
+    ) -> Option<u64> {
+        let fps: Vec<String> = {
+            let st = self.lock();
+            KUBE_NODE_PARTS
+                .iter()
+                .map(|k| {
+                    st.parts
+                        .get(k)
+                        .map_or(String::new(), |p| p.fingerprint.clone())
+                })
+                .collect()
+        };
+        let s = store.lock().unwrap_or_else(|p| p.into_inner());
+        let inputs = (s.generation, s.error.clone(), fps);
+        if last.as_ref() == Some(&inputs) {
+            return None;
+        }
+        // Copies of the node's texts: computing under the hub's lock would stall new clients
+        // for as long as the regeneration takes.
+        let (v4, v6, ipvs, ifs) = (
+            self.part_value("iptables.v4"),
+            self.part_value("iptables.v6"),
+            self.part_value("ipvs"),
+            self.part_value("interfaces"),
+        );
+        let text = |v: &Value| v.get("text").and_then(Value::as_str).map(str::to_string);
+        let (v4, v6, ipvs) = (text(&v4), text(&v6), text(&ipvs));
+        let ctx = super::kube::context(
+            &s,
+            &super::kube::NodeSide {
+                node_name: self.node["name"].as_str().unwrap_or(""),
+                interfaces: &ifs,
+                iptables_v4: v4.as_deref(),
+                iptables_v6: v6.as_deref(),
+                ipvs: ipvs.as_deref(),
+            },
+        );
+        drop(s);
+        *last = Some(inputs);
+        let mut c = Collected::new();
+        c.insert("kubernetes", super::snapshot::summary_part(&ctx));
+        self.apply(c)
+    }
+}
+
 /// Poll every `interval` until `stop` resolves. Tools run on the blocking pool: a slow
 /// `iptables-save` on a huge node must not stall the websocket tasks.
 pub async fn poll_loop(
     hub: Arc<Hub>,
     sys: Arc<dyn Sys>,
+    kube: Option<Arc<Mutex<super::kube::Store>>>,
     interval: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {
+    let mut kube_last: Option<KubeInputs> = None;
     let mut tick = tokio::time::interval(interval);
     // A poll that takes longer than the interval delays the next one instead of bunching them:
     // the update rate stays bounded by the interval.
@@ -270,6 +339,15 @@ pub async fn poll_loop(
             continue;
         };
         hub.apply(c);
+        if let Some(store) = &kube {
+            let (h, s, mut last) = (hub.clone(), store.clone(), kube_last.take());
+            kube_last = tokio::task::spawn_blocking(move || {
+                h.refresh_kube(&s, &mut last);
+                last
+            })
+            .await
+            .unwrap_or_default();
+        }
         super::sys::release_freed_memory();
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod conntrack;
 pub mod hub;
+pub mod kube;
 pub mod server;
 pub mod snapshot;
 pub mod sys;

@@ -292,7 +292,8 @@ fn to_value<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
-fn summary_part<T: Serialize>(v: &T) -> Part {
+/// A part whose fingerprint is its own JSON (small parts).
+pub fn summary_part<T: Serialize>(v: &T) -> Part {
     let value = to_value(v);
     Part {
         fingerprint: digest([value.to_string().as_bytes()]),

@@ -3,13 +3,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Args;
 use serde_json::json;
 
 use crate::agent::hub::{Hub, poll_loop};
+use crate::agent::kube;
 use crate::agent::server::{self, Config};
 use crate::agent::snapshot::collect;
 use crate::agent::sys::{HostSys, Sys};
@@ -39,6 +40,13 @@ pub struct AgentArgs {
     /// Read a network namespace instead of the host's (`ip netns exec NAME ...`).
     #[arg(long)]
     pub netns: Option<String>,
+    /// Watch Services and EndpointSlices with this kubeconfig's current context: chains are
+    /// named by their Service and drift (API vs node) is part of the snapshot.
+    #[arg(long, conflicts_with = "in_cluster")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Like --kubeconfig, with the Pod's service account (the DaemonSet's RBAC).
+    #[arg(long)]
+    pub in_cluster: bool,
     /// A browser origin allowed on /ws (e.g. `https://proxyscope.example`); repeatable.
     #[arg(long = "allow-origin")]
     pub allow_origin: Vec<String>,
@@ -109,6 +117,11 @@ pub fn run(args: AgentArgs) -> Result<(), CliError> {
     }
     let scheme = if cfg.tls.is_some() { "wss" } else { "ws" };
 
+    let kube_creds = match (&args.kubeconfig, args.in_cluster) {
+        (Some(p), _) => Some(kube::client::from_kubeconfig(p).map_err(CliError::BadInput)?),
+        (None, true) => Some(kube::client::in_cluster().map_err(CliError::BadInput)?),
+        (None, false) => None,
+    };
     let sys: Arc<dyn Sys> = Arc::new(HostSys {
         netns: args.netns.clone(),
     });
@@ -128,7 +141,25 @@ pub fn run(args: AgentArgs) -> Result<(), CliError> {
             .await
             .map_err(|e| CliError::BadInput(format!("--listen {}: {e}", args.listen)))?;
         println!("listening on {scheme}://{addr}/ws");
-        tokio::spawn(poll_loop(hub, sys, args.interval, std::future::pending()));
+        let store = kube_creds.map(|creds| {
+            let store = Arc::new(Mutex::new(kube::Store::default()));
+            for r in kube::Resource::ALL {
+                tokio::spawn(kube::client::run(
+                    creds.clone(),
+                    r,
+                    store.clone(),
+                    Duration::from_secs(5),
+                ));
+            }
+            store
+        });
+        tokio::spawn(poll_loop(
+            hub,
+            sys,
+            store,
+            args.interval,
+            std::future::pending(),
+        ));
         server
             .await
             .map_err(|e| CliError::Internal(format!("server: {e}")))
