@@ -44,6 +44,8 @@ fn daemonset_is_host_network_loopback_and_least_privilege() {
         "{args:?}"
     );
     assert!(!args.iter().any(|a| a.contains("insecure")));
+    // The RBAC below exists for this flag.
+    assert!(args.contains(&"--in-cluster".to_string()), "{args:?}");
     let sc = c.security_context.clone().unwrap();
     assert_eq!(sc.privileged, Some(false));
     assert_eq!(sc.allow_privilege_escalation, Some(false));

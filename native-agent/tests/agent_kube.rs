@@ -472,3 +472,159 @@ fn kubeconfig_problems_name_the_field() {
     assert!(e.contains("nope"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The binary against the real kernel: demo.yaml's rules (as iptables-save shows them on a
+/// node) loaded into a namespace this test creates and deletes, the agent reading it with
+/// `--kubeconfig` pointed at the fake API server. The kernel's own listing must name the chains
+/// by Service and show no drift; after a Service is deleted through the API, its chains are
+/// reported extra.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_names_kernel_chains_and_reports_drift() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root
+        || !Command::new("ip")
+            .args(["netns", "list"])
+            .status()
+            .is_ok_and(|s| s.success())
+    {
+        eprintln!("SKIPPED agent kube netns test: needs root and `ip netns`");
+        return;
+    }
+    struct Ns(String);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let ns = Ns(format!("psk-{}", std::process::id()));
+    let run = |args: &[&str], input: Option<&str>| {
+        let mut c = Command::new(args[0])
+            .args(&args[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(input.unwrap_or("").as_bytes())
+            .unwrap();
+        let o = c.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    run(&["ip", "netns", "add", &ns.0], None);
+    for c in [
+        "ct_state_invalid_dropped_pkts",
+        "localhost_nps_accepted_pkts",
+    ] {
+        run(&["ip", "netns", "exec", &ns.0, "nfacct", "add", c], None);
+    }
+    let bin = env!("CARGO_BIN_EXE_proxyscope");
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/demo.yaml");
+    let saved = run(&[bin, "rules", "--format", "saved", demo], None);
+    run(
+        &["ip", "netns", "exec", &ns.0, "iptables-restore"],
+        Some(&saved),
+    );
+
+    let (addr, fake) = fake_api().await;
+    let dir = std::env::temp_dir().join(format!("psk-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = kubeconfig(&dir, &format!("http://{addr}"), "{token: api-token}");
+    struct Child(std::process::Child);
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut agent = Child(
+        Command::new(bin)
+            .args([
+                "agent",
+                "--netns",
+                &ns.0,
+                "--listen",
+                "127.0.0.1:0",
+                "--interval",
+                "200ms",
+            ])
+            .arg("--kubeconfig")
+            .arg(&cfg)
+            .env("NODE_NAME", "node-1")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(agent.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let agent_addr = line
+        .trim()
+        .strip_prefix("listening on ws://")
+        .and_then(|s| s.strip_suffix("/ws"))
+        .unwrap_or_else(|| panic!("agent did not start: {line:?}"))
+        .to_string();
+    let snapshot = || -> Value {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(&agent_addr).unwrap();
+        write!(
+            s,
+            "GET /snapshot HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let body = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(&out[..0], |i| &out[i + 4..]);
+        serde_json::from_slice(body).unwrap_or(Value::Null)
+    };
+    let mut k = Value::Null;
+    for _ in 0..100 {
+        k = snapshot()["kubernetes"].clone();
+        if k["synced"] == true && k.get("drift").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(k["chains"][SVC], "default/my-service:http", "{k}");
+    assert_eq!(k["chains"][SEP4], "default/my-service:http → 10.0.0.4:80");
+    assert_eq!(
+        k["drift"],
+        json!({"missing": [], "extra": [], "stale": []}),
+        "{k}"
+    );
+
+    // The Service goes away in the API; the node keeps its chains: all extra.
+    let svc = fake.objects.lock().unwrap()[0].1[0].clone();
+    for (r, tx) in fake.watchers.lock().unwrap().iter() {
+        if *r == Resource::Services {
+            let _ = tx.send(json!({"type": "DELETED", "object": svc}).to_string());
+        }
+    }
+    let mut extra = Vec::new();
+    for _ in 0..100 {
+        extra = names(&snapshot()["kubernetes"]["drift"]["extra"]);
+        if !extra.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    extra.sort();
+    assert_eq!(extra, [SEP3, SEP4, SEP2, SVC]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
