@@ -73,6 +73,11 @@ enum L {
     NoNodes,
     BadProbe,
     Node,
+    Drift,
+    Missing,
+    Extra,
+    Stale,
+    NoDrift,
 }
 
 fn tr(lang: Lang, k: L) -> &'static str {
@@ -126,6 +131,17 @@ fn tr(lang: Lang, k: L) -> &'static str {
         L::NoNodes => ("No node connected yet.", "尚未连接任何节点。"),
         L::BadProbe => ("not an address", "不是有效地址"),
         L::Node => ("node", "节点"),
+        L::Drift => (
+            "Drift: the API's Services and endpoints vs this node's rules",
+            "偏差：API 中的 Service 和端点与本节点规则的对比",
+        ),
+        L::Missing => ("missing on the node", "节点上缺失"),
+        L::Extra => ("extra on the node", "节点上多余"),
+        L::Stale => ("stale", "过期"),
+        L::NoDrift => (
+            "none: the node's rules match the API objects",
+            "无：节点规则与 API 对象一致",
+        ),
     };
     match lang {
         Lang::En => en,
@@ -747,6 +763,11 @@ fn node_panel(p: &PanelProps) -> Html {
         return html! { <article class="live-node" id={format!("live-node-{id}")} style="min-width:28em">{ head }</article> };
     }
     let problems = problems_view(lang, d.snapshot.as_ref().unwrap_or(&Value::Null));
+    let kube = d
+        .snapshot
+        .as_ref()
+        .map(|s| s["kubernetes"].clone())
+        .unwrap_or(Value::Null);
     let traced = p.probe.map(|pr| trace_view(lang, pr, &d.trace(pr)));
     let tables = d.tables();
     let ipvs = d.ipvs_list();
@@ -772,8 +793,9 @@ fn node_panel(p: &PanelProps) -> Html {
             <section class="live-chains">
                 <h4>{ tr(lang, L::Chains) }</h4>
                 <label>{ tr(lang, L::Filter) }{" "}<input class="live-filter" value={(*filter).clone()} oninput={on_filter} /></label>
-                { chains_view(lang, &tables, &filter) }
+                { chains_view(lang, &tables, &filter, &kube["chains"]) }
             </section>
+            { drift_view(lang, &kube) }
             <section class="live-ipvs">
                 <h4>{ tr(lang, L::VirtualServers) }</h4>
                 { match ipvs {
@@ -850,7 +872,44 @@ fn trace_view(lang: Lang, probe: Probe, t: &Result<Trace, String>) -> Html {
     }
 }
 
-fn chains_view(lang: Lang, tables: &[TableView], filter: &str) -> Html {
+/// The agent's Kubernetes context (`--kubeconfig` / `--in-cluster`): what differs between the
+/// API objects and the node. Nothing when the agent does not watch the API.
+fn drift_view(lang: Lang, kube: &Value) -> Html {
+    let Some(drift) = kube.get("drift") else {
+        return match kube["error"].as_str() {
+            Some(e) => html! { <p class="live-kube-error error" lang="en">{ e.to_string() }</p> },
+            None => Html::default(),
+        };
+    };
+    let group = |key: &str, label: L| {
+        let items = drift[key].as_array().cloned().unwrap_or_default();
+        if items.is_empty() {
+            return Html::default();
+        }
+        html! {
+            <li class={format!("live-drift-{key}")}>{ format!("{} ({})", tr(lang, label), items.len()) }
+                <ul>{ for items.iter().map(|i| html! {
+                    <li><code>{ i["name"].as_str().unwrap_or("").to_string() }</code>
+                        { i["service"].as_str().map(|s| format!(" ({s})")).unwrap_or_default() }
+                        <span lang="en">{ format!(": {}", i["detail"].as_str().unwrap_or("")) }</span></li>
+                }) }</ul>
+            </li>
+        }
+    };
+    let none = ["missing", "extra", "stale"]
+        .iter()
+        .all(|k| drift[*k].as_array().is_none_or(|a| a.is_empty()));
+    html! {
+        <section class="live-drift">
+            <h4>{ tr(lang, L::Drift) }</h4>
+            if none { <p>{ tr(lang, L::NoDrift) }</p> } else {
+                <ul>{ group("missing", L::Missing) }{ group("extra", L::Extra) }{ group("stale", L::Stale) }</ul>
+            }
+        </section>
+    }
+}
+
+fn chains_view(lang: Lang, tables: &[TableView], filter: &str, names: &Value) -> Html {
     let f = filter.trim().to_ascii_uppercase();
     let mut shown = 0usize;
     let mut hidden = 0usize;
@@ -877,7 +936,8 @@ fn chains_view(lang: Lang, tables: &[TableView], filter: &str) -> Html {
                         { for chains.iter().map(|c| html! {
                             <li class="live-chain" data-chain={c.name.clone()}>
                                 <details>
-                                    <summary><code>{ c.name.clone() }</code>{ format!(" {} · {}", c.policy, c.rules.len()) }</summary>
+                                    <summary><code>{ c.name.clone() }</code>{ format!(" {} · {}", c.policy, c.rules.len()) }
+                                        { names[c.name.as_str()].as_str().map(|n| html! { <span class="live-service">{ format!(" — {n}") }</span> }).unwrap_or_default() }</summary>
                                     <pre>{ c.rules.join("\n") }</pre>
                                 </details>
                             </li>
