@@ -788,8 +788,9 @@ fn random_service(rng: &mut StdRng, idx: u32, typ: SvcType, slot: &mut [u32; 2])
         && chance(rng, 40);
     let hcnp = (lb && etp_local).then_some(32000 + idx as u16);
     let itp_local = chance(rng, 15);
-    // Small timeouts so the harness can watch affinity expire; 10800 is the API default.
-    let affinity = chance(rng, 25).then(|| [2, 3, 10800][rng.random_range(0..3)]);
+    // Small timeouts (1 s is the API's minimum) so the harness can watch affinity expire
+    // without waiting long; 10800 is the API default.
+    let affinity = chance(rng, 25).then(|| [1, 2, 10800][rng.random_range(0..3)]);
     let neps = match rng.random_range(0..10) {
         0 => 0,
         1..=3 => 1,
@@ -1007,7 +1008,10 @@ fn guarantee_coverage(rng: &mut StdRng, svcs: &mut [Svc], slot: &mut [u32; 2]) {
 
     // ClientIP affinity with a short timeout and at least two ready endpoints.
     let aff = pick(rng, &busy);
-    svcs[aff].affinity = Some(2);
+    svcs[aff].affinity = Some(1);
+    // Reachable from the external client through its ClusterIP (where the harness tests
+    // stickiness): internalTrafficPolicy Local could leave that path without endpoints.
+    svcs[aff].itp_local = false;
     while svcs[aff]
         .eps
         .iter()
@@ -1020,7 +1024,7 @@ fn guarantee_coverage(rng: &mut StdRng, svcs: &mut [Svc], slot: &mut [u32; 2]) {
     }
     // internalTrafficPolicy Local.
     if !svcs.iter().any(|s| s.itp_local) {
-        let i = pick(rng, &[none, term]);
+        let i = pick(rng, &[none, term, aff]);
         svcs[i].itp_local = true;
     }
     // externalIPs on the ClusterIP Service.

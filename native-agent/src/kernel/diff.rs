@@ -11,7 +11,7 @@ use super::listen::Listeners;
 use super::netfilter::{self, Backend, CountedRule, CtEntry, Family, Netfilter, RuleCounters};
 use super::probe::{Observed, probe};
 use super::sys::SysError;
-use super::world::{Client, World};
+use super::world::{AFFINITY_CLIENT_IP4, AFFINITY_CLIENT_IP6, Client, World};
 use ipnet::IpNet;
 use proxyscope_core::api::{Session, TraceRequest};
 use proxyscope_core::k8s::Scenario;
@@ -379,6 +379,9 @@ pub struct KernelView {
     /// Rules whose packet counter moved, as (table, chain, 1-based index), in the chains that
     /// only the flow's first packet walks (see [`counted`]).
     pub rules: BTreeSet<(String, String, usize)>,
+    /// Observations thrown away because another connection appeared during them (see
+    /// [`observe`]).
+    pub retries: usize,
 }
 
 /// Chains whose counters say which rules the flow's first packet matched: every nat chain
@@ -418,17 +421,44 @@ fn dropped_since(nf: &Netfilter, family: Family, before: &RuleCounters) -> bool 
 /// namespace and the reply would come back through the node). The node's conntrack entry
 /// still records both of the kernel's decisions (DNAT target, no SNAT); the view then reports
 /// the backend conntrack names, as a real node's client would have seen it answer.
+///
+/// The slate is checked, not assumed: a late packet of an earlier connection (a final ACK the
+/// scheduler delayed past the flush) is picked up by conntrack as a new connection, walks the
+/// nat table and moves counters or sets `-m recent` entries. The probe itself creates at most
+/// one entry, so a namespace tracking more than one connection afterwards means the
+/// observation may be mixed with another; it is repeated (at most [`OBSERVE_ATTEMPTS`] times).
 pub fn observe(world: &World, flow: &Flow, opts: &Options) -> Result<KernelView, SysError> {
+    let nf = world.netfilter();
+    let mut retries = 0;
+    loop {
+        let mut k = observe_once(world, flow, opts)?;
+        // The flow's own entry, when it left one (a first packet dropped before conntrack
+        // confirms it leaves none).
+        let own = u64::from(k.masq.is_some());
+        let clean = nf.conntrack_count()? <= own;
+        if clean || retries + 1 >= OBSERVE_ATTEMPTS {
+            k.retries = retries;
+            return Ok(k);
+        }
+        retries += 1;
+    }
+}
+
+/// Attempts at one flow before its (possibly mixed) observation is taken as it is; a mixed
+/// one shows up as a disagreement, never as a silent pass.
+pub const OBSERVE_ATTEMPTS: usize = 3;
+
+fn observe_once(world: &World, flow: &Flow, opts: &Options) -> Result<KernelView, SysError> {
     let nf = world.netfilter();
     let family = Family::of(flow.dst.ip());
     nf.flush_conntrack()?;
-    // Only the Service's own KUBE-SEP lists are consulted by its rules, and only earlier flows
-    // to this Service can have filled them.
+    let src = world.source(flow.client, flow.dst.ip());
+    // `--rcheck --rsource` looks up only this source, in the Service's own KUBE-SEP lists, and
+    // only earlier flows to this Service can have filled them.
     if flow.affinity {
-        nf.clear_recent()?;
+        nf.forget_source(src)?;
     }
     let before = nf.counters(family)?;
-    let src = world.source(flow.client, flow.dst.ip());
     let entry_of = |sport: u16| nf.conntrack_get(flow.proto, src, sport, flow.dst);
     let hairpin_elsewhere = |e: &CtEntry| match flow.client {
         Client::Hairpin(own) => e.dnat_to().is_some_and(|(ip, _)| ip != own) && !e.snat(),
@@ -473,6 +503,7 @@ pub fn observe(world: &World, flow: &Flow, opts: &Options) -> Result<KernelView,
             .into_iter()
             .filter(|(t, c, _)| counted(t, c))
             .collect(),
+        retries: 0,
     })
 }
 
@@ -658,9 +689,11 @@ pub enum Class {
     Backend(String),
     /// Actively refused (REJECT, or a local port nobody listens on).
     Refused,
-    /// Silence (DROP, or forwarded out of the node without DNAT).
+    /// Silence (DROP).
     Silent,
-    Other(String),
+    /// Left the node by its default route without DNAT: the upstream router answers ICMP
+    /// host unreachable.
+    LeftNode,
 }
 
 impl std::fmt::Display for Class {
@@ -669,7 +702,7 @@ impl std::fmt::Display for Class {
             Class::Backend(b) => f.write_str(b),
             Class::Refused => f.write_str("refused"),
             Class::Silent => f.write_str("no answer"),
-            Class::Other(o) => f.write_str(o),
+            Class::LeftNode => f.write_str("left the node (upstream unreachable)"),
         }
     }
 }
@@ -681,20 +714,21 @@ fn kernel_class(o: &Observed) -> Class {
         }
         Observed::Refused { .. } => Class::Refused,
         Observed::Timeout { .. } => Class::Silent,
-        Observed::Unreachable { error, .. } => Class::Other(format!("ICMP error: {error}")),
+        Observed::Unreachable { .. } => Class::LeftNode,
     }
 }
 
 /// What a trace outcome means on the wire in the harness world: a DNAT target answers; REJECT
 /// is refused; DROP is silence; an untouched packet accepted locally meets a closed port
-/// (refused), and one forwarded out of the node meets the blackhole upstream (silence).
+/// (refused), and one forwarded out of the node meets the upstream router's "unreachable".
 fn outcome_class(output: &str, verdict: TraceVerdict) -> Class {
     match output {
         "REJECT" => Class::Refused,
         "DROP" => Class::Silent,
         "" => match verdict {
             TraceVerdict::Accept | TraceVerdict::Reject => Class::Refused,
-            TraceVerdict::Forwarded | TraceVerdict::Drop => Class::Silent,
+            TraceVerdict::Forwarded => Class::LeftNode,
+            TraceVerdict::Drop => Class::Silent,
         },
         b => Class::Backend(b.to_string()),
     }
@@ -737,6 +771,19 @@ fn matched_rules(t: &Trace) -> BTreeSet<(String, String, usize)> {
             _ => None,
         })
         .collect()
+}
+
+/// How many backends core gives `flow` a chance to reach, from `src` on a fresh state.
+pub fn predicted_backends(session: &mut Session, flow: &Flow, src: IpAddr) -> usize {
+    session.state = State::default();
+    let t = session.trace(&trace_req(flow, src, 40000, 0, 0.0));
+    session.state = State::default();
+    t.outcomes
+        .iter()
+        .filter(|o| {
+            o.probability > 0.0 && matches!(outcome_class(&o.output, t.verdict), Class::Backend(_))
+        })
+        .count()
 }
 
 /// Seeds tried to find core's sampled walk that picks the kernel's backend.
@@ -918,8 +965,8 @@ impl SplitResult {
 pub const SPLIT_MIN_EXPECTED: f64 = 25.0;
 
 /// Connections a split test sends: enough that the least likely backend expects
-/// [`SPLIT_MIN_EXPECTED`] hits, within `[50, max]`.
-pub fn split_sample_size(probabilities: &[f64], max: usize) -> usize {
+/// `scale` × [`SPLIT_MIN_EXPECTED`] hits, within `[50, max]`.
+pub fn split_sample_size(probabilities: &[f64], max: usize, scale: usize) -> usize {
     let p_min = probabilities
         .iter()
         .copied()
@@ -927,22 +974,25 @@ pub fn split_sample_size(probabilities: &[f64], max: usize) -> usize {
         .fold(1.0f64, f64::min);
     let total: f64 = probabilities.iter().sum();
     let share = if total > 0.0 { p_min / total } else { 1.0 };
-    ((SPLIT_MIN_EXPECTED / share).ceil() as usize).clamp(50, max.max(50))
+    ((scale.max(1) as f64 * SPLIT_MIN_EXPECTED / share).ceil() as usize).clamp(50, max.max(50))
 }
 
 /// Send connections (each a new flow on an empty conntrack table, so each walks the nat
 /// table) and compare the backends' counts with core's exact outcome probabilities. The
-/// sample is sized by [`split_sample_size`], at most `max_n`.
+/// sample is sized by [`split_sample_size`] (`scale` times the minimum), at most `max_n`.
 pub fn split_test(
     world: &World,
     flow: &Flow,
     p: &Prediction,
     max_n: usize,
+    scale: usize,
     opts: &Options,
 ) -> Result<SplitResult, SysError> {
     let nf = world.netfilter();
-    nf.clear_recent()?;
     let src = world.source(flow.client, flow.dst.ip());
+    if flow.affinity {
+        nf.forget_source(src)?;
+    }
     let mut names: Vec<(String, f64, u64)> = p
         .outcomes
         .iter()
@@ -951,7 +1001,7 @@ pub fn split_test(
             _ => None,
         })
         .collect();
-    let n = split_sample_size(&names.iter().map(|x| x.1).collect::<Vec<_>>(), max_n);
+    let n = split_sample_size(&names.iter().map(|x| x.1).collect::<Vec<_>>(), max_n, scale);
     let mut unexpected = 0;
     for _ in 0..n {
         nf.flush_conntrack()?;
@@ -983,99 +1033,162 @@ pub fn split_test(
     })
 }
 
-/// Connections one [`affinity_test`] sends: the first, four sticky ones, one after expiry.
+/// Connections one affinity test sends: the first, four sticky ones, one after expiry.
 pub const AFFINITY_CONNECTIONS: usize = 6;
 
-/// `-m recent` affinity against the kernel: the first connection records the client, the next
-/// ones stick to the same backend through the `--rcheck` rule, and after the timeout the
-/// `--rcheck` rules stop matching. Core's session (carrying its own `recent` state) must agree
-/// at each step. Returns problems found (empty = agreement).
-pub fn affinity_test(
-    world: &World,
-    session: &mut Session,
-    flow: &Flow,
-    timeout_s: u32,
-    opts: &Options,
-) -> Result<Vec<String>, SysError> {
-    let nf = world.netfilter();
-    let family = Family::of(flow.dst.ip());
-    nf.flush_conntrack()?;
-    nf.clear_recent()?;
-    let src = world.source(flow.client, flow.dst.ip());
-    let ns = &world.client_ns(flow.client).name;
-    let mut problems = Vec::new();
-    let start = std::time::Instant::now();
-    let first = probe(ns, src, flow.proto, flow.dst, opts.timeout, None)?;
-    let first_class = kernel_class(&first);
-    // Core: find a seed whose first walk picks the kernel's backend, keep that state.
-    let mut found = false;
-    for seed in 0..SEED_TRIES {
-        session.state = State::default();
-        let t = session.trace(&trace_req(flow, src, first.local_port(), seed, 0.0));
-        if outcome_class(&t.chosen.output, t.verdict) == first_class {
-            found = true;
-            break;
-        }
-    }
-    if !found {
-        problems.push(format!(
-            "affinity: core never picks the kernel's first backend {first_class}"
-        ));
-        return Ok(problems);
-    }
-    for i in 0..4 {
-        nf.zero_counters(family)?;
-        let o = probe(ns, src, flow.proto, flow.dst, opts.timeout, None)?;
-        let now = start.elapsed().as_secs_f64();
-        let c = kernel_class(&o);
-        if c != first_class {
-            problems.push(format!(
-                "affinity: kernel connection {} went to {c}, not the sticky {first_class}",
-                i + 2
-            ));
-        }
-        let rules = rule_texts(&nf, family);
-        if !rules
-            .iter()
-            .any(|r| r.packets > 0 && r.text.contains("--rcheck"))
-        {
-            problems.push(format!(
-                "affinity: kernel connection {} did not match an --rcheck rule",
-                i + 2
-            ));
-        }
-        let t = session.trace(&trace_req(flow, src, o.local_port(), 1000 + i, now));
-        let tc = outcome_class(&t.chosen.output, t.verdict);
-        if tc != first_class {
-            problems.push(format!(
-                "affinity: core sends connection {} at t={now:.2}s to {tc}, kernel to {c}",
-                i + 2
-            ));
-        }
-    }
-    // Let the entry expire (`--seconds T --reap`), then the rcheck rules must not match.
-    let wait = Duration::from_secs_f64(f64::from(timeout_s) + 1.2);
-    std::thread::sleep(wait.saturating_sub(start.elapsed()));
-    nf.zero_counters(family)?;
-    let o = probe(ns, src, flow.proto, flow.dst, opts.timeout, None)?;
-    let now = start.elapsed().as_secs_f64();
-    let rules = rule_texts(&nf, family);
-    let k_rcheck = rules
-        .iter()
-        .any(|r| r.packets > 0 && r.text.contains("--rcheck"));
-    let t = session.trace(&trace_req(flow, src, o.local_port(), 7, now));
-    let c_rcheck = t
-        .steps
-        .iter()
-        .any(|s| matches!(s, Step::Rule { matched: true, text, .. } if text.contains("--rcheck")));
-    if k_rcheck || c_rcheck {
-        problems.push(format!(
-            "affinity expiry after {timeout_s}s (t={now:.2}s): kernel --rcheck matched: {k_rcheck}, core --rcheck matched: {c_rcheck}"
-        ));
-    }
-    session.state = State::default();
-    Ok(problems)
+/// A `-m recent` affinity test against the kernel, in two halves so the wait for expiry
+/// overlaps other work: [`AffinityTest::begin`] sends the first connection (which records
+/// the client) and four more that must stick to the same backend through an `--rcheck` rule;
+/// [`AffinityTest::finish`] waits out the timeout and checks the `--rcheck` rules no longer
+/// match. Core's own session (carrying its `recent` state) must agree at each step.
+///
+/// The test's client is the external client's second address ([`AFFINITY_CLIENT_IP4`] /
+/// [`AFFINITY_CLIENT_IP6`]), which no other flow uses, so flows in between (which forget only
+/// their own source's entries) leave its entry alone.
+pub struct AffinityTest {
+    pub flow: Flow,
+    pub timeout_s: u32,
+    src: IpAddr,
+    start: std::time::Instant,
+    first_class: Class,
+    session: Session,
+    /// The rule texts of the family, to tell which moved counters are `--rcheck` rules.
+    texts: Vec<CountedRule>,
+    pub problems: Vec<String>,
 }
+
+impl AffinityTest {
+    /// Send one connection and report whether an `--rcheck` rule counted it.
+    fn send(&self, world: &World, opts: &Options) -> Result<(Observed, bool), SysError> {
+        let nf = world.netfilter();
+        let family = Family::of(self.flow.dst.ip());
+        nf.flush_conntrack()?;
+        let before = nf.counters(family)?;
+        let o = probe(
+            &world.client_ns(self.flow.client).name,
+            self.src,
+            self.flow.proto,
+            self.flow.dst,
+            opts.timeout,
+            None,
+        )?;
+        let after = nf.counters(family)?;
+        let rcheck = netfilter::moved_rules(&before, &after)
+            .iter()
+            .any(|(t, c, i)| {
+                self.texts.iter().any(|r| {
+                    r.table == *t && r.chain == *c && r.index == *i && r.text.contains("--rcheck")
+                })
+            });
+        Ok((o, rcheck))
+    }
+
+    pub fn begin(
+        world: &World,
+        scenario: &Scenario,
+        flow: &Flow,
+        timeout_s: u32,
+        opts: &Options,
+    ) -> Result<AffinityTest, SysError> {
+        let nf = world.netfilter();
+        let family = Family::of(flow.dst.ip());
+        let src: IpAddr = if family == Family::V4 {
+            AFFINITY_CLIENT_IP4
+        } else {
+            AFFINITY_CLIENT_IP6
+        }
+        .parse()
+        .expect("constant address");
+        nf.forget_source(src)?;
+        let mut t = AffinityTest {
+            flow: flow.clone(),
+            timeout_s,
+            src,
+            start: std::time::Instant::now(),
+            first_class: Class::Silent,
+            session: Session::new(scenario),
+            texts: rule_texts(&nf, family),
+            problems: Vec::new(),
+        };
+        t.start = std::time::Instant::now();
+        let (first, _) = t.send(world, opts)?;
+        t.first_class = kernel_class(&first);
+        // Core: find a seed whose first walk picks the kernel's backend, keep that state.
+        let mut found = false;
+        for seed in 0..SEED_TRIES {
+            t.session.state = State::default();
+            let tr = t
+                .session
+                .trace(&trace_req(flow, src, first.local_port(), seed, 0.0));
+            if outcome_class(&tr.chosen.output, tr.verdict) == t.first_class {
+                found = true;
+                break;
+            }
+        }
+        if !found {
+            t.problems.push(format!(
+                "affinity: core never picks the kernel's first backend {}",
+                t.first_class
+            ));
+            return Ok(t);
+        }
+        for i in 0..4 {
+            let (o, k_rcheck) = t.send(world, opts)?;
+            let now = t.start.elapsed().as_secs_f64();
+            let c = kernel_class(&o);
+            if c != t.first_class {
+                t.problems.push(format!(
+                    "affinity: kernel connection {} went to {c}, not the sticky {}",
+                    i + 2,
+                    t.first_class
+                ));
+            }
+            if !k_rcheck {
+                t.problems.push(format!(
+                    "affinity: kernel connection {} did not match an --rcheck rule",
+                    i + 2
+                ));
+            }
+            let tr = t
+                .session
+                .trace(&trace_req(flow, src, o.local_port(), 1000 + i, now));
+            let tc = outcome_class(&tr.chosen.output, tr.verdict);
+            if tc != t.first_class {
+                t.problems.push(format!(
+                    "affinity: core sends connection {} at t={now:.2}s to {tc}, kernel to {c}",
+                    i + 2
+                ));
+            }
+        }
+        Ok(t)
+    }
+
+    /// Let the entry expire (`--seconds T --reap`), then the `--rcheck` rules must not match.
+    /// Returns the problems found over both halves (empty = agreement).
+    pub fn finish(mut self, world: &World, opts: &Options) -> Result<Vec<String>, SysError> {
+        if !self.problems.is_empty() {
+            return Ok(self.problems);
+        }
+        let wait = Duration::from_secs_f64(f64::from(self.timeout_s) + 1.2);
+        std::thread::sleep(wait.saturating_sub(self.start.elapsed()));
+        let (o, k_rcheck) = self.send(world, opts)?;
+        let now = self.start.elapsed().as_secs_f64();
+        let tr = self
+            .session
+            .trace(&trace_req(&self.flow, self.src, o.local_port(), 7, now));
+        let c_rcheck = tr.steps.iter().any(
+            |s| matches!(s, Step::Rule { matched: true, text, .. } if text.contains("--rcheck")),
+        );
+        if k_rcheck || c_rcheck {
+            self.problems.push(format!(
+                "affinity expiry after {}s (t={now:.2}s): kernel --rcheck matched: {k_rcheck}, core --rcheck matched: {c_rcheck}",
+                self.timeout_s
+            ));
+        }
+        Ok(self.problems)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1147,7 +1260,7 @@ mod pure_tests {
         );
         assert_eq!(outcome_class("DROP", TraceVerdict::Drop), Class::Silent);
         assert_eq!(outcome_class("", TraceVerdict::Accept), Class::Refused);
-        assert_eq!(outcome_class("", TraceVerdict::Forwarded), Class::Silent);
+        assert_eq!(outcome_class("", TraceVerdict::Forwarded), Class::LeftNode);
         assert_eq!(
             outcome_class("[fd00::1]:80", TraceVerdict::Forwarded),
             Class::Backend("[fd00::1]:80".into())

@@ -28,9 +28,10 @@
 //! ```
 //!
 //! Deviations of the world from a real node, each for a reason written where it is set up:
-//! one namespace holds every Pod (hairpin flows that land on another Pod are retried or
-//! skipped), ICMP rate limits and redirects are off, and unrouted traffic is blackholed
-//! upstream so "left the node untouched" reads as silence.
+//! one namespace holds every Pod (a hairpin flow that lands on another Pod is judged by the
+//! node's conntrack entry), ICMP rate limits and redirects are off, and the upstream router
+//! rejects everything it would forward, so "left the node untouched" is an ICMP host
+//! unreachable, not a timeout.
 
 pub mod diff;
 pub mod listen;

@@ -108,6 +108,7 @@ impl Netfilter<'_> {
     }
 
     /// Zero every rule and chain counter in the filter and nat tables.
+    #[cfg(test)]
     pub fn zero_counters(&self, family: Family) -> Result<(), SysError> {
         let tool = family.tool(self.backend, "");
         for table in ["filter", "nat"] {
@@ -200,18 +201,29 @@ impl Netfilter<'_> {
         self.ns.exec("ipset", &["save"], None)
     }
 
-    /// Empty every `-m recent` list: `/` written to each `xt_recent/<name>` of the namespace's
-    /// procfs. Written from a thread inside the namespace (`/proc/thread-self/net` is that
-    /// thread's network namespace), without a shell.
-    pub fn clear_recent(&self) -> Result<(), SysError> {
+    /// How many connections conntrack tracks in the namespace (`nf_conntrack_count`, read from a
+    /// thread inside it: the sysctl is per namespace).
+    pub fn conntrack_count(&self) -> Result<u64, SysError> {
+        sys::in_netns(&self.ns.name, || {
+            let path = "/proc/sys/net/netfilter/nf_conntrack_count";
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| SysError(format!("{}: {path}: {e}", self.ns.name)))?;
+            text.trim()
+                .parse::<u64>()
+                .map_err(|e| SysError(format!("{}: {path}: {text:?}: {e}", self.ns.name)))
+        })?
+    }
+
+    /// Remove one source address from every `-m recent` list (`-ADDR` written to each list):
+    /// a clean slate for that client's next flow, leaving other clients' entries alone.
+    pub fn forget_source(&self, src: IpAddr) -> Result<(), SysError> {
         sys::in_netns(&self.ns.name, || {
             let dir = std::path::Path::new("/proc/thread-self/net/xt_recent");
             let Ok(entries) = std::fs::read_dir(dir) else {
-                // No `-m recent` rule loaded yet: nothing to clear.
                 return Ok(());
             };
             for e in entries.flatten() {
-                std::fs::write(e.path(), "/\n")
+                std::fs::write(e.path(), format!("-{src}\n"))
                     .map_err(|err| SysError(format!("{}: {err}", e.path().display())))?;
             }
             Ok(())

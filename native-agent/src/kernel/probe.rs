@@ -209,6 +209,30 @@ fn probe_udp(
     let sock = UdpSocket::bind(SocketAddr::new(src, 0))
         .map_err(|e| SysError(format!("bind {src}: {e}")))?;
     let local_port = sock.local_addr().map(|a| a.port()).unwrap_or(0);
+    // IP_RECVERR: report every ICMP error on recv, not only "hard" ones — the upstream router's
+    // host/no-route unreachable is "soft" (udp_err / udpv6_err ignore it without RECVERR).
+    let on: libc::c_int = 1;
+    let (level, opt) = if src.is_ipv4() {
+        (libc::IPPROTO_IP, libc::IP_RECVERR)
+    } else {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVERR)
+    };
+    // SAFETY: setsockopt with an int option on a socket we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            opt,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(SysError(format!(
+            "IP_RECVERR: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
     // A connected UDP socket is what turns an ICMP port-unreachable into ECONNREFUSED on recv.
     sock.connect(dst)
         .map_err(|e| SysError(format!("udp connect {dst}: {e}")))?;

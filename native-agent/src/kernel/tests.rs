@@ -235,6 +235,7 @@ fn kernel_view(observed: Observed, masq: Option<bool>, r: &[(&str, &str, usize)]
         dnat: None,
         masq,
         rules: rules(r),
+        retries: 0,
     }
 }
 

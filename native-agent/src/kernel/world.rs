@@ -10,15 +10,17 @@
 //!       fd00:10:244::fa/128
 //!                                     up0 172.31.255.2/30 ────veth────  wan (upstream router)
 //!                                         fd00:ffff::2/64                eth0 172.31.255.1/30,
-//!                                     default routes via wan             fd00:ffff::1/64; forwards
-//!                                                                        into a blackhole route
+//!                                     default routes via wan             fd00:ffff::1/64; rejects
+//!                                                                        all it would forward
 //! ```
 //!
 //! The upstream `wan` namespace exists so that packets no kube-proxy rule rewrote leave the node
 //! by a different interface than they came in: with the LAN client as the default gateway the
 //! node would send an ICMP redirect first, and the ICMP rate limiter then swallows the port
-//! unreachable of a filter `-j REJECT` (seen here: `IcmpOutRateLimitHost`). `wan` silently
-//! discards what it receives, so "left the node unmodified" shows up as a timeout.
+//! unreachable of a filter `-j REJECT` (seen here: `IcmpOutRateLimitHost`). `wan` rejects
+//! everything it would forward with ICMP host unreachable (IPv6: address unreachable), so
+//! "left the node unmodified" comes back at once as an error nothing else in the world sends
+//! (kube-proxy's REJECTs are port-unreachable): a positive observation instead of a timeout.
 //!
 //! The address plan is the one `proxyscope_core::generate` uses for its scenarios, so generated
 //! Services and EndpointSlices are reachable here. Every address lives in one of our namespaces;
@@ -35,6 +37,10 @@ pub const NODE_IP4: &str = "192.168.0.2";
 pub const NODE_IP6: &str = "2001:db8::1";
 pub const EXT_CLIENT_IP4: &str = "192.168.0.100";
 pub const EXT_CLIENT_IP6: &str = "2001:db8::100";
+/// A second address of the external client, used only by the affinity test: its `-m recent`
+/// entries then outlive the other flows' clean slates (which forget only their own source).
+pub const AFFINITY_CLIENT_IP4: &str = "192.168.0.101";
+pub const AFFINITY_CLIENT_IP6: &str = "2001:db8::101";
 pub const POD_CLIENT_IP4: &str = "10.244.0.250";
 pub const POD_CLIENT_IP6: &str = "fd00:10:244::fa";
 /// The node's address towards its pods: what MASQUERADE rewrites a Pod-bound packet's source to.
@@ -282,9 +288,17 @@ impl World {
             ("net.ipv4.conf.all.rp_filter", "0"),
             ("net.ipv4.conf.default.rp_filter", "0"),
         ])?;
+        // Every flow that leaves the node untouched gets its "unreachable" from here.
+        // No redirect back to the node before the REJECT (the packet would leave by the link
+        // it came in on).
         self.wan.sysctls(&[
             ("net.ipv4.ip_forward", "1"),
             ("net.ipv6.conf.all.forwarding", "1"),
+            ("net.ipv4.icmp_ratelimit", "0"),
+            ("net.ipv6.icmp.ratelimit", "0"),
+            ("net.ipv4.icmp_msgs_per_sec", "100000"),
+            ("net.ipv4.conf.all.send_redirects", "0"),
+            ("net.ipv4.conf.default.send_redirects", "0"),
         ])?;
 
         // `nodad`: no IPv6 duplicate address detection, so addresses are usable immediately.
@@ -320,15 +334,32 @@ route add ::/0 via fd00:ffff::1 dev up0 src {NODE_IP6}
             "addr add 172.31.255.1/30 dev eth0
 addr add fd00:ffff::1/64 dev eth0 nodad
 link set eth0 up
-route add blackhole default
-route add blackhole ::/0
+route add default via 172.31.255.2 dev eth0
+route add ::/0 via fd00:ffff::2 dev eth0
 ",
         )?;
+        // The upstream router's answer to anything it would forward: REJECT (subject to the
+        // per-namespace ICMP limits set above), not an `unreachable` route, whose ICMP errors
+        // the kernel rate-limits per peer by the host-wide net.ipv4.route.error_cost.
+        for (tool, with) in [
+            ("iptables-restore", "icmp-host-unreachable"),
+            ("ip6tables-restore", "icmp6-addr-unreachable"),
+        ] {
+            self.wan.exec(
+                tool,
+                &[],
+                Some(&format!(
+                    "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -j REJECT --reject-with {with}\nCOMMIT\n"
+                )),
+            )?;
+        }
         batch(
             &self.ext,
             &format!(
                 "addr add 192.168.0.100/24 dev eth0
 addr add 2001:db8::100/64 dev eth0 nodad
+addr add {AFFINITY_CLIENT_IP4}/24 dev eth0
+addr add {AFFINITY_CLIENT_IP6}/64 dev eth0 nodad
 link set eth0 up
 route add default via {NODE_IP4} dev eth0
 route add ::/0 via {NODE_IP6} dev eth0
@@ -372,6 +403,8 @@ addr add fd00:10:244::fa/128 dev eth0 nodad
             &[
                 pin(EXT_CLIENT_IP4, &ext, "eth0"),
                 pin(EXT_CLIENT_IP6, &ext, "eth0"),
+                pin(AFFINITY_CLIENT_IP4, &ext, "eth0"),
+                pin(AFFINITY_CLIENT_IP6, &ext, "eth0"),
                 pin("172.31.255.1", &wan, "up0"),
                 pin("fd00:ffff::1", &wan, "up0"),
             ]
