@@ -490,3 +490,54 @@ test('export the diagram as SVG and PNG', async () => {
   assert.ok(png.length > 10000, `a drawn picture, not a blank (${png.length} bytes)`);
   await ctx.close();
 });
+
+test('scale view: iptables work per packet grows with the Services, IPVS stays flat', async () => {
+  const { page, ctx, errors } = await open();
+  await page.evaluate(() => {
+    window.__frames = [];
+    const loop = (t) => { window.__frames.push(t); if (!window.__stop) requestAnimationFrame(loop); };
+    requestAnimationFrame(loop);
+  });
+  const t0 = Date.now();
+  await page.click('#tab-scale');
+  await page.waitForSelector('#scale-table tr[data-services="10000"]', { timeout: 120000 });
+  const ms = Date.now() - t0;
+  const worst = await page.evaluate(() => {
+    window.__stop = true;
+    const f = window.__frames;
+    let w = 0;
+    for (let i = 1; i < f.length; i++) w = Math.max(w, f[i] - f[i - 1]);
+    return w;
+  });
+  const rows = await page.$$eval('#scale-table tbody tr', (rs) => rs.map((r) => ({
+    n: Number(r.dataset.services),
+    pre: r.classList.contains('precomputed'),
+    ipt: Number(r.querySelector('.ipt-packet').textContent),
+    iptTotal: Number(r.querySelector('.ipt-total').textContent),
+    ipvs: Number(r.querySelector('.ipvs-packet').textContent),
+    ipvsTotal: Number(r.querySelector('.ipvs-total').textContent),
+  })));
+  console.log(`scale view: 10 → 3000 Services measured in the page in ${ms} ms, longest frame ${worst.toFixed(0)} ms; ` +
+    rows.map((r) => `${r.n}${r.pre ? '*' : ''}: iptables ${r.ipt}/pkt ${r.iptTotal} rules, IPVS ${r.ipvs}/pkt ${r.ipvsTotal} rules`).join('; '));
+  assert.deepEqual(rows.map((r) => r.n), [10, 30, 100, 300, 1000, 3000, 10000]);
+  assert.ok(rows[6].pre && !rows[5].pre, '10,000 is marked precomputed, the rest measured here');
+  // kube-proxy iptables mode walks KUBE-SERVICES linearly: 100× the Services → far more rules
+  // per packet; IPVS mode matches ipsets and hashes, so its per-packet rules do not change.
+  // (From 30 Services on: with 10 there is no LoadBalancer yet, and kube-proxy writes the
+  // rules for its ipsets only when a set has members.)
+  for (let i = 1; i < rows.length; i++) {
+    assert.ok(rows[i].ipt > rows[i - 1].ipt, `iptables per packet grows at ${rows[i].n}`);
+    assert.equal(rows[i].ipvs, rows[1].ipvs, `IPVS per packet flat at ${rows[i].n}`);
+    assert.equal(rows[i].ipvsTotal, rows[1].ipvsTotal, `IPVS iptables rules flat at ${rows[i].n}`);
+  }
+  assert.ok(rows[4].ipt > 10 * rows[0].ipt, `1000 vs 10 Services: ${rows[4].ipt} vs ${rows[0].ipt}`);
+  await settle(page);
+  await page.locator('#scale-panel').screenshot({ path: path.join(SHOTS, '14-scale.png') });
+  await page.selectOption('#scale-endpoints', '1');
+  const link = await page.inputValue('#share-url');
+  await ctx.close();
+  const other = await open(link);
+  assert.equal(await other.page.inputValue('#scale-endpoints'), '1');
+  await other.ctx.close();
+  assert.deepEqual(errors, []);
+});

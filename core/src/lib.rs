@@ -15,4 +15,5 @@ pub mod k8s;
 pub mod netfilter;
 pub mod proxier;
 pub mod rules;
+pub mod scale;
 pub mod trace;

@@ -143,6 +143,21 @@ pub enum K {
     ExportSvg,
     ExportPng,
     LiveNode,
+    ScaleTab,
+    ScaleTitle,
+    ScaleHint,
+    EndpointsPerService,
+    Measuring,
+    ScaleDone,
+    RulesPerPacket,
+    TotalRules,
+    SyncWork,
+    ServicesAxis,
+    ScaleTable,
+    IpvsObjects,
+    IpsetEntries,
+    Precomputed,
+    LogScale,
 }
 
 pub fn t(lang: Lang, k: K) -> &'static str {
@@ -285,6 +300,31 @@ pub fn t(lang: Lang, k: K) -> &'static str {
         ),
         K::ExportSvg => ("Export diagram (SVG)", "导出示意图（SVG）"),
         K::LiveNode => ("Live node", "实时节点"),
+        K::ScaleTab => ("Scale", "规模"),
+        K::ScaleTitle => (
+            "Scale: how the work grows with the number of Services",
+            "规模：工作量如何随 Service 数量增长",
+        ),
+        K::ScaleHint => (
+            "Measured by core on generated clusters (every 10th Service a NodePort, every 20th a LoadBalancer): the per-packet walk is the first packet of a new connection from a Pod on another node to the ClusterIP of the Service in the middle of the list. Sync work counts the lines of a full sync: the iptables-restore payload, plus in IPVS mode ipset entries and IPVS virtual/real servers. Both axes are logarithmic.",
+            "由 core 在生成的集群上实测（每 10 个 Service 有一个 NodePort，每 20 个有一个 LoadBalancer）：每包规则数是从其他节点上的 Pod 发往列表中间那个 Service 的 ClusterIP 的新连接第一个包所评估的规则数。同步工作量统计一次完整同步写入的行数：iptables-restore 的输入，IPVS 模式再加上 ipset 条目和 IPVS 虚拟/真实服务器。两个坐标轴都是对数刻度。",
+        ),
+        K::EndpointsPerService => ("Endpoints per Service", "每个 Service 的端点数"),
+        K::Measuring => ("Measuring", "正在测量"),
+        K::ScaleDone => (
+            "Done. 10,000 Services: precomputed natively by the same code (measuring it in the page would freeze it for seconds); drawn hollow with a dashed line.",
+            "完成。10,000 个 Service 的数据由同一份代码在本机预先算出（在页面里测量会卡住数秒）；图中以空心点和虚线表示。",
+        ),
+        K::RulesPerPacket => ("iptables rules per packet", "每个包评估的 iptables 规则数"),
+        K::TotalRules => ("iptables rules on the node", "节点上的 iptables 规则数"),
+        K::SyncWork => ("lines written by a full sync", "一次完整同步写入的行数"),
+        K::ServicesAxis => ("Services", "Service 数"),
+        K::ScaleTable => ("The numbers behind the charts", "图表对应的数据"),
+        K::IpvsObjects => ("IPVS virtual + real servers", "IPVS 虚拟 + 真实服务器数"),
+        K::IpsetEntries => ("ipset entries", "ipset 条目数"),
+        K::Precomputed => ("precomputed", "预先计算"),
+        K::LogScale => ("logarithmic axes", "对数坐标"),
+
         K::ExportPng => ("Export diagram (PNG)", "导出示意图（PNG）"),
     };
     match lang {

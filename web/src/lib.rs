@@ -20,6 +20,7 @@ pub mod ipvs_view;
 pub mod live;
 pub mod many;
 pub mod model;
+pub mod scale_view;
 pub mod share;
 pub mod state;
 pub mod views;
@@ -411,6 +412,10 @@ pub fn app() -> Html {
                         <button id="tab-live" type="button" aria-expanded={show_live.to_string()} aria-controls="live"
                             onclick={{ let s = show_live.clone(); Callback::from(move |_: MouseEvent| s.set(!*s)) }}>{ t(lang, K::LiveNode) }</button>
                     }
+                    if !state.embed {
+                        <button id="tab-scale" type="button" aria-expanded={state.scale.is_some().to_string()} aria-controls="scale-panel"
+                            onclick={on_action.reform({ let open = state.scale.is_some(); move |_: MouseEvent| Action::SetScale((!open).then_some(4)) })}>{ t(lang, K::ScaleTab) }</button>
+                    }
                     <button id="lang" type="button" lang={lang.other().code()} aria-keyshortcuts="L"
                         onclick={on_action.reform(|_: MouseEvent| Action::ToggleLang)}>{ t(lang, K::LangToggle) }</button>
                     if state.embed {
@@ -423,6 +428,9 @@ pub fn app() -> Html {
             }
             if *show_live && !state.embed {
                 <section id="live" class="panel live-panel" aria-label={t(lang, K::LiveNode)}><live::LiveNode lang={lang} /></section>
+            }
+            if let Some(e) = state.scale {
+                <scale_view::ScaleView lang={lang} endpoints={e} on_action={on_action.clone()} />
             }
             if let Ok(m) = &state.model {
                 <SendForm lang={lang} model={m.clone()} client={state.client} target={state.target} proto={state.proto}

@@ -66,6 +66,9 @@ pub struct ShareState {
     /// Destination typed by hand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst: Option<std::net::SocketAddr>,
+    /// The scale view is open with this many endpoints per Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<usize>,
 }
 
 fn default_mode() -> String {
@@ -86,6 +89,7 @@ impl Default for ShareState {
             compare: false,
             dump: None,
             dst: None,
+            scale: None,
         }
     }
 }

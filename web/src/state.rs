@@ -98,6 +98,8 @@ pub enum Action {
     ClearDump,
     /// Destination typed by hand (`ip:port`), for dumps whose Services the scenario lacks.
     SetCustomDst(String),
+    /// Show the scale view measuring clusters with this many endpoints per Service (None: hide).
+    SetScale(Option<usize>),
 }
 
 #[derive(Clone)]
@@ -138,6 +140,8 @@ pub struct State {
     /// Destination typed by hand (raw text, and the parsed address when valid).
     pub custom_dst_text: String,
     pub custom_dst: Option<std::net::SocketAddr>,
+    /// The scale view is open, with this many endpoints per Service.
+    pub scale: Option<usize>,
 }
 
 impl State {
@@ -171,6 +175,7 @@ impl State {
             dump_errors: Rc::new(vec![]),
             custom_dst_text: String::new(),
             custom_dst: None,
+            scale: None,
         };
         s.load(model::DEMO.to_string());
         s
@@ -262,6 +267,7 @@ impl State {
             compare: self.compare,
             dump: self.dump.clone(),
             dst: self.custom_dst,
+            scale: self.scale,
             ..ShareState::default()
         }
     }
@@ -461,6 +467,9 @@ impl State {
                 self.dump_errors = Rc::new(vec![]);
                 self.restart();
             }
+            Action::SetScale(e) => {
+                self.scale = e.filter(|n| proxyscope_core::scale::ENDPOINT_CHOICES.contains(n))
+            }
             Action::SetCustomDst(t) => {
                 self.custom_dst = parse_dst(&t);
                 self.custom_dst_text = t;
@@ -509,6 +518,7 @@ impl State {
             }
         };
         self.keepalive = sh.keepalive;
+        self.apply(Action::SetScale(sh.scale));
         self.compare = sh.compare;
         let text = sh.scenario.unwrap_or_else(|| model::DEMO.to_string());
         if !self.load(text) {
