@@ -28,9 +28,8 @@ pub const NFACCT_CT_INVALID: &str = "ct_state_invalid_dropped_pkts";
 /// First 16 characters of base32(sha256(input)) — kube-proxy's chain-name hash.
 pub fn hash16(input: &str) -> String {
     let digest = Sha256::digest(input.as_bytes());
-    let mut s = BASE32.encode(&digest);
-    s.truncate(16);
-    s
+    // 16 base32 characters are exactly the first 10 bytes (80 bits); no padding is involved.
+    BASE32.encode(&digest[..10])
 }
 
 /// `KUBE-SVC-`/`KUBE-SVL-`/`KUBE-EXT-`/`KUBE-FW-` + hash of `ns/name[:port]` + protocol.
@@ -208,9 +207,6 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn probability(&self, n: usize) -> String {
-        self.probs.get(n).cloned().unwrap_or_else(|| probability(n))
-    }
     fn if_local(&self) -> Option<String> {
         self.detect.if_local()
     }
@@ -451,7 +447,7 @@ fn write_service_port(
     let fw_chain = format!("KUBE-FW-{suffix}");
     let mut seps = SepNames {
         sp,
-        names: HashMap::new(),
+        names: HashMap::with_capacity(cat.reachable.len()),
     };
 
     let uses_cluster_chain = !cat.cluster.is_empty() && sp.uses_cluster_endpoints();
@@ -641,21 +637,23 @@ fn write_service_port(
     for ep in &cat.reachable {
         let sep = seps.get(ep);
         let _ = writeln!(nat_chains, ":{sep} - [0:0]");
-        let mut head = format!("-A {sep} ");
-        cx.service_comment(&mut head, spn);
+        let head = |out: &mut String| {
+            out.push_str("-A ");
+            out.push_str(sep);
+            out.push(' ');
+            cx.service_comment(out, spn);
+        };
         // Hairpin: a pod reaching itself through the Service must be SNATed, or the reply
         // would bypass conntrack's reverse NAT.
-        let _ = writeln!(nat_rules, "{head}-s {} -j KUBE-MARK-MASQ", ep.ip);
-        let recent = if sp.affinity_seconds.is_some() {
-            format!("-m recent --name {sep} --set ")
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            nat_rules,
-            "{head}{recent}-m {p} -p {p} -j DNAT --to-destination {}",
-            ep.key()
-        );
+        head(nat_rules);
+        let _ = writeln!(nat_rules, "-s {} -j KUBE-MARK-MASQ", ep.ip);
+        head(nat_rules);
+        if sp.affinity_seconds.is_some() {
+            let _ = write!(nat_rules, "-m recent --name {sep} --set ");
+        }
+        let _ = write!(nat_rules, "-m {p} -p {p} -j DNAT --to-destination ");
+        write_host_port(nat_rules, ep.ip, ep.port);
+        nat_rules.push('\n');
     }
 }
 
@@ -666,13 +664,21 @@ struct SepNames<'a> {
 }
 
 impl SepNames<'_> {
-    fn get(&mut self, ep: &Endpoint) -> String {
+    fn get(&mut self, ep: &Endpoint) -> &str {
         let sp = self.sp;
         self.names
             .entry((ep.ip, ep.port))
             .or_insert_with(|| endpoint_chain(sp, ep))
-            .clone()
     }
+}
+
+/// `ip:port` (`[ip]:port` for IPv6), as `Endpoint::key` / Go's `net.JoinHostPort`, written in
+/// place.
+fn write_host_port(out: &mut String, ip: IpAddr, port: u16) {
+    let _ = match ip {
+        IpAddr::V4(a) => write!(out, "{a}:{port}"),
+        IpAddr::V6(a) => write!(out, "[{a}]:{port}"),
+    };
 }
 
 /// SVC/SVL chain body: affinity checks, then the cascade of `1/(n-i)` random jumps.
@@ -685,30 +691,43 @@ fn write_service_to_endpoints(
     seps: &mut SepNames,
 ) {
     let spn = &sp.name_string;
+    // `-A CHAIN [-m comment --comment "ns/svc:port -> ip:port"] `; the comment is left out in
+    // large-cluster mode (and then not even built).
+    let head = |out: &mut String, ep: &Endpoint| {
+        out.push_str("-A ");
+        out.push_str(chain);
+        out.push(' ');
+        if !cx.large {
+            let _ = write!(out, "-m comment --comment \"{spn} -> ");
+            write_host_port(out, ep.ip, ep.port);
+            out.push_str("\" ");
+        }
+    };
     if let Some(timeout) = sp.affinity_seconds {
         for ep in eps {
             let sep = seps.get(ep);
-            let mut line = format!("-A {chain} ");
-            cx.service_comment(&mut line, &format!("\"{spn} -> {}\"", ep.key()));
+            head(nat_rules, ep);
             let _ = writeln!(
                 nat_rules,
-                "{line}-m recent --name {sep} --rcheck --seconds {timeout} --reap -j {sep}"
+                "-m recent --name {sep} --rcheck --seconds {timeout} --reap -j {sep}"
             );
         }
     }
     let n = eps.len();
     for (i, ep) in eps.iter().enumerate() {
         let sep = seps.get(ep);
-        let mut line = format!("-A {chain} ");
-        cx.service_comment(&mut line, &format!("\"{spn} -> {}\"", ep.key()));
+        head(nat_rules, ep);
         if i < n - 1 {
-            let _ = write!(
-                line,
-                "-m statistic --mode random --probability {} ",
-                cx.probability(n - i)
-            );
+            nat_rules.push_str("-m statistic --mode random --probability ");
+            match cx.probs.get(n - i) {
+                Some(t) => nat_rules.push_str(t),
+                None => nat_rules.push_str(&probability(n - i)),
+            }
+            nat_rules.push(' ');
         }
-        let _ = writeln!(nat_rules, "{line}-j {sep}");
+        nat_rules.push_str("-j ");
+        nat_rules.push_str(sep);
+        nat_rules.push('\n');
     }
 }
 

@@ -105,15 +105,20 @@ impl ProtoNum {
         })
     }
     pub fn from_name(s: &str) -> Option<ProtoNum> {
-        Some(ProtoNum(match s.to_ascii_lowercase().as_str() {
-            "icmp" => 1,
-            "tcp" => 6,
-            "udp" => 17,
-            "ipv6-icmp" | "icmpv6" => 58,
-            "sctp" => 132,
-            "all" => 0,
-            n => n.parse().ok()?,
-        }))
+        // Case-insensitive without allocating: this runs for every `-p` of a dump.
+        const NAMES: [(&str, u8); 7] = [
+            ("tcp", 6),
+            ("udp", 17),
+            ("icmp", 1),
+            ("sctp", 132),
+            ("ipv6-icmp", 58),
+            ("icmpv6", 58),
+            ("all", 0),
+        ];
+        if let Some((_, n)) = NAMES.iter().find(|(name, _)| name.eq_ignore_ascii_case(s)) {
+            return Some(ProtoNum(*n));
+        }
+        s.parse().ok().map(ProtoNum)
     }
 }
 

@@ -10,7 +10,38 @@ use super::*;
 use crate::diag::Diagnostic;
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// A multiply-rotate hasher for the chain index (FxHash's scheme). Chain names come from the
+/// dump being parsed, not from an attacker racing the parser, and SipHash over 100k+ chain
+/// names per dump was a tenth of the parse.
+#[derive(Default, Clone, Copy)]
+pub struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        for b in chunks.remainder() {
+            h = (h.rotate_left(5) ^ u64::from(*b)).wrapping_mul(K);
+        }
+        self.0 = h;
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write(&[i]);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type ChainIndex = HashMap<String, usize, BuildHasherDefault<NameHasher>>;
 
 /// The result of parsing a dump: the model plus every problem found.
 #[derive(Debug, Clone, Default)]
@@ -53,8 +84,10 @@ pub fn parse(text: &str, family: Family) -> Parsed {
         family,
         out: Parsed::default(),
         table: None,
+        table_name: String::new(),
         table_line: 0,
-        index: HashMap::new(),
+        index: ChainIndex::default(),
+        tokens: Vec::with_capacity(32),
     };
     for (i, raw) in text.lines().enumerate() {
         p.line(i + 1, raw);
@@ -70,23 +103,27 @@ pub fn parse(text: &str, family: Family) -> Parsed {
     p.out
 }
 
-struct Parser {
+struct Parser<'t> {
     family: Family,
     out: Parsed,
     table: Option<Table>,
+    /// The current table's name (borrowed by every rule's diagnostics).
+    table_name: String,
     table_line: usize,
     /// Chain name → position in the current table (dumps of big clusters have 100k+ chains).
-    index: HashMap<String, usize>,
+    index: ChainIndex,
+    /// The words of the current line (one buffer for the whole dump).
+    tokens: Vec<Cow<'t, str>>,
 }
 
-impl Parser {
+impl<'t> Parser<'t> {
     fn err(&mut self, line: usize, msg: impl Into<String>) {
         self.out
             .diagnostics
             .push(Diagnostic::error(Some(line), "", msg));
     }
 
-    fn line(&mut self, n: usize, raw: &str) {
+    fn line(&mut self, n: usize, raw: &'t str) {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
             return;
@@ -100,13 +137,20 @@ impl Parser {
                 self.out.ruleset.tables.push(t);
             }
             self.table = Some(Table::new(name.trim()));
+            self.table_name = name.trim().to_string();
             self.table_line = n;
             self.index.clear();
             return;
         }
         if line == "COMMIT" {
             match self.table.take() {
-                Some(t) => self.out.ruleset.tables.push(t),
+                Some(mut t) => {
+                    // Growth slack of 100k-rule chains is megabytes that a session keeps.
+                    for c in &mut t.chains {
+                        c.rules.shrink_to_fit();
+                    }
+                    self.out.ruleset.tables.push(t)
+                }
                 None => self.err(n, "COMMIT outside of a table"),
             }
             return;
@@ -136,9 +180,19 @@ impl Parser {
             Ok(v) => v,
             Err(e) => return self.err(n, e),
         };
-        let tokens = match tokenize(rest) {
-            Ok(t) => t,
-            Err(e) => return self.err(n, e),
+        let mut tokens = std::mem::take(&mut self.tokens);
+        if let Err(e) = tokenize_into(rest, &mut tokens) {
+            self.tokens = tokens;
+            return self.err(n, e);
+        }
+        self.command(n, &tokens, counters);
+        tokens.clear();
+        self.tokens = tokens;
+    }
+
+    fn command(&mut self, n: usize, tokens: &[Cow<'t, str>], counters: Option<Counters>) {
+        let Some(table) = self.table.as_mut() else {
+            return;
         };
         let Some(cmd) = tokens.first() else {
             return self.err(n, "empty command");
@@ -155,11 +209,15 @@ impl Parser {
                     pos = Some(p);
                     args = &args[1..];
                 }
-                let mut diags = Vec::new();
-                let table_name = table.name.clone();
-                let rule =
-                    parse_rule_args(args, self.family, &table_name, &self.index, n, &mut diags);
-                self.out.diagnostics.extend(diags);
+                let table_name = self.table_name.as_str();
+                let rule = parse_rule_args(
+                    args,
+                    self.family,
+                    table_name,
+                    &self.index,
+                    n,
+                    &mut self.out.diagnostics,
+                );
                 let Some(mut rule) = rule else { return };
                 if rule.counters.is_none() {
                     rule.counters = counters;
@@ -175,10 +233,12 @@ impl Parser {
                             chain.rules.push(rule);
                         }
                     }
-                    None => self.err(
-                        n,
-                        format!("rule for chain {chain_name}, which is not declared in table {table_name}"),
-                    ),
+                    None => {
+                        let msg = format!(
+                            "rule for chain {chain_name}, which is not declared in table {table_name}"
+                        );
+                        self.err(n, msg)
+                    }
                 }
             }
             "-X" | "--delete-chain" => match tokens.get(1) {
@@ -256,6 +316,12 @@ fn split_counter_prefix(line: &str) -> Result<(Option<Counters>, &str), String> 
 /// quotes group words, a backslash inside quotes escapes the next character.
 pub fn tokenize(s: &str) -> Result<Vec<Cow<'_, str>>, String> {
     let mut out = Vec::with_capacity(24);
+    tokenize_into(s, &mut out)?;
+    Ok(out)
+}
+
+/// [`tokenize`] into a caller's buffer (appended).
+pub fn tokenize_into<'s>(s: &'s str, out: &mut Vec<Cow<'s, str>>) -> Result<(), String> {
     let bytes = s.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
@@ -305,7 +371,7 @@ pub fn tokenize(s: &str) -> Result<Vec<Cow<'_, str>>, String> {
             out.push(Cow::Borrowed(&s[start..i]));
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 pub(crate) fn parse_net(s: &str, family: Family) -> Option<IpNet> {
@@ -894,11 +960,11 @@ fn target_accept(t: &mut Target, opt: &str, vals: &[Cow<str>]) -> Result<Option<
 
 /// Parse the arguments of one `-A CHAIN ...` line. Returns None (with an error diagnostic) when
 /// the rule cannot be used at all.
-pub(crate) fn parse_rule_args(
+pub(crate) fn parse_rule_args<S: BuildHasher>(
     args: &[Cow<str>],
     family: Family,
     table_name: &str,
-    chains: &HashMap<String, usize>,
+    chains: &HashMap<String, usize, S>,
     line: usize,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Rule> {
@@ -1139,6 +1205,8 @@ pub(crate) fn parse_rule_args(
     if neg {
         return fail(diags, "`!` at the end of the rule".into());
     }
+    // Exactly sized: a dump's rules are kept for the whole session.
+    rule.matches.reserve_exact(building.len());
     for b in building {
         if let Err(e) = validate_match(&b.m) {
             return fail(diags, e);
