@@ -1,10 +1,27 @@
 //! The real-kernel differential suite, end to end through the CLI:
 //! `proxyscope verify-kernel --mode iptables --seeds N` over every shipped example plus N
-//! random scenarios. N defaults to 2 (the whole file stays well under a minute or two on
-//! 2 cores); raise it with `PROXYSCOPE_KERNEL_SEEDS=20 cargo test -p proxyscope --test kernel_verify`.
-//! Needs root and network namespaces; otherwise the tests say they were skipped.
+//! random scenarios, N = 200 by default (about two minutes on 2 cores: scenarios run in
+//! parallel worlds), and the same through iptables-legacy on 20 other seeds. Change the counts
+//! with `PROXYSCOPE_KERNEL_SEEDS=… PROXYSCOPE_KERNEL_LEGACY_SEEDS=… cargo test -p proxyscope
+//! --test kernel_verify`. The summary table and totals go to stderr past the test harness's
+//! output capture, so a CI log shows them. Needs root and network namespaces; otherwise the
+//! tests say they were skipped.
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// Write to the real stderr (libtest captures only the print macros), so the suite's numbers
+/// show up in a passing run's log.
+fn show(text: &str) {
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+/// The summary part of verify-kernel's stdout: from the table header on.
+fn summary(stdout: &str) -> &str {
+    stdout
+        .find("\nscenario ")
+        .map_or(stdout, |i| &stdout[i + 1..])
+}
 
 fn proxyscope() -> Command {
     Command::new(env!("CARGO_BIN_EXE_proxyscope"))
@@ -32,24 +49,38 @@ fn kernel_agrees_with_core_on_examples_and_random_scenarios() {
         eprintln!("SKIPPED verify-kernel: needs root and `ip netns`");
         return;
     }
-    let seeds = std::env::var("PROXYSCOPE_KERNEL_SEEDS").unwrap_or_else(|_| "2".into());
+    let seeds = std::env::var("PROXYSCOPE_KERNEL_SEEDS").unwrap_or_else(|_| "200".into());
+    let n: u64 = seeds.parse().expect("PROXYSCOPE_KERNEL_SEEDS is a number");
     let out = proxyscope()
         .args(["verify-kernel", "--mode", "iptables", "--seeds", &seeds])
+        .stderr(Stdio::piped())
         .output()
         .expect("run proxyscope");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
+    show(&format!(
+        "\n=== verify-kernel --mode iptables --seeds {seeds} (iptables-nft)\n{}\n",
+        summary(&stdout)
+    ));
     assert!(
         out.status.success(),
         "verify-kernel failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
+    assert!(stdout.contains("example demo.yaml"), "{stdout}");
+    if n > 0 {
+        let last = format!("seed {} ", n - 1);
+        assert!(
+            stdout.contains("seed 0 ") && stdout.contains(&last),
+            "{stdout}"
+        );
+    }
     assert!(
-        stdout.contains("example demo.yaml") && stdout.contains("seed 0"),
+        stdout.contains(&format!(" ({n} random, ")) && stdout.contains(" 0 disagree"),
         "{stdout}"
     );
-    assert!(stdout.contains(" 0 disagree"), "{stdout}");
+    // Every shape the generator promises was seen (the coverage line names what was not).
+    assert!(!stdout.contains("NOT COVERED"), "{stdout}");
 }
 
 #[test]
@@ -127,6 +158,7 @@ fn kernel_agrees_with_core_through_iptables_legacy() {
         eprintln!("SKIPPED verify-kernel --backend legacy: no iptables-legacy here");
         return;
     }
+    let seeds = std::env::var("PROXYSCOPE_KERNEL_LEGACY_SEEDS").unwrap_or_else(|_| "20".into());
     let out = proxyscope()
         .args([
             "verify-kernel",
@@ -135,17 +167,22 @@ fn kernel_agrees_with_core_through_iptables_legacy() {
             "--backend",
             "legacy",
             "--seeds",
-            "1",
+            &seeds,
             "--seed-start",
             "1000",
         ])
+        .stderr(Stdio::piped())
         .output()
         .expect("run proxyscope");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
+    show(&format!(
+        "\n=== verify-kernel --mode iptables --backend legacy --seeds {seeds} --seed-start 1000\n{}\n",
+        summary(&stdout)
+    ));
     assert!(
         out.status.success(),
         "verify-kernel --backend legacy failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(stdout.contains(" 0 disagree"), "{stdout}");
 }

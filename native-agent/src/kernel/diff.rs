@@ -422,20 +422,24 @@ fn dropped_since(nf: &Netfilter, family: Family, before: &RuleCounters) -> bool 
 /// still records both of the kernel's decisions (DNAT target, no SNAT); the view then reports
 /// the backend conntrack names, as a real node's client would have seen it answer.
 ///
-/// The slate is checked, not assumed: a late packet of an earlier connection (a final ACK the
-/// scheduler delayed past the flush) is picked up by conntrack as a new connection, walks the
-/// nat table and moves counters or sets `-m recent` entries. The probe itself creates at most
-/// one entry, so a namespace tracking more than one connection afterwards means the
-/// observation may be mixed with another; it is repeated (at most [`OBSERVE_ATTEMPTS`] times).
+/// The slate is checked, not assumed: a late packet of an earlier connection (an ACK that the
+/// scheduler delayed past the flush) is picked up by conntrack as a new connection
+/// (nf_conntrack_tcp_loose), walks the nat table and moves counters or sets `-m recent`
+/// entries — and the RST that follows it can delete that entry again at once (conntrack kills
+/// an entry whose first answer is a RST). Every new connection enters the nat table through
+/// rule 1 of nat PREROUTING or OUTPUT (kube-proxy's unconditional jump to KUBE-SERVICES), and
+/// the probe is exactly one new connection, so those two counters must move by exactly one;
+/// and no other connection may be tracked at the end. Otherwise the observation may be mixed
+/// with another and is repeated (at most [`OBSERVE_ATTEMPTS`] times).
 pub fn observe(world: &World, flow: &Flow, opts: &Options) -> Result<KernelView, SysError> {
     let nf = world.netfilter();
     let mut retries = 0;
     loop {
-        let mut k = observe_once(world, flow, opts)?;
+        let (mut k, nat_entries) = observe_once(world, flow, opts)?;
         // The flow's own entry, when it left one (a first packet dropped before conntrack
         // confirms it leaves none).
         let own = u64::from(k.masq.is_some());
-        let clean = nf.conntrack_count()? <= own;
+        let clean = nat_entries == 1 && nf.conntrack_count()? <= own;
         if clean || retries + 1 >= OBSERVE_ATTEMPTS {
             k.retries = retries;
             return Ok(k);
@@ -446,19 +450,35 @@ pub fn observe(world: &World, flow: &Flow, opts: &Options) -> Result<KernelView,
 
 /// Attempts at one flow before its (possibly mixed) observation is taken as it is; a mixed
 /// one shows up as a disagreement, never as a silent pass.
-pub const OBSERVE_ATTEMPTS: usize = 3;
+pub const OBSERVE_ATTEMPTS: usize = 4;
 
-fn observe_once(world: &World, flow: &Flow, opts: &Options) -> Result<KernelView, SysError> {
+/// How many packets entered the nat table (rule 1 of nat PREROUTING and OUTPUT: kube-proxy's
+/// jumps to KUBE-SERVICES, which match everything) between two counter reads.
+fn nat_entries(before: &RuleCounters, after: &RuleCounters) -> u64 {
+    ["PREROUTING", "OUTPUT"]
+        .iter()
+        .map(|chain| {
+            let key = ("nat".to_string(), chain.to_string());
+            let first =
+                |c: &RuleCounters| c.get(&key).and_then(|v| v.first()).map_or(0, |r| r.packets);
+            first(after).saturating_sub(first(before))
+        })
+        .sum()
+}
+
+fn observe_once(world: &World, flow: &Flow, opts: &Options) -> Result<(KernelView, u64), SysError> {
     let nf = world.netfilter();
     let family = Family::of(flow.dst.ip());
     nf.flush_conntrack()?;
     let src = world.source(flow.client, flow.dst.ip());
+    let before = nf.counters(family)?;
     // `--rcheck --rsource` looks up only this source, in the Service's own KUBE-SEP lists, and
-    // only earlier flows to this Service can have filled them.
+    // only earlier flows to this Service can have filled them. After the counter read: a late
+    // packet that sets an entry before it is wiped here, and one after it shows in the
+    // counters (see `observe`).
     if flow.affinity {
         nf.forget_source(src)?;
     }
-    let before = nf.counters(family)?;
     let entry_of = |sport: u16| nf.conntrack_get(flow.proto, src, sport, flow.dst);
     let hairpin_elsewhere = |e: &CtEntry| match flow.client {
         Client::Hairpin(own) => e.dnat_to().is_some_and(|(ip, _)| ip != own) && !e.snat(),
@@ -491,7 +511,7 @@ fn observe_once(world: &World, flow: &Flow, opts: &Options) -> Result<KernelView
             local_port,
         };
     }
-    Ok(KernelView {
+    let view = KernelView {
         src,
         dnat: entry
             .as_ref()
@@ -504,7 +524,8 @@ fn observe_once(world: &World, flow: &Flow, opts: &Options) -> Result<KernelView
             .filter(|(t, c, _)| counted(t, c))
             .collect(),
         retries: 0,
-    })
+    };
+    Ok((view, nat_entries(&before, &after)))
 }
 
 /// Addresses the pods namespace must hold and the listeners to run: every endpoint of every
@@ -1050,6 +1071,8 @@ pub struct AffinityTest {
     pub timeout_s: u32,
     src: IpAddr,
     start: std::time::Instant,
+    /// Seconds after `start` when the last connection that refreshed the entry had returned.
+    last_sent: f64,
     first_class: Class,
     session: Session,
     /// The rule texts of the family, to tell which moved counters are `--rcheck` rules.
@@ -1105,6 +1128,7 @@ impl AffinityTest {
             timeout_s,
             src,
             start: std::time::Instant::now(),
+            last_sent: 0.0,
             first_class: Class::Silent,
             session: Session::new(scenario),
             texts: rule_texts(&nf, family),
@@ -1112,6 +1136,7 @@ impl AffinityTest {
         };
         t.start = std::time::Instant::now();
         let (first, _) = t.send(world, opts)?;
+        t.last_sent = t.start.elapsed().as_secs_f64();
         t.first_class = kernel_class(&first);
         // Core: find a seed whose first walk picks the kernel's backend, keep that state.
         let mut found = false;
@@ -1135,6 +1160,7 @@ impl AffinityTest {
         for i in 0..4 {
             let (o, k_rcheck) = t.send(world, opts)?;
             let now = t.start.elapsed().as_secs_f64();
+            t.last_sent = now;
             let c = kernel_class(&o);
             if c != t.first_class {
                 t.problems.push(format!(
@@ -1169,7 +1195,9 @@ impl AffinityTest {
         if !self.problems.is_empty() {
             return Ok(self.problems);
         }
-        let wait = Duration::from_secs_f64(f64::from(self.timeout_s) + 1.2);
+        // Every sticky connection refreshed the entry (`--set` in its KUBE-SEP chain): wait
+        // from the last one, with a second of margin over the jiffies the kernel counts in.
+        let wait = Duration::from_secs_f64(self.last_sent + f64::from(self.timeout_s) + 1.0);
         std::thread::sleep(wait.saturating_sub(self.start.elapsed()));
         let (o, k_rcheck) = self.send(world, opts)?;
         let now = self.start.elapsed().as_secs_f64();

@@ -177,6 +177,12 @@ fn probe_tcp(
     }
     sock.set_nonblocking(false)
         .map_err(|e| SysError(format!("blocking: {e}")))?;
+    // Close with a RST (linger 0) instead of FIN / last ACK: the harness flushes conntrack
+    // between flows, and a teardown segment that the scheduler delays past that flush is
+    // picked up as a new connection (nf_conntrack_tcp_loose) that walks the nat table in the
+    // middle of the next flow. A RST never starts a conntrack entry.
+    sock.set_linger(Some(Duration::ZERO))
+        .map_err(|e| SysError(format!("linger: {e}")))?;
     let mut stream: TcpStream = sock.into();
     stream
         .set_read_timeout(Some(timeout))
