@@ -400,6 +400,60 @@ mod props {
             let _ = conntrack::parse(&s);
         }
 
+        /// The snapshot is written by splicing parts' JSON text; whatever parts come and go, it
+        /// must equal the naive fold: every part's value at its (dotted) place, and the diffs
+        /// applied in order to the first snapshot give the last one.
+        #[test]
+        fn spliced_snapshots_equal_the_fold_of_their_diffs(
+            polls in proptest::collection::vec(
+                proptest::collection::vec((0usize..7, "[a-z\"\\\\{}\n]{0,12}"), 0..7),
+                1..6,
+            )
+        ) {
+            const KEYS: [&str; 7] =
+                ["absent", "errors", "iptables.v4", "iptables.v6", "ipvs", "kubernetes", "nft"];
+            let collected = |poll: &[(usize, String)]| {
+                let mut c = agent::snapshot::Collected::new();
+                for (k, v) in poll {
+                    c.insert(KEYS[*k], agent::snapshot::Part {
+                        value: json!({"text": v, "n": v.len()}),
+                        fingerprint: v.clone(),
+                    });
+                }
+                c
+            };
+            let hub = Hub::new(json!({"name": "n\"1"}), collected(&polls[0]));
+            let (agent::hub::Start::Snapshot(first), mut rx) = hub.resume(None, None) else {
+                panic!("a fresh client gets the snapshot");
+            };
+            let mut folded: Value = serde_json::from_str(first.as_str()).unwrap();
+            let mut expect = folded.clone();
+            for poll in &polls[1..] {
+                let changed = hub.apply(collected(poll)).is_some();
+                for (k, v) in poll {
+                    let val = json!({"text": v, "n": v.len()});
+                    match KEYS[*k].split_once('.') {
+                        Some((a, b)) => expect[a][b] = val,
+                        None => expect[KEYS[*k]] = val,
+                    }
+                }
+                if changed {
+                    let d: Value = serde_json::from_str(rx.try_recv().unwrap().as_str()).unwrap();
+                    for (k, v) in d["changed"].as_object().unwrap() {
+                        match k.split_once('.') {
+                            Some((a, b)) => folded[a][b] = v.clone(),
+                            None => folded[k.as_str()] = v.clone(),
+                        }
+                    }
+                    folded["revision"] = d["revision"].clone();
+                    expect["revision"] = d["revision"].clone();
+                }
+                let now: Value = serde_json::from_str(hub.snapshot().as_str()).unwrap();
+                prop_assert_eq!(&now, &folded);
+                prop_assert_eq!(&now, &expect);
+            }
+        }
+
         #[test]
         fn json_parts_never_panic(text in ".{0,200}") {
             let _ = interfaces(&text);

@@ -13,15 +13,16 @@
 //! revision number alone cannot be trusted across a restart: the `instance` id (random per
 //! process) tells the client its numbering no longer applies.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use super::snapshot::{Collected, Fingerprints, Part, VERSION, collect};
+use super::snapshot::{Collected, Fingerprints, VERSION, collect};
 use super::sys::Sys;
 
 /// How many diffs a client may fall behind before it is dropped. The buffer is per receiver
@@ -37,9 +38,12 @@ pub const HISTORY_BYTES: usize = 4 << 20;
 
 struct State {
     revision: u64,
-    parts: Collected,
     /// The serialized snapshot, shared by every client and `/snapshot` until the next change.
     snapshot: Utf8Bytes,
+    /// Where each part's JSON sits in `snapshot`, and its fingerprint. Parts are not kept in any
+    /// other form: on a big node the snapshot is the agent's only copy of a tens-of-MB dump, and
+    /// a change is published by splicing the new parts between the old ones' bytes.
+    parts: BTreeMap<&'static str, (Range<usize>, String)>,
     /// Recent diffs, oldest first, contiguous up to `revision`; the same buffers the broadcast sent.
     history: VecDeque<(u64, Utf8Bytes)>,
     history_bytes: usize,
@@ -47,6 +51,8 @@ struct State {
 
 pub struct Hub {
     node: Value,
+    /// `node` serialized once.
+    node_json: String,
     instance: String,
     state: Mutex<State>,
     tx: broadcast::Sender<Utf8Bytes>,
@@ -81,27 +87,53 @@ fn new_instance() -> String {
         .collect()
 }
 
-fn snapshot_json(node: &Value, instance: &str, revision: u64, parts: &Collected) -> Utf8Bytes {
-    let mut m = Map::new();
-    m.insert("type".into(), "snapshot".into());
-    m.insert("version".into(), VERSION.into());
-    m.insert("instance".into(), instance.into());
-    m.insert("revision".into(), revision.into());
-    m.insert("node".into(), node.clone());
-    for (k, p) in parts {
-        match k.split_once('.') {
-            Some((outer, inner)) => {
-                let o = m.entry(outer).or_insert_with(|| Value::Object(Map::new()));
-                if let Value::Object(o) = o {
-                    o.insert(inner.into(), p.value.clone());
-                }
+/// Writes the snapshot text from each part's JSON (sorted by name, as [`Collected`] is);
+/// returns it with each part's byte range. Dotted names (`iptables.v4`) become fields of an
+/// object (`"iptables":{"v4":...}`); their siblings are adjacent in the sorted order.
+fn snapshot_json(
+    node_json: &str,
+    instance: &str,
+    revision: u64,
+    parts: &BTreeMap<&'static str, &str>,
+) -> (String, BTreeMap<&'static str, Range<usize>>) {
+    let cap = parts.values().map(|j| j.len() + 32).sum::<usize>() + node_json.len() + 128;
+    let mut out = String::with_capacity(cap);
+    out.push_str(&format!(
+        "{{\"type\":\"snapshot\",\"version\":{VERSION},\"instance\":{},\"revision\":{revision},\"node\":{node_json}",
+        json!(instance)
+    ));
+    let mut spans = BTreeMap::new();
+    let mut open: Option<&str> = None;
+    for (k, j) in parts {
+        let (outer, field) = match k.split_once('.') {
+            Some((o, f)) => (Some(o), f),
+            None => (None, *k),
+        };
+        if open != outer {
+            if open.is_some() {
+                out.push('}');
             }
-            None => {
-                m.insert((*k).into(), p.value.clone());
+            out.push(',');
+            // Opening an object: its first field follows `{` directly.
+            if let Some(o) = outer {
+                out.push_str(&json!(o).to_string());
+                out.push_str(":{");
             }
+            open = outer;
+        } else {
+            out.push(',');
         }
+        out.push_str(&json!(field).to_string());
+        out.push(':');
+        let start = out.len();
+        out.push_str(j);
+        spans.insert(*k, start..out.len());
     }
-    Value::Object(m).to_string().into()
+    if open.is_some() {
+        out.push('}');
+    }
+    out.push('}');
+    (out, spans)
 }
 
 impl Hub {
@@ -109,15 +141,27 @@ impl Hub {
     pub fn new(node: Value, first: Collected) -> Arc<Hub> {
         let (tx, _) = broadcast::channel(CLIENT_BACKLOG);
         let instance = new_instance();
+        let node_json = node.to_string();
+        let jsons: Vec<(&'static str, String, String)> = first
+            .into_iter()
+            .map(|(k, p)| (k, p.value.to_string(), p.fingerprint))
+            .collect();
+        let texts = jsons.iter().map(|(k, j, _)| (*k, j.as_str())).collect();
+        let (snap, spans) = snapshot_json(&node_json, &instance, 1, &texts);
+        let parts = jsons
+            .into_iter()
+            .map(|(k, _, fp)| (k, (spans[k].clone(), fp)))
+            .collect();
         Arc::new(Hub {
             state: Mutex::new(State {
                 revision: 1,
-                snapshot: snapshot_json(&node, &instance, 1, &first),
-                parts: first,
+                snapshot: snap.into(),
+                parts,
                 history: VecDeque::new(),
                 history_bytes: 0,
             }),
             node,
+            node_json,
             instance,
             tx,
         })
@@ -187,40 +231,63 @@ impl Hub {
         self.lock()
             .parts
             .iter()
-            .map(|(k, p)| (*k, p.fingerprint.clone()))
+            .map(|(k, (_, fp))| (*k, fp.clone()))
             .collect()
     }
 
     /// Fold in a new collection. Returns the new revision when some part's fingerprint changed.
     pub fn apply(&self, new: Collected) -> Option<u64> {
         let mut st = self.lock();
-        let mut changed = Map::new();
-        for (k, p) in new {
-            let same = st
-                .parts
-                .get(k)
-                .is_some_and(|old: &Part| old.fingerprint == p.fingerprint);
-            if !same {
-                changed.insert(k.into(), p.value.clone());
-                st.parts.insert(k, p);
-            }
-        }
+        // Changed parts, serialized; the tool text inside each value is dropped right after.
+        let changed: Vec<(&'static str, String, String)> = new
+            .into_iter()
+            .filter(|(k, p)| st.parts.get(k).is_none_or(|(_, fp)| *fp != p.fingerprint))
+            .map(|(k, p)| (k, p.value.to_string(), p.fingerprint))
+            .collect();
         if changed.is_empty() {
             return None;
         }
         st.revision += 1;
         let rev = st.revision;
-        st.snapshot = snapshot_json(&self.node, &self.instance, rev, &st.parts);
-        let diff: Utf8Bytes = json!({
-            "type": "diff",
-            "version": VERSION,
-            "instance": self.instance,
-            "revision": rev,
-            "base": rev - 1,
-            "changed": changed,
-        })
-        .to_string()
-        .into();
+        let old = st.snapshot.clone();
+        let mut texts: BTreeMap<&'static str, &str> = st
+            .parts
+            .iter()
+            .map(|(k, (r, _))| (*k, &old.as_str()[r.clone()]))
+            .collect();
+        for (k, j, _) in &changed {
+            texts.insert(k, j);
+        }
+        let (snap, spans) = snapshot_json(&self.node_json, &self.instance, rev, &texts);
+        let mut diff = format!(
+            "{{\"type\":\"diff\",\"version\":{VERSION},\"instance\":{},\"revision\":{rev},\"base\":{},\"changed\":{{",
+            json!(self.instance),
+            rev - 1
+        );
+        for (i, (k, j, _)) in changed.iter().enumerate() {
+            if i > 0 {
+                diff.push(',');
+            }
+            diff.push_str(&json!(k).to_string());
+            diff.push(':');
+            diff.push_str(j);
+        }
+        diff.push_str("}}");
+        drop(texts);
+        let mut fps: BTreeMap<&'static str, String> = std::mem::take(&mut st.parts)
+            .into_iter()
+            .map(|(k, (_, fp))| (k, fp))
+            .collect();
+        for (k, _, fp) in changed {
+            fps.insert(k, fp);
+        }
+        st.parts = spans
+            .into_iter()
+            .map(|(k, r)| (k, (r, fps.remove(k).unwrap_or_default())))
+            .collect();
+        st.snapshot = snap.into();
+        drop(old);
+        let diff: Utf8Bytes = diff.into();
         remember(&mut st, rev, &diff);
         // No receivers is fine: nobody is connected.
         let _ = self.tx.send(diff);
@@ -253,11 +320,16 @@ pub type KubeInputs = (u64, Option<String>, Vec<String>);
 const KUBE_NODE_PARTS: [&str; 4] = ["iptables.v4", "iptables.v6", "ipvs", "interfaces"];
 
 impl Hub {
+    /// One part's current value, parsed back from the snapshot text.
     fn part_value(&self, k: &str) -> Value {
-        self.lock()
-            .parts
-            .get(k)
-            .map_or(Value::Null, |p| p.value.clone())
+        let (snap, range) = {
+            let st = self.lock();
+            match st.parts.get(k) {
+                Some((r, _)) => (st.snapshot.clone(), r.clone()),
+                None => return Value::Null,
+            }
+        };
+        serde_json::from_str(&snap.as_str()[range]).unwrap_or(Value::Null)
     }
 
     /// Recompute the `kubernetes` part when the API objects or the node's rules changed since
@@ -272,11 +344,7 @@ impl Hub {
             let st = self.lock();
             KUBE_NODE_PARTS
                 .iter()
-                .map(|k| {
-                    st.parts
-                        .get(k)
-                        .map_or(String::new(), |p| p.fingerprint.clone())
-                })
+                .map(|k| st.parts.get(k).map_or(String::new(), |(_, fp)| fp.clone()))
                 .collect()
         };
         let s = store.lock().unwrap_or_else(|p| p.into_inner());

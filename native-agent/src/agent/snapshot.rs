@@ -140,7 +140,9 @@ fn with_text<T: Serialize>(summary: &T, text: String) -> Value {
     v
 }
 
-fn iptables_part(text: String, family: Family) -> Part {
+/// `fingerprint` is [`iptables_fingerprint`] of `text`, already computed by the caller (it is a
+/// pass over tens of MB on a big node).
+fn iptables_part(text: String, family: Family, fingerprint: String) -> Part {
     let parsed = iptables::parse(&text, family);
     let rs = &parsed.ruleset;
     let part = IptablesPart {
@@ -156,12 +158,12 @@ fn iptables_part(text: String, family: Family) -> Part {
         diagnostics: parsed.diagnostics,
     };
     Part {
-        fingerprint: iptables_fingerprint(&text),
+        fingerprint,
         value: with_text(&part, text),
     }
 }
 
-fn ipset_part(text: String) -> Part {
+fn ipset_part(text: String, fingerprint: String) -> Part {
     let parsed = ipset::parse_save(&text);
     let part = IpsetPart {
         sets: parsed.sets.len(),
@@ -169,12 +171,12 @@ fn ipset_part(text: String) -> Part {
         diagnostics: parsed.diagnostics,
     };
     Part {
-        fingerprint: digest([text.as_bytes()]),
+        fingerprint,
         value: with_text(&part, text),
     }
 }
 
-fn ipvs_part(text: String) -> Part {
+fn ipvs_part(text: String, fingerprint: String) -> Part {
     let parsed = ipvsadm::parse_rules(&text);
     let part = IpvsPart {
         services: parsed.services.len(),
@@ -182,7 +184,7 @@ fn ipvs_part(text: String) -> Part {
         diagnostics: parsed.diagnostics,
     };
     Part {
-        fingerprint: digest([text.as_bytes()]),
+        fingerprint,
         value: with_text(&part, text),
     }
 }
@@ -347,7 +349,7 @@ pub fn collect(sys: &dyn Sys, known: &Fingerprints) -> Collected {
                 if known.get(key) == Some(&fp) {
                     unchanged(fp)
                 } else {
-                    iptables_part(text, family)
+                    iptables_part(text, family, fp)
                 }
             }
             Err(e) => {
@@ -369,7 +371,7 @@ pub fn collect(sys: &dyn Sys, known: &Fingerprints) -> Collected {
                 if known.get(name) == Some(&fp) {
                     unchanged(fp)
                 } else {
-                    make(text)
+                    make(text, fp)
                 }
             }
             Err(e) => {
@@ -468,8 +470,8 @@ impl Sys for Ran {
     }
 }
 
-/// Builds a part from a tool's text.
-type ReadPart = fn(String) -> Part;
+/// Builds a part from a tool's text and its fingerprint.
+type ReadPart = fn(String, String) -> Part;
 
 fn unchanged(fingerprint: String) -> Part {
     Part {
