@@ -1280,6 +1280,39 @@ mod pure_tests {
         );
     }
 
+    /// Hand-derived: the least likely backend must expect 25 hits. 1/3 each → 75; a 1/4 share
+    /// → 100; a 1/10 share → 250, capped at the bound; two even backends → 50 (the floor).
+    #[test]
+    fn split_samples_follow_the_smallest_share() {
+        assert_eq!(split_sample_size(&[1.0 / 3.0; 3], 400, 1), 75);
+        assert_eq!(split_sample_size(&[0.25, 0.75], 400, 1), 100);
+        assert_eq!(split_sample_size(&[0.1, 0.9], 200, 1), 200);
+        assert_eq!(split_sample_size(&[0.5, 0.5], 400, 1), 50);
+        assert_eq!(split_sample_size(&[0.5, 0.5], 400, 2), 100);
+        // Probabilities that do not sum to 1 (only backend outcomes) are shares of their sum.
+        assert_eq!(split_sample_size(&[0.25, 0.25], 400, 1), 50);
+    }
+
+    /// Rule 1 of nat PREROUTING / OUTPUT counts every packet entering the nat table.
+    #[test]
+    fn nat_entries_add_both_entry_chains() {
+        use super::netfilter::RuleCount;
+        let c = |pre: u64, out: u64| {
+            let mut m = RuleCounters::new();
+            let r = |p| RuleCount {
+                packets: p,
+                drops: false,
+            };
+            m.insert(("nat".into(), "PREROUTING".into()), vec![r(pre), r(7)]);
+            m.insert(("nat".into(), "OUTPUT".into()), vec![r(out)]);
+            m
+        };
+        assert_eq!(nat_entries(&c(3, 4), &c(4, 4)), 1);
+        assert_eq!(nat_entries(&c(3, 4), &c(4, 5)), 2);
+        assert_eq!(nat_entries(&c(3, 4), &c(3, 4)), 0);
+        assert_eq!(nat_entries(&RuleCounters::new(), &c(0, 1)), 1);
+    }
+
     #[test]
     fn outcomes_map_to_what_the_wire_shows() {
         assert_eq!(

@@ -452,6 +452,27 @@ conntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown.
         );
     }
 
+    /// Counters grouped per chain in order; `moved` reports what grew, with DROP targets.
+    #[test]
+    fn moved_rules_are_the_counters_that_grew() {
+        let before = "*filter\n[0:0] -A KUBE-PROXY-FIREWALL -d 1.2.3.4/32 -j DROP\n[5:300] -A KUBE-FORWARD -j ACCEPT\nCOMMIT\n*nat\n[2:120] -A PREROUTING -j KUBE-SERVICES\n[0:0] -A KUBE-FW-X -j KUBE-MARK-DROP\nCOMMIT\n";
+        let after = "*filter\n[1:60] -A KUBE-PROXY-FIREWALL -d 1.2.3.4/32 -j DROP\n[5:300] -A KUBE-FORWARD -j ACCEPT\nCOMMIT\n*nat\n[3:180] -A PREROUTING -j KUBE-SERVICES\n[1:60] -A KUBE-FW-X -j KUBE-MARK-DROP\nCOMMIT\n";
+        let b = group_counts(&parse_counted_rules(before).unwrap());
+        let a = group_counts(&parse_counted_rules(after).unwrap());
+        let m = moved(&b, &a);
+        let key = |t: &str, c: &str, i| (t.to_string(), c.to_string(), i);
+        assert_eq!(
+            m,
+            vec![
+                (key("filter", "KUBE-PROXY-FIREWALL", 1), true),
+                (key("nat", "KUBE-FW-X", 1), true),
+                (key("nat", "PREROUTING", 1), false),
+            ]
+        );
+        assert_eq!(moved_rules(&b, &a).len(), 3);
+        assert!(moved(&a, &a).is_empty());
+    }
+
     #[test]
     fn counters_are_stripped_from_rules_and_chains() {
         let text = "*nat\n:PREROUTING ACCEPT [3:180]\n:KUBE-SVC-X - [0:0]\n[3:180] -A PREROUTING -j KUBE-SERVICES\nCOMMIT\n";
