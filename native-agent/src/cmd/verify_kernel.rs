@@ -510,15 +510,16 @@ fn verify_one(
             })
             .and_then(|(sp, _)| sp.affinity_seconds)
     };
-    // One affinity test per scenario, on the Service with the shortest timeout (the test
-    // sleeps through it once) among ClusterIPs with two or more backends; it starts before
-    // the flows and finishes after them, so its wait overlaps them.
+    // One affinity test per scenario, on the Service with the shortest timeout among
+    // ClusterIPs with two or more backends; it starts before the flows and finishes after
+    // them, so its wait for expiry (timeouts up to 5 s; longer ones are checked for
+    // stickiness only) overlaps them.
     let mut affinity = None;
     if opts.affinity_test {
         let mut candidates: Vec<(&Flow, u32)> = flows
             .iter()
             .filter(|f| f.client == Client::External && f.what.ends_with("cluster IP"))
-            .filter_map(|f| affinity_of(f).filter(|s| *s <= 5).map(|s| (f, s)))
+            .filter_map(|f| affinity_of(f).map(|s| (f, s)))
             .filter(|(f, _)| {
                 let src = node.world.source(f.client, f.dst.ip());
                 diff::predicted_backends(&mut session, f, src) >= 2
@@ -639,18 +640,26 @@ fn verify_one(
     }
     if let Some(test) = affinity {
         let (flow, secs) = (test.flow.clone(), test.timeout_s);
+        let what = if test.checks_expiry() {
+            format!("timeout {secs}s, sticky then expired")
+        } else {
+            format!(
+                "timeout {secs}s, sticky (expiry only waited for up to {}s)",
+                diff::AFFINITY_EXPIRY_MAX_S
+            )
+        };
+        t.connections += test.connections();
         let problems = test
             .finish(&node.world, opts)
             .map_err(|e| format!("{flow}: {e}"))?;
         t.affinity.1 += 1;
-        t.connections += diff::AFFINITY_CONNECTIONS;
         if problems.is_empty() {
             t.affinity.0 += 1;
             if a.verbose {
-                let _ = writeln!(t.out, "affinity ok  {name}  {flow}  timeout {secs}s");
+                let _ = writeln!(t.out, "affinity ok  {name}  {flow}  {what}");
             }
         } else {
-            let _ = writeln!(t.out, "AFFINITY DISAGREES  {name}  {flow}");
+            let _ = writeln!(t.out, "AFFINITY DISAGREES  {name}  {flow}  {what}");
             for p in problems {
                 let _ = writeln!(t.out, "  - {p}");
             }
