@@ -79,8 +79,11 @@ fn kernel_agrees_with_core_on_examples_and_random_scenarios() {
         stdout.contains(&format!(" ({n} random, ")) && stdout.contains(" 0 disagree"),
         "{stdout}"
     );
-    // Every shape the generator promises was seen (the coverage line names what was not).
-    assert!(!stdout.contains("NOT COVERED"), "{stdout}");
+    // Every shape the generator promises was seen (the coverage line names what was not);
+    // each generated scenario has them all, the examples alone need not.
+    if n > 0 {
+        assert!(!stdout.contains("NOT COVERED"), "{stdout}");
+    }
 }
 
 #[test]
