@@ -85,14 +85,30 @@ impl NodeView {
 
 /// A chain compiled for walking: jump targets resolved to indices, and, for long chains, an
 /// index from the packet's destination (or destination port) to the rules that can match it.
+/// Names and policies stay in the ruleset: a big cluster has 100k+ chains, and a copy of each
+/// name here was megabytes a session kept for nothing.
 #[derive(Debug, Clone)]
 pub struct CChain {
-    pub name: String,
     pub builtin: bool,
-    pub policy: Option<String>,
-    /// For each rule, the resolved jump/goto target chain index.
-    pub jumps: Vec<Option<usize>>,
-    pub index: Option<ChainIndex>,
+    /// The policy is DROP (built-in chains only; anything else lets the packet go on).
+    pub policy_drop: bool,
+    /// For each rule, the resolved jump/goto target chain index ([`NO_JUMP`] when none).
+    pub jumps: Vec<u32>,
+    pub index: Option<Box<ChainIndex>>,
+}
+
+/// [`CChain::jumps`] entry of a rule that jumps nowhere (or to an undeclared chain).
+pub const NO_JUMP: u32 = u32::MAX;
+
+impl CChain {
+    /// The chain a rule jumps or goes to.
+    pub fn jump(&self, rule: usize) -> Option<usize> {
+        self.jumps
+            .get(rule)
+            .copied()
+            .filter(|j| *j != NO_JUMP)
+            .map(|j| j as usize)
+    }
 }
 
 /// Which rules of a long chain can match a packet, by one header field. Rules that test a
@@ -142,7 +158,7 @@ fn rule_dport_key(r: &Rule) -> Option<u64> {
 /// Chains shorter than this are scanned without an index.
 const INDEX_MIN_RULES: usize = 48;
 
-fn build_index(rules: &[Rule]) -> Option<ChainIndex> {
+fn build_index(rules: &[Rule]) -> Option<Box<ChainIndex>> {
     if rules.len() < INDEX_MIN_RULES {
         return None;
     }
@@ -163,11 +179,13 @@ fn build_index(rules: &[Rule]) -> Option<ChainIndex> {
             None => wildcard.push(i as u32),
         }
     }
-    Some(ChainIndex {
+    by_value.shrink_to_fit();
+    wildcard.shrink_to_fit();
+    Some(Box::new(ChainIndex {
         key,
         by_value,
         wildcard,
-    })
+    }))
 }
 
 /// A ruleset ready to walk.
@@ -177,7 +195,6 @@ pub struct Machine {
     pub rules: Ruleset,
     /// Per table: compiled chains, parallel to `rules.tables[t].chains`.
     pub chains: Vec<Vec<CChain>>,
-    pub chain_index: Vec<HashMap<String, usize>>,
     pub node: NodeView,
     /// `(table, built-in chain)` of each hook and table, resolved once: a trace runs a dozen
     /// hook/table pairs per walk and many walks per packet, and looking them up by name each
@@ -204,27 +221,27 @@ impl Machine {
         let mut chains = Vec::new();
         let mut chain_index = Vec::new();
         for t in &rules.tables {
-            let idx: HashMap<String, usize> = t
+            // Borrowed names: the index lives only while the machine is built.
+            let idx: HashMap<&str, u32> = t
                 .chains
                 .iter()
                 .enumerate()
-                .map(|(i, c)| (c.name.clone(), i))
+                .map(|(i, c)| (c.name.as_str(), i as u32))
                 .collect();
             let cs = t
                 .chains
                 .iter()
                 .map(|c| CChain {
-                    name: c.name.clone(),
                     builtin: crate::rules::iptables::is_builtin(&t.name, &c.name),
-                    policy: c.policy.clone(),
+                    policy_drop: c.policy.as_deref() == Some("DROP"),
                     jumps: c
                         .rules
                         .iter()
                         .map(|r| match &r.target {
                             Some(Target::Jump { chain }) | Some(Target::Goto { chain }) => {
-                                idx.get(chain).copied()
+                                idx.get(chain.as_str()).copied().unwrap_or(NO_JUMP)
                             }
-                            _ => None,
+                            _ => NO_JUMP,
                         })
                         .collect(),
                     index: build_index(&c.rules),
@@ -246,15 +263,15 @@ impl Machine {
                     continue;
                 };
                 if let Some(ci) = chain_index[ti].get(h.as_str()) {
-                    hooks[hook_slot(h)][slot] = Some((ti as u32, *ci as u32));
+                    hooks[hook_slot(h)][slot] = Some((ti as u32, *ci));
                 }
             }
         }
+        drop(chain_index);
         Machine {
             family,
             rules,
             chains,
-            chain_index,
             node,
             hooks,
         }

@@ -205,9 +205,10 @@ impl Walker<'_> {
                 stack.pop();
                 let cc = &self.m.chains[ti][ci];
                 if cc.builtin {
-                    let policy = match cc.policy.as_deref() {
-                        Some("DROP") => Verdict::Drop,
-                        _ => Verdict::Accept,
+                    let policy = if cc.policy_drop {
+                        Verdict::Drop
+                    } else {
+                        Verdict::Accept
                     };
                     let cn = chain_name(ci);
                     self.step(|| Step::ChainEnd {
@@ -315,7 +316,7 @@ impl Walker<'_> {
                     if stack.is_empty() {
                         // RETURN from a built-in chain applies its policy.
                         let cc = &self.m.chains[ti][ci];
-                        return if cc.policy.as_deref() == Some("DROP") {
+                        return if cc.policy_drop {
                             TableResult::Drop
                         } else {
                             TableResult::Accept
@@ -324,7 +325,7 @@ impl Walker<'_> {
                 }
                 Target::Jump { chain } | Target::Goto { chain } => {
                     let goto = matches!(target, Target::Goto { .. });
-                    match self.m.chains[ti][ci].jumps[next] {
+                    match self.m.chains[ti][ci].jump(next) {
                         Some(to) => {
                             if stack.len() > 64 {
                                 self.out.warnings.push(
