@@ -916,8 +916,8 @@ pub fn sched_desc(lang: Lang, k: crate::model::SchedulerKind) -> &'static str {
             "加权故障转移：未过载的权重最高者",
         ),
         S::Ovf => (
-            "overflow: the highest-weight server until its active connections exceed its weight",
-            "溢出连接：权重最高者，直到其活动连接数超过权重",
+            "overflow: the highest-weight server while its active connections are below its weight",
+            "溢出连接：活动连接数低于其权重的服务器中权重最高者",
         ),
         S::Mh => (
             "maglev hashing: a consistent-hash lookup table indexed by the client address",

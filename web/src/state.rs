@@ -1101,4 +1101,66 @@ mod tests {
         s.apply(Action::SetCustomDst("not an address".into()));
         assert!(s.custom_dst.is_none());
     }
+
+    #[test]
+    fn scale_view_opens_only_with_an_offered_endpoint_count_and_survives_a_link() {
+        let mut s = demo();
+        s.apply(Action::SetScale(Some(7)));
+        assert_eq!(s.scale, None, "7 endpoints per Service is not offered");
+        s.apply(Action::SetScale(Some(10)));
+        assert_eq!(s.scale, Some(10));
+        let link = crate::share::encode(&s.share_state());
+        let mut s2 = demo();
+        s2.apply(Action::Restore(crate::share::decode(&link).unwrap()));
+        assert_eq!(s2.scale, Some(10));
+    }
+
+    #[test]
+    fn a_link_with_an_unknown_scheduler_is_an_error_not_a_silent_default() {
+        let mut s = demo();
+        s.apply(Action::Restore(ShareState {
+            mode: "ipvs".into(),
+            sched: Some("fastest".into()),
+            ..ShareState::default()
+        }));
+        assert!(s.share_error.as_deref().unwrap().contains("fastest"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Whatever is pasted as a dump, in either mode: diagnostics, never a panic, and a packet
+        /// can still be sent through what loaded.
+        #[test]
+        fn any_pasted_dump_traces_without_panicking(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "[ -~]{0,60}",
+                    proptest::strategy::Just("*nat".to_string()),
+                    proptest::strategy::Just("COMMIT".to_string()),
+                    proptest::strategy::Just("# ipvsadm -Sn".to_string()),
+                    proptest::strategy::Just("# ipset save".to_string()),
+                    proptest::strategy::Just("# iptables-save".to_string()),
+                    proptest::strategy::Just(":KUBE-SERVICES - [0:0]".to_string()),
+                    "-A (PREROUTING|KUBE-SERVICES|OUTPUT) -d 10\\.104\\.14\\.67/32 -p tcp -m tcp --dport 80 -j (KUBE-SERVICES|DNAT|ACCEPT|KUBE-MARK-MASQ)",
+                    "-A -t 10\\.104\\.14\\.67:80 -s (rr|wrr|sh|nope)",
+                    "-a -t 10\\.104\\.14\\.67:80 -r 10\\.0\\.0\\.[0-9]:80 -m -w [0-9]",
+                    "add KUBE-CLUSTER-IP 10\\.104\\.14\\.67,tcp:80",
+                ],
+                0..30,
+            ),
+            ipvs in proptest::bool::ANY,
+        ) {
+            let mut s = demo();
+            select_cluster_ip(&mut s);
+            if ipvs {
+                s.apply(Action::SetMode(Mode::Ipvs));
+            }
+            s.apply(Action::EditDump(lines.join("\n")));
+            s.apply(Action::LoadDump);
+            s.apply(Action::Send { seed: 1, now: 0.0 });
+            for d in s.dump_errors.iter() {
+                proptest::prop_assert!(!d.message.is_empty());
+            }
+        }
+    }
 }
