@@ -176,3 +176,34 @@ async fn diagram_lights_the_current_hook_and_the_chosen_pod() {
 }
 
 use wasm_bindgen::JsCast;
+
+/// The side-by-side panel on real traces of the demo (core runs in the browser): the iptables
+/// column names the random draw, the IPVS column the scheduler, in Chinese too.
+#[wasm_bindgen_test]
+async fn compare_panel_contrasts_the_two_modes_in_both_languages() {
+    use proxyscope_web::compare::{ComparePanel, Props};
+    use proxyscope_web::state::State;
+    let mut s = State::new(Lang::Zh, false);
+    let m = s.model().unwrap();
+    let t = m
+        .targets
+        .iter()
+        .position(|t| t.kind == "cluster_ip")
+        .unwrap();
+    s.apply(Action::SelectTarget(t));
+    s.apply(Action::SetCompare(true));
+    s.apply(Action::Send { seed: 2, now: 0.0 });
+    let root = mount();
+    let props = Props {
+        lang: Lang::Zh,
+        traces: s.compared(),
+    };
+    yew::Renderer::<ComparePanel>::with_root_and_props(root.clone(), props).render();
+    settle().await;
+    assert!(text(&root, "#compare-iptables .how").contains("statistic"));
+    assert!(text(&root, "#compare-ipvs .how").starts_with("rr"));
+    assert!(text(&root, "#compare-title").contains("同一个数据包"));
+    // IPVS rewrites at LOCAL_IN (ip_vs_ops hooks NF_INET_LOCAL_IN), iptables in nat PREROUTING.
+    assert!(text(&root, "#compare-notes").contains("LOCAL_IN"));
+    assert!(text(&root, "#compare-notes").contains("PREROUTING"));
+}
