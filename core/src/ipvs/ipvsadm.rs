@@ -965,7 +965,20 @@ pub fn parse_list(text: &str) -> Parsed {
                 message: "expected the \"IP Virtual Server version ...\" header".into(),
             });
         }
-        if raw.starts_with("Prot LocalAddress:Port") || raw.starts_with("  -> RemoteAddress:Port") {
+        if raw.starts_with("Prot LocalAddress:Port") {
+            if let Some(f) = title_format(raw).filter(|f| !matches!(f, ListFormat::Plain)) {
+                p.diagnostics.push(Diagnostic {
+                    line,
+                    message: format!(
+                        "this is the {f:?} listing: it has no scheduler, forwarding method or \
+                         weight; read the rules (-Sn or -Ln) first and apply it with apply_listing"
+                    ),
+                });
+                return p;
+            }
+            continue;
+        }
+        if raw.starts_with("  -> RemoteAddress:Port") {
             continue;
         }
         let r = if let Some(rest) = raw.strip_prefix("  -> ") {
@@ -980,9 +993,180 @@ pub fn parse_list(text: &str) -> Parsed {
     p
 }
 
-fn parse_list_service(raw: &str, services: &mut Vec<Service>) -> Result<(), String> {
-    let w: Vec<&str> = raw.split_whitespace().collect();
-    let (key, rest) = match w.as_slice() {
+/// Which listing a `Prot LocalAddress:Port ...` title line starts (`print_title`); the plain and
+/// `--tun-info` listings share it (they differ in the second title line).
+fn title_format(title: &str) -> Option<ListFormat> {
+    let w: Vec<&str> = title.split_whitespace().collect();
+    Some(match w.get(2..)? {
+        ["Scheduler", "Flags"] => ListFormat::Plain,
+        ["Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"] => ListFormat::Stats,
+        ["CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"] => ListFormat::Rate,
+        ["Uthreshold", "Lthreshold", "ActiveConn", "InActConn"] => ListFormat::Thresholds,
+        ["Weight", "PersistConn", "ActiveConn", "InActConn"] => ListFormat::PersistentConn,
+        _ => return None,
+    })
+}
+
+/// A `print_largenum` figure back as a number: exact digits, or a `K`/`M`/`G`/`T`-scaled value
+/// (ipvsadm divides by 1000^n and drops the rest, so those read back rounded down).
+fn parse_largenum(s: &str) -> Result<u64, String> {
+    let (digits, scale) = match s.as_bytes().last() {
+        Some(b'K') => (&s[..s.len() - 1], 1_000),
+        Some(b'M') => (&s[..s.len() - 1], 1_000_000),
+        Some(b'G') => (&s[..s.len() - 1], 1_000_000_000),
+        Some(b'T') => (&s[..s.len() - 1], 1_000_000_000_000),
+        _ => (s, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|v| v.checked_mul(scale))
+        .ok_or_else(|| format!("{s:?} is not a counter"))
+}
+
+/// Apply any `ipvsadm -Ln` listing — plain, `--tun-info`, `--stats`, `--rate`, `--thresholds`,
+/// `--persistent-conn` (with or without `--exact`) — to the services read from the rules: each
+/// listing carries only its own columns, so the agent reads `-Sn` for the table and the listings
+/// for the counters. A service or real server the rules don't have is a diagnostic at its line.
+pub fn apply_listing(services: &mut [Service], text: &str) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    let mut format = None;
+    let mut current: Option<usize> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        if raw.trim().is_empty()
+            || raw.starts_with("IP Virtual Server version ")
+            || raw.starts_with("  -> RemoteAddress:Port")
+        {
+            continue;
+        }
+        if raw.starts_with("Prot LocalAddress:Port") {
+            format = title_format(raw);
+            if format.is_none() {
+                diags.push(Diagnostic {
+                    line,
+                    message: "unknown listing title".into(),
+                });
+                return diags;
+            }
+            continue;
+        }
+        let Some(f) = format else {
+            diags.push(Diagnostic {
+                line,
+                message: "expected a \"Prot LocalAddress:Port ...\" title first".into(),
+            });
+            return diags;
+        };
+        let r = if let Some(rest) = raw.strip_prefix("  -> ") {
+            match current {
+                Some(si) => apply_dest(&mut services[si], f, rest),
+                None => Err("a real server before any service".into()),
+            }
+        } else {
+            let w: Vec<&str> = raw.split_whitespace().collect();
+            parse_list_key(&w).and_then(|(key, rest)| {
+                let si = services
+                    .iter()
+                    .position(|s| s.key == key)
+                    .ok_or_else(|| format!("service {key:?} is not in the rules"))?;
+                current = Some(si);
+                let c = match f {
+                    ListFormat::Stats => &mut services[si].stats,
+                    ListFormat::Rate => &mut services[si].rate,
+                    _ => return Ok(()),
+                };
+                let [a, b, c2, d, e] = rest else {
+                    return Err(format!("expected 5 counters, found {}", rest.len()));
+                };
+                *c = Counters([
+                    parse_largenum(a)?,
+                    parse_largenum(b)?,
+                    parse_largenum(c2)?,
+                    parse_largenum(d)?,
+                    parse_largenum(e)?,
+                ]);
+                Ok(())
+            })
+        };
+        if let Err(m) = r {
+            // A service we could not place: its real servers can't be placed either.
+            if !raw.starts_with("  -> ") {
+                current = None;
+            }
+            diags.push(Diagnostic { line, message: m });
+        }
+    }
+    diags
+}
+
+fn apply_dest(svc: &mut Service, f: ListFormat, rest: &str) -> Result<(), String> {
+    let w: Vec<&str> = rest.split_whitespace().collect();
+    let addr = parse_addr(w.first().ok_or("real server address missing")?)?;
+    let d = svc
+        .dests
+        .iter_mut()
+        .find(|d| d.addr == addr)
+        .ok_or_else(|| format!("real server {addr} is not in the rules"))?;
+    let n = |s: &str, what: &str| {
+        s.parse::<u32>()
+            .map_err(|_| format!("{what} {s:?} is not a number"))
+    };
+    match (f, &w[1..]) {
+        (ListFormat::Stats | ListFormat::Rate, [a, b, c, x, y]) => {
+            let v = Counters([
+                parse_largenum(a)?,
+                parse_largenum(b)?,
+                parse_largenum(c)?,
+                parse_largenum(x)?,
+                parse_largenum(y)?,
+            ]);
+            if f == ListFormat::Stats {
+                d.stats = v;
+            } else {
+                d.rate = v;
+            }
+        }
+        (ListFormat::Thresholds, [u, l, a, i]) => {
+            d.u_threshold = n(u, "Uthreshold")?;
+            d.l_threshold = n(l, "Lthreshold")?;
+            d.activeconns = n(a, "ActiveConn")?;
+            d.inactconns = n(i, "InActConn")?;
+        }
+        (ListFormat::PersistentConn, [wt, p, a, i]) => {
+            d.weight = wt
+                .parse()
+                .map_err(|_| format!("weight {wt:?} is not a number"))?;
+            d.persistconns = n(p, "PersistConn")?;
+            d.activeconns = n(a, "ActiveConn")?;
+            d.inactconns = n(i, "InActConn")?;
+        }
+        (ListFormat::Plain | ListFormat::TunInfo, _) => {
+            // Same columns parse_list reads: reuse it on a one-server table.
+            let mut one = vec![Service::new(svc.key, &svc.scheduler)];
+            parse_list_dest(rest, &mut one)?;
+            let got = one.remove(0).dests.remove(0);
+            d.forward = got.forward;
+            d.weight = got.weight;
+            d.activeconns = got.activeconns;
+            d.inactconns = got.inactconns;
+            if w.len() == 6 {
+                d.tunnel = got.tunnel;
+            }
+        }
+        (f, cols) => {
+            return Err(format!(
+                "{} columns after the address do not fit the {f:?} listing",
+                cols.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The service key at the start of a listing's service line, and the words after it.
+fn parse_list_key<'a>(w: &'a [&'a str]) -> Result<(ServiceKey, &'a [&'a str]), String> {
+    Ok(match w {
         ["FWM", mark, "IPv6", rest @ ..] => (
             ServiceKey::Fwmark {
                 mark: mark.parse().map_err(|_| "bad fwmark")?,
@@ -1013,7 +1197,12 @@ fn parse_list_service(raw: &str, services: &mut Vec<Service>) -> Result<(), Stri
             )
         }
         _ => return Err("not a service line".into()),
-    };
+    })
+}
+
+fn parse_list_service(raw: &str, services: &mut Vec<Service>) -> Result<(), String> {
+    let w: Vec<&str> = raw.split_whitespace().collect();
+    let (key, rest) = parse_list_key(&w)?;
     let mut it = rest.iter().copied();
     let scheduler = it.next().ok_or("scheduler missing")?;
     let mut s = Service::new(key, scheduler);
