@@ -11,10 +11,11 @@ use std::net::IpAddr;
 
 /// Per-packet facts the matches look at besides the header.
 #[derive(Debug, Clone)]
-pub struct PacketCtx {
+pub struct PacketCtx<'a> {
     pub pkt: Packet,
-    pub in_iface: Option<String>,
-    pub out_iface: Option<String>,
+    /// Borrowed from the request: every explored walk builds a context.
+    pub in_iface: Option<&'a str>,
+    pub out_iface: Option<&'a str>,
     /// conntrack state of the packet: NEW or ESTABLISHED, plus DNAT/SNAT once NAT is set up.
     pub ct_new: bool,
     pub ct_dnat: bool,
@@ -132,14 +133,14 @@ pub fn eval_rule(
         }));
     }
     if let Some(i) = &rule.in_iface
-        && iface_matches(&i.value, cx.in_iface.as_deref()) == i.neg
+        && iface_matches(&i.value, cx.in_iface) == i.neg
     {
         return MatchResult::Failed(lazy(describe, || {
             format!("{}-i {}", if i.neg { "! " } else { "" }, i.value)
         }));
     }
     if let Some(o) = &rule.out_iface
-        && iface_matches(&o.value, cx.out_iface.as_deref()) == o.neg
+        && iface_matches(&o.value, cx.out_iface) == o.neg
     {
         return MatchResult::Failed(lazy(describe, || {
             format!("{}-o {}", if o.neg { "! " } else { "" }, o.value)

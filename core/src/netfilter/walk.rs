@@ -99,7 +99,7 @@ struct Walker<'a> {
     state: &'a mut State,
     chooser: &'a mut dyn Chooser,
     steps: Option<Vec<Step>>,
-    cx: PacketCtx,
+    cx: PacketCtx<'a>,
     out: Outcome,
     frames: Vec<(usize, usize)>,
 }
@@ -513,7 +513,7 @@ pub fn walk(
         steps: record.then(|| Vec::with_capacity(64)),
         cx: PacketCtx {
             pkt: req.pkt,
-            in_iface: req.in_iface.clone(),
+            in_iface: req.in_iface.as_deref(),
             out_iface: None,
             ct_new,
             ct_dnat: false,

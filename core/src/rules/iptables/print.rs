@@ -340,7 +340,8 @@ pub fn print_rule_args(out: &mut String, r: &Rule) {
 
 /// One rule as `-A CHAIN ...` (what the trace shows).
 pub fn rule_text(chain: &str, r: &Rule) -> String {
-    let mut s = String::with_capacity(128);
+    // kube-proxy's rules with a comment run past 128 bytes; one allocation per traced rule.
+    let mut s = String::with_capacity(256);
     s.push_str("-A ");
     s.push_str(chain);
     print_rule_args(&mut s, r);
