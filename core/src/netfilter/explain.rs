@@ -44,21 +44,25 @@ pub fn trace(m: &Machine, req: &WalkRequest, state: &mut State, seed: u64, mode:
     let mut keys: Vec<OutputKey> = Vec::new();
     let mut warnings = Vec::new();
     // Depth-first over the random decisions, "matches" first, so outcomes come in rule order.
-    let mut stack: Vec<Vec<bool>> = vec![Vec::new()];
-    while let Some(prefix) = stack.pop() {
+    // The pending prefixes live in one buffer as (start, len): the one popped is always the
+    // last pushed, so it is the buffer's tail and is cut off once copied into the script.
+    let mut prefixes: Vec<bool> = Vec::new();
+    let mut stack: Vec<(usize, usize)> = vec![(0, 0)];
+    let mut script: Vec<bool> = Vec::new();
+    while let Some((start, n)) = stack.pop() {
         if outcomes.len() >= MAX_OUTCOMES {
             warnings.push(format!(
                 "more than {MAX_OUTCOMES} outcomes: the list is cut"
             ));
             break;
         }
-        let n = prefix.len();
-        let mut ch = Scripted {
-            script: prefix,
-            pos: 0,
-        };
+        script.clear();
+        script.extend_from_slice(&prefixes[start..start + n]);
+        prefixes.truncate(start);
+        let mut ch = Scripted { script, pos: 0 };
         // Exploring walks see the session's state but change nothing in it.
         let (o, _) = walk(m, req, state, &mut ch, false, false);
+        script = ch.script;
         let p: f64 = o
             .choices
             .iter()
@@ -73,9 +77,10 @@ pub fn trace(m: &Machine, req: &WalkRequest, state: &mut State, seed: u64, mode:
         // Push the untaken "does not match" branches, deepest last so the shallowest is next.
         for i in (n..o.choices.len()).rev() {
             if o.choices[i].matched && o.choices[i].p_match < 1.0 {
-                let mut alt: Vec<bool> = o.choices[..i].iter().map(|c| c.matched).collect();
-                alt.push(false);
-                stack.push(alt);
+                let at = prefixes.len();
+                prefixes.extend(o.choices[..i].iter().map(|c| c.matched));
+                prefixes.push(false);
+                stack.push((at, i + 1));
             }
         }
         if p <= 0.0 {
