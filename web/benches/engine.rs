@@ -14,6 +14,7 @@ fn main() {
 mod native {
     use criterion::Criterion;
     use proxyscope_core::trace::*;
+    use proxyscope_web::state::Action;
     use proxyscope_web::{engine, i18n, share};
     use std::hint::black_box;
 
@@ -125,6 +126,34 @@ mod native {
         c.bench_function("share/decode 100kB", |b| {
             b.iter(|| share::decode(black_box(&enc)).unwrap())
         });
+
+        // One step of the scale view (it blocks the page for this long per size), and "send
+        // many" with an IPVS scheduler that keeps per-connection state.
+        let mut g = c.benchmark_group("scale");
+        g.sample_size(10);
+        for n in [300usize, 1000] {
+            g.bench_function(format!("measure {n} Services x 4 endpoints"), |b| {
+                b.iter(|| proxyscope_core::scale::measure(black_box(n), 4).unwrap())
+            });
+        }
+        g.finish();
+        let mut s = proxyscope_web::state::State::new(proxyscope_web::i18n::Lang::En, false);
+        s.apply(Action::SetMode(proxyscope_web::model::Mode::Ipvs));
+        s.apply(Action::SetScheduler(
+            proxyscope_web::model::SchedulerKind::Wlc,
+        ));
+        let mut g = c.benchmark_group("send many");
+        g.sample_size(10);
+        g.bench_function("1000 connections, IPVS wlc", |b| {
+            b.iter(|| {
+                s.apply(Action::SendMany {
+                    n: 1000,
+                    seed: 7,
+                    now: 0.0,
+                })
+            })
+        });
+        g.finish();
     }
 
     pub fn main() {

@@ -442,13 +442,6 @@ pub fn app() -> Html {
                 speed={state.speed} on_action={on_action.clone()} />
             <Diagram lang={lang} client_label={client_label} pods={pods} local_pods={local_pods} timeline={state.timeline.clone()}
                 trace={state.trace.clone()} cursor={state.cursor} />
-            if state.compare {
-                <ComparePanel lang={lang} traces={state.compared()} />
-            }
-            if state.mode == model::Mode::Ipvs {
-                <IpvsPanel lang={lang} scheduler={state.effective_scheduler()} dump={state.dump.is_some()}
-                    table={state.ipvsadm_list().map(AttrValue::from)} state={state.sched_view()} on_action={on_action.clone()} />
-            }
             <div class="grid">
                 <StepText lang={lang} trace={state.trace.clone()} timeline={state.timeline.clone()} cursor={state.cursor} on_action={on_action.clone()} />
                 <div class="side">
@@ -461,6 +454,13 @@ pub fn app() -> Html {
                     }
                 </div>
             </div>
+            if state.compare {
+                <ComparePanel lang={lang} traces={state.compared()} />
+            }
+            if state.mode == model::Mode::Ipvs {
+                <IpvsPanel lang={lang} scheduler={state.effective_scheduler()} dump={state.dump.is_some()}
+                    table={state.ipvsadm_list().map(AttrValue::from)} state={state.sched_view()} on_action={on_action.clone()} />
+            }
             if !state.embed {
                 <section class="panel many-panel" aria-labelledby="many-title">
                     <h2 id="many-title">{ t(lang, K::SendMany) }</h2>
