@@ -86,6 +86,9 @@ pub fn dump_editor(p: &Props) -> Html {
                     oninput={p.on_action.reform(|e: InputEvent| Action::SetCustomDst(input_value(&e)))} />
             </label>
             if p.active { <p id="dump-active" class="badge ok">{ t(lang, K::DumpActive) }</p> }
+            if p.active && p.text.len() > crate::state::MAX_SHARED_DUMP {
+                <p id="dump-not-shared" class="muted">{ t(lang, K::DumpNotShared) }</p>
+            }
             <div id="dump-errors" role="alert" class={classes!((!p.errors.iter().any(|d| d.error)).then_some("warn"))}>
                 if !p.errors.is_empty() {
                     <h3>{ t(lang, K::DumpProblems) }</h3>

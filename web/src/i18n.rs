@@ -143,6 +143,7 @@ pub enum K {
     ExportSvg,
     ExportPng,
     LiveNode,
+    DumpNotShared,
     ScaleTab,
     ScaleTitle,
     ScaleHint,
@@ -300,6 +301,10 @@ pub fn t(lang: Lang, k: K) -> &'static str {
         ),
         K::ExportSvg => ("Export diagram (SVG)", "导出示意图（SVG）"),
         K::LiveNode => ("Live node", "实时节点"),
+        K::DumpNotShared => (
+            "This dump is too large for a share link; the link carries the rest of the view.",
+            "此导出太大，无法放入分享链接；链接只保存其余的视图状态。",
+        ),
         K::ScaleTab => ("Scale", "规模"),
         K::ScaleTitle => (
             "Scale: how the work grows with the number of Services",

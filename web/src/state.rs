@@ -26,6 +26,9 @@ pub const MANY_CHOICES: [usize; 4] = [1, 10, 100, 1000];
 /// follow it (conntrack / the IPVS connection entry), so the spread is over 4 connections, not
 /// over the requests.
 pub const KEEPALIVE_POOL: usize = 4;
+/// Largest pasted dump a share link carries: the link is re-encoded on every step, and a real
+/// node's multi-megabyte dump would make each step slow and the link unusable.
+pub const MAX_SHARED_DUMP: usize = 256 * 1024;
 
 /// Result of "send many": which endpoint each connection went to.
 #[derive(Debug, Clone, PartialEq)]
@@ -265,7 +268,7 @@ impl State {
             sched: self.scheduler.map(|k| k.name().to_string()),
             keepalive: self.keepalive,
             compare: self.compare,
-            dump: self.dump.clone(),
+            dump: self.dump.clone().filter(|d| d.len() <= MAX_SHARED_DUMP),
             dst: self.custom_dst,
             scale: self.scale,
             ..ShareState::default()
@@ -1162,5 +1165,17 @@ mod tests {
                 proptest::prop_assert!(!d.message.is_empty());
             }
         }
+    }
+
+    #[test]
+    fn a_huge_dump_stays_out_of_the_share_link() {
+        let mut s = demo();
+        s.apply(Action::EditDump(format!(
+            "*nat\n{}COMMIT\n",
+            "# padding comment line\n".repeat(MAX_SHARED_DUMP / 20)
+        )));
+        s.apply(Action::LoadDump);
+        assert!(s.dump.is_some());
+        assert_eq!(s.share_state().dump, None);
     }
 }
