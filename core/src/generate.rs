@@ -1072,7 +1072,9 @@ fn guarantee_coverage(rng: &mut StdRng, svcs: &mut [Svc], slot: &mut [u32; 2]) {
 /// A deterministic cluster with `services` IPv4 TCP Services of `endpoints_per_service` ready
 /// endpoints each (every 10th Service a NodePort, every 20th a LoadBalancer with eTP Local).
 /// Pod IPs come from 10.128.0.0/9 (the clusterCIDR of this scenario), ClusterIPs from
-/// 10.96.0.0/16 and then 10.97.0.0/16 …
+/// 10.96.0.0/16 and then 10.97.0.0/16 … NodePorts and healthCheckNodePorts are allocated once
+/// each, as the API server does, from 30000 upwards: within the default 30000-32767 range up to
+/// ~18,000 Services; past that the cluster assumes a wider `--service-node-port-range`.
 pub fn large_cluster(services: usize, endpoints_per_service: usize) -> String {
     let mut rng = StdRng::seed_from_u64(0x1a26e);
     let opts = ProxyOptions {
@@ -1087,6 +1089,12 @@ pub fn large_cluster(services: usize, endpoints_per_service: usize) -> String {
     document(&mut out, &node(&mut rng, &["10.128.0.0/24"]));
     document(&mut out, &node_network());
     let mut next_pod: u32 = 256;
+    let mut next_node_port: u32 = 30000;
+    let mut alloc_port = || {
+        let p = next_node_port;
+        next_node_port = if p >= 65535 { 30000 } else { p + 1 };
+        p as u16
+    };
     for i in 0..services {
         let typ = if i % 20 == 19 {
             SvcType::LoadBalancer
@@ -1097,8 +1105,8 @@ pub fn large_cluster(services: usize, endpoints_per_service: usize) -> String {
         };
         let n = i as u32 + 10;
         let cip = Ipv4Addr::new(10, 96 + (n >> 16) as u8, (n >> 8) as u8, n as u8);
-        let nodeport = matches!(typ, SvcType::NodePort | SvcType::LoadBalancer)
-            .then(|| 30000 + (i % 2700) as u16);
+        let nodeport =
+            matches!(typ, SvcType::NodePort | SvcType::LoadBalancer).then(&mut alloc_port);
         let svc = Svc {
             idx: i as u32,
             ns: format!("ns{}", i / 100),
@@ -1118,7 +1126,7 @@ pub fn large_cluster(services: usize, endpoints_per_service: usize) -> String {
             external_ips: 0,
             lb: typ == SvcType::LoadBalancer,
             source_ranges: Vec::new(),
-            hcnp: (typ == SvcType::LoadBalancer).then(|| 32000 + (i % 700) as u16),
+            hcnp: (typ == SvcType::LoadBalancer).then(&mut alloc_port),
             eps: Vec::new(),
             two_slices: false,
         };
@@ -1418,6 +1426,25 @@ mod tests {
             })
             .collect();
         assert_eq!(ips.len(), 500, "endpoint IPs are unique");
+        // NodePorts and healthCheckNodePorts never repeat (the API server allocates each once).
+        // 3,000 Services: past the 2,700 where an `i % 2700` scheme would wrap. Read from the
+        // text (`nodePort: N`, `healthCheckNodePort: N`): thousands of documents exceed the
+        // test reader's budget.
+        let text = large_cluster(3_000, 1);
+        let mut ports: Vec<u64> = text
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim_start().trim_start_matches("- ");
+                l.strip_prefix("nodePort: ")
+                    .or_else(|| l.strip_prefix("healthCheckNodePort: "))
+            })
+            .map(|v| v.trim().parse().unwrap())
+            .collect();
+        assert_eq!(ports.len(), 450, "300 NodePort + 150 LoadBalancer Services");
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 450, "no NodePort repeats");
+        assert!(ports.iter().all(|p| (30000..=32767).contains(p)));
         let cips: std::collections::HashSet<&str> = d
             .iter()
             .filter(|v| v["kind"] == "Service")
