@@ -1,7 +1,7 @@
 //! From walks to a [`Trace`]: every reachable outcome with its exact probability (by walking every
 //! branch of the random matches), plus one sampled walk with all its steps.
 
-use super::walk::{Sampler, Scripted, WalkRequest, walk};
+use super::walk::{Sampler, Scripted, WalkRequest, walk, walk_reusing};
 use super::{Machine, State};
 use crate::trace::{Outcome, Trace, Verdict};
 use rand::SeedableRng;
@@ -49,6 +49,7 @@ pub fn trace(m: &Machine, req: &WalkRequest, state: &mut State, seed: u64, mode:
     let mut prefixes: Vec<bool> = Vec::new();
     let mut stack: Vec<(usize, usize)> = vec![(0, 0)];
     let mut script: Vec<bool> = Vec::new();
+    let mut choices = Vec::with_capacity(16);
     while let Some((start, n)) = stack.pop() {
         if outcomes.len() >= MAX_OUTCOMES {
             warnings.push(format!(
@@ -61,7 +62,7 @@ pub fn trace(m: &Machine, req: &WalkRequest, state: &mut State, seed: u64, mode:
         prefixes.truncate(start);
         let mut ch = Scripted { script, pos: 0 };
         // Exploring walks see the session's state but change nothing in it.
-        let (o, _) = walk(m, req, state, &mut ch, false, false);
+        let (mut o, _) = walk_reusing(m, req, state, &mut ch, false, false, choices);
         script = ch.script;
         let p: f64 = o
             .choices
@@ -83,6 +84,7 @@ pub fn trace(m: &Machine, req: &WalkRequest, state: &mut State, seed: u64, mode:
                 stack.push((at, i + 1));
             }
         }
+        choices = std::mem::take(&mut o.choices);
         if p <= 0.0 {
             continue;
         }

@@ -491,6 +491,30 @@ pub fn walk(
     record: bool,
     effects: bool,
 ) -> (Outcome, Vec<Step>) {
+    // kube-proxy's endpoint chains draw once per endpoint but the last.
+    walk_reusing(
+        m,
+        req,
+        state,
+        chooser,
+        record,
+        effects,
+        Vec::with_capacity(16),
+    )
+}
+
+/// [`walk`] recording its random decisions into `choices` (cleared first): the outcome
+/// enumeration hands the previous walk's vector back instead of allocating one per walk.
+pub(crate) fn walk_reusing(
+    m: &Machine,
+    req: &WalkRequest,
+    state: &mut State,
+    chooser: &mut dyn Chooser,
+    record: bool,
+    effects: bool,
+    mut choices: Vec<Choice>,
+) -> (Outcome, Vec<Step>) {
+    choices.clear();
     let key = FlowKey {
         proto: req.pkt.proto,
         src: req.pkt.src,
@@ -527,8 +551,7 @@ pub fn walk(
             snat: None,
             masq: false,
             rules_evaluated: 0,
-            // kube-proxy's endpoint chains draw once per endpoint but the last.
-            choices: Vec::with_capacity(16),
+            choices,
             warnings: Vec::new(),
             established: !ct_new,
         },
