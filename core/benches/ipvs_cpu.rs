@@ -4,14 +4,13 @@
 //! (`--bench ipvs_sched`) inflate when other jobs share the cores; this one reads the thread's
 //! own CPU time from `/proc/thread-self/stat` (Linux, 10 ms ticks, so it runs 20 M decisions
 //! per scheduler). Same setup as `ipvs_sched`: random weights 1..=5 and 0..=3 active
-//! connections per server, flag-2 set.
+//! connections per server, flag-2 set (`common/sched.rs`).
 
-use proxyscope_core::ipvs::{
-    ConnKey, NoRandom, RandomSource, SchedFlags, SchedulerKind, SplitMix64, Sysctl, VirtualService,
-};
-use proxyscope_core::trace::Proto;
+#[path = "common/sched.rs"]
+mod sched;
+
+use proxyscope_core::ipvs::{NoRandom, SchedulerKind};
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 fn cpu_seconds() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
@@ -23,17 +22,7 @@ fn cpu_seconds() -> Option<f64> {
 
 fn main() {
     const N: u64 = 20_000_000;
-    let vip: SocketAddr = "10.96.0.1:80".parse().unwrap();
-    let keys: Vec<ConnKey> = (0..1024u32)
-        .map(|i| ConnKey {
-            proto: Proto::Tcp,
-            client: SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::from(0xC633_6400 + i * 7)),
-                (1024 + i * 13) as u16,
-            ),
-            dst: vip,
-        })
-        .collect();
+    let keys = sched::keys();
     for kind in [
         SchedulerKind::Rr,
         SchedulerKind::Wrr,
@@ -42,26 +31,7 @@ fn main() {
         SchedulerKind::Sh,
         SchedulerKind::Mh,
     ] {
-        let mut s = VirtualService::new(
-            vip,
-            Proto::Tcp,
-            SchedulerKind::Lc,
-            SchedFlags::default(),
-            Sysctl::default(),
-            0.0,
-        );
-        let mut rng = SplitMix64(42);
-        for i in 0..100u32 {
-            let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0A00_0001 + i)), 8080);
-            let id = s
-                .add_dest(addr, 1 + rng.below(5).unwrap() as i32, 0, 0, 0.0)
-                .unwrap();
-            for _ in 0..rng.below(4).unwrap() {
-                let mut c = s.bind(id, Proto::Tcp);
-                s.establish(&mut c);
-            }
-        }
-        s.set_scheduler(kind, SchedFlags(SchedFlags::FLAG_2), 0.0);
+        let mut s = sched::service(kind, 100);
         let Some(t0) = cpu_seconds() else {
             println!("no /proc/thread-self/stat: run ipvs_sched instead");
             return;

@@ -10,12 +10,11 @@
 #![cfg(target_arch = "wasm32")]
 
 use proxyscope_core::ipvs::replay;
-use proxyscope_core::ipvs::{
-    ConnKey, NoRandom, RandomSource, SchedFlags, SchedulerKind, SplitMix64, Sysctl, VirtualService,
-};
-use proxyscope_core::trace::Proto;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use proxyscope_core::ipvs::{NoRandom, SchedulerKind};
 use wasm_bindgen_test::*;
+
+#[path = "../benches/common/sched.rs"]
+mod sched;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -59,44 +58,6 @@ fn a_tampered_expectation_is_caught_in_wasm() {
     assert!(!rep.ok(), "a wrong expectation passed");
 }
 
-fn service(kind: SchedulerKind, n: usize) -> VirtualService {
-    let vip: SocketAddr = "10.96.0.1:80".parse().unwrap();
-    let mut s = VirtualService::new(
-        vip,
-        Proto::Tcp,
-        SchedulerKind::Lc,
-        SchedFlags::default(),
-        Sysctl::default(),
-        0.0,
-    );
-    let mut rng = SplitMix64(42);
-    for i in 0..n {
-        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + i as u32 + 1)), 8080);
-        let w = 1 + rng.below(5).unwrap() as i32;
-        let id = s.add_dest(addr, w, 0, 0, 0.0).unwrap();
-        // Uneven load so the least-connection scans really compare.
-        for _ in 0..rng.below(4).unwrap() {
-            let mut c = s.bind(id, Proto::Tcp);
-            s.establish(&mut c);
-        }
-    }
-    s.set_scheduler(kind, SchedFlags(SchedFlags::FLAG_2), 0.0);
-    s
-}
-
-fn keys() -> Vec<ConnKey> {
-    (0..1024u32)
-        .map(|i| ConnKey {
-            proto: Proto::Tcp,
-            client: SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::from(0xC633_6400 + i * 7)),
-                (1024 + i * 13) as u16,
-            ),
-            dst: "10.96.0.1:80".parse().unwrap(),
-        })
-        .collect()
-}
-
 fn now_ms() -> f64 {
     // performance.now(): sub-millisecond in Chromium, unlike Date.now().
     js_sys::Reflect::get(&js_sys::global(), &"performance".into())
@@ -114,7 +75,7 @@ fn now_ms() -> f64 {
 #[wasm_bindgen_test]
 #[ignore = "benchmark: scripts/wasm-bench.sh runs it in release"]
 fn scheduling_decisions_per_second() {
-    let keys = keys();
+    let keys = sched::keys();
     for kind in [
         SchedulerKind::Rr,
         SchedulerKind::Wrr,
@@ -124,7 +85,7 @@ fn scheduling_decisions_per_second() {
         SchedulerKind::Mh,
     ] {
         for n in [100usize, 10_000] {
-            let mut s = service(kind, n);
+            let mut s = sched::service(kind, n);
             // Enough decisions for ~tens of ms even at the slow end.
             let iters: usize = if n > 1000 { 20_000 } else { 400_000 };
             let mut sink = 0usize;
@@ -149,7 +110,7 @@ fn scheduling_decisions_per_second() {
         }
     }
     for n in [3usize, 100, 1000] {
-        let mut s = service(SchedulerKind::Mh, n);
+        let mut s = sched::service(SchedulerKind::Mh, n);
         let addr = s.dest(s.list()[0]).addr;
         let reps = 200;
         let t0 = now_ms();

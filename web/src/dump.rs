@@ -41,28 +41,8 @@ pub fn dump_editor(p: &Props) -> Html {
     let lang = p.lang;
     let area = use_node_ref();
     let goto_line = {
-        let area = area.clone();
-        let text = p.text.clone();
-        move |line: usize| {
-            let area = area.clone();
-            let text = text.clone();
-            Callback::from(move |_: MouseEvent| {
-                if let Some(a) = area.cast::<web_sys::HtmlTextAreaElement>() {
-                    let start: usize = text
-                        .split_inclusive('\n')
-                        .take(line.saturating_sub(1))
-                        .map(|l| l.encode_utf16().count())
-                        .sum();
-                    let len = text
-                        .split('\n')
-                        .nth(line.saturating_sub(1))
-                        .map(|l| l.encode_utf16().count())
-                        .unwrap_or(0);
-                    let _ = a.focus();
-                    let _ = a.set_selection_range(start as u32, (start + len) as u32);
-                }
-            })
-        }
+        let (area, text) = (area.clone(), p.text.clone());
+        move |line: usize| crate::views::select_line(area.clone(), text.clone(), line)
     };
     let hint = match p.mode {
         Mode::Iptables => t(lang, K::DumpHintIptables),

@@ -205,6 +205,27 @@ pub fn packet_header(p: &HeaderProps) -> Html {
     }
 }
 
+/// A click handler that focuses `area` and selects its 1-based `line` of `text` (offsets in
+/// UTF-16 units, as the DOM counts them): clicking a reported problem lands on its line.
+pub fn select_line(area: NodeRef, text: AttrValue, line: usize) -> Callback<MouseEvent> {
+    Callback::from(move |_: MouseEvent| {
+        if let Some(a) = area.cast::<web_sys::HtmlTextAreaElement>() {
+            let start: usize = text
+                .split_inclusive('\n')
+                .take(line.saturating_sub(1))
+                .map(|l| l.encode_utf16().count())
+                .sum();
+            let len = text
+                .split('\n')
+                .nth(line.saturating_sub(1))
+                .map(|l| l.encode_utf16().count())
+                .unwrap_or(0);
+            let _ = a.focus();
+            let _ = a.set_selection_range(start as u32, (start + len) as u32);
+        }
+    })
+}
+
 pub fn hostport(ip: std::net::IpAddr, port: u16) -> String {
     std::net::SocketAddr::new(ip, port).to_string()
 }
@@ -391,28 +412,8 @@ pub fn scenario_editor(p: &EditorProps) -> Html {
         });
     // Clicking an error puts the caret on its line, so the learner lands where the problem is.
     let goto_line = {
-        let area = area.clone();
-        let text = p.text.clone();
-        move |line: usize| {
-            let area = area.clone();
-            let text = text.clone();
-            Callback::from(move |_: MouseEvent| {
-                if let Some(a) = area.cast::<web_sys::HtmlTextAreaElement>() {
-                    let start: usize = text
-                        .split_inclusive('\n')
-                        .take(line.saturating_sub(1))
-                        .map(|l| l.encode_utf16().count())
-                        .sum();
-                    let len = text
-                        .split('\n')
-                        .nth(line.saturating_sub(1))
-                        .map(|l| l.encode_utf16().count())
-                        .unwrap_or(0);
-                    let _ = a.focus();
-                    let _ = a.set_selection_range(start as u32, (start + len) as u32);
-                }
-            })
-        }
+        let (area, text) = (area.clone(), p.text.clone());
+        move |line: usize| crate::views::select_line(area.clone(), text.clone(), line)
     };
     html! {
         <section class="panel editor" aria-labelledby="ed-title">
