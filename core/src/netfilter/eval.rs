@@ -3,9 +3,8 @@
 //! at the first that fails.
 
 use super::{IpSet, Machine, State};
-use crate::rules::iptables::{
-    AddrType, CtState, Match, MultiportKind, Recent, RecentAction, Rule, Statistic,
-};
+use crate::rules::iptables::view::{MatchRef, RecentRef, RuleView};
+use crate::rules::iptables::{AddrType, CtState, MultiportKind, RecentAction, Statistic};
 use crate::trace::{Packet, Proto};
 use std::net::IpAddr;
 
@@ -106,9 +105,9 @@ fn lazy(describe: bool, f: impl FnOnce() -> String) -> String {
 // The walker lends its fields separately (machine, packet, state, random source, notes) so the
 // borrows stay disjoint; bundling them would need a second struct mirroring `Walker`.
 #[allow(clippy::too_many_arguments)]
-pub fn eval_rule(
+pub fn eval_rule<'r>(
     m: &Machine,
-    rule: &Rule,
+    rule: impl RuleView<'r>,
     cx: &PacketCtx,
     state: &mut State,
     effects: bool,
@@ -118,35 +117,35 @@ pub fn eval_rule(
     describe: bool,
 ) -> MatchResult {
     let p = &cx.pkt;
-    if let Some(s) = &rule.src
+    if let Some(s) = rule.src()
         && s.value.contains(&p.src) == s.neg
     {
         return MatchResult::Failed(lazy(describe, || {
             format!("{}-s {}", if s.neg { "! " } else { "" }, s.value)
         }));
     }
-    if let Some(d) = &rule.dst
+    if let Some(d) = rule.dst()
         && d.value.contains(&p.dst) == d.neg
     {
         return MatchResult::Failed(lazy(describe, || {
             format!("{}-d {}", if d.neg { "! " } else { "" }, d.value)
         }));
     }
-    if let Some(i) = &rule.in_iface
-        && iface_matches(&i.value, cx.in_iface) == i.neg
+    if let Some(i) = rule.in_iface()
+        && iface_matches(i.value, cx.in_iface) == i.neg
     {
         return MatchResult::Failed(lazy(describe, || {
             format!("{}-i {}", if i.neg { "! " } else { "" }, i.value)
         }));
     }
-    if let Some(o) = &rule.out_iface
-        && iface_matches(&o.value, cx.out_iface) == o.neg
+    if let Some(o) = rule.out_iface()
+        && iface_matches(o.value, cx.out_iface) == o.neg
     {
         return MatchResult::Failed(lazy(describe, || {
             format!("{}-o {}", if o.neg { "! " } else { "" }, o.value)
         }));
     }
-    if let Some(pr) = &rule.proto {
+    if let Some(pr) = rule.proto() {
         let is = pr.value.0 == 0 || pr.value.0 == p.proto.number();
         if is == pr.neg {
             return MatchResult::Failed(lazy(describe, || {
@@ -154,10 +153,10 @@ pub fn eval_rule(
             }));
         }
     }
-    for mt in &rule.matches {
+    for mt in rule.matches() {
         match mt {
-            Match::Comment { .. } | Match::Nfacct { .. } => {}
-            Match::Ports {
+            MatchRef::Comment(_) | MatchRef::Nfacct(_) => {}
+            MatchRef::Ports {
                 module,
                 sport,
                 dport,
@@ -187,37 +186,37 @@ pub fn eval_rule(
                     }));
                 }
             }
-            Match::Multiport { neg, kind, ports } => {
+            MatchRef::Multiport { neg, kind, ports } => {
                 let hit = ports.iter().any(|r| match kind {
                     MultiportKind::Sports => r.contains(p.sport),
                     MultiportKind::Dports => r.contains(p.dport),
                     MultiportKind::Ports => r.contains(p.sport) || r.contains(p.dport),
                 });
-                if hit == *neg {
+                if hit == neg {
                     return MatchResult::Failed(lazy(describe, || "-m multiport".into()));
                 }
             }
-            Match::Statistic(Statistic::Random { neg, fixed }) => {
-                if !coin(*fixed, *neg) {
+            MatchRef::Statistic(Statistic::Random { neg, fixed }) => {
+                if !coin(fixed, neg) {
                     return MatchResult::Failed(lazy(describe, || {
                         "-m statistic --mode random (the random draw did not hit)".into()
                     }));
                 }
             }
-            Match::Statistic(Statistic::Nth { neg, every, packet }) => {
-                let counter = state.nth.get(&rule_id).copied().unwrap_or(*packet);
+            MatchRef::Statistic(Statistic::Nth { neg, every, packet }) => {
+                let counter = state.nth.get(&rule_id).copied().unwrap_or(packet);
                 // xt_statistic: nval = (oval == every) ? 0 : oval + 1; match when nval == 0.
-                let next = if counter == *every { 0 } else { counter + 1 };
+                let next = if counter == every { 0 } else { counter + 1 };
                 if effects {
                     state.nth.insert(rule_id, next);
                 }
-                if (next == 0) == *neg {
+                if (next == 0) == neg {
                     return MatchResult::Failed(lazy(describe, || {
                         "-m statistic --mode nth".into()
                     }));
                 }
             }
-            Match::Recent(r) => {
+            MatchRef::Recent(r) => {
                 if !eval_recent(r, cx, state, effects, notes, describe) {
                     return MatchResult::Failed(lazy(describe, || {
                         format!(
@@ -233,17 +232,14 @@ pub fn eval_rule(
                     }));
                 }
             }
-            Match::Mark { neg, value, mask } => {
-                if ((p.mark & mask) == *value) == *neg {
+            MatchRef::Mark { neg, value, mask } => {
+                if ((p.mark & mask) == value) == neg {
                     return MatchResult::Failed(lazy(describe, || {
-                        format!(
-                            "{}--mark {value:#x}/{mask:#x}",
-                            if *neg { "! " } else { "" }
-                        )
+                        format!("{}--mark {value:#x}/{mask:#x}", if neg { "! " } else { "" })
                     }));
                 }
             }
-            Match::AddrType { src, dst, .. } => {
+            MatchRef::AddrType { src, dst, .. } => {
                 for (label, spec, ip) in [("--src-type", src, p.src), ("--dst-type", dst, p.dst)] {
                     if let Some(t) = spec {
                         let ty = addr_type(m, ip);
@@ -266,7 +262,7 @@ pub fn eval_rule(
                     }
                 }
             }
-            Match::Conntrack { ctstate } => {
+            MatchRef::Conntrack { ctstate } => {
                 if let Some(st) = ctstate {
                     let state_of = |c: &CtState| match c {
                         CtState::New => cx.ct_new,
@@ -288,11 +284,11 @@ pub fn eval_rule(
                     }
                 }
             }
-            Match::Set { neg, name, dirs } => match m.node.ipsets.get(name) {
+            MatchRef::Set { neg, name, dirs } => match m.node.ipsets.get(name) {
                 Some(set) => {
-                    if set_matches(set, p, dirs) == *neg {
+                    if set_matches(set, p, dirs) == neg {
                         return MatchResult::Failed(lazy(describe, || {
-                            format!("{}--match-set {name}", if *neg { "! " } else { "" })
+                            format!("{}--match-set {name}", if neg { "! " } else { "" })
                         }));
                     }
                 }
@@ -300,7 +296,7 @@ pub fn eval_rule(
                     return MatchResult::Unsupported(format!("-m set: ipset {name} is unknown"));
                 }
             },
-            Match::Unknown { module, .. } => {
+            MatchRef::Unknown { module, .. } => {
                 return MatchResult::Unsupported(format!("-m {module} is not modelled"));
             }
         }
@@ -312,7 +308,7 @@ pub fn eval_rule(
 /// address was seen (within `--seconds`, at least `--hitcount` times); `--update` also refreshes;
 /// `--remove` deletes. `--reap` drops timestamps older than `--seconds`.
 fn eval_recent(
-    r: &Recent,
+    r: RecentRef,
     cx: &PacketCtx,
     state: &mut State,
     effects: bool,
@@ -325,7 +321,7 @@ fn eval_recent(
             if effects {
                 state
                     .recent
-                    .entry(r.name.clone())
+                    .entry(r.name.to_string())
                     .or_default()
                     .entry(addr)
                     .or_default()
@@ -340,7 +336,7 @@ fn eval_recent(
             let empty = Vec::new();
             let stamps = state
                 .recent
-                .get(&r.name)
+                .get(r.name)
                 .and_then(|l| l.get(&addr))
                 .unwrap_or(&empty);
             let mut ok = !stamps.is_empty();
@@ -355,7 +351,7 @@ fn eval_recent(
                 }
             }
             if effects {
-                let list = state.recent.entry(r.name.clone()).or_default();
+                let list = state.recent.entry(r.name.to_string()).or_default();
                 if r.reap
                     && let (Some(secs), Some(v)) = (r.seconds, list.get_mut(&addr))
                 {

@@ -12,14 +12,17 @@
 
 pub mod eval;
 mod explain;
+pub mod program;
 pub mod walk;
 
 pub use explain::{MAX_OUTCOMES, trace};
 pub use walk::{Choice, Chooser, Outcome as WalkOutcome, Sampler, Scripted, WalkRequest, walk};
 
-use crate::rules::iptables::{Family, Match, Rule, Ruleset, Target};
+pub use crate::rules::iptables::view::parse_nat_to;
+use crate::rules::iptables::{Family, Rule, Ruleset, Target};
 use crate::trace::Proto;
 use ipnet::IpNet;
+use program::{INDEX_MIN_RULES, rule_dport_key, rule_dst_key, rule_key};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -130,7 +133,7 @@ pub enum IndexKey {
     Dport,
 }
 
-fn ip_key(ip: IpAddr) -> u64 {
+pub(crate) fn ip_key(ip: IpAddr) -> u64 {
     match ip {
         IpAddr::V4(a) => u32::from(a) as u64,
         IpAddr::V6(a) => {
@@ -140,41 +143,26 @@ fn ip_key(ip: IpAddr) -> u64 {
     }
 }
 
-fn rule_dst_key(r: &Rule) -> Option<u64> {
-    let d = r.dst.as_ref()?;
-    let host = if d.value.addr().is_ipv4() { 32 } else { 128 };
-    (!d.neg && d.value.prefix_len() == host).then(|| ip_key(d.value.addr()))
-}
-
-fn rule_dport_key(r: &Rule) -> Option<u64> {
-    r.matches.iter().find_map(|m| match m {
-        Match::Ports { dport: Some(p), .. } if !p.neg && p.value.lo == p.value.hi => {
-            Some(p.value.lo as u64)
-        }
-        _ => None,
-    })
-}
-
-/// Chains shorter than this are scanned without an index.
-const INDEX_MIN_RULES: usize = 48;
-
 fn build_index(rules: &[Rule]) -> Option<Box<ChainIndex>> {
     if rules.len() < INDEX_MIN_RULES {
         return None;
     }
-    let dst = rules.iter().filter(|r| rule_dst_key(r).is_some()).count();
-    let dport = rules.iter().filter(|r| rule_dport_key(r).is_some()).count();
-    let (key, f): (IndexKey, fn(&Rule) -> Option<u64>) = if dst >= dport && dst * 2 >= rules.len() {
-        (IndexKey::Dst, rule_dst_key)
+    let dst = rules.iter().filter(|r| rule_dst_key(*r).is_some()).count();
+    let dport = rules
+        .iter()
+        .filter(|r| rule_dport_key(*r).is_some())
+        .count();
+    let key = if dst >= dport && dst * 2 >= rules.len() {
+        IndexKey::Dst
     } else if dport * 2 >= rules.len() {
-        (IndexKey::Dport, rule_dport_key)
+        IndexKey::Dport
     } else {
         return None;
     };
     let mut by_value: HashMap<u64, Vec<u32>> = HashMap::new();
     let mut wildcard = Vec::new();
     for (i, r) in rules.iter().enumerate() {
-        match f(r) {
+        match rule_key(key, r) {
             Some(k) => by_value.entry(k).or_default().push(i as u32),
             None => wildcard.push(i as u32),
         }
@@ -328,24 +316,4 @@ pub fn ct_timeout(proto: Proto) -> f64 {
         Proto::Udp => 120.0,
         Proto::Sctp => 210.0,
     }
-}
-
-/// `--to-destination` / `--to-source` text → address and optional port (first of a range).
-pub fn parse_nat_to(to: &str) -> Option<(IpAddr, Option<u16>)> {
-    let (addr, port) = if let Some(rest) = to.strip_prefix('[') {
-        let (a, p) = rest.split_once(']')?;
-        (a, p.strip_prefix(':'))
-    } else if to.matches(':').count() == 1 {
-        let (a, p) = to.split_once(':')?;
-        (a, Some(p))
-    } else {
-        (to, None)
-    };
-    let addr = addr.split('-').next()?;
-    let ip: IpAddr = addr.parse().ok()?;
-    let port = match port {
-        Some(p) => Some(p.split('-').next()?.parse().ok()?),
-        None => None,
-    };
-    Some((ip, port))
 }

@@ -12,6 +12,7 @@
 
 pub mod parse;
 pub mod print;
+pub mod view;
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -77,7 +78,7 @@ pub struct Rule {
 }
 
 /// A value with iptables' `!` inversion.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Neg<T> {
     pub neg: bool,
     pub value: T,

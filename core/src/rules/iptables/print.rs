@@ -1,5 +1,6 @@
 //! Printing the model the way `iptables-save` prints it.
 
+use super::view::{Args, MatchRef, RuleView, TargetRef};
 use super::*;
 use std::fmt::Write;
 
@@ -57,12 +58,17 @@ fn port(out: &mut String, p: PortSpec) {
 
 /// Print one match (with its leading space).
 pub fn print_match(out: &mut String, m: &Match) {
+    write_match(out, MatchRef::from(m));
+}
+
+/// Print one match of either form (with its leading space).
+pub fn write_match(out: &mut String, m: MatchRef) {
     match m {
-        Match::Comment { comment } => {
+        MatchRef::Comment(comment) => {
             out.push_str(" -m comment --comment");
             save_string(out, comment);
         }
-        Match::Ports {
+        MatchRef::Ports {
             module,
             sport,
             dport,
@@ -76,13 +82,13 @@ pub fn print_match(out: &mut String, m: &Match) {
                 }
             }
         }
-        Match::Multiport {
+        MatchRef::Multiport {
             neg: n,
             kind,
             ports,
         } => {
             out.push_str(" -m multiport");
-            neg(out, *n);
+            neg(out, n);
             out.push_str(match kind {
                 MultiportKind::Sports => " --sports ",
                 MultiportKind::Dports => " --dports ",
@@ -95,23 +101,23 @@ pub fn print_match(out: &mut String, m: &Match) {
                 port(out, *p);
             }
         }
-        Match::Statistic(Statistic::Random { neg: n, fixed }) => {
+        MatchRef::Statistic(Statistic::Random { neg: n, fixed }) => {
             out.push_str(" -m statistic --mode random");
-            neg(out, *n);
+            neg(out, n);
             // libxt_statistic prints the kernel's fixed-point value back with 11 decimals.
             out.push_str(" --probability ");
-            write_probability(out, *fixed, 11);
+            write_probability(out, fixed, 11);
         }
-        Match::Statistic(Statistic::Nth {
+        MatchRef::Statistic(Statistic::Nth {
             neg: n,
             every,
             packet,
         }) => {
             out.push_str(" -m statistic --mode nth");
-            neg(out, *n);
+            neg(out, n);
             let _ = write!(out, " --every {} --packet {}", every + 1, packet);
         }
-        Match::Recent(r) => {
+        MatchRef::Recent(r) => {
             out.push_str(" -m recent");
             neg(out, r.neg);
             out.push_str(match r.action {
@@ -135,19 +141,19 @@ pub fn print_match(out: &mut String, m: &Match) {
             let _ = write!(out, " --name {} --mask {}", r.name, r.mask);
             out.push_str(if r.rdest { " --rdest" } else { " --rsource" });
         }
-        Match::Mark {
+        MatchRef::Mark {
             neg: n,
             value,
             mask,
         } => {
             out.push_str(" -m mark");
-            neg(out, *n);
+            neg(out, n);
             let _ = write!(out, " --mark {value:#x}");
-            if *mask != u32::MAX {
+            if mask != u32::MAX {
                 let _ = write!(out, "/{mask:#x}");
             }
         }
-        Match::AddrType {
+        MatchRef::AddrType {
             src,
             dst,
             limit_iface_in,
@@ -166,14 +172,14 @@ pub fn print_match(out: &mut String, m: &Match) {
                     }
                 }
             }
-            if *limit_iface_in {
+            if limit_iface_in {
                 out.push_str(" --limit-iface-in");
             }
-            if *limit_iface_out {
+            if limit_iface_out {
                 out.push_str(" --limit-iface-out");
             }
         }
-        Match::Conntrack { ctstate } => {
+        MatchRef::Conntrack { ctstate } => {
             out.push_str(" -m conntrack");
             if let Some(s) = ctstate {
                 neg(out, s.neg);
@@ -186,14 +192,14 @@ pub fn print_match(out: &mut String, m: &Match) {
                 }
             }
         }
-        Match::Nfacct { name } => {
+        MatchRef::Nfacct(name) => {
             // libxt_nfacct prints a double space before the name (seen from both backends).
             out.push_str(" -m nfacct --nfacct-name ");
             save_string(out, name);
         }
-        Match::Set { neg: n, name, dirs } => {
+        MatchRef::Set { neg: n, name, dirs } => {
             out.push_str(" -m set");
-            neg(out, *n);
+            neg(out, n);
             let _ = write!(out, " --match-set {name} ");
             for (i, d) in dirs.iter().enumerate() {
                 if i > 0 {
@@ -202,15 +208,15 @@ pub fn print_match(out: &mut String, m: &Match) {
                 out.push_str(if *d { "src" } else { "dst" });
             }
         }
-        Match::Unknown { module, args } => {
+        MatchRef::Unknown { module, args } => {
             let _ = write!(out, " -m {module}");
             raw_args(out, args);
         }
     }
 }
 
-fn raw_args(out: &mut String, args: &[String]) {
-    for a in args {
+fn raw_args(out: &mut String, args: Args) {
+    for a in args.iter() {
         if a.starts_with('-') || a == "!" {
             out.push(' ');
             out.push_str(a);
@@ -222,50 +228,57 @@ fn raw_args(out: &mut String, args: &[String]) {
 
 /// Print a target (with its leading space).
 pub fn print_target(out: &mut String, t: &Target) {
+    write_target(out, TargetRef::from(t));
+}
+
+/// Print a target of either form (with its leading space).
+pub fn write_target(out: &mut String, t: TargetRef) {
     match t {
-        Target::Accept => out.push_str(" -j ACCEPT"),
-        Target::Drop => out.push_str(" -j DROP"),
-        Target::Return => out.push_str(" -j RETURN"),
-        Target::Jump { chain } => {
+        TargetRef::Accept => out.push_str(" -j ACCEPT"),
+        TargetRef::Drop => out.push_str(" -j DROP"),
+        TargetRef::Return => out.push_str(" -j RETURN"),
+        TargetRef::Jump { chain, .. } => {
             let _ = write!(out, " -j {chain}");
         }
-        Target::Goto { chain } => {
+        TargetRef::Goto { chain, .. } => {
             let _ = write!(out, " -g {chain}");
         }
-        Target::Reject { with } => {
+        TargetRef::Reject { with } => {
             let _ = write!(out, " -j REJECT --reject-with {with}");
         }
-        Target::Dnat {
+        TargetRef::Dnat {
             to,
             random,
             persistent,
         } => {
-            let _ = write!(out, " -j DNAT --to-destination {to}");
-            if *random {
+            out.push_str(" -j DNAT --to-destination ");
+            to.write(out);
+            if random {
                 out.push_str(" --random");
             }
-            if *persistent {
+            if persistent {
                 out.push_str(" --persistent");
             }
         }
-        Target::Snat {
+        TargetRef::Snat {
             to,
             random,
             random_fully,
             persistent,
         } => {
-            let _ = write!(out, " -j SNAT --to-source {to}");
-            if *random {
+            out.push_str(" -j SNAT --to-source ");
+            to.write(out);
+            if random {
                 out.push_str(" --random");
             }
-            if *random_fully {
+            if random_fully {
                 out.push_str(" --random-fully");
             }
-            if *persistent {
+            if persistent {
                 out.push_str(" --persistent");
             }
         }
-        Target::Masquerade {
+        TargetRef::Masquerade {
             to_ports,
             random,
             random_fully,
@@ -274,17 +287,17 @@ pub fn print_target(out: &mut String, t: &Target) {
             if let Some(p) = to_ports {
                 let _ = write!(out, " --to-ports {p}");
             }
-            if *random {
+            if random {
                 out.push_str(" --random");
             }
-            if *random_fully {
+            if random_fully {
                 out.push_str(" --random-fully");
             }
         }
-        Target::Mark { value, mask } => {
+        TargetRef::Mark { value, mask } => {
             let _ = write!(out, " -j MARK --set-xmark {value:#x}/{mask:#x}");
         }
-        Target::Log { prefix, level } => {
+        TargetRef::Log { prefix, level } => {
             out.push_str(" -j LOG");
             if let Some(p) = prefix {
                 out.push_str(" --log-prefix");
@@ -294,7 +307,7 @@ pub fn print_target(out: &mut String, t: &Target) {
                 let _ = write!(out, " --log-level {l}");
             }
         }
-        Target::Unknown { name, args } => {
+        TargetRef::Unknown { name, args } => {
             let _ = write!(out, " -j {name}");
             raw_args(out, args);
         }
@@ -302,24 +315,24 @@ pub fn print_target(out: &mut String, t: &Target) {
 }
 
 /// The rule's arguments after `-A CHAIN`, in iptables-save order, with a leading space.
-pub fn print_rule_args(out: &mut String, r: &Rule) {
-    if let Some(s) = &r.src {
+pub fn print_rule_args<'a>(out: &mut String, r: impl RuleView<'a>) {
+    if let Some(s) = r.src() {
         neg(out, s.neg);
         let _ = write!(out, " -s {}", s.value);
     }
-    if let Some(d) = &r.dst {
+    if let Some(d) = r.dst() {
         neg(out, d.neg);
         let _ = write!(out, " -d {}", d.value);
     }
-    if let Some(i) = &r.in_iface {
+    if let Some(i) = r.in_iface() {
         neg(out, i.neg);
         let _ = write!(out, " -i {}", i.value);
     }
-    if let Some(o) = &r.out_iface {
+    if let Some(o) = r.out_iface() {
         neg(out, o.neg);
         let _ = write!(out, " -o {}", o.value);
     }
-    if let Some(p) = &r.proto {
+    if let Some(p) = r.proto() {
         neg(out, p.neg);
         match p.value.name() {
             Some(n) => {
@@ -330,16 +343,16 @@ pub fn print_rule_args(out: &mut String, r: &Rule) {
             }
         }
     }
-    for m in &r.matches {
-        print_match(out, m);
+    for m in r.matches() {
+        write_match(out, m);
     }
-    if let Some(t) = &r.target {
-        print_target(out, t);
+    if let Some(t) = r.target() {
+        write_target(out, t);
     }
 }
 
 /// One rule as `-A CHAIN ...` (what the trace shows).
-pub fn rule_text(chain: &str, r: &Rule) -> String {
+pub fn rule_text<'a>(chain: &str, r: impl RuleView<'a>) -> String {
     // kube-proxy's rules with a comment run past 128 bytes; one allocation per traced rule.
     let mut s = String::with_capacity(256);
     s.push_str("-A ");

@@ -1,0 +1,1320 @@
+//! A whole ruleset of one family in a compact, immutable encoding: what a session keeps while it
+//! traces packets.
+//!
+//! The owned model ([`Ruleset`]) spends a `String` on every chain name, comment and NAT address
+//! and a `Vec` on every rule's matches: 117 MB for the 327k rules of 10,000 Services. Here every
+//! string lives once in one pool ([`StrPool`], symbols are `u32`), each rule is a few bytes of
+//! one code arena (its IP-header part, its target with jumps resolved to chain indices, then its
+//! matches as tagged operations), and the trace index of a long chain is one sorted array.
+//!
+//! [`Program::rule`] hands out a [`RuleRef`], a [`RuleView`] like `&Rule`: the printer and the
+//! evaluator read both through the same code, so a rule prints and matches exactly as its
+//! owned form does. [`Program::to_ruleset`] is the exact inverse of [`Program::compile`].
+//!
+//! Rule encoding (little-endian):
+//! `flags:u8 negs:u8 [src] [dst] [in:sym] [out:sym] [proto:u8] target match*`, where an address
+//! is `prefix:u8` and 4 or 16 bytes (flags bits 6/7 say IPv6), and each target or match is an
+//! opcode byte and its fields. Lists (multiport ports, addrtypes, ctstates, set directions)
+//! live in typed side pools so views can borrow them as slices. Rule counters, and chain
+//! counters other than zero, are side tables: kube-proxy's rules have none.
+
+use super::{IndexKey, ip_key};
+use crate::diag::Diagnostic;
+use crate::rules::iptables::parse::NameHasher;
+use crate::rules::iptables::view::{
+    Args, MatchRef, NatTo, RecentRef, RuleView, StrPool, TargetRef, le32, parse_nat_to,
+};
+use crate::rules::iptables::*;
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// A string of the program's pool.
+pub type Sym = u32;
+
+const NO_SYM: Sym = u32::MAX;
+
+#[derive(Debug, Clone, PartialEq)]
+struct TableRec {
+    name: Sym,
+    /// Global index of the first chain; the table's chains run to the next table's first.
+    first_chain: u32,
+    deleted: Vec<Sym>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ChainRec {
+    name: Sym,
+    policy: Sym,
+    /// Global index of the first rule; the chain's rules run to the next chain's first.
+    first_rule: u32,
+}
+
+/// A long chain's trace index: the rules that pin the indexed field, as (value, rule) pairs
+/// sorted by value then rule, and the rules that do not (always candidates).
+#[derive(Debug, Clone, PartialEq)]
+struct Index {
+    chain: u32,
+    key: IndexKey,
+    keys: Box<[u64]>,
+    rules: Box<[u32]>,
+    wildcard: Box<[u32]>,
+}
+
+/// The compact ruleset. See the module documentation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Program {
+    family: Family,
+    strings: StrPool,
+    tables: Vec<TableRec>,
+    chains: Vec<ChainRec>,
+    /// (global chain, counters) for chains whose counters are not zero, by chain.
+    chain_counters: Vec<(u32, Counters)>,
+    code: Vec<u8>,
+    /// Start of each rule in `code`, plus the end.
+    rule_at: Vec<u32>,
+    lines: Vec<u32>,
+    /// (global rule, counters) for rules that have counters, by rule.
+    rule_counters: Vec<(u32, Counters)>,
+    ports: Vec<PortSpec>,
+    addr_types: Vec<AddrType>,
+    ct_states: Vec<CtState>,
+    dirs: Vec<bool>,
+    /// By chain.
+    indexes: Vec<Index>,
+}
+
+// Header flags.
+const F_SRC: u8 = 1;
+const F_DST: u8 = 2;
+const F_IN: u8 = 4;
+const F_OUT: u8 = 8;
+const F_PROTO: u8 = 16;
+const F_COUNTERS: u8 = 32;
+const F_SRC6: u8 = 64;
+const F_DST6: u8 = 128;
+
+// Target opcodes.
+const T_NONE: u8 = 0;
+const T_ACCEPT: u8 = 1;
+const T_DROP: u8 = 2;
+const T_RETURN: u8 = 3;
+const T_JUMP: u8 = 4;
+const T_JUMP_NAME: u8 = 5;
+const T_GOTO: u8 = 6;
+const T_GOTO_NAME: u8 = 7;
+const T_REJECT: u8 = 8;
+const T_DNAT: u8 = 9;
+const T_SNAT: u8 = 10;
+const T_MASQ: u8 = 11;
+const T_MARK: u8 = 12;
+const T_LOG: u8 = 13;
+const T_UNKNOWN: u8 = 14;
+
+// NAT `to` flags (after the target's own flags).
+const NAT_TEXT: u8 = 1 << 4;
+const NAT_V6: u8 = 1 << 5;
+const NAT_PORT: u8 = 1 << 6;
+
+// Match opcodes.
+const M_COMMENT: u8 = 1;
+const M_PORTS: u8 = 2;
+const M_MULTIPORT: u8 = 3;
+const M_RANDOM: u8 = 4;
+const M_NTH: u8 = 5;
+const M_RECENT: u8 = 6;
+const M_MARK: u8 = 7;
+const M_ADDRTYPE: u8 = 8;
+const M_CONNTRACK: u8 = 9;
+const M_NFACCT: u8 = 10;
+const M_SET: u8 = 11;
+const M_UNKNOWN: u8 = 12;
+
+const PORT_MODULES: [&str; 3] = ["tcp", "udp", "sctp"];
+
+/// Chains shorter than this are scanned without an index.
+pub const INDEX_MIN_RULES: usize = 48;
+
+/// The `-d` host a rule pins (no `!`, a full-length prefix), as an index key.
+pub fn rule_dst_key<'a>(r: impl RuleView<'a>) -> Option<u64> {
+    let d = r.dst()?;
+    let host = if d.value.addr().is_ipv4() { 32 } else { 128 };
+    (!d.neg && d.value.prefix_len() == host).then(|| ip_key(d.value.addr()))
+}
+
+/// The single `--dport` a rule's tcp/udp/sctp match pins (no `!`, no range).
+pub fn rule_dport_key<'a>(r: impl RuleView<'a>) -> Option<u64> {
+    r.matches().find_map(|m| match m {
+        MatchRef::Ports { dport: Some(p), .. } if !p.neg && p.value.lo == p.value.hi => {
+            Some(p.value.lo as u64)
+        }
+        _ => None,
+    })
+}
+
+/// The value a rule pins for `key`, if any.
+pub fn rule_key<'a>(key: IndexKey, r: impl RuleView<'a>) -> Option<u64> {
+    match key {
+        IndexKey::Dst => rule_dst_key(r),
+        IndexKey::Dport => rule_dport_key(r),
+    }
+}
+
+type SymMap<'s> = HashMap<&'s str, Sym, BuildHasherDefault<NameHasher>>;
+
+/// Builds a program table by table; strings borrowed for `'s` are interned once each.
+pub(crate) struct Builder<'s> {
+    p: Program,
+    syms: SymMap<'s>,
+    /// Chain name → table-local index of the current table (the last declaration wins, as the
+    /// machine's name map always did).
+    table_chains: SymMap<'s>,
+}
+
+impl<'s> Builder<'s> {
+    pub(crate) fn new(family: Family) -> Builder<'s> {
+        Builder {
+            p: Program {
+                family,
+                strings: StrPool::default(),
+                tables: Vec::new(),
+                chains: Vec::new(),
+                chain_counters: Vec::new(),
+                code: Vec::new(),
+                rule_at: vec![0],
+                lines: Vec::new(),
+                rule_counters: Vec::new(),
+                ports: Vec::new(),
+                addr_types: Vec::new(),
+                ct_states: Vec::new(),
+                dirs: Vec::new(),
+                indexes: Vec::new(),
+            },
+            syms: SymMap::default(),
+            table_chains: SymMap::default(),
+        }
+    }
+
+    fn sym(&mut self, s: &'s str) -> Sym {
+        if let Some(&y) = self.syms.get(s) {
+            return y;
+        }
+        let y = self.p.strings.push(s);
+        self.syms.insert(s, y);
+        y
+    }
+
+    /// Start a table whose chains (names, policies, counters) are all known: jumps are
+    /// resolved against them.
+    pub(crate) fn table(
+        &mut self,
+        name: &'s str,
+        deleted: impl Iterator<Item = &'s str>,
+        chains: impl Iterator<Item = (&'s str, Option<&'s str>, Counters)>,
+    ) {
+        let name = self.sym(name);
+        let deleted = deleted.map(|d| self.sym(d)).collect();
+        let first_chain = self.p.chains.len() as u32;
+        self.p.tables.push(TableRec {
+            name,
+            first_chain,
+            deleted,
+        });
+        self.table_chains.clear();
+        for (i, (cname, policy, counters)) in chains.enumerate() {
+            self.table_chains.insert(cname, i as u32);
+            let g = first_chain + i as u32;
+            let rec = ChainRec {
+                name: self.sym(cname),
+                policy: policy.map_or(NO_SYM, |p| self.sym(p)),
+                first_rule: self.n_rules(),
+            };
+            self.p.chains.push(rec);
+            if counters != Counters::default() {
+                self.p.chain_counters.push((g, counters));
+            }
+        }
+    }
+
+    fn n_rules(&self) -> u32 {
+        (self.p.rule_at.len() - 1) as u32
+    }
+
+    /// Rules of the current table's chain `c` (table-local), in order; every chain of the
+    /// table gets its rules in chain order, one call per chain.
+    pub(crate) fn chain_rules<R: RuleView<'s>>(
+        &mut self,
+        c: usize,
+        rules: impl Iterator<Item = (R, Option<Counters>)>,
+    ) {
+        let g = self.p.tables.last().expect("a table").first_chain as usize + c;
+        let first = self.n_rules();
+        self.p.chains[g].first_rule = first;
+        for (r, counters) in rules {
+            self.rule(r, counters);
+        }
+        let n = (self.n_rules() - first) as usize;
+        if n >= INDEX_MIN_RULES {
+            self.index(g as u32, first, n);
+        }
+    }
+
+    fn rule(&mut self, r: impl RuleView<'s>, counters: Option<Counters>) {
+        let id = self.n_rules();
+        let mut flags = 0u8;
+        let mut negs = 0u8;
+        let (src, dst, i, o, pr) = (r.src(), r.dst(), r.in_iface(), r.out_iface(), r.proto());
+        for (bit, n) in [
+            (F_SRC, src.map(|x| x.neg)),
+            (F_DST, dst.map(|x| x.neg)),
+            (F_IN, i.map(|x| x.neg)),
+            (F_OUT, o.map(|x| x.neg)),
+            (F_PROTO, pr.map(|x| x.neg)),
+        ] {
+            if let Some(n) = n {
+                flags |= bit;
+                if n {
+                    negs |= bit;
+                }
+            }
+        }
+        if counters.is_some() {
+            flags |= F_COUNTERS;
+        }
+        if src.is_some_and(|s| s.value.addr().is_ipv6()) {
+            flags |= F_SRC6;
+        }
+        if dst.is_some_and(|s| s.value.addr().is_ipv6()) {
+            flags |= F_DST6;
+        }
+        self.p.code.extend_from_slice(&[flags, negs]);
+        for n in [src, dst].into_iter().flatten() {
+            self.p.code.push(n.value.prefix_len());
+            self.ip(n.value.addr());
+        }
+        for n in [i, o].into_iter().flatten() {
+            let y = self.sym(n.value);
+            self.u32(y);
+        }
+        if let Some(p) = pr {
+            self.p.code.push(p.value.0);
+        }
+        self.target(r.target());
+        for m in r.matches() {
+            self.a_match(m);
+        }
+        self.p.rule_at.push(self.p.code.len() as u32);
+        self.p
+            .lines
+            .push(u32::try_from(r.line()).unwrap_or(u32::MAX));
+        if let Some(c) = counters {
+            self.p.rule_counters.push((id, c));
+        }
+    }
+
+    fn u32(&mut self, v: u32) {
+        self.p.code.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u16(&mut self, v: u16) {
+        self.p.code.extend_from_slice(&v.to_le_bytes());
+    }
+    fn ip(&mut self, a: IpAddr) {
+        match a {
+            IpAddr::V4(a) => self.p.code.extend_from_slice(&a.octets()),
+            IpAddr::V6(a) => self.p.code.extend_from_slice(&a.octets()),
+        }
+    }
+    fn syms(&mut self, args: impl Iterator<Item = &'s str>) {
+        let at = self.p.code.len();
+        self.u32(0);
+        let mut n = 0u32;
+        for a in args {
+            let y = self.sym(a);
+            self.u32(y);
+            n += 1;
+        }
+        self.p.code[at..at + 4].copy_from_slice(&n.to_le_bytes());
+    }
+    fn range(&mut self, start: usize, end: usize) {
+        self.u32(start as u32);
+        self.u32((end - start) as u32);
+    }
+
+    fn nat(&mut self, flags: u8, to: NatTo<'s>) {
+        // The text as loaded unless the parsed address prints back to exactly that text.
+        let parsed = match to {
+            NatTo::Addr(a, p) => Some((a, p)),
+            NatTo::Text(t) => parse_nat_to(t).filter(|(a, p)| {
+                let mut s = String::new();
+                NatTo::Addr(*a, *p).write(&mut s);
+                s == t
+            }),
+        };
+        match (parsed, to) {
+            (Some((a, p)), _) => {
+                let mut f = flags;
+                if a.is_ipv6() {
+                    f |= NAT_V6;
+                }
+                if p.is_some() {
+                    f |= NAT_PORT;
+                }
+                self.p.code.push(f);
+                self.ip(a);
+                if let Some(p) = p {
+                    self.u16(p);
+                }
+            }
+            (None, NatTo::Text(t)) => {
+                self.p.code.push(flags | NAT_TEXT);
+                let y = self.sym(t);
+                self.u32(y);
+            }
+            (None, NatTo::Addr(..)) => unreachable!("an address is always parsed"),
+        }
+    }
+
+    fn target(&mut self, t: Option<TargetRef<'s>>) {
+        let Some(t) = t else {
+            self.p.code.push(T_NONE);
+            return;
+        };
+        match t {
+            TargetRef::Accept => self.p.code.push(T_ACCEPT),
+            TargetRef::Drop => self.p.code.push(T_DROP),
+            TargetRef::Return => self.p.code.push(T_RETURN),
+            TargetRef::Jump { chain, .. } | TargetRef::Goto { chain, .. } => {
+                let goto = matches!(t, TargetRef::Goto { .. });
+                match self.table_chains.get(chain).copied() {
+                    Some(c) => {
+                        self.p.code.push(if goto { T_GOTO } else { T_JUMP });
+                        self.u32(c);
+                    }
+                    None => {
+                        self.p
+                            .code
+                            .push(if goto { T_GOTO_NAME } else { T_JUMP_NAME });
+                        let y = self.sym(chain);
+                        self.u32(y);
+                    }
+                }
+            }
+            TargetRef::Reject { with } => {
+                self.p.code.push(T_REJECT);
+                let y = self.sym(with);
+                self.u32(y);
+            }
+            TargetRef::Dnat {
+                to,
+                random,
+                persistent,
+            } => {
+                self.p.code.push(T_DNAT);
+                self.nat(random as u8 | (persistent as u8) << 1, to);
+            }
+            TargetRef::Snat {
+                to,
+                random,
+                random_fully,
+                persistent,
+            } => {
+                self.p.code.push(T_SNAT);
+                self.nat(
+                    random as u8 | (random_fully as u8) << 1 | (persistent as u8) << 2,
+                    to,
+                );
+            }
+            TargetRef::Masquerade {
+                to_ports,
+                random,
+                random_fully,
+            } => {
+                self.p.code.push(T_MASQ);
+                self.p.code.push(
+                    random as u8 | (random_fully as u8) << 1 | (to_ports.is_some() as u8) << 2,
+                );
+                if let Some(p) = to_ports {
+                    let y = self.sym(p);
+                    self.u32(y);
+                }
+            }
+            TargetRef::Mark { value, mask } => {
+                self.p.code.push(T_MARK);
+                self.u32(value);
+                self.u32(mask);
+            }
+            TargetRef::Log { prefix, level } => {
+                self.p.code.push(T_LOG);
+                let p = prefix.map(|p| self.sym(p));
+                let l = level.map(|l| self.sym(l));
+                self.p
+                    .code
+                    .push(p.is_some() as u8 | (l.is_some() as u8) << 1);
+                for y in [p, l].into_iter().flatten() {
+                    self.u32(y);
+                }
+            }
+            TargetRef::Unknown { name, args } => {
+                self.p.code.push(T_UNKNOWN);
+                let y = self.sym(name);
+                self.u32(y);
+                self.syms(args.iter());
+            }
+        }
+    }
+
+    fn a_match(&mut self, m: MatchRef<'s>) {
+        match m {
+            MatchRef::Comment(c) => {
+                self.p.code.push(M_COMMENT);
+                let y = self.sym(c);
+                self.u32(y);
+            }
+            MatchRef::Ports {
+                module,
+                sport,
+                dport,
+            } => {
+                self.p.code.push(M_PORTS);
+                let known = PORT_MODULES.iter().position(|x| *x == module);
+                self.p.code.push(known.unwrap_or(PORT_MODULES.len()) as u8);
+                if known.is_none() {
+                    let y = self.sym(module);
+                    self.u32(y);
+                }
+                let f = |p: Option<Neg<PortSpec>>, s: u8| {
+                    p.map_or(0, |p| (1 | (p.neg as u8) << 1) << s)
+                };
+                self.p.code.push(f(sport, 0) | f(dport, 2));
+                for p in [sport, dport].into_iter().flatten() {
+                    self.u16(p.value.lo);
+                    self.u16(p.value.hi);
+                }
+            }
+            MatchRef::Multiport { neg, kind, ports } => {
+                self.p.code.push(M_MULTIPORT);
+                let k = match kind {
+                    MultiportKind::Sports => 0,
+                    MultiportKind::Dports => 1,
+                    MultiportKind::Ports => 2,
+                };
+                self.p.code.push(neg as u8 | k << 1);
+                let at = self.p.ports.len();
+                self.p.ports.extend_from_slice(ports);
+                self.range(at, self.p.ports.len());
+            }
+            MatchRef::Statistic(Statistic::Random { neg, fixed }) => {
+                self.p.code.extend_from_slice(&[M_RANDOM, neg as u8]);
+                self.u32(fixed);
+            }
+            MatchRef::Statistic(Statistic::Nth { neg, every, packet }) => {
+                self.p.code.extend_from_slice(&[M_NTH, neg as u8]);
+                self.u32(every);
+                self.u32(packet);
+            }
+            MatchRef::Recent(r) => {
+                self.p.code.push(M_RECENT);
+                let action = match r.action {
+                    RecentAction::Set => 0u16,
+                    RecentAction::Rcheck => 1,
+                    RecentAction::Update => 2,
+                    RecentAction::Remove => 3,
+                };
+                let f: u16 = r.neg as u16
+                    | action << 1
+                    | (r.seconds.is_some() as u16) << 3
+                    | (r.reap as u16) << 4
+                    | (r.hitcount.is_some() as u16) << 5
+                    | (r.rttl as u16) << 6
+                    | (r.rdest as u16) << 7
+                    | (r.mask.is_ipv6() as u16) << 8;
+                self.u16(f);
+                for v in [r.seconds, r.hitcount].into_iter().flatten() {
+                    self.u32(v);
+                }
+                let y = self.sym(r.name);
+                self.u32(y);
+                self.ip(r.mask);
+            }
+            MatchRef::Mark { neg, value, mask } => {
+                self.p.code.extend_from_slice(&[M_MARK, neg as u8]);
+                self.u32(value);
+                self.u32(mask);
+            }
+            MatchRef::AddrType {
+                src,
+                dst,
+                limit_iface_in,
+                limit_iface_out,
+            } => {
+                self.p.code.push(M_ADDRTYPE);
+                let f = |p: Option<Neg<&[AddrType]>>, s: u8| {
+                    p.map_or(0, |p| (1 | (p.neg as u8) << 1) << s)
+                };
+                self.p.code.push(
+                    f(src, 0)
+                        | f(dst, 2)
+                        | (limit_iface_in as u8) << 4
+                        | (limit_iface_out as u8) << 5,
+                );
+                for t in [src, dst].into_iter().flatten() {
+                    let at = self.p.addr_types.len();
+                    self.p.addr_types.extend_from_slice(t.value);
+                    self.range(at, self.p.addr_types.len());
+                }
+            }
+            MatchRef::Conntrack { ctstate } => {
+                self.p.code.push(M_CONNTRACK);
+                self.p
+                    .code
+                    .push(ctstate.map_or(0, |s| 1 | (s.neg as u8) << 1));
+                if let Some(s) = ctstate {
+                    let at = self.p.ct_states.len();
+                    self.p.ct_states.extend_from_slice(s.value);
+                    self.range(at, self.p.ct_states.len());
+                }
+            }
+            MatchRef::Nfacct(n) => {
+                self.p.code.push(M_NFACCT);
+                let y = self.sym(n);
+                self.u32(y);
+            }
+            MatchRef::Set { neg, name, dirs } => {
+                self.p.code.extend_from_slice(&[M_SET, neg as u8]);
+                let y = self.sym(name);
+                self.u32(y);
+                let at = self.p.dirs.len();
+                self.p.dirs.extend_from_slice(dirs);
+                self.range(at, self.p.dirs.len());
+            }
+            MatchRef::Unknown { module, args } => {
+                self.p.code.push(M_UNKNOWN);
+                let y = self.sym(module);
+                self.u32(y);
+                self.syms(args.iter());
+            }
+        }
+    }
+
+    /// The trace index of a long chain (global `g`, rules `first..first + n`), by `-d` host
+    /// when at least half its rules pin one (and at least as many as pin a port), else by
+    /// `--dport`, else none.
+    fn index(&mut self, g: u32, first: u32, n: usize) {
+        let t = (self.p.tables.len() - 1) as u32;
+        let p = &self.p;
+        let rule = |i: usize| RuleRef::new(p, t, first + i as u32);
+        let dst = (0..n).filter(|i| rule_dst_key(rule(*i)).is_some()).count();
+        let dport = (0..n)
+            .filter(|i| rule_dport_key(rule(*i)).is_some())
+            .count();
+        let key = if dst >= dport && dst * 2 >= n {
+            IndexKey::Dst
+        } else if dport * 2 >= n {
+            IndexKey::Dport
+        } else {
+            return;
+        };
+        let mut pairs = Vec::new();
+        let mut wildcard = Vec::new();
+        for i in 0..n {
+            match rule_key(key, rule(i)) {
+                Some(k) => pairs.push((k, i as u32)),
+                None => wildcard.push(i as u32),
+            }
+        }
+        pairs.sort_unstable();
+        self.p.indexes.push(Index {
+            chain: g,
+            key,
+            keys: pairs.iter().map(|x| x.0).collect(),
+            rules: pairs.iter().map(|x| x.1).collect(),
+            wildcard: wildcard.into_boxed_slice(),
+        });
+    }
+
+    pub(crate) fn finish(self) -> Program {
+        let mut p = self.p;
+        // Exactly sized: a session keeps the program for its whole life.
+        p.strings.shrink_to_fit();
+        p.tables.shrink_to_fit();
+        p.chains.shrink_to_fit();
+        p.chain_counters.shrink_to_fit();
+        p.code.shrink_to_fit();
+        p.rule_at.shrink_to_fit();
+        p.lines.shrink_to_fit();
+        p.rule_counters.shrink_to_fit();
+        p.ports.shrink_to_fit();
+        p.addr_types.shrink_to_fit();
+        p.ct_states.shrink_to_fit();
+        p.dirs.shrink_to_fit();
+        p.indexes.shrink_to_fit();
+        p
+    }
+}
+
+impl Program {
+    /// Encode a ruleset.
+    pub fn compile(rs: &Ruleset, family: Family) -> Program {
+        let mut b = Builder::new(family);
+        for t in &rs.tables {
+            b.table(
+                &t.name,
+                t.deleted.iter().map(String::as_str),
+                t.chains
+                    .iter()
+                    .map(|c| (c.name.as_str(), c.policy.as_deref(), c.counters)),
+            );
+            for (ci, c) in t.chains.iter().enumerate() {
+                b.chain_rules(ci, c.rules.iter().map(|r| (r, r.counters)));
+            }
+        }
+        b.finish()
+    }
+
+    /// Parse a dump straight into a program (same parser, same diagnostics as
+    /// [`parse`](crate::rules::iptables::parse())).
+    pub fn parse(text: &str, family: Family) -> (Program, Vec<Diagnostic>) {
+        let parsed = crate::rules::iptables::parse(text, family);
+        (
+            Program::compile(&parsed.ruleset, family),
+            parsed.diagnostics,
+        )
+    }
+
+    /// Decode back to the owned model (the exact inverse of [`Program::compile`]).
+    pub fn to_ruleset(&self) -> Ruleset {
+        let mut rs = Ruleset::default();
+        for t in 0..self.tables.len() {
+            let tr = &self.tables[t];
+            let mut table = Table::new(self.table_name(t));
+            table.deleted = tr
+                .deleted
+                .iter()
+                .map(|d| self.strings.get(*d).to_string())
+                .collect();
+            for c in 0..self.chain_count(t) {
+                let rules = (0..self.chain_len(t, c))
+                    .map(|i| {
+                        let r = self.rule(t, c, i);
+                        Rule {
+                            src: r.src(),
+                            dst: r.dst(),
+                            in_iface: r.in_iface().map(|n| Neg::new(n.neg, n.value.to_string())),
+                            out_iface: r.out_iface().map(|n| Neg::new(n.neg, n.value.to_string())),
+                            proto: r.proto(),
+                            matches: r.matches().map(MatchRef::to_match).collect(),
+                            target: r.target().map(TargetRef::to_target),
+                            counters: r.counters(),
+                            line: r.line(),
+                        }
+                    })
+                    .collect();
+                table.chains.push(Chain {
+                    name: self.chain_name(t, c).to_string(),
+                    policy: self.policy(t, c).map(str::to_string),
+                    counters: self.chain_counters(t, c),
+                    rules,
+                });
+            }
+            rs.tables.push(table);
+        }
+        rs
+    }
+
+    pub fn family(&self) -> Family {
+        self.family
+    }
+    pub fn table_count(&self) -> usize {
+        self.tables.len()
+    }
+    pub fn table_name(&self, t: usize) -> &str {
+        self.strings.get(self.tables[t].name)
+    }
+    pub fn table_by_name(&self, name: &str) -> Option<usize> {
+        (0..self.tables.len()).find(|t| self.table_name(*t) == name)
+    }
+    /// `-X` lines of a table.
+    pub fn deleted(&self, t: usize) -> impl Iterator<Item = &str> {
+        self.tables[t].deleted.iter().map(|d| self.strings.get(*d))
+    }
+    fn chain_range(&self, t: usize) -> (usize, usize) {
+        let first = self.tables[t].first_chain as usize;
+        let end = self
+            .tables
+            .get(t + 1)
+            .map_or(self.chains.len(), |n| n.first_chain as usize);
+        (first, end)
+    }
+    pub fn chain_count(&self, t: usize) -> usize {
+        let (a, b) = self.chain_range(t);
+        b - a
+    }
+    fn global_chain(&self, t: usize, c: usize) -> usize {
+        self.tables[t].first_chain as usize + c
+    }
+    pub fn chain_name(&self, t: usize, c: usize) -> &str {
+        self.strings.get(self.chains[self.global_chain(t, c)].name)
+    }
+    /// The policy of a built-in chain (`None` for `-`).
+    pub fn policy(&self, t: usize, c: usize) -> Option<&str> {
+        let p = self.chains[self.global_chain(t, c)].policy;
+        (p != NO_SYM).then(|| self.strings.get(p))
+    }
+    pub fn chain_counters(&self, t: usize, c: usize) -> Counters {
+        let g = self.global_chain(t, c) as u32;
+        self.chain_counters
+            .binary_search_by_key(&g, |x| x.0)
+            .map_or(Counters::default(), |i| self.chain_counters[i].1)
+    }
+    /// The table-local index of a chain (the first of that name).
+    pub fn chain_by_name(&self, t: usize, name: &str) -> Option<usize> {
+        (0..self.chain_count(t)).find(|c| self.chain_name(t, *c) == name)
+    }
+    fn rule_range(&self, g: usize) -> (usize, usize) {
+        let first = self.chains[g].first_rule as usize;
+        let end = self
+            .chains
+            .get(g + 1)
+            .map_or(self.lines.len(), |n| n.first_rule as usize);
+        (first, end)
+    }
+    /// Number of rules of a chain.
+    pub fn chain_len(&self, t: usize, c: usize) -> usize {
+        let (a, b) = self.rule_range(self.global_chain(t, c));
+        b - a
+    }
+    /// Number of rules in all tables.
+    pub fn rule_count(&self) -> usize {
+        self.lines.len()
+    }
+    /// Rule `i` of chain `c` of table `t` (no allocation).
+    pub fn rule(&self, t: usize, c: usize, i: usize) -> RuleRef<'_> {
+        let (first, _) = self.rule_range(self.global_chain(t, c));
+        RuleRef::new(self, t as u32, (first + i) as u32)
+    }
+
+    fn index_of(&self, t: usize, c: usize) -> Option<&Index> {
+        let g = self.global_chain(t, c) as u32;
+        self.indexes
+            .binary_search_by_key(&g, |x| x.chain)
+            .ok()
+            .map(|i| &self.indexes[i])
+    }
+
+    /// Which field the chain's trace index is keyed by (`None`: the chain is scanned).
+    pub fn index_key(&self, t: usize, c: usize) -> Option<IndexKey> {
+        self.index_of(t, c).map(|x| x.key)
+    }
+
+    /// The first rule at or after `from` that can match a packet to `dst`:`dport` (the chain's
+    /// length when none): every rule of an unindexed chain is a candidate; in an indexed one,
+    /// the rules that pin the packet's value and those that pin none.
+    pub fn next_candidate(
+        &self,
+        t: usize,
+        c: usize,
+        from: usize,
+        dst: IpAddr,
+        dport: u16,
+    ) -> usize {
+        let Some(idx) = self.index_of(t, c) else {
+            return from;
+        };
+        let key = match idx.key {
+            IndexKey::Dst => ip_key(dst),
+            IndexKey::Dport => dport as u64,
+        };
+        let from32 = from as u32;
+        // First (key, rule) pair not below (key, from).
+        let (mut lo, mut hi) = (0, idx.keys.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if (idx.keys[mid], idx.rules[mid]) < (key, from32) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let a = (lo < idx.keys.len() && idx.keys[lo] == key).then(|| idx.rules[lo]);
+        let b = idx
+            .wildcard
+            .get(idx.wildcard.partition_point(|x| *x < from32))
+            .copied();
+        match (a, b) {
+            (Some(x), Some(y)) => x.min(y) as usize,
+            (Some(x), None) | (None, Some(x)) => x as usize,
+            (None, None) => self.chain_len(t, c),
+        }
+    }
+
+    /// Heap bytes held (what a session keeps for this ruleset).
+    pub fn heap_bytes(&self) -> usize {
+        self.strings.heap_bytes()
+            + self.tables.capacity() * std::mem::size_of::<TableRec>()
+            + self
+                .tables
+                .iter()
+                .map(|t| t.deleted.capacity() * 4)
+                .sum::<usize>()
+            + self.chains.capacity() * std::mem::size_of::<ChainRec>()
+            + self.chain_counters.capacity() * std::mem::size_of::<(u32, Counters)>()
+            + self.code.capacity()
+            + self.rule_at.capacity() * 4
+            + self.lines.capacity() * 4
+            + self.rule_counters.capacity() * std::mem::size_of::<(u32, Counters)>()
+            + self.ports.capacity() * std::mem::size_of::<PortSpec>()
+            + self.addr_types.capacity()
+            + self.ct_states.capacity()
+            + self.dirs.capacity()
+            + self.indexes.capacity() * std::mem::size_of::<Index>()
+            + self
+                .indexes
+                .iter()
+                .map(|x| x.keys.len() * 8 + x.rules.len() * 4 + x.wildcard.len() * 4)
+                .sum::<usize>()
+    }
+}
+
+/// A rule of a [`Program`], read in place.
+#[derive(Clone, Copy)]
+pub struct RuleRef<'a> {
+    p: &'a Program,
+    table: u32,
+    id: u32,
+    code: &'a [u8],
+    /// Offset of the target in `code`.
+    target_at: u8,
+}
+
+impl std::fmt::Debug for RuleRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = String::new();
+        crate::rules::iptables::print::print_rule_args(&mut s, *self);
+        write!(f, "RuleRef(#{}:{s})", self.id)
+    }
+}
+
+/// Little-endian reader over a rule's code.
+struct Cur<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cur<'a> {
+    fn u8(&mut self) -> u8 {
+        self.i += 1;
+        self.b[self.i - 1]
+    }
+    fn u16(&mut self) -> u16 {
+        self.i += 2;
+        u16::from_le_bytes([self.b[self.i - 2], self.b[self.i - 1]])
+    }
+    fn u32(&mut self) -> u32 {
+        self.i += 4;
+        le32(&self.b[self.i - 4..])
+    }
+    fn ip(&mut self, v6: bool) -> IpAddr {
+        if v6 {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(&self.b[self.i..self.i + 16]);
+            self.i += 16;
+            IpAddr::V6(Ipv6Addr::from(o))
+        } else {
+            let o = [
+                self.b[self.i],
+                self.b[self.i + 1],
+                self.b[self.i + 2],
+                self.b[self.i + 3],
+            ];
+            self.i += 4;
+            IpAddr::V4(Ipv4Addr::from(o))
+        }
+    }
+    fn bytes(&mut self, n: usize) -> &'a [u8] {
+        self.i += n;
+        &self.b[self.i - n..self.i]
+    }
+    fn at_end(&self) -> bool {
+        self.i >= self.b.len()
+    }
+}
+
+fn addr_len(v6: bool) -> usize {
+    if v6 { 16 } else { 4 }
+}
+
+impl<'a> RuleRef<'a> {
+    fn new(p: &'a Program, table: u32, id: u32) -> RuleRef<'a> {
+        let code = &p.code[p.rule_at[id as usize] as usize..p.rule_at[id as usize + 1] as usize];
+        let f = code[0];
+        let mut at = 2;
+        if f & F_SRC != 0 {
+            at += 1 + addr_len(f & F_SRC6 != 0);
+        }
+        if f & F_DST != 0 {
+            at += 1 + addr_len(f & F_DST6 != 0);
+        }
+        at += 4 * ((f & F_IN != 0) as usize + (f & F_OUT != 0) as usize);
+        at += (f & F_PROTO != 0) as usize;
+        RuleRef {
+            p,
+            table,
+            id,
+            code,
+            target_at: at as u8,
+        }
+    }
+
+    fn flags(self) -> u8 {
+        self.code[0]
+    }
+    fn neg(self, bit: u8) -> bool {
+        self.code[1] & bit != 0
+    }
+    fn s(self, y: u32) -> &'a str {
+        self.p.strings.get(y)
+    }
+
+    /// Where field `bit` of the header starts.
+    fn header_at(self, bit: u8) -> usize {
+        let f = self.flags();
+        let mut at = 2;
+        if bit == F_SRC {
+            return at;
+        }
+        if f & F_SRC != 0 {
+            at += 1 + addr_len(f & F_SRC6 != 0);
+        }
+        if bit == F_DST {
+            return at;
+        }
+        if f & F_DST != 0 {
+            at += 1 + addr_len(f & F_DST6 != 0);
+        }
+        if bit == F_IN {
+            return at;
+        }
+        if f & F_IN != 0 {
+            at += 4;
+        }
+        if bit == F_OUT {
+            return at;
+        }
+        if f & F_OUT != 0 {
+            at += 4;
+        }
+        at
+    }
+
+    fn net(self, bit: u8, v6bit: u8) -> Option<Neg<IpNet>> {
+        if self.flags() & bit == 0 {
+            return None;
+        }
+        let mut c = Cur {
+            b: self.code,
+            i: self.header_at(bit),
+        };
+        let prefix = c.u8();
+        let addr = c.ip(self.flags() & v6bit != 0);
+        let net = IpNet::new(addr, prefix).expect("prefix checked when compiled");
+        Some(Neg::new(self.neg(bit), net))
+    }
+
+    fn iface(self, bit: u8) -> Option<Neg<&'a str>> {
+        if self.flags() & bit == 0 {
+            return None;
+        }
+        let at = self.header_at(bit);
+        Some(Neg::new(self.neg(bit), self.s(le32(&self.code[at..]))))
+    }
+
+    /// The `[packets:bytes]` of the rule, when it has them.
+    pub fn counters(self) -> Option<Counters> {
+        if self.flags() & F_COUNTERS == 0 {
+            return None;
+        }
+        let c = &self.p.rule_counters;
+        c.binary_search_by_key(&self.id, |x| x.0)
+            .ok()
+            .map(|i| c[i].1)
+    }
+
+    /// Decode the target; returns it and the offset of the first match.
+    fn target_and_end(self) -> (Option<TargetRef<'a>>, usize) {
+        let mut c = Cur {
+            b: self.code,
+            i: self.target_at as usize,
+        };
+        let op = c.u8();
+        let chain = |c: &mut Cur<'a>| {
+            let i = c.u32();
+            let p = self.p;
+            (p.chain_name(self.table as usize, i as usize), Some(i))
+        };
+        let t = match op {
+            T_NONE => None,
+            T_ACCEPT => Some(TargetRef::Accept),
+            T_DROP => Some(TargetRef::Drop),
+            T_RETURN => Some(TargetRef::Return),
+            T_JUMP => {
+                let (chain, to) = chain(&mut c);
+                Some(TargetRef::Jump { chain, to })
+            }
+            T_GOTO => {
+                let (chain, to) = chain(&mut c);
+                Some(TargetRef::Goto { chain, to })
+            }
+            T_JUMP_NAME => Some(TargetRef::Jump {
+                chain: self.s(c.u32()),
+                to: None,
+            }),
+            T_GOTO_NAME => Some(TargetRef::Goto {
+                chain: self.s(c.u32()),
+                to: None,
+            }),
+            T_REJECT => Some(TargetRef::Reject {
+                with: self.s(c.u32()),
+            }),
+            T_DNAT | T_SNAT => {
+                let f = c.u8();
+                let to = if f & NAT_TEXT != 0 {
+                    NatTo::Text(self.s(c.u32()))
+                } else {
+                    let a = c.ip(f & NAT_V6 != 0);
+                    NatTo::Addr(a, (f & NAT_PORT != 0).then(|| c.u16()))
+                };
+                Some(if op == T_DNAT {
+                    TargetRef::Dnat {
+                        to,
+                        random: f & 1 != 0,
+                        persistent: f & 2 != 0,
+                    }
+                } else {
+                    TargetRef::Snat {
+                        to,
+                        random: f & 1 != 0,
+                        random_fully: f & 2 != 0,
+                        persistent: f & 4 != 0,
+                    }
+                })
+            }
+            T_MASQ => {
+                let f = c.u8();
+                Some(TargetRef::Masquerade {
+                    to_ports: (f & 4 != 0).then(|| self.s(c.u32())),
+                    random: f & 1 != 0,
+                    random_fully: f & 2 != 0,
+                })
+            }
+            T_MARK => Some(TargetRef::Mark {
+                value: c.u32(),
+                mask: c.u32(),
+            }),
+            T_LOG => {
+                let f = c.u8();
+                let prefix = (f & 1 != 0).then(|| self.s(c.u32()));
+                let level = (f & 2 != 0).then(|| self.s(c.u32()));
+                Some(TargetRef::Log { prefix, level })
+            }
+            T_UNKNOWN => {
+                let name = self.s(c.u32());
+                Some(TargetRef::Unknown {
+                    name,
+                    args: self.args(&mut c),
+                })
+            }
+            _ => unreachable!("opcode written by the builder"),
+        };
+        (t, c.i)
+    }
+
+    fn args(self, c: &mut Cur<'a>) -> Args<'a> {
+        let n = c.u32() as usize;
+        Args::Pooled(&self.p.strings, c.bytes(4 * n))
+    }
+
+    /// The global rule number (stable for a program).
+    pub fn id(self) -> usize {
+        self.id as usize
+    }
+}
+
+/// The matches of a [`RuleRef`], decoded one by one.
+pub struct Matches<'a> {
+    r: RuleRef<'a>,
+    c: Cur<'a>,
+}
+
+impl<'a> Iterator for Matches<'a> {
+    type Item = MatchRef<'a>;
+    fn next(&mut self) -> Option<MatchRef<'a>> {
+        if self.c.at_end() {
+            return None;
+        }
+        let c = &mut self.c;
+        let r = self.r;
+        let p = r.p;
+        let range = |c: &mut Cur<'a>| {
+            let start = c.u32() as usize;
+            let len = c.u32() as usize;
+            start..start + len
+        };
+        let neg_of = |f: u8, s: u8| f >> s & 2 != 0;
+        Some(match c.u8() {
+            M_COMMENT => MatchRef::Comment(r.s(c.u32())),
+            M_PORTS => {
+                let m = c.u8() as usize;
+                let module = match PORT_MODULES.get(m) {
+                    Some(x) => *x,
+                    None => r.s(c.u32()),
+                };
+                let f = c.u8();
+                let mut port = |s: u8| {
+                    (f >> s & 1 != 0).then(|| {
+                        Neg::new(
+                            neg_of(f, s),
+                            PortSpec {
+                                lo: c.u16(),
+                                hi: c.u16(),
+                            },
+                        )
+                    })
+                };
+                let sport = port(0);
+                let dport = port(2);
+                MatchRef::Ports {
+                    module,
+                    sport,
+                    dport,
+                }
+            }
+            M_MULTIPORT => {
+                let f = c.u8();
+                MatchRef::Multiport {
+                    neg: f & 1 != 0,
+                    kind: match f >> 1 {
+                        0 => MultiportKind::Sports,
+                        1 => MultiportKind::Dports,
+                        _ => MultiportKind::Ports,
+                    },
+                    ports: &p.ports[range(c)],
+                }
+            }
+            M_RANDOM => MatchRef::Statistic(Statistic::Random {
+                neg: c.u8() != 0,
+                fixed: c.u32(),
+            }),
+            M_NTH => MatchRef::Statistic(Statistic::Nth {
+                neg: c.u8() != 0,
+                every: c.u32(),
+                packet: c.u32(),
+            }),
+            M_RECENT => {
+                let f = c.u16();
+                let seconds = (f & 1 << 3 != 0).then(|| c.u32());
+                let hitcount = (f & 1 << 5 != 0).then(|| c.u32());
+                let name = r.s(c.u32());
+                let mask = c.ip(f & 1 << 8 != 0);
+                MatchRef::Recent(RecentRef {
+                    neg: f & 1 != 0,
+                    action: match f >> 1 & 3 {
+                        0 => RecentAction::Set,
+                        1 => RecentAction::Rcheck,
+                        2 => RecentAction::Update,
+                        _ => RecentAction::Remove,
+                    },
+                    seconds,
+                    reap: f & 1 << 4 != 0,
+                    hitcount,
+                    rttl: f & 1 << 6 != 0,
+                    name,
+                    mask,
+                    rdest: f & 1 << 7 != 0,
+                })
+            }
+            M_MARK => MatchRef::Mark {
+                neg: c.u8() != 0,
+                value: c.u32(),
+                mask: c.u32(),
+            },
+            M_ADDRTYPE => {
+                let f = c.u8();
+                let mut types = |s: u8| {
+                    (f >> s & 1 != 0).then(|| Neg::new(neg_of(f, s), &p.addr_types[range(c)]))
+                };
+                let src = types(0);
+                let dst = types(2);
+                MatchRef::AddrType {
+                    src,
+                    dst,
+                    limit_iface_in: f & 1 << 4 != 0,
+                    limit_iface_out: f & 1 << 5 != 0,
+                }
+            }
+            M_CONNTRACK => {
+                let f = c.u8();
+                MatchRef::Conntrack {
+                    ctstate: (f & 1 != 0).then(|| Neg::new(f & 2 != 0, &p.ct_states[range(c)])),
+                }
+            }
+            M_NFACCT => MatchRef::Nfacct(r.s(c.u32())),
+            M_SET => {
+                let neg = c.u8() != 0;
+                let name = r.s(c.u32());
+                MatchRef::Set {
+                    neg,
+                    name,
+                    dirs: &p.dirs[range(c)],
+                }
+            }
+            M_UNKNOWN => {
+                let module = r.s(c.u32());
+                MatchRef::Unknown {
+                    module,
+                    args: r.args(c),
+                }
+            }
+            _ => unreachable!("opcode written by the builder"),
+        })
+    }
+}
+
+impl<'a> RuleView<'a> for RuleRef<'a> {
+    fn src(self) -> Option<Neg<IpNet>> {
+        self.net(F_SRC, F_SRC6)
+    }
+    fn dst(self) -> Option<Neg<IpNet>> {
+        self.net(F_DST, F_DST6)
+    }
+    fn in_iface(self) -> Option<Neg<&'a str>> {
+        self.iface(F_IN)
+    }
+    fn out_iface(self) -> Option<Neg<&'a str>> {
+        self.iface(F_OUT)
+    }
+    fn proto(self) -> Option<Neg<ProtoNum>> {
+        (self.flags() & F_PROTO != 0).then(|| {
+            Neg::new(
+                self.neg(F_PROTO),
+                ProtoNum(self.code[self.target_at as usize - 1]),
+            )
+        })
+    }
+    fn matches(self) -> impl Iterator<Item = MatchRef<'a>> {
+        let (_, at) = self.target_and_end();
+        Matches {
+            r: self,
+            c: Cur {
+                b: self.code,
+                i: at,
+            },
+        }
+    }
+    fn target(self) -> Option<TargetRef<'a>> {
+        self.target_and_end().0
+    }
+    fn line(self) -> usize {
+        self.p.lines[self.id as usize] as usize
+    }
+}
