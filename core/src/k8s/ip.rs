@@ -42,12 +42,36 @@ pub fn parse_cidr_sloppy(s: &str) -> Option<IpNet> {
     IpNet::new(addr, prefix).ok().map(|n| n.trunc())
 }
 
+/// Append an address as its `Display` prints it. A traced packet formats a few dozen addresses
+/// (outcomes, NAT steps, notes); for IPv4 the octets go through `itoa` instead of the formatter.
+pub fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(a) => {
+            let mut b = itoa::Buffer::new();
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(b.format(o));
+            }
+        }
+        IpAddr::V6(a) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{a}");
+        }
+    }
+}
+
 /// `ip:port` for IPv4, `[ip]:port` for IPv6 (Go's `net.JoinHostPort`).
 pub fn join_host_port(ip: IpAddr, port: u16) -> String {
-    match ip {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    let mut s = String::with_capacity(if ip.is_ipv4() { 21 } else { 47 });
+    if ip.is_ipv6() {
+        s.push('[');
     }
+    push_ip(&mut s, ip);
+    s.push_str(if ip.is_ipv6() { "]:" } else { ":" });
+    s.push_str(itoa::Buffer::new().format(port));
+    s
 }
 
 #[cfg(test)]
@@ -76,5 +100,31 @@ mod tests {
             join_host_port("fd00::1".parse().unwrap(), 80),
             "[fd00::1]:80"
         );
+    }
+
+    #[test]
+    fn join_host_port_prints_like_display() {
+        // The reference is std's Display (Go prints the same forms).
+        for (ip, port) in [
+            ("0.0.0.0", 0u16),
+            ("10.180.0.1", 80),
+            ("255.255.255.255", 65535),
+            ("192.168.0.10", 30080),
+            ("2001:db8::1", 443),
+            ("::ffff:10.0.0.1", 8080),
+        ] {
+            let a: IpAddr = ip.parse().unwrap();
+            let want = match a {
+                IpAddr::V4(_) => format!("{a}:{port}"),
+                IpAddr::V6(_) => format!("[{a}]:{port}"),
+            };
+            assert_eq!(join_host_port(a, port), want);
+        }
+        for v in (0u32..=u32::MAX).step_by(16_777_259) {
+            let a = IpAddr::V4(Ipv4Addr::from(v));
+            let mut s = String::new();
+            push_ip(&mut s, a);
+            assert_eq!(s, a.to_string());
+        }
     }
 }

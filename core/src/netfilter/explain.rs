@@ -1,7 +1,7 @@
 //! From walks to a [`Trace`]: every reachable outcome with its exact probability (by walking every
 //! branch of the random matches), plus one sampled walk with all its steps.
 
-use super::walk::{Sampler, Scripted, WalkRequest, walk, walk_reusing};
+use super::walk::{Sampler, WalkRequest, explore, walk};
 use super::{Machine, State};
 use crate::trace::{Outcome, Trace, Verdict};
 use rand::SeedableRng;
@@ -43,27 +43,14 @@ pub fn trace(m: &Machine, req: &WalkRequest, state: &mut State, seed: u64, mode:
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut keys: Vec<OutputKey> = Vec::new();
     let mut warnings = Vec::new();
-    // Depth-first over the random decisions, "matches" first, so outcomes come in rule order.
-    // The pending prefixes live in one buffer as (start, len): the one popped is always the
-    // last pushed, so it is the buffer's tail and is cut off once copied into the script.
-    let mut prefixes: Vec<bool> = Vec::new();
-    let mut stack: Vec<(usize, usize)> = vec![(0, 0)];
-    let mut script: Vec<bool> = Vec::new();
-    let mut choices = Vec::with_capacity(16);
-    while let Some((start, n)) = stack.pop() {
+    // Exploring walks see the session's state but change nothing in it.
+    explore(m, req, state, &mut |o| {
         if outcomes.len() >= MAX_OUTCOMES {
             warnings.push(format!(
                 "more than {MAX_OUTCOMES} outcomes: the list is cut"
             ));
-            break;
+            return false;
         }
-        script.clear();
-        script.extend_from_slice(&prefixes[start..start + n]);
-        prefixes.truncate(start);
-        let mut ch = Scripted { script, pos: 0 };
-        // Exploring walks see the session's state but change nothing in it.
-        let (mut o, _) = walk_reusing(m, req, state, &mut ch, false, false, choices);
-        script = ch.script;
         let p: f64 = o
             .choices
             .iter()
@@ -75,20 +62,10 @@ pub fn trace(m: &Machine, req: &WalkRequest, state: &mut State, seed: u64, mode:
                 }
             })
             .product();
-        // Push the untaken "does not match" branches, deepest last so the shallowest is next.
-        for i in (n..o.choices.len()).rev() {
-            if o.choices[i].matched && o.choices[i].p_match < 1.0 {
-                let at = prefixes.len();
-                prefixes.extend(o.choices[..i].iter().map(|c| c.matched));
-                prefixes.push(false);
-                stack.push((at, i + 1));
-            }
-        }
-        choices = std::mem::take(&mut o.choices);
         if p <= 0.0 {
-            continue;
+            return true;
         }
-        let key = key_of(&o);
+        let key = key_of(o);
         match outcomes
             .iter_mut()
             .zip(&keys)
@@ -104,7 +81,8 @@ pub fn trace(m: &Machine, req: &WalkRequest, state: &mut State, seed: u64, mode:
                 keys.push(key);
             }
         }
-    }
+        true
+    });
     let mut sampler = Sampler(StdRng::seed_from_u64(seed));
     let (o, steps) = walk(m, req, state, &mut sampler, true, true);
     warnings.extend(o.warnings.iter().cloned());

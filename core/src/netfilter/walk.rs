@@ -2,7 +2,7 @@
 
 use super::eval::{MatchResult, PacketCtx, eval_rule};
 use super::{CtEntry, FlowKey, IndexKey, Machine, State, ct_timeout, ip_key, parse_nat_to};
-use crate::rules::iptables::print::{rule_text, write_probability};
+use crate::rules::iptables::print::{print_rule_args, write_probability};
 use crate::rules::iptables::{Statistic, Target};
 use crate::trace::{Entry, Hook, Packet, Step, Verdict};
 use std::fmt::Write;
@@ -93,18 +93,107 @@ enum TableResult {
     Reject,
 }
 
-struct Walker<'a> {
+struct Walker<'a, 'r> {
     m: &'a Machine,
     effects: bool,
     state: &'a mut State,
     chooser: &'a mut dyn Chooser,
     steps: Option<Vec<Step>>,
-    cx: PacketCtx<'a>,
+    cx: PacketCtx<'r>,
     out: Outcome,
     frames: Vec<(usize, usize)>,
+    /// The conntrack entry of an established flow (its NAT is replayed).
+    existing: Option<CtEntry>,
+    local_origin: bool,
+    /// Position in the path ([`LOCAL_PATH`] / [`ARRIVING_PATH`]).
+    pc: usize,
+    /// The routing decision, once made: the destination is local.
+    local: Option<bool>,
+    /// Exploring by forking ([`explore`]): random matches answer "matches" and leave the other
+    /// answer here as a branch to resume; `None` asks the chooser instead.
+    forks: Option<Vec<Fork<'r>>>,
+    /// Answers for the random matches of the first rule a resumed branch re-evaluates.
+    forced: Vec<bool>,
+    /// Scratch for printing a recorded rule's text.
+    text_buf: String,
 }
 
-impl Walker<'_> {
+/// One step of a packet's path through the stack.
+#[derive(Clone, Copy)]
+enum Op {
+    /// Run a table's built-in chain for a hook (nat only for a connection's first packet).
+    Table(Hook, &'static str),
+    /// An established flow: apply the DNAT recorded in its conntrack entry.
+    ReplayDnat,
+    /// The routing decision on the (possibly DNATed) destination.
+    Route,
+    /// An established flow: apply the SNAT recorded in its conntrack entry.
+    ReplaySnat,
+    /// Go to this position when the destination is not local.
+    IfRemote(usize),
+    Done(Verdict),
+}
+
+/// A locally generated packet: OUTPUT, routing (re-done after DNAT), POSTROUTING, then INPUT
+/// when it loops back to a local address.
+const LOCAL_PATH: [Op; 16] = [
+    Op::Table(Hook::Output, "raw"),
+    Op::Table(Hook::Output, "mangle"),
+    Op::Table(Hook::Output, "nat"),
+    Op::ReplayDnat,
+    Op::Route,
+    Op::Table(Hook::Output, "filter"),
+    Op::Table(Hook::Output, "security"),
+    Op::Table(Hook::Postrouting, "mangle"),
+    Op::Table(Hook::Postrouting, "nat"),
+    Op::ReplaySnat,
+    Op::IfRemote(15),
+    Op::Table(Hook::Input, "mangle"),
+    Op::Table(Hook::Input, "filter"),
+    Op::Table(Hook::Input, "security"),
+    Op::Done(Verdict::Accept),
+    Op::Done(Verdict::Forwarded),
+];
+
+/// A packet arriving on an interface: PREROUTING, routing, then INPUT (with SNAT in nat INPUT)
+/// or FORWARD and POSTROUTING.
+const ARRIVING_PATH: [Op; 19] = [
+    Op::Table(Hook::Prerouting, "raw"),
+    Op::Table(Hook::Prerouting, "mangle"),
+    Op::Table(Hook::Prerouting, "nat"),
+    Op::ReplayDnat,
+    Op::Route,
+    Op::IfRemote(12),
+    Op::Table(Hook::Input, "mangle"),
+    Op::Table(Hook::Input, "filter"),
+    Op::Table(Hook::Input, "security"),
+    Op::Table(Hook::Input, "nat"),
+    Op::ReplaySnat,
+    Op::Done(Verdict::Accept),
+    Op::Table(Hook::Forward, "mangle"),
+    Op::Table(Hook::Forward, "filter"),
+    Op::Table(Hook::Forward, "security"),
+    Op::Table(Hook::Postrouting, "mangle"),
+    Op::Table(Hook::Postrouting, "nat"),
+    Op::ReplaySnat,
+    Op::Done(Verdict::Forwarded),
+];
+
+/// A branch not taken at a random match: everything needed to resume the walk at that rule
+/// with the other answer, instead of walking the whole path again from the start.
+struct Fork<'a> {
+    pc: usize,
+    local: Option<bool>,
+    /// Table and chain frames, the top one pointing at the rule to re-evaluate.
+    ti: usize,
+    frames: Vec<(usize, usize)>,
+    cx: PacketCtx<'a>,
+    out: Outcome,
+    /// Answers of that rule's random matches: the ones taken before, then `false`.
+    forced: Vec<bool>,
+}
+
+impl Walker<'_, '_> {
     fn step(&mut self, s: impl FnOnce() -> Step) {
         if let Some(v) = self.steps.as_mut() {
             v.push(s());
@@ -150,17 +239,18 @@ impl Walker<'_> {
         let mut stack = std::mem::take(&mut self.frames);
         stack.clear();
         stack.push((start, 0));
-        let r = self.run_frames(ti, start, &mut stack);
+        let m = self.m;
+        self.step(|| Step::Chain {
+            table: m.rules.tables[ti].name.clone(),
+            chain: m.rules.tables[ti].chains[start].name.clone(),
+            entry: Entry::Hook,
+        });
+        let r = self.run_frames(ti, &mut stack);
         self.frames = stack;
         r
     }
 
-    fn run_frames(
-        &mut self,
-        ti: usize,
-        start: usize,
-        stack: &mut Vec<(usize, usize)>,
-    ) -> TableResult {
+    fn run_frames(&mut self, ti: usize, stack: &mut Vec<(usize, usize)>) -> TableResult {
         let tname = &self.m.rules.tables[ti].name;
         // Names are only needed when recording; exploring walks must not allocate per rule.
         let rec = self.steps.is_some();
@@ -172,12 +262,6 @@ impl Walker<'_> {
                 String::new()
             }
         };
-        let first = chain_name(start);
-        self.step(|| Step::Chain {
-            table: tname.clone(),
-            chain: first,
-            entry: Entry::Hook,
-        });
         while let Some(&(ci, pos)) = stack.last() {
             let rules = &self.m.rules.tables[ti].chains[ci].rules;
             let next = self.next_candidate(ti, ci, pos);
@@ -234,19 +318,45 @@ impl Walker<'_> {
             let rule = &rules[next];
             self.out.rules_evaluated += 1;
             let mut notes = Vec::new();
-            let mut coin_notes: Vec<String> = Vec::new();
+            // The random draws' explanation (recorded walks only), without a vector per rule.
+            let mut coin_note: Option<String> = None;
             let chooser = &mut *self.chooser;
+            let choices_before = self.out.choices.len();
             let choices = &mut self.out.choices;
+            let exploring = self.forks.is_some();
+            let forced = std::mem::take(&mut self.forced);
+            // Random matches of this rule: the answers given, and which were free choices.
+            let mut answers: Vec<bool> = Vec::new();
+            let mut branch_at: Vec<usize> = Vec::new();
             let mut coin = |fixed: u32, neg: bool| {
-                let (hit, note) = chooser.choose(fixed, neg);
                 let p = Statistic::probability_of(fixed);
+                let p_match = if neg { 1.0 - p } else { p };
+                let hit = if exploring {
+                    let k = answers.len();
+                    let hit = forced.get(k).copied().unwrap_or(true);
+                    // A free choice: take "matches" now, keep "does not match" for later.
+                    if k >= forced.len() && p_match < 1.0 {
+                        branch_at.push(k);
+                    }
+                    answers.push(hit);
+                    hit
+                } else {
+                    let (hit, note) = chooser.choose(fixed, neg);
+                    if let Some(n) = note {
+                        match &mut coin_note {
+                            None => coin_note = Some(n),
+                            Some(c) => {
+                                c.push_str("; ");
+                                c.push_str(&n);
+                            }
+                        }
+                    }
+                    hit
+                };
                 choices.push(Choice {
-                    p_match: if neg { 1.0 - p } else { p },
+                    p_match,
                     matched: hit,
                 });
-                if let Some(n) = note {
-                    coin_notes.push(n);
-                }
                 hit
             };
             let res = eval_rule(
@@ -260,7 +370,9 @@ impl Walker<'_> {
                 &mut notes,
                 rec,
             );
-            notes.extend(coin_notes);
+            if !branch_at.is_empty() {
+                self.fork_at(ti, stack, next, choices_before, &answers, &branch_at);
+            }
             let (matched, failed) = match res {
                 MatchResult::Matched => (true, None),
                 MatchResult::Failed(f) => (false, Some(f)),
@@ -275,11 +387,18 @@ impl Walker<'_> {
             };
             if self.steps.is_some() {
                 let cn = chain_name(ci);
-                let text = rule_text(&cn, rule);
-                let note = match notes.len() {
-                    0 => None,
-                    1 => notes.pop(),
-                    _ => Some(notes.join("; ")),
+                // Printed into one buffer, then copied at its exact length: a trace keeps ~30
+                // rule texts, and equal 256-byte blocks overflowed the allocator's per-size cache.
+                let buf = &mut self.text_buf;
+                buf.clear();
+                buf.push_str("-A ");
+                buf.push_str(&cn);
+                print_rule_args(buf, rule);
+                let text = String::from(buf.as_str());
+                let note = match (notes.len(), coin_note) {
+                    (0, c) => c,
+                    (1, None) => notes.pop(),
+                    (_, c) => Some(notes.into_iter().chain(c).collect::<Vec<_>>().join("; ")),
                 };
                 let line = (rule.line > 0).then_some(rule.line);
                 self.step(|| Step::Rule {
@@ -461,19 +580,123 @@ impl Walker<'_> {
         });
     }
 
-    /// Run the tables of a hook in priority order; `nat` only for a new connection.
-    fn run_hook(&mut self, hook: Hook, tables: &[&str]) -> Option<Verdict> {
-        for t in tables {
-            if *t == "nat" && !self.cx.ct_new {
-                continue;
-            }
-            match self.run_table(hook, t) {
-                None | Some(TableResult::Accept) => {}
-                Some(TableResult::Drop) => return Some(Verdict::Drop),
-                Some(TableResult::Reject) => return Some(Verdict::Reject),
-            }
+    /// Keep the untaken answers of a rule's random matches as branches: each resumes at this
+    /// rule with the answers before it replayed and this one reversed.
+    fn fork_at(
+        &mut self,
+        ti: usize,
+        stack: &[(usize, usize)],
+        rule: usize,
+        choices_before: usize,
+        answers: &[bool],
+        branch_at: &[usize],
+    ) {
+        let mut frames = stack.to_vec();
+        if let Some(top) = frames.last_mut() {
+            top.1 = rule;
         }
-        None
+        let mut out = self.out.clone();
+        out.choices.truncate(choices_before);
+        out.rules_evaluated -= 1;
+        let mut out = Some(out);
+        let forks = self.forks.as_mut().expect("forking walker");
+        // Nearly always one branch: the last one takes the copies instead of cloning them.
+        for (n, &k) in branch_at.iter().enumerate() {
+            let mut forced = answers[..k].to_vec();
+            forced.push(false);
+            let last = n + 1 == branch_at.len();
+            forks.push(Fork {
+                pc: self.pc,
+                local: self.local,
+                ti,
+                frames: if last {
+                    std::mem::take(&mut frames)
+                } else {
+                    frames.clone()
+                },
+                cx: self.cx.clone(),
+                out: if last {
+                    out.take().expect("taken once, by the last branch")
+                } else {
+                    out.clone().expect("the last branch takes it")
+                },
+                forced,
+            });
+        }
+    }
+
+    /// Run the path from `self.pc` to a verdict. `resume` continues inside the current table
+    /// from saved frames (a forked branch) instead of entering it from its hook.
+    fn run_path(&mut self, mut resume: Option<(usize, Vec<(usize, usize)>)>) -> Verdict {
+        let path: &[Op] = if self.local_origin {
+            &LOCAL_PATH
+        } else {
+            &ARRIVING_PATH
+        };
+        loop {
+            match path[self.pc] {
+                Op::Table(hook, table) => {
+                    let r = match resume.take() {
+                        Some((ti, mut frames)) => {
+                            let r = self.run_frames(ti, &mut frames);
+                            self.frames = frames;
+                            Some(r)
+                        }
+                        None if table == "nat" && !self.cx.ct_new => None,
+                        None => self.run_table(hook, table),
+                    };
+                    match r {
+                        None | Some(TableResult::Accept) => {}
+                        Some(TableResult::Drop) => return Verdict::Drop,
+                        Some(TableResult::Reject) => return Verdict::Reject,
+                    }
+                }
+                Op::ReplayDnat => self.replay_dnat(),
+                Op::Route => {
+                    let l = self.route(self.local_origin);
+                    self.local = Some(l);
+                }
+                Op::ReplaySnat => self.replay_snat(),
+                Op::IfRemote(to) => {
+                    if self.local == Some(false) {
+                        self.pc = to;
+                        continue;
+                    }
+                }
+                Op::Done(v) => return v,
+            }
+            self.pc += 1;
+        }
+    }
+
+    fn replay_dnat(&mut self) {
+        if let Some((ip, port)) = self.existing.as_ref().and_then(|e| e.dnat) {
+            let (old, oldp) = (self.cx.pkt.dst, self.cx.pkt.dport);
+            self.cx.pkt.dst = ip;
+            self.cx.pkt.dport = port;
+            self.cx.ct_dnat = true;
+            self.out.dnat = Some((ip, port));
+            self.step(|| Step::Dnat {
+                from: join(old, oldp),
+                to: join(ip, port),
+            });
+        }
+    }
+
+    fn replay_snat(&mut self) {
+        if let Some((ip, port)) = self.existing.as_ref().and_then(|e| e.snat) {
+            let (old, oldp) = (self.cx.pkt.src, self.cx.pkt.sport);
+            self.cx.pkt.src = ip;
+            self.cx.pkt.sport = port;
+            self.cx.ct_snat = true;
+            self.out.snat = Some((ip, port));
+            self.out.masq = true;
+            self.step(|| Step::Snat {
+                from: join(old, oldp),
+                to: join(ip, port),
+                masquerade: true,
+            });
+        }
     }
 }
 
@@ -503,8 +726,8 @@ pub fn walk(
     )
 }
 
-/// [`walk`] recording its random decisions into `choices` (cleared first): the outcome
-/// enumeration hands the previous walk's vector back instead of allocating one per walk.
+/// [`walk`] recording its random decisions into `choices` (cleared first), so a caller can hand
+/// a previous walk's vector back instead of allocating one per walk.
 pub(crate) fn walk_reusing(
     m: &Machine,
     req: &WalkRequest,
@@ -515,13 +738,7 @@ pub(crate) fn walk_reusing(
     mut choices: Vec<Choice>,
 ) -> (Outcome, Vec<Step>) {
     choices.clear();
-    let key = FlowKey {
-        proto: req.pkt.proto,
-        src: req.pkt.src,
-        sport: req.pkt.sport,
-        dst: req.pkt.dst,
-        dport: req.pkt.dport,
-    };
+    let key = flow_key(req);
     let existing = state
         .conntrack
         .get(&key)
@@ -556,96 +773,32 @@ pub(crate) fn walk_reusing(
             established: !ct_new,
         },
         frames: Vec::with_capacity(8),
+        existing,
+        local_origin: req.local_origin,
+        pc: 0,
+        local: None,
+        forks: None,
+        forced: Vec::new(),
+        text_buf: if record {
+            String::with_capacity(512)
+        } else {
+            String::new()
+        },
     };
+    let dnat = w.existing.as_ref().map(|e| e.dnat);
     w.step(|| Step::Conntrack {
         established: !ct_new,
-        note: match &existing {
-            Some(e) => format!(
+        note: match dnat {
+            Some(dnat) => format!(
                 "conntrack: this flow is already tracked (ESTABLISHED); its NAT{} is replayed and the nat table is skipped",
-                e.dnat
-                    .map(|(a, p)| format!(" (DNAT to {})", join(a, p)))
+                dnat.map(|(a, p)| format!(" (DNAT to {})", join(a, p)))
                     .unwrap_or_default()
             ),
             None => "conntrack: first packet of a new connection (NEW): the nat table decides its NAT"
                 .into(),
         },
     });
-
-    let replay_dnat = |w: &mut Walker| {
-        if let Some((ip, port)) = existing.as_ref().and_then(|e| e.dnat) {
-            let (old, oldp) = (w.cx.pkt.dst, w.cx.pkt.dport);
-            w.cx.pkt.dst = ip;
-            w.cx.pkt.dport = port;
-            w.cx.ct_dnat = true;
-            w.out.dnat = Some((ip, port));
-            w.step(|| Step::Dnat {
-                from: join(old, oldp),
-                to: join(ip, port),
-            });
-        }
-    };
-    let replay_snat = |w: &mut Walker| {
-        if let Some((ip, port)) = existing.as_ref().and_then(|e| e.snat) {
-            let (old, oldp) = (w.cx.pkt.src, w.cx.pkt.sport);
-            w.cx.pkt.src = ip;
-            w.cx.pkt.sport = port;
-            w.cx.ct_snat = true;
-            w.out.snat = Some((ip, port));
-            w.out.masq = true;
-            w.step(|| Step::Snat {
-                from: join(old, oldp),
-                to: join(ip, port),
-                masquerade: true,
-            });
-        }
-    };
-
-    let verdict = 'path: {
-        if req.local_origin {
-            if let Some(v) = w.run_hook(Hook::Output, &["raw", "mangle", "nat"]) {
-                break 'path v;
-            }
-            replay_dnat(&mut w);
-            let local = w.route(true);
-            if let Some(v) = w.run_hook(Hook::Output, &["filter", "security"]) {
-                break 'path v;
-            }
-            if let Some(v) = w.run_hook(Hook::Postrouting, &["mangle", "nat"]) {
-                break 'path v;
-            }
-            replay_snat(&mut w);
-            if local {
-                if let Some(v) = w.run_hook(Hook::Input, &["mangle", "filter", "security"]) {
-                    break 'path v;
-                }
-                Verdict::Accept
-            } else {
-                Verdict::Forwarded
-            }
-        } else {
-            if let Some(v) = w.run_hook(Hook::Prerouting, &["raw", "mangle", "nat"]) {
-                break 'path v;
-            }
-            replay_dnat(&mut w);
-            let local = w.route(false);
-            if local {
-                if let Some(v) = w.run_hook(Hook::Input, &["mangle", "filter", "security", "nat"]) {
-                    break 'path v;
-                }
-                replay_snat(&mut w);
-                Verdict::Accept
-            } else {
-                if let Some(v) = w.run_hook(Hook::Forward, &["mangle", "filter", "security"]) {
-                    break 'path v;
-                }
-                if let Some(v) = w.run_hook(Hook::Postrouting, &["mangle", "nat"]) {
-                    break 'path v;
-                }
-                replay_snat(&mut w);
-                Verdict::Forwarded
-            }
-        }
-    };
+    let verdict = w.run_path(None);
     w.step(|| Step::Verdict { verdict });
     w.out.verdict = verdict;
     w.out.packet = w.cx.pkt;
@@ -663,4 +816,96 @@ pub(crate) fn walk_reusing(
     }
     let steps = w.steps.take().unwrap_or_default();
     (w.out, steps)
+}
+
+fn flow_key(req: &WalkRequest) -> FlowKey {
+    FlowKey {
+        proto: req.pkt.proto,
+        src: req.pkt.src,
+        sport: req.pkt.sport,
+        dst: req.pkt.dst,
+        dport: req.pkt.dport,
+    }
+}
+
+/// Every walk the packet can take, depth-first with "matches" first at each random match, so
+/// the walks come in rule order: `visit` gets each finished walk and returns false to stop.
+/// Nothing is recorded and `state` is only read. A branch resumes at the random match that
+/// created it rather than walking the shared prefix again: a Service with n endpoints costs one
+/// walk to its KUBE-SVC chain plus n short continuations, not n full walks each re-evaluating
+/// the probabilities before its own.
+pub fn explore(
+    m: &Machine,
+    req: &WalkRequest,
+    state: &mut State,
+    visit: &mut dyn FnMut(&Outcome) -> bool,
+) {
+    let existing = state
+        .conntrack
+        .get(&flow_key(req))
+        .filter(|e| req.now - e.last_seen <= ct_timeout(req.pkt.proto))
+        .cloned();
+    let ct_new = existing.is_none();
+    let mut unused = Scripted {
+        script: Vec::new(),
+        pos: 0,
+    };
+    let mut pending: Vec<Fork> = Vec::new();
+    let mut first = true;
+    loop {
+        let (pc, local, resume, cx, out, forced) = if first {
+            first = false;
+            let cx = PacketCtx {
+                pkt: req.pkt,
+                in_iface: req.in_iface.as_deref(),
+                out_iface: None,
+                ct_new,
+                ct_dnat: false,
+                ct_snat: false,
+                now: req.now,
+            };
+            let out = Outcome {
+                verdict: Verdict::Accept,
+                packet: req.pkt,
+                dnat: None,
+                snat: None,
+                masq: false,
+                rules_evaluated: 0,
+                choices: Vec::new(),
+                warnings: Vec::new(),
+                established: !ct_new,
+            };
+            (0, None, None, cx, out, Vec::new())
+        } else {
+            let Some(f) = pending.pop() else { break };
+            (f.pc, f.local, Some((f.ti, f.frames)), f.cx, f.out, f.forced)
+        };
+        let mut w = Walker {
+            m,
+            effects: false,
+            state: &mut *state,
+            chooser: &mut unused,
+            steps: None,
+            cx,
+            out,
+            frames: Vec::new(),
+            existing: existing.clone(),
+            local_origin: req.local_origin,
+            pc,
+            local,
+            forks: Some(Vec::new()),
+            forced,
+            text_buf: String::new(),
+        };
+        let verdict = w.run_path(resume);
+        w.out.verdict = verdict;
+        w.out.packet = w.cx.pkt;
+        let forks = w.forks.take().unwrap_or_default();
+        let out = w.out;
+        if !visit(&out) {
+            return;
+        }
+        // Shallowest branch next, as a fresh walk per branch would order them.
+        pending.extend(forks.into_iter().rev());
+    }
 }
