@@ -159,6 +159,17 @@ pub enum K {
     IpsetEntries,
     Precomputed,
     LogScale,
+    ChainGraph,
+    ChainsTab,
+    ChainGraphHelp,
+    ChainJumpsTo,
+    ChainOnPath,
+    ChainPathTo,
+    ChainPacketPath,
+    ChainSearch,
+    ChainSearchHint,
+    ChainNoHits,
+    LargePreset,
 }
 
 pub fn t(lang: Lang, k: K) -> &'static str {
@@ -306,6 +317,26 @@ pub fn t(lang: Lang, k: K) -> &'static str {
             "此导出太大，无法放入分享链接；链接只保存其余的视图状态。",
         ),
         K::ScaleTab => ("Scale", "规模"),
+        K::ChainGraph => ("Chain graph", "链图"),
+        K::ChainsTab => ("Chains", "链"),
+        K::ChainGraphHelp => (
+            "Built-in chains in the order a packet meets them; the packet's chains and the chain you find are unfolded, the rest folded into counts. Arrow keys move, Enter selects or unfolds.",
+            "内置链按数据包经过的顺序排列；数据包经过的链和查找到的链会展开，其余折叠为计数。方向键移动，Enter 选中或展开。",
+        ),
+        K::ChainJumpsTo => ("chains jumped to", "个跳转目标链"),
+        K::ChainOnPath => ("on the packet's path", "在数据包经过的路径上"),
+        K::ChainPathTo => ("Reached by", "到达路径"),
+        K::ChainPacketPath => ("The packet walked", "数据包经过"),
+        K::ChainSearch => ("Find a chain", "查找链"),
+        K::ChainSearchHint => (
+            "Service name, chain, comment or address",
+            "Service 名称、链名、注释或地址",
+        ),
+        K::ChainNoHits => ("No chain or rule matches.", "没有匹配的链或规则。"),
+        K::LargePreset => (
+            "large cluster (10,000 Services, generated)",
+            "大规模集群（10,000 个 Service，自动生成）",
+        ),
         K::ScaleTitle => (
             "Scale: how the work grows with the number of Services",
             "规模：工作量如何随 Service 数量增长",

@@ -11,6 +11,7 @@
 //! Architecture invariant: side effects (URL, localStorage, timers, keyboard, clock, randomness,
 //! downloads) happen only in [`App`]; views receive data and emit actions.
 
+pub mod chains;
 pub mod compare;
 pub mod diagram;
 pub mod dump;
@@ -370,11 +371,72 @@ pub fn app() -> Html {
         });
     }
 
+    // The chain graph is built only while its panel is open (10,000 Services are ~40,000 chains),
+    // once per ruleset.
+    let show_chains = use_state(|| false);
+    let chain_graphs = use_memo(
+        (
+            *show_chains,
+            state.model().map(|m| m as *const model::Model as usize),
+            state.mode,
+            state.dump.as_ref().map(|d| (d.as_ptr() as usize, d.len())),
+        ),
+        {
+            let (model, dump) = (state.model.clone(), state.dump.clone());
+            move |(show, _, mode, _)| -> Vec<chains::Shared> {
+                let m = match model.as_ref() {
+                    Ok(m) if *show => m,
+                    _ => return vec![],
+                };
+                let sources = match &dump {
+                    Some(d) => chains::dump_sources(d, *mode == model::Mode::Ipvs),
+                    None => m.saved_rules(*mode),
+                };
+                sources
+                    .into_iter()
+                    .map(
+                        |(fam, text): (proxyscope_core::rules::iptables::Family, String)| {
+                            Rc::new(chains::ChainGraph::from_text(&text, fam))
+                        },
+                    )
+                    .collect()
+            }
+        },
+    );
+    // The graph of the family the packet travels in.
+    let chain_graph = {
+        let v6 = state.trace.as_ref().is_some_and(|t| t.packet.dst.is_ipv6());
+        chain_graphs
+            .iter()
+            .find(|g| (g.family == proxyscope_core::rules::iptables::Family::V6) == v6)
+            .or(chain_graphs.first())
+            .cloned()
+    };
+
     let lang = state.lang;
     let frame = state.timeline.frames.get(state.cursor).cloned();
     let embed_url = page_url("?embed=1", &share_hash);
     let share_url = page_url("", &share_hash);
-    let pods = Rc::new(state.model().map(|m| m.pods.clone()).unwrap_or_default());
+    // Large clusters list no Pods up front (model::load): draw the current packet's endpoints.
+    let pods = Rc::new(match state.model() {
+        Some(m) if m.pods.is_empty() => state
+            .trace
+            .as_ref()
+            .map(|tr| {
+                let mut v: Vec<String> = tr
+                    .outcomes
+                    .iter()
+                    .filter(|o| engine::parse_endpoint(&o.output).is_some())
+                    .map(|o| o.output.clone())
+                    .collect();
+                v.sort();
+                v.dedup();
+                v
+            })
+            .unwrap_or_default(),
+        Some(m) => m.pods.clone(),
+        None => vec![],
+    });
     let local_pods = Rc::new(
         state
             .model()
@@ -412,6 +474,8 @@ pub fn app() -> Html {
                         <button id="tab-live" type="button" aria-expanded={show_live.to_string()} aria-controls="live"
                             onclick={{ let s = show_live.clone(); Callback::from(move |_: MouseEvent| s.set(!*s)) }}>{ t(lang, K::LiveNode) }</button>
                     }
+                    <button id="tab-chains" type="button" aria-expanded={show_chains.to_string()} aria-controls="chains"
+                        onclick={{ let s = show_chains.clone(); Callback::from(move |_: MouseEvent| s.set(!*s)) }}>{ t(lang, K::ChainsTab) }</button>
                     if !state.embed {
                         <button id="tab-scale" type="button" aria-expanded={state.scale.is_some().to_string()} aria-controls="scale-panel"
                             onclick={on_action.reform({ let open = state.scale.is_some(); move |_: MouseEvent| Action::SetScale((!open).then_some(4)) })}>{ t(lang, K::ScaleTab) }</button>
@@ -442,6 +506,10 @@ pub fn app() -> Html {
                 speed={state.speed} on_action={on_action.clone()} />
             <Diagram lang={lang} client_label={client_label} pods={pods} local_pods={local_pods} timeline={state.timeline.clone()}
                 trace={state.trace.clone()} cursor={state.cursor} />
+            if let Some(g) = chain_graph {
+                <chains::ChainPanel lang={lang} graph={g} trace={state.trace.clone()}
+                    current={frame.as_ref().and_then(|f| Some((AttrValue::from(f.table.clone()?), AttrValue::from(f.chains.last()?.clone()))))} />
+            }
             <div class="grid">
                 <StepText lang={lang} trace={state.trace.clone()} timeline={state.timeline.clone()} cursor={state.cursor} on_action={on_action.clone()} />
                 <div class="side">

@@ -26,6 +26,11 @@ pub const MANY_CHOICES: [usize; 4] = [1, 10, 100, 1000];
 /// follow it (conntrack / the IPVS connection entry), so the spread is over 4 connections, not
 /// over the requests.
 pub const KEEPALIVE_POOL: usize = 4;
+/// The large-cluster preset (after the shipped examples in the preset list): kube-proxy's
+/// iptables mode at 10,000 Services is ~30,000 chains, what the chain graph must stay usable with.
+pub const LARGE_SERVICES: usize = 10_000;
+pub const LARGE_ENDPOINTS: usize = 2;
+
 /// Largest pasted dump a share link carries: the link is re-encoded on every step, and a real
 /// node's multi-megabyte dump would make each step slow and the link unusable.
 pub const MAX_SHARED_DUMP: usize = 256 * 1024;
@@ -480,6 +485,8 @@ impl State {
             Action::LoadPreset(i) => {
                 if let Some((_, text)) = model::PRESETS.get(i) {
                     self.load(text.to_string());
+                } else if i == model::PRESETS.len() {
+                    self.load(model::large_preset(LARGE_SERVICES, LARGE_ENDPOINTS));
                 }
             }
             Action::SendMany { n, seed, now } => {

@@ -422,6 +422,7 @@ pub fn scenario_editor(p: &EditorProps) -> Html {
                 <select id="preset" onchange={on_preset}>
                     <option value="" selected=true>{ "—" }</option>
                     { for model::PRESETS.iter().enumerate().map(|(i, (name, _))| html! { <option value={i.to_string()}>{ *name }</option> }) }
+                    <option value={model::PRESETS.len().to_string()}>{ t(lang, K::LargePreset) }</option>
                 </select>
             </label>
             <textarea id="scenario" ref={area} spellcheck="false" rows="14" aria-describedby="scenario-errors"
