@@ -113,7 +113,7 @@ struct Walker<'a, 'r> {
     /// answer here as a branch to resume; `None` asks the chooser instead.
     forks: Option<Vec<Fork<'r>>>,
     /// Answers for the random matches of the first rule a resumed branch re-evaluates.
-    forced: Vec<bool>,
+    forced: Answers,
     /// Scratch for printing a recorded rule's text.
     text_buf: String,
 }
@@ -190,7 +190,39 @@ struct Fork<'a> {
     cx: PacketCtx<'a>,
     out: Outcome,
     /// Answers of that rule's random matches: the ones taken before, then `false`.
-    forced: Vec<bool>,
+    forced: Answers,
+}
+
+/// Answers to the random matches of one rule, in order, a bit each (kube-proxy's rules have
+/// one; a rule with more than [`Answers::MAX`] is explored on its first ones only, with a
+/// warning).
+#[derive(Debug, Clone, Copy, Default)]
+struct Answers {
+    bits: u64,
+    len: u32,
+}
+
+impl Answers {
+    const MAX: u32 = 64;
+    fn get(self, k: u32) -> Option<bool> {
+        (k < self.len.min(Self::MAX)).then_some(self.bits >> k & 1 == 1)
+    }
+    fn push(&mut self, v: bool) {
+        if self.len < Self::MAX {
+            self.bits |= u64::from(v) << self.len;
+        }
+        self.len += 1;
+    }
+    fn any(self) -> bool {
+        self.bits != 0
+    }
+    /// The first `k` answers.
+    fn prefix(self, k: u32) -> Answers {
+        Answers {
+            bits: if k >= 64 { self.bits } else { self.bits & ((1u64 << k) - 1) },
+            len: k,
+        }
+    }
 }
 
 impl Walker<'_, '_> {
@@ -326,18 +358,16 @@ impl Walker<'_, '_> {
             let exploring = self.forks.is_some();
             let forced = std::mem::take(&mut self.forced);
             // Random matches of this rule: the answers given, and which were free choices.
-            let mut answers: Vec<bool> = Vec::new();
-            let mut branch_at: Vec<usize> = Vec::new();
+            let mut answers = Answers::default();
+            let mut branch_at = Answers::default();
             let mut coin = |fixed: u32, neg: bool| {
                 let p = Statistic::probability_of(fixed);
                 let p_match = if neg { 1.0 - p } else { p };
                 let hit = if exploring {
-                    let k = answers.len();
-                    let hit = forced.get(k).copied().unwrap_or(true);
+                    let k = answers.len;
+                    let hit = forced.get(k).unwrap_or(true);
                     // A free choice: take "matches" now, keep "does not match" for later.
-                    if k >= forced.len() && p_match < 1.0 {
-                        branch_at.push(k);
-                    }
+                    branch_at.push(k >= forced.len && p_match < 1.0);
                     answers.push(hit);
                     hit
                 } else {
@@ -370,8 +400,16 @@ impl Walker<'_, '_> {
                 &mut notes,
                 rec,
             );
-            if !branch_at.is_empty() {
-                self.fork_at(ti, stack, next, choices_before, &answers, &branch_at);
+            if branch_at.any() {
+                if branch_at.len > Answers::MAX {
+                    self.out.warnings.push(format!(
+                        "line {}: more than {} random matches in one rule: only the first {} are explored",
+                        rule.line,
+                        Answers::MAX,
+                        Answers::MAX
+                    ));
+                }
+                self.fork_at(ti, stack, next, choices_before, answers, branch_at);
             }
             let (matched, failed) = match res {
                 MatchResult::Matched => (true, None),
@@ -588,8 +626,8 @@ impl Walker<'_, '_> {
         stack: &[(usize, usize)],
         rule: usize,
         choices_before: usize,
-        answers: &[bool],
-        branch_at: &[usize],
+        answers: Answers,
+        branch_at: Answers,
     ) {
         let mut frames = stack.to_vec();
         if let Some(top) = frames.last_mut() {
@@ -601,10 +639,11 @@ impl Walker<'_, '_> {
         let mut out = Some(out);
         let forks = self.forks.as_mut().expect("forking walker");
         // Nearly always one branch: the last one takes the copies instead of cloning them.
-        for (n, &k) in branch_at.iter().enumerate() {
-            let mut forced = answers[..k].to_vec();
+        let last_k = 63 - branch_at.bits.leading_zeros();
+        for k in (0..=last_k).filter(|k| branch_at.get(*k) == Some(true)) {
+            let mut forced = answers.prefix(k);
             forced.push(false);
-            let last = n + 1 == branch_at.len();
+            let last = k == last_k;
             forks.push(Fork {
                 pc: self.pc,
                 local: self.local,
@@ -778,7 +817,7 @@ pub(crate) fn walk_reusing(
         pc: 0,
         local: None,
         forks: None,
-        forced: Vec::new(),
+        forced: Answers::default(),
         text_buf: if record {
             String::with_capacity(512)
         } else {
@@ -851,6 +890,9 @@ pub fn explore(
         pos: 0,
     };
     let mut pending: Vec<Fork> = Vec::new();
+    // Reused by every branch: the frames of the tables it enters, the branches it makes.
+    let mut frames = Vec::with_capacity(8);
+    let mut made = Vec::new();
     let mut first = true;
     loop {
         let (pc, local, resume, cx, out, forced) = if first {
@@ -875,7 +917,7 @@ pub fn explore(
                 warnings: Vec::new(),
                 established: !ct_new,
             };
-            (0, None, None, cx, out, Vec::new())
+            (0, None, None, cx, out, Answers::default())
         } else {
             let Some(f) = pending.pop() else { break };
             (f.pc, f.local, Some((f.ti, f.frames)), f.cx, f.out, f.forced)
@@ -888,24 +930,24 @@ pub fn explore(
             steps: None,
             cx,
             out,
-            frames: Vec::new(),
+            frames: std::mem::take(&mut frames),
             existing: existing.clone(),
             local_origin: req.local_origin,
             pc,
             local,
-            forks: Some(Vec::new()),
+            forks: Some(std::mem::take(&mut made)),
             forced,
             text_buf: String::new(),
         };
         let verdict = w.run_path(resume);
         w.out.verdict = verdict;
         w.out.packet = w.cx.pkt;
-        let forks = w.forks.take().unwrap_or_default();
-        let out = w.out;
-        if !visit(&out) {
+        made = w.forks.take().unwrap_or_default();
+        frames = std::mem::take(&mut w.frames);
+        if !visit(&w.out) {
             return;
         }
         // Shallowest branch next, as a fresh walk per branch would order them.
-        pending.extend(forks.into_iter().rev());
+        pending.extend(made.drain(..).rev());
     }
 }
