@@ -541,3 +541,22 @@ test('scale view: iptables work per packet grows with the Services, IPVS stays f
   await other.ctx.close();
   assert.deepEqual(errors, []);
 });
+
+test('core\'s English notes are shown in Chinese, marked with their language', async () => {
+  const { page, ctx, errors } = await open();
+  await page.click('#lang');
+  await page.selectOption('#mode', 'ipvs');
+  await sendAndPause(page);
+  await page.locator('body').press('Home');
+  // Step through the whole walk, collecting core's notes as shown (core/src/netfilter/walk.rs,
+  // core/src/ipvs/mode.rs).
+  const seen = [];
+  for (let steps = 0; steps < 100 && !(await page.isDisabled('#fwd')); steps++) {
+    seen.push(...(await page.$$eval('.core-note', (ns) => ns.map((n) => [n.getAttribute('lang'), n.textContent]))));
+    await page.click('#fwd');
+  }
+  assert.ok(seen.some(([, t]) => t.startsWith('IPVS 挂在 LOCAL_IN 上')), JSON.stringify(seen));
+  assert.ok(seen.every(([l]) => l === 'zh-CN'), JSON.stringify(seen));
+  assert.deepEqual(errors, []);
+  await ctx.close();
+});

@@ -873,20 +873,30 @@ pub fn chain_panel(p: &Props) -> Html {
             .collect::<Vec<_>>()
             .join(" → ")
     };
-    let summary = format!(
-        "{}: {}, {}. {}",
-        t(lang, K::ChainGraph),
-        chains_word(lang, g.chain_count()),
-        rules_word(lang, g.rule_count()),
-        t(lang, K::ChainGraphHelp)
-    );
+    let summary = match lang {
+        Lang::En => format!(
+            "{}: {}, {}. {}",
+            t(lang, K::ChainGraph),
+            chains_word(lang, g.chain_count()),
+            rules_word(lang, g.rule_count()),
+            t(lang, K::ChainGraphHelp)
+        ),
+        Lang::Zh => format!(
+            "{}：{}，{}。{}",
+            t(lang, K::ChainGraph),
+            chains_word(lang, g.chain_count()),
+            rules_word(lang, g.rule_count()),
+            t(lang, K::ChainGraphHelp)
+        ),
+    };
+    let colon = if lang == Lang::Zh { "：" } else { ": " };
     let detail = selected.map(|n| {
         let c = g.node(n);
         let shown = c.lines.iter().take(30).map(|&l| g.line(l).to_string()).collect::<Vec<_>>();
         html! {
             <div id="chain-detail">
                 <h3>{ format!("{} {} — {}", c.table, c.name, rules_word(lang, c.rules)) }</h3>
-                <p id="chain-focus-path">{ format!("{}: {}", t(lang, K::ChainPathTo), path_text(&focus_path)) }</p>
+                <p id="chain-focus-path">{ format!("{}{colon}{}", t(lang, K::ChainPathTo), path_text(&focus_path)) }</p>
                 <pre id="chain-rules">{ shown.join("\n") }{ if c.lines.len() > 30 { format!("\n… (+{})", c.lines.len() - 30) } else { String::new() } }</pre>
             </div>
         }
@@ -916,7 +926,7 @@ pub fn chain_panel(p: &Props) -> Html {
                 </ul>
             }
             if !packet.is_empty() {
-                <p id="chain-packet-path">{ format!("{}: {}", t(lang, K::ChainPacketPath), path_text(&packet)) }</p>
+                <p id="chain-packet-path">{ format!("{}{colon}{}", t(lang, K::ChainPacketPath), path_text(&packet)) }</p>
             }
             <div class="chain-graph">
                 <svg id="chain-svg" role="tree" aria-labelledby="chains-title" aria-describedby="chain-summary"

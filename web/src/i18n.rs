@@ -802,7 +802,7 @@ pub fn narrate(lang: Lang, step: &Step, cx: &NarrCtx) -> String {
                 format!("An existing IPVS connection or persistence template is reused: {server}.")
             }
         }
-        Step::Note { text } => text.clone(),
+        Step::Note { text } => core_note(lang, text).0,
         Step::Verdict { verdict } => {
             if zh {
                 format!("结果：数据包{}。", verdict_words(lang, *verdict))
@@ -813,9 +813,82 @@ pub fn narrate(lang: Lang, step: &Step, cx: &NarrCtx) -> String {
     }
 }
 
+/// A plain-words note from core (`Step::Note`, English only) in the learner's language, and the
+/// language the returned text is in. The note kinds core emits are matched on their stable
+/// English openings (their variable parts — a server, a LOG prefix — are carried over); a note
+/// this table does not know stays English, marked so, rather than guessed.
+pub fn core_note(lang: Lang, text: &str) -> (String, Lang) {
+    if lang == Lang::En {
+        return (text.to_string(), Lang::En);
+    }
+    let zh = |s: String| (s, Lang::Zh);
+    if text.starts_with("ACCEPT: this table lets the packet go on") {
+        return zh("ACCEPT：本表放行数据包，交给下一个表或钩子继续处理。".into());
+    }
+    if text.starts_with("--random-fully:") {
+        return zh("--random-fully：源端口随机选取，而不是保留原来的端口。".into());
+    }
+    if let Some(rest) = text.strip_prefix("LOG: the kernel logs the packet") {
+        return zh(match rest.strip_prefix(" with prefix ") {
+            Some(prefix) => format!("LOG：内核记录这个数据包（日志前缀 {prefix}）。"),
+            None => "LOG：内核记录这个数据包。".into(),
+        });
+    }
+    if text.starts_with("IPVS hooks LOCAL_OUT") {
+        return zh("IPVS 挂在 LOCAL_OUT 上，紧跟 nat OUTPUT 之后（ip_vs_local_request，优先级 -98）：它在 filter OUTPUT 之前看到数据包。".into());
+    }
+    if text.starts_with("IPVS hooks LOCAL_IN") {
+        return zh("IPVS 挂在 LOCAL_IN 上，位于 filter INPUT 之后、nat INPUT 之前（ip_vs_remote_request，优先级 99）：目的地址在本机且有对应的虚拟服务，所以 IPVS 在这里接管数据包。".into());
+    }
+    if text.starts_with("IPVS (masq forwarding) rewrote the destination") {
+        return zh("IPVS（masq 转发）改写了目的地址，记入 conntrack 条目（net.ipv4.vs.conntrack=1），再把数据包送回 LOCAL_OUT：filter OUTPUT 和 POSTROUTING 处理改写后的数据包；nat OUTPUT 不再运行（这个连接的 DNAT 已经确定）。".into());
+    }
+    if let Some(rest) = text.strip_prefix("the persistence template points at ")
+        && let Some((server, _)) = rest.split_once(", which is gone or has weight 0")
+    {
+        return zh(format!(
+            "持久化模板指向 {server}，但它已不存在或权重为 0：模板过期（expire_quiescent_template=1），调度算法重新选择。"
+        ));
+    }
+    if text.starts_with("no real server: IPVS (ip_vs_leave)") {
+        return zh("没有可用的真实服务器：IPVS（ip_vs_leave）回复 ICMP 端口不可达并丢弃数据包；TCP 客户端看到 \"connection refused\"（连接被拒绝）。".into());
+    }
+    (text.to_string(), Lang::En)
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn core_notes_are_translated_by_their_stable_part_and_unknown_ones_stay_english() {
+        // The English texts below are core's (core/src/netfilter/walk.rs, core/src/ipvs/).
+        let zh = |t: &str| core_note(Lang::Zh, t);
+        let (s, l) = zh("ACCEPT: this table lets the packet go on");
+        assert_eq!(l, Lang::Zh);
+        assert!(s.starts_with("ACCEPT：本表放行"), "{s}");
+        let (s, _) = zh("LOG: the kernel logs the packet with prefix \"kube: \"");
+        assert_eq!(s, "LOG：内核记录这个数据包（日志前缀 \"kube: \"）。");
+        let (s, _) = zh(
+            "the persistence template points at 10.0.0.3:8080, which is gone or has weight 0: it expires (expire_quiescent_template=1) and the scheduler picks again",
+        );
+        assert!(s.starts_with("持久化模板指向 10.0.0.3:8080，"), "{s}");
+        for t in [
+            "--random-fully: the source port is picked at random, not kept",
+            "IPVS hooks LOCAL_OUT right after nat OUTPUT (ip_vs_local_request, priority -98): it sees the packet before filter OUTPUT",
+            "IPVS hooks LOCAL_IN after filter INPUT (ip_vs_remote_request, priority 99, before nat INPUT): the destination is local and has a virtual service, so IPVS takes the packet here",
+            "IPVS (masq forwarding) rewrote the destination, recorded it in the conntrack entry (net.ipv4.vs.conntrack=1) and re-sends the packet",
+            "no real server: IPVS (ip_vs_leave) answers ICMP port unreachable and drops the packet; a TCP client sees \"connection refused\"",
+        ] {
+            let (s, l) = zh(t);
+            assert_eq!(l, Lang::Zh, "{t}");
+            assert!(!s.is_ascii(), "{t} → {s}");
+        }
+        // A note kind this table does not know: English, marked as English.
+        let (s, l) = zh("a brand-new note");
+        assert_eq!((s.as_str(), l), ("a brand-new note", Lang::En));
+        assert_eq!(core_note(Lang::En, "LOG: x").0, "LOG: x");
+    }
 
     #[test]
     fn routing_sentence_names_the_address_it_routed() {

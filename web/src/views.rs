@@ -329,7 +329,10 @@ pub fn step_text(p: &StepsProps) -> Html {
         <section class="panel narration-panel" aria-labelledby="narr-title">
             <h2 id="narr-title">{ t(lang, K::Narration) }</h2>
             <p id="narration" aria-live="polite" aria-atomic="true">{ narration }</p>
-            { for notes.iter().map(|n| html! { <p class="core-note" lang="en">{ n.clone() }</p> }) }
+            { for notes.iter().map(|n| {
+                let (text, in_lang) = i18n::core_note(lang, n);
+                html! { <p class="core-note" lang={in_lang.code()}>{ text }</p> }
+            }) }
             <details class="steps" open=true>
                 <summary>{ format!("{} ({})", t(lang, K::Steps), p.timeline.len()) }</summary>
                 <ol id="step-list">
