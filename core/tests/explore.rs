@@ -7,7 +7,9 @@
 use proxyscope_core::api::{client_presets, load_scenario, service_targets};
 use proxyscope_core::generate::random_scenario;
 use proxyscope_core::netfilter::walk::explore;
-use proxyscope_core::netfilter::{Machine, NodeView, Scripted, State, WalkOutcome, WalkRequest, walk};
+use proxyscope_core::netfilter::{
+    Machine, NodeView, Scripted, State, WalkOutcome, WalkRequest, walk,
+};
 use proxyscope_core::proxier::iptables::{generate_all, node_ruleset};
 use proxyscope_core::rules::iptables::Family;
 use proxyscope_core::trace::Packet;
@@ -73,7 +75,10 @@ fn forking_finds_the_same_walks_in_the_same_order() {
                 if (fr.family == Family::V6) != t.dst.is_ipv6() {
                     continue;
                 }
-                for c in clients.iter().filter(|c| c.src.is_ipv6() == t.dst.is_ipv6()) {
+                for c in clients
+                    .iter()
+                    .filter(|c| c.src.is_ipv6() == t.dst.is_ipv6())
+                {
                     for local_origin in [false, true] {
                         let req = WalkRequest {
                             pkt: Packet {
@@ -103,5 +108,8 @@ fn forking_finds_the_same_walks_in_the_same_order() {
         }
     }
     // The comparison must have covered real branching, not only single-walk packets.
-    assert!(compared > 500 && branched > 100, "{compared} packets, {branched} branching");
+    assert!(
+        compared > 500 && branched > 100,
+        "{compared} packets, {branched} branching"
+    );
 }

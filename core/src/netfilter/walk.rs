@@ -21,6 +21,11 @@ pub trait Chooser {
     /// Decide a `statistic --mode random` match with the kernel's fixed-point probability.
     /// Returns whether the match matches, and a note for the trace.
     fn choose(&mut self, fixed: u32, neg: bool) -> (bool, Option<String>);
+    /// A random number for a random NAT port (`--random-fully`); `None` keeps the port
+    /// (outcome enumeration: the port changes no outcome).
+    fn draw(&mut self) -> Option<u32> {
+        None
+    }
 }
 
 /// A seeded sampler that draws like the kernel: a random u32, masked to 31 bits, compared with
@@ -28,6 +33,9 @@ pub trait Chooser {
 pub struct Sampler<R: rand::Rng>(pub R);
 
 impl<R: rand::Rng> Chooser for Sampler<R> {
+    fn draw(&mut self) -> Option<u32> {
+        Some(self.0.next_u32())
+    }
     fn choose(&mut self, fixed: u32, neg: bool) -> (bool, Option<String>) {
         let r = self.0.next_u32() & 0x7fff_ffff;
         let hit = r < fixed;
@@ -219,7 +227,11 @@ impl Answers {
     /// The first `k` answers.
     fn prefix(self, k: u32) -> Answers {
         Answers {
-            bits: if k >= 64 { self.bits } else { self.bits & ((1u64 << k) - 1) },
+            bits: if k >= 64 {
+                self.bits
+            } else {
+                self.bits & ((1u64 << k) - 1)
+            },
             len: k,
         }
     }
@@ -549,10 +561,28 @@ impl Walker<'_, '_> {
                     let addr = self.m.node.masquerade_source(self.cx.pkt.dst);
                     match addr {
                         Some(a) => {
-                            self.snat(a, None, true);
+                            let old = self.cx.pkt.sport;
+                            let (lo, hi) = random_port_class(old);
+                            // nf_nat_l4proto_unique_tuple: with NF_NAT_RANGE_PROTO_RANDOM_FULLY
+                            // and no --to-ports the port is lo + random % size within the old
+                            // port's class (the next one if that tuple is taken; this model
+                            // holds no competing flow). Without it the kernel keeps a free port.
+                            let port = if *random_fully {
+                                self.chooser
+                                    .draw()
+                                    .map(|r| lo + (r % u32::from(hi - lo + 1)) as u16)
+                            } else {
+                                None
+                            };
+                            self.snat(a, port, true);
                             if *random_fully {
                                 self.step(|| Step::Note {
-                                    text: "--random-fully: the source port is picked at random, not kept".into(),
+                                    text: match port {
+                                        Some(p) => format!(
+                                            "--random-fully: the source port is picked at random, not kept ({old} became {p}, drawn from {lo}-{hi})"
+                                        ),
+                                        None => "--random-fully: the source port is picked at random, not kept".into(),
+                                    },
                                 });
                             }
                         }
@@ -736,6 +766,16 @@ impl Walker<'_, '_> {
                 masquerade: true,
             });
         }
+    }
+}
+
+/// The range a random source port is drawn from: the kernel never maps a port into another of
+/// its three classes (below 512, 512-1023 mapped to 600-1023, 1024 and above).
+fn random_port_class(port: u16) -> (u16, u16) {
+    match port {
+        0..=511 => (1, 511),
+        512..=1023 => (600, 1023),
+        _ => (1024, 65535),
     }
 }
 
