@@ -3,12 +3,14 @@
 //!
 //! `cargo bench -p proxyscope-core --bench iptables`. The cluster is `generate::large_cluster`
 //! (N Services x 10 endpoints, N = 1,000 and 10,000), the one `proxyscope bench` measures.
-//! Targets at 10,000 Services: generate < 100 ms, parse < 150 ms, a traced packet (every
+//! Targets at 10,000 Services: generate < 100 ms, parse (to the model, and to the compact
+//! program a session keeps) < 150 ms, a traced packet (every
 //! outcome plus the recorded walk) < 15 µs. `proxyscope bench` prints the same numbers next to
 //! their references (a line count, iptables-restore) and the retained memory.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use proxyscope_core::api::{self, Session, TraceRequest};
+use proxyscope_core::netfilter::program::Program;
 use proxyscope_core::proxier::iptables as ipt_mode;
 use proxyscope_core::rules::iptables::{Family, parse};
 use std::hint::black_box;
@@ -29,6 +31,10 @@ fn bench(c: &mut Criterion) {
         let saved = ipt_mode::saved_text(&ipt_mode::generate(&s, Family::V4));
         g.bench_with_input(BenchmarkId::new("parse", n), &saved, |b, t| {
             b.iter(|| black_box(parse(t, Family::V4)))
+        });
+        // The same dump straight into the compact program a session keeps.
+        g.bench_with_input(BenchmarkId::new("parse_program", n), &saved, |b, t| {
+            b.iter(|| black_box(Program::parse(t, Family::V4)))
         });
         let targets = api::service_targets(&s);
         let src = api::client_presets(&s)

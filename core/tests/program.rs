@@ -66,9 +66,12 @@ fn kernel_dumps_round_trip_through_the_program() {
         if name.ends_with(".saved") {
             assert_eq!(print_saved(&p.to_ruleset(), false), text, "{name}");
         }
+        // Straight from the text: the same parser, the same rules (symbols may be numbered
+        // in another order).
         let (pp, diags) = Program::parse(&text, fam);
         assert_eq!(diags, parsed.diagnostics, "{name}");
-        assert_eq!(pp, p, "{name}");
+        assert_eq!(pp.to_ruleset(), parsed.ruleset, "{name}");
+        same_texts(&parsed.ruleset, &pp);
     }
 }
 
@@ -85,9 +88,57 @@ fn generated_cluster_round_trips_and_is_small() {
     let p = Program::compile(&parsed.ruleset, Family::V4);
     assert_eq!(p.to_ruleset(), parsed.ruleset);
     same_texts(&parsed.ruleset, &p);
+    let (pp, diags) = Program::parse(&saved, Family::V4);
+    assert!(diags.is_empty());
+    assert_eq!(pp.to_ruleset(), parsed.ruleset);
     // The budget for 20 MB at 327k rules is ~60 bytes a rule, strings and index included.
     let per_rule = p.heap_bytes() as f64 / p.rule_count() as f64;
     assert!(per_rule < 60.0, "{per_rule:.1} bytes per rule");
+}
+
+/// Restore-payload commands that reorder or rename: `-I` (with and without a position), `-N`
+/// after rules that jump to it, `-X`, duplicate declarations, counters, unclosed tables.
+const RESTORE_LINES: &[&str] = &[
+    "*nat",
+    "*filter",
+    ":A - [0:0]",
+    ":B - [1:2]",
+    ":INPUT DROP [3:4]",
+    "-N C",
+    "-N A",
+    "-X D",
+    "-A A -j B",
+    "-A A -g C",
+    "-A B -j C",
+    "-A C -j RETURN",
+    "-I A -j ACCEPT",
+    "-I A 2 -s 10.0.0.1 -j DROP",
+    "-I B 9 -d 10.0.0.2 -j B",
+    "[5:6] -A INPUT -j A",
+    "-A INPUT -c 7 8 -p tcp --dport 80 -j DNAT --to-destination 10.0.0.1:80",
+    "-A A -m foo --bar 1 -m comment --comment \"x y\" --baz",
+    "-A A -j FOO --x 1",
+    "-A Z -j ACCEPT",
+    "COMMIT",
+];
+
+#[test]
+fn restore_commands_parse_the_same_into_a_program() {
+    let check = |text: &str| {
+        let parsed = parse(text, Family::V4);
+        let (p, diags) = Program::parse(text, Family::V4);
+        assert_eq!(diags, parsed.diagnostics, "{text}");
+        assert_eq!(p.to_ruleset(), parsed.ruleset, "{text}");
+        same_texts(&parsed.ruleset, &p);
+    };
+    check(&RESTORE_LINES.join("\n"));
+    // Every prefix, and each line dropped once.
+    for n in 0..RESTORE_LINES.len() {
+        check(&RESTORE_LINES[..n].join("\n"));
+        let mut v = RESTORE_LINES.to_vec();
+        v.remove(n);
+        check(&v.join("\n"));
+    }
 }
 
 #[test]
@@ -473,6 +524,18 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
+    fn shuffled_restore_commands_parse_the_same_into_a_program(
+        picks in prop::collection::vec(0..RESTORE_LINES.len(), 0..30)
+    ) {
+        let text: Vec<&str> = picks.iter().map(|i| RESTORE_LINES[*i]).collect();
+        let text = text.join("\n");
+        let parsed = parse(&text, Family::V4);
+        let (p, diags) = Program::parse(&text, Family::V4);
+        prop_assert_eq!(diags, parsed.diagnostics);
+        prop_assert_eq!(p.to_ruleset(), parsed.ruleset);
+    }
+
+    #[test]
     fn random_rulesets_round_trip(rs in ruleset()) {
         let p = Program::compile(&rs, Family::V4);
         prop_assert_eq!(&p.to_ruleset(), &rs);
@@ -539,4 +602,71 @@ proptest! {
         prop_assert!((from..next).all(|i| !can_match(i)));
         prop_assert!(next == keys.len() || can_match(next));
     }
+}
+
+/// Live heap bytes of this test binary (the program's retained size, not an estimate).
+struct Counting;
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+// SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's layout, forwarded.
+        unsafe { std::alloc::System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        LIVE.fetch_sub(l.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: `p` came from `alloc` with this layout.
+        unsafe { std::alloc::System.dealloc(p, l) }
+    }
+}
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// `cargo test --release -p proxyscope-core --test program -- --ignored --nocapture`: the
+/// program of `proxyscope bench`'s cluster (10,000 Services x 10 endpoints): retained heap and
+/// the best of five parses (the criterion numbers are in `benches/iptables.rs`).
+#[test]
+#[ignore]
+fn scale_numbers() {
+    let n: usize = std::env::var("SERVICES").map_or(10_000, |v| v.parse().unwrap());
+    let yaml = proxyscope_core::generate::large_cluster(n, 10);
+    let s = proxyscope_core::api::load_scenario(&yaml)
+        .expect("generated")
+        .scenario;
+    let fr = proxyscope_core::proxier::iptables::generate(&s, Family::V4);
+    let saved = proxyscope_core::proxier::iptables::saved_text(&fr);
+    let live = || LIVE.load(std::sync::atomic::Ordering::Relaxed);
+    let before = live();
+    let (p, _) = Program::parse(&saved, Family::V4);
+    let held = live() - before;
+    println!(
+        "{} rules, {:.1} MB dump: program {:.1} MB ({:.1} B/rule; heap_bytes {:.1} MB)",
+        p.rule_count(),
+        saved.len() as f64 / 1e6,
+        held as f64 / 1e6,
+        held as f64 / p.rule_count() as f64,
+        p.heap_bytes() as f64 / 1e6
+    );
+    drop(p);
+    // PROFILE=n: only parse into programs, n times (for `perf record` / `perf stat`).
+    if let Ok(n) = std::env::var("PROFILE") {
+        for _ in 0..n.parse().unwrap() {
+            drop(std::hint::black_box(Program::parse(&saved, Family::V4)));
+        }
+        return;
+    }
+    let best = |f: &dyn Fn()| {
+        (0..5)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                f();
+                t.elapsed()
+            })
+            .min()
+            .unwrap()
+    };
+    let tp = best(&|| drop(std::hint::black_box(Program::parse(&saved, Family::V4))));
+    let tr = best(&|| drop(std::hint::black_box(parse(&saved, Family::V4))));
+    println!("parse_program {tp:?}, parse {tr:?}");
 }

@@ -20,14 +20,14 @@
 
 use super::{IndexKey, ip_key};
 use crate::diag::Diagnostic;
-use crate::rules::iptables::parse::NameHasher;
+use crate::rules::iptables::parse::{DraftRef, NameHasher, Sink, parse_into};
 use crate::rules::iptables::view::{
-    Args, MatchRef, NatTo, RecentRef, RuleView, StrPool, TargetRef, le32, parse_nat_to,
+    Args, MatchRef, NatTo, RecentRef, RuleView, StrPool, TargetRef, le32, parse_nat_to, to_rule,
 };
 use crate::rules::iptables::*;
 use ipnet::IpNet;
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
+use std::cell::{Cell, RefCell};
+use std::hash::Hasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A string of the program's pool.
@@ -161,19 +161,121 @@ pub fn rule_key<'a>(key: IndexKey, r: impl RuleView<'a>) -> Option<u64> {
     }
 }
 
-type SymMap<'s> = HashMap<&'s str, Sym, BuildHasherDefault<NameHasher>>;
-
-/// Builds a program table by table; strings borrowed for `'s` are interned once each.
-pub(crate) struct Builder<'s> {
-    p: Program,
-    syms: SymMap<'s>,
-    /// Chain name → table-local index of the current table (the last declaration wins, as the
-    /// machine's name map always did).
-    table_chains: SymMap<'s>,
+/// The build-time string table: open addressing over the pool's symbols, hashed by content,
+/// so interning allocates nothing per string. Each slot keeps 32 bits of its string's hash:
+/// most probes are decided without reading the pool. Dropped with the builder.
+#[derive(Default)]
+struct Interner {
+    /// (symbol, hash bits); `NO_SYM` marks an empty slot.
+    slots: Vec<(Sym, u32)>,
+    /// The last two strings found or added: a jump target is looked up, then the rule's
+    /// chain, then the target is interned.
+    last: Cell<[Sym; 2]>,
 }
 
-impl<'s> Builder<'s> {
-    pub(crate) fn new(family: Family) -> Builder<'s> {
+impl Interner {
+    fn hash(s: &str) -> u64 {
+        let mut h = NameHasher::default();
+        h.write(s.as_bytes());
+        // The multiply leaves the entropy in the high bits.
+        let x = h.finish();
+        x ^ (x >> 29)
+    }
+    /// The symbol of `s`, or the empty slot where it belongs.
+    fn find(&self, pool: &StrPool, s: &str, h: u64) -> Result<Sym, usize> {
+        let mask = self.slots.len() - 1;
+        let tag = (h >> 32) as u32;
+        let mut i = h as usize & mask;
+        loop {
+            let (y, t) = self.slots[i];
+            if y == NO_SYM {
+                return Err(i);
+            }
+            if t == tag && pool.is(y, s) {
+                return Ok(y);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+    fn cached(&self, pool: &StrPool, s: &str) -> Option<Sym> {
+        let last = self.last.get();
+        last.into_iter()
+            .find(|y| (*y as usize) < pool.len() && pool.is(*y, s))
+    }
+    fn remember(&self, y: Sym) {
+        let [a, _] = self.last.get();
+        if a != y {
+            self.last.set([y, a]);
+        }
+    }
+    fn lookup(&self, pool: &StrPool, s: &str) -> Option<Sym> {
+        if let Some(y) = self.cached(pool, s) {
+            return Some(y);
+        }
+        if self.slots.is_empty() {
+            return None;
+        }
+        let y = self.find(pool, s, Self::hash(s)).ok()?;
+        self.remember(y);
+        Some(y)
+    }
+    fn intern(&mut self, pool: &mut StrPool, s: &str) -> Sym {
+        if let Some(y) = self.cached(pool, s) {
+            return y;
+        }
+        if (pool.len() + 1) * 2 > self.slots.len() {
+            let n = (self.slots.len() * 2).max(1024);
+            self.slots = vec![(NO_SYM, 0); n];
+            for y in 0..pool.len() as Sym {
+                let h = Self::hash(pool.get(y));
+                if let Err(i) = self.find(pool, pool.get(y), h) {
+                    self.slots[i] = (y, (h >> 32) as u32);
+                }
+            }
+        }
+        let h = Self::hash(s);
+        let y = match self.find(pool, s, h) {
+            Ok(y) => y,
+            Err(i) => {
+                let y = pool.push(s);
+                self.slots[i] = (y, (h >> 32) as u32);
+                y
+            }
+        };
+        self.remember(y);
+        y
+    }
+}
+
+/// Length of a rule's IP-header part (where its target starts).
+fn header_len(code: &[u8]) -> usize {
+    let f = code[0];
+    let mut at = 2;
+    if f & F_SRC != 0 {
+        at += 1 + addr_len(f & F_SRC6 != 0);
+    }
+    if f & F_DST != 0 {
+        at += 1 + addr_len(f & F_DST6 != 0);
+    }
+    at += 4 * ((f & F_IN != 0) as usize + (f & F_OUT != 0) as usize);
+    at + (f & F_PROTO != 0) as usize
+}
+
+/// Builds a program table by table.
+pub(crate) struct Builder {
+    p: Program,
+    interner: Interner,
+    /// Symbol → table-local index of the open table's chain of that name (`NO_SYM`: none).
+    chain_of: Vec<u32>,
+    /// The symbols set in `chain_of` (reset when the next table starts).
+    table_syms: Vec<Sym>,
+    /// Resolve jumps while encoding (all the table's chains are known), or leave them by name
+    /// for [`Builder::resolve_jump`].
+    resolve: bool,
+}
+
+impl Builder {
+    pub(crate) fn new(family: Family) -> Builder {
         Builder {
             p: Program {
                 family,
@@ -191,28 +293,59 @@ impl<'s> Builder<'s> {
                 dirs: Vec::new(),
                 indexes: Vec::new(),
             },
-            syms: SymMap::default(),
-            table_chains: SymMap::default(),
+            interner: Interner::default(),
+            chain_of: Vec::new(),
+            table_syms: Vec::new(),
+            resolve: true,
         }
     }
 
-    fn sym(&mut self, s: &'s str) -> Sym {
-        if let Some(&y) = self.syms.get(s) {
-            return y;
+    fn sym(&mut self, s: &str) -> Sym {
+        self.interner.intern(&mut self.p.strings, s)
+    }
+
+    fn reset_chains(&mut self) {
+        for y in self.table_syms.drain(..) {
+            self.chain_of[y as usize] = NO_SYM;
         }
-        let y = self.p.strings.push(s);
-        self.syms.insert(s, y);
-        y
+    }
+
+    /// Name a chain of the open table; false when the name is taken (the first stays).
+    fn name_chain(&mut self, name: Sym, c: u32, replace: bool) -> bool {
+        let y = name as usize;
+        if self.chain_of.len() <= y {
+            self.chain_of.resize(y + 1, NO_SYM);
+        }
+        if self.chain_of[y] != NO_SYM && !replace {
+            return false;
+        }
+        if self.chain_of[y] == NO_SYM {
+            self.table_syms.push(name);
+        }
+        self.chain_of[y] = c;
+        true
+    }
+
+    fn chain_index(&self, name: &str) -> Option<u32> {
+        self.chain_sym(name).map(|x| x.1)
+    }
+
+    /// The symbol of a chain name and its index in the open table.
+    fn chain_sym(&self, name: &str) -> Option<(Sym, u32)> {
+        let y = self.interner.lookup(&self.p.strings, name)?;
+        let c = self.chain_of.get(y as usize).copied()?;
+        (c != NO_SYM).then_some((y, c))
     }
 
     /// Start a table whose chains (names, policies, counters) are all known: jumps are
     /// resolved against them.
-    pub(crate) fn table(
+    pub(crate) fn table<'a>(
         &mut self,
-        name: &'s str,
-        deleted: impl Iterator<Item = &'s str>,
-        chains: impl Iterator<Item = (&'s str, Option<&'s str>, Counters)>,
+        name: &str,
+        deleted: impl Iterator<Item = &'a str>,
+        chains: impl Iterator<Item = (&'a str, Option<&'a str>, Counters)>,
     ) {
+        self.reset_chains();
         let name = self.sym(name);
         let deleted = deleted.map(|d| self.sym(d)).collect();
         let first_chain = self.p.chains.len() as u32;
@@ -221,15 +354,16 @@ impl<'s> Builder<'s> {
             first_chain,
             deleted,
         });
-        self.table_chains.clear();
         for (i, (cname, policy, counters)) in chains.enumerate() {
-            self.table_chains.insert(cname, i as u32);
             let g = first_chain + i as u32;
             let rec = ChainRec {
                 name: self.sym(cname),
                 policy: policy.map_or(NO_SYM, |p| self.sym(p)),
                 first_rule: self.n_rules(),
             };
+            // The last chain of a name is the one jumps reach (as the machine's name map
+            // always resolved them).
+            self.name_chain(rec.name, i as u32, true);
             self.p.chains.push(rec);
             if counters != Counters::default() {
                 self.p.chain_counters.push((g, counters));
@@ -243,7 +377,7 @@ impl<'s> Builder<'s> {
 
     /// Rules of the current table's chain `c` (table-local), in order; every chain of the
     /// table gets its rules in chain order, one call per chain.
-    pub(crate) fn chain_rules<R: RuleView<'s>>(
+    pub(crate) fn chain_rules<'a, R: RuleView<'a>>(
         &mut self,
         c: usize,
         rules: impl Iterator<Item = (R, Option<Counters>)>,
@@ -252,7 +386,8 @@ impl<'s> Builder<'s> {
         let first = self.n_rules();
         self.p.chains[g].first_rule = first;
         for (r, counters) in rules {
-            self.rule(r, counters);
+            self.encode(r, counters.is_some());
+            self.end_rule(r.line(), counters);
         }
         let n = (self.n_rules() - first) as usize;
         if n >= INDEX_MIN_RULES {
@@ -260,8 +395,34 @@ impl<'s> Builder<'s> {
         }
     }
 
-    fn rule(&mut self, r: impl RuleView<'s>, counters: Option<Counters>) {
+    fn end_rule(&mut self, line: usize, counters: Option<Counters>) {
         let id = self.n_rules();
+        self.p.rule_at.push(self.p.code.len() as u32);
+        self.p.lines.push(u32::try_from(line).unwrap_or(u32::MAX));
+        if let Some(c) = counters {
+            self.p.rule_counters.push((id, c));
+        }
+    }
+
+    /// Turn a jump by name of the rule encoded at `at` into a jump to the chain's index, when
+    /// the open table has a chain of that name.
+    fn resolve_jump(&mut self, at: usize) {
+        let t = at + header_len(&self.p.code[at..]);
+        let op = self.p.code[t];
+        if op != T_JUMP_NAME && op != T_GOTO_NAME {
+            return;
+        }
+        let y = le32(&self.p.code[t + 1..]) as usize;
+        if let Some(&c) = self.chain_of.get(y)
+            && c != NO_SYM
+        {
+            self.p.code[t] = if op == T_JUMP_NAME { T_JUMP } else { T_GOTO };
+            self.p.code[t + 1..t + 5].copy_from_slice(&c.to_le_bytes());
+        }
+    }
+
+    /// Append a rule's code.
+    fn encode<'a>(&mut self, r: impl RuleView<'a>, has_counters: bool) {
         let mut flags = 0u8;
         let mut negs = 0u8;
         let (src, dst, i, o, pr) = (r.src(), r.dst(), r.in_iface(), r.out_iface(), r.proto());
@@ -279,7 +440,7 @@ impl<'s> Builder<'s> {
                 }
             }
         }
-        if counters.is_some() {
+        if has_counters {
             flags |= F_COUNTERS;
         }
         if src.is_some_and(|s| s.value.addr().is_ipv6()) {
@@ -304,13 +465,6 @@ impl<'s> Builder<'s> {
         for m in r.matches() {
             self.a_match(m);
         }
-        self.p.rule_at.push(self.p.code.len() as u32);
-        self.p
-            .lines
-            .push(u32::try_from(r.line()).unwrap_or(u32::MAX));
-        if let Some(c) = counters {
-            self.p.rule_counters.push((id, c));
-        }
     }
 
     fn u32(&mut self, v: u32) {
@@ -325,7 +479,7 @@ impl<'s> Builder<'s> {
             IpAddr::V6(a) => self.p.code.extend_from_slice(&a.octets()),
         }
     }
-    fn syms(&mut self, args: impl Iterator<Item = &'s str>) {
+    fn syms<'a>(&mut self, args: impl Iterator<Item = &'a str>) {
         let at = self.p.code.len();
         self.u32(0);
         let mut n = 0u32;
@@ -341,7 +495,7 @@ impl<'s> Builder<'s> {
         self.u32((end - start) as u32);
     }
 
-    fn nat(&mut self, flags: u8, to: NatTo<'s>) {
+    fn nat(&mut self, flags: u8, to: NatTo) {
         // The text as loaded unless the parsed address prints back to exactly that text.
         let parsed = match to {
             NatTo::Addr(a, p) => Some((a, p)),
@@ -375,7 +529,7 @@ impl<'s> Builder<'s> {
         }
     }
 
-    fn target(&mut self, t: Option<TargetRef<'s>>) {
+    fn target(&mut self, t: Option<TargetRef>) {
         let Some(t) = t else {
             self.p.code.push(T_NONE);
             return;
@@ -386,7 +540,12 @@ impl<'s> Builder<'s> {
             TargetRef::Return => self.p.code.push(T_RETURN),
             TargetRef::Jump { chain, .. } | TargetRef::Goto { chain, .. } => {
                 let goto = matches!(t, TargetRef::Goto { .. });
-                match self.table_chains.get(chain).copied() {
+                let resolved = if self.resolve {
+                    self.chain_index(chain)
+                } else {
+                    None
+                };
+                match resolved {
                     Some(c) => {
                         self.p.code.push(if goto { T_GOTO } else { T_JUMP });
                         self.u32(c);
@@ -464,7 +623,7 @@ impl<'s> Builder<'s> {
         }
     }
 
-    fn a_match(&mut self, m: MatchRef<'s>) {
+    fn a_match(&mut self, m: MatchRef) {
         match m {
             MatchRef::Comment(c) => {
                 self.p.code.push(M_COMMENT);
@@ -653,6 +812,235 @@ impl<'s> Builder<'s> {
     }
 }
 
+/// One rule of a table being parsed, in arrival order.
+struct Rec {
+    chain: u32,
+    start: u32,
+    end: u32,
+    line: u32,
+    counters: Option<Counters>,
+}
+
+/// A table being parsed: its rules are encoded as they come (jumps by name) and put in chain
+/// order, with jumps resolved, once the table is complete.
+struct TableBuf {
+    name: Sym,
+    code_start: usize,
+    chains: Vec<(Sym, Sym, Counters)>,
+    lens: Vec<u32>,
+    recs: Vec<Rec>,
+    /// Per chain, its rules in order; only once an `-I` made arrival order wrong.
+    lists: Option<Vec<Vec<u32>>>,
+    deleted: Vec<Sym>,
+}
+
+/// The parser's sink that builds a [`Program`] without building the owned model.
+pub(crate) struct ProgramSink {
+    b: Builder,
+    t: Option<TableBuf>,
+    /// The two chains found last (name, index), most recent first: a dump names one chain on
+    /// consecutive lines, and between them looks up the rule's jump target.
+    recent: RefCell<[(String, u32); 2]>,
+    /// The chain found last: iptables-save lists the rules chain by chain in the order it
+    /// declares the chains, so a new `-A` name is usually the next declared chain.
+    last_chain: Cell<u32>,
+    /// The open table declares a chain named like a built-in target (`-j DNAT` must then be
+    /// looked up).
+    target_named: bool,
+}
+
+/// Targets every rule set uses, which are chains only if a dump declares one so named.
+fn is_target_name(s: &str) -> bool {
+    matches!(
+        s,
+        "ACCEPT" | "DROP" | "RETURN" | "REJECT" | "DNAT" | "SNAT" | "MASQUERADE" | "MARK" | "LOG"
+    )
+}
+
+impl ProgramSink {
+    /// A sink for a dump of `text_len` bytes (sizes the arenas: growing them was a tenth of
+    /// a parse).
+    pub(crate) fn new(family: Family, text_len: usize) -> ProgramSink {
+        let mut b = Builder::new(family);
+        b.resolve = false;
+        b.p.code.reserve(text_len / 4);
+        b.p.strings.reserve(text_len / 4, text_len / 150);
+        b.p.rule_at.reserve(text_len / 100);
+        b.p.lines.reserve(text_len / 100);
+        ProgramSink {
+            b,
+            t: None,
+            recent: RefCell::new([(String::new(), NO_SYM), (String::new(), NO_SYM)]),
+            last_chain: Cell::new(0),
+            target_named: false,
+        }
+    }
+    pub(crate) fn finish(mut self) -> Program {
+        self.end_table();
+        self.b.finish()
+    }
+}
+
+impl Sink for ProgramSink {
+    fn begin_table(&mut self, name: &str) {
+        self.b.reset_chains();
+        for (_, c) in self.recent.get_mut().iter_mut() {
+            *c = NO_SYM;
+        }
+        self.last_chain.set(0);
+        self.target_named = false;
+        self.t = Some(TableBuf {
+            name: self.b.sym(name),
+            code_start: self.b.p.code.len(),
+            chains: Vec::new(),
+            lens: Vec::new(),
+            recs: Vec::new(),
+            lists: None,
+            deleted: Vec::new(),
+        });
+    }
+
+    fn end_table(&mut self) {
+        let Some(t) = self.t.take() else { return };
+        let b = &mut self.b;
+        let first_chain = b.p.chains.len() as u32;
+        b.p.tables.push(TableRec {
+            name: t.name,
+            first_chain,
+            deleted: t.deleted,
+        });
+        // Rules in chain order: a counting sort of arrival order, or the `-I` lists.
+        let order: Vec<u32> = match t.lists {
+            Some(l) => l.concat(),
+            None => {
+                let mut next: Vec<u32> = Vec::with_capacity(t.lens.len());
+                let mut sum = 0;
+                for n in &t.lens {
+                    next.push(sum);
+                    sum += n;
+                }
+                let mut order = vec![0u32; t.recs.len()];
+                for (i, r) in t.recs.iter().enumerate() {
+                    let slot = &mut next[r.chain as usize];
+                    order[*slot as usize] = i as u32;
+                    *slot += 1;
+                }
+                order
+            }
+        };
+        let tail = b.p.code.split_off(t.code_start);
+        let mut k = 0;
+        for (c, (name, policy, counters)) in t.chains.iter().enumerate() {
+            let g = first_chain + c as u32;
+            b.p.chains.push(ChainRec {
+                name: *name,
+                policy: *policy,
+                first_rule: b.n_rules(),
+            });
+            if *counters != Counters::default() {
+                b.p.chain_counters.push((g, *counters));
+            }
+            for _ in 0..t.lens[c] {
+                let r = &t.recs[order[k] as usize];
+                k += 1;
+                let at = b.p.code.len();
+                b.p.code
+                    .extend_from_slice(&tail[r.start as usize..r.end as usize]);
+                b.resolve_jump(at);
+                b.end_rule(r.line as usize, r.counters);
+            }
+        }
+        // Indexes once every chain is in place (their rules name jump targets by index).
+        for c in 0..t.chains.len() {
+            let g = first_chain as usize + c;
+            let first = b.p.chains[g].first_rule;
+            let n = t.lens[c] as usize;
+            if n >= INDEX_MIN_RULES {
+                b.index(g as u32, first, n);
+            }
+        }
+        b.reset_chains();
+    }
+
+    fn declare(&mut self, name: &str, policy: Option<&str>, counters: Counters) -> bool {
+        let Some(t) = self.t.as_mut() else {
+            return false;
+        };
+        let y = self.b.sym(name);
+        if !self.b.name_chain(y, t.chains.len() as u32, false) {
+            return false;
+        }
+        self.target_named |= is_target_name(name);
+        let policy = policy.map_or(NO_SYM, |p| self.b.sym(p));
+        t.chains.push((y, policy, counters));
+        t.lens.push(0);
+        if let Some(l) = t.lists.as_mut() {
+            l.push(Vec::new());
+        }
+        true
+    }
+
+    fn chain(&self, name: &str) -> Option<usize> {
+        if !self.target_named && is_target_name(name) {
+            return None;
+        }
+        let mut recent = self.recent.borrow_mut();
+        if let Some(i) = recent.iter().position(|(n, c)| *c != NO_SYM && n == name) {
+            recent.swap(0, i);
+            return Some(recent[0].1 as usize);
+        }
+        let pool = &self.b.p.strings;
+        let next = self.last_chain.get() as usize + 1;
+        let c = match self.t.as_ref().and_then(|t| t.chains.get(next)) {
+            Some((y, ..)) if pool.is(*y, name) => next as u32,
+            _ => self.b.chain_index(name)?,
+        };
+        self.last_chain.set(c);
+        // The older entry's buffer takes the name (no allocation once it is long enough).
+        recent.swap(0, 1);
+        recent[0].0.clear();
+        recent[0].0.push_str(name);
+        recent[0].1 = c;
+        Some(c as usize)
+    }
+
+    fn rule(&mut self, c: usize, insert: Option<usize>, r: DraftRef) {
+        let Some(t) = self.t.as_mut() else { return };
+        let start = self.b.p.code.len() - t.code_start;
+        self.b.encode(r, r.counters().is_some());
+        let id = t.recs.len() as u32;
+        t.recs.push(Rec {
+            chain: c as u32,
+            start: start as u32,
+            end: (self.b.p.code.len() - t.code_start) as u32,
+            line: u32::try_from(r.line()).unwrap_or(u32::MAX),
+            counters: r.counters(),
+        });
+        t.lens[c] += 1;
+        if insert.is_some() && t.lists.is_none() {
+            let mut l = vec![Vec::new(); t.chains.len()];
+            for (i, rec) in t.recs[..id as usize].iter().enumerate() {
+                l[rec.chain as usize].push(i as u32);
+            }
+            t.lists = Some(l);
+        }
+        if let Some(l) = t.lists.as_mut() {
+            let list = &mut l[c];
+            match insert {
+                Some(pos) => list.insert(pos.saturating_sub(1).min(list.len()), id),
+                None => list.push(id),
+            }
+        }
+    }
+
+    fn delete(&mut self, name: &str) {
+        let y = self.b.sym(name);
+        if let Some(t) = self.t.as_mut() {
+            t.deleted.push(y);
+        }
+    }
+}
+
 impl Program {
     /// Encode a ruleset.
     pub fn compile(rs: &Ruleset, family: Family) -> Program {
@@ -675,11 +1063,9 @@ impl Program {
     /// Parse a dump straight into a program (same parser, same diagnostics as
     /// [`parse`](crate::rules::iptables::parse())).
     pub fn parse(text: &str, family: Family) -> (Program, Vec<Diagnostic>) {
-        let parsed = crate::rules::iptables::parse(text, family);
-        (
-            Program::compile(&parsed.ruleset, family),
-            parsed.diagnostics,
-        )
+        let mut sink = ProgramSink::new(family, text.len());
+        let diags = parse_into(text, family, &mut sink);
+        (sink.finish(), diags)
     }
 
     /// Decode back to the owned model (the exact inverse of [`Program::compile`]).
@@ -697,17 +1083,7 @@ impl Program {
                 let rules = (0..self.chain_len(t, c))
                     .map(|i| {
                         let r = self.rule(t, c, i);
-                        Rule {
-                            src: r.src(),
-                            dst: r.dst(),
-                            in_iface: r.in_iface().map(|n| Neg::new(n.neg, n.value.to_string())),
-                            out_iface: r.out_iface().map(|n| Neg::new(n.neg, n.value.to_string())),
-                            proto: r.proto(),
-                            matches: r.matches().map(MatchRef::to_match).collect(),
-                            target: r.target().map(TargetRef::to_target),
-                            counters: r.counters(),
-                            line: r.line(),
-                        }
+                        to_rule(r, r.counters())
                     })
                     .collect();
                 table.chains.push(Chain {
@@ -947,16 +1323,7 @@ fn addr_len(v6: bool) -> usize {
 impl<'a> RuleRef<'a> {
     fn new(p: &'a Program, table: u32, id: u32) -> RuleRef<'a> {
         let code = &p.code[p.rule_at[id as usize] as usize..p.rule_at[id as usize + 1] as usize];
-        let f = code[0];
-        let mut at = 2;
-        if f & F_SRC != 0 {
-            at += 1 + addr_len(f & F_SRC6 != 0);
-        }
-        if f & F_DST != 0 {
-            at += 1 + addr_len(f & F_DST6 != 0);
-        }
-        at += 4 * ((f & F_IN != 0) as usize + (f & F_OUT != 0) as usize);
-        at += (f & F_PROTO != 0) as usize;
+        let at = header_len(code);
         RuleRef {
             p,
             table,

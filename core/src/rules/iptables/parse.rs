@@ -6,6 +6,7 @@
 //! with `-p tcp|udp|sctp` and no port match loaded implicitly loads the protocol's match (that is
 //! why `-p tcp --dport 80` is saved as `-p tcp -m tcp --dport 80`).
 
+use super::view::{Args, MatchRef, NatTo, RecentRef, RuleView, TargetRef, Word, to_rule};
 use super::*;
 use crate::diag::Diagnostic;
 use std::borrow::Cow;
@@ -80,47 +81,134 @@ pub fn detect_family(text: &str) -> Family {
 
 /// Parse a whole dump.
 pub fn parse(text: &str, family: Family) -> Parsed {
+    let mut sink = RulesetSink::default();
+    let diagnostics = parse_into(text, family, &mut sink);
+    Parsed {
+        ruleset: sink.out,
+        diagnostics,
+    }
+}
+
+/// Where the parser puts what it reads: the owned model ([`parse`]) or the compact program a
+/// session keeps ([`Program::parse`](crate::netfilter::program::Program::parse)). Both get
+/// exactly the same calls, so they cannot disagree about what a dump says.
+pub trait Sink {
+    /// `*name`: a table starts.
+    fn begin_table(&mut self, name: &str);
+    /// `COMMIT`, the next `*table` or the end of the text: the open table is complete.
+    fn end_table(&mut self);
+    /// Declare a chain of the open table; `false` when it already has one of that name.
+    fn declare(&mut self, name: &str, policy: Option<&str>, counters: Counters) -> bool;
+    /// The table-local index of a declared chain.
+    fn chain(&self, name: &str) -> Option<usize>;
+    /// A rule for chain `c`: appended, or (`-I`) inserted at 1-based position `insert`.
+    fn rule(&mut self, c: usize, insert: Option<usize>, r: DraftRef);
+    /// `-X name`.
+    fn delete(&mut self, name: &str);
+}
+
+/// Parse a dump into `sink`; returns every problem found.
+pub fn parse_into(text: &str, family: Family, sink: &mut impl Sink) -> Vec<Diagnostic> {
     let mut p = Parser {
         family,
-        out: Parsed::default(),
+        sink,
+        diags: Vec::new(),
         table: None,
-        table_name: String::new(),
         table_line: 0,
-        index: ChainIndex::default(),
         tokens: Vec::with_capacity(32),
+        draft: Draft::default(),
     };
     for (i, raw) in text.lines().enumerate() {
         p.line(i + 1, raw);
     }
-    if let Some(t) = p.table.take() {
-        p.out.diagnostics.push(Diagnostic::error(
+    if let Some(name) = p.table.take() {
+        p.diags.push(Diagnostic::error(
             Some(p.table_line),
-            format!("table {}", t.name),
+            format!("table {name}"),
             "table is not closed by COMMIT (iptables-restore would reject the whole table)",
         ));
-        p.out.ruleset.tables.push(t);
+        p.sink.end_table();
     }
-    p.out
+    p.diags
 }
 
-struct Parser<'t> {
-    family: Family,
-    out: Parsed,
+/// The owned model's sink.
+#[derive(Default)]
+struct RulesetSink {
+    out: Ruleset,
     table: Option<Table>,
-    /// The current table's name (borrowed by every rule's diagnostics).
-    table_name: String,
-    table_line: usize,
-    /// Chain name → position in the current table (dumps of big clusters have 100k+ chains).
+    /// Chain name → position in the open table (dumps of big clusters have 100k+ chains).
     index: ChainIndex,
+}
+
+impl Sink for RulesetSink {
+    fn begin_table(&mut self, name: &str) {
+        self.table = Some(Table::new(name));
+        self.index.clear();
+    }
+    fn end_table(&mut self) {
+        if let Some(mut t) = self.table.take() {
+            // Growth slack of 100k-rule chains is megabytes that a session keeps.
+            for c in &mut t.chains {
+                c.rules.shrink_to_fit();
+            }
+            self.out.tables.push(t);
+        }
+    }
+    fn declare(&mut self, name: &str, policy: Option<&str>, counters: Counters) -> bool {
+        let Some(t) = self.table.as_mut() else {
+            return false;
+        };
+        if self.index.contains_key(name) {
+            return false;
+        }
+        self.index.insert(name.to_string(), t.chains.len());
+        t.chains.push(Chain {
+            name: name.to_string(),
+            policy: policy.map(str::to_string),
+            counters,
+            rules: Vec::new(),
+        });
+        true
+    }
+    fn chain(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+    fn rule(&mut self, c: usize, insert: Option<usize>, r: DraftRef) {
+        let Some(t) = self.table.as_mut() else { return };
+        let rule = to_rule(r, r.counters());
+        let chain = &mut t.chains[c];
+        match insert {
+            Some(pos) => {
+                let at = pos.saturating_sub(1).min(chain.rules.len());
+                chain.rules.insert(at, rule);
+            }
+            None => chain.rules.push(rule),
+        }
+    }
+    fn delete(&mut self, name: &str) {
+        if let Some(t) = self.table.as_mut() {
+            t.deleted.push(name.to_string());
+        }
+    }
+}
+
+struct Parser<'t, 'k, K: Sink> {
+    family: Family,
+    sink: &'k mut K,
+    diags: Vec<Diagnostic>,
+    /// The open table's name.
+    table: Option<String>,
+    table_line: usize,
     /// The words of the current line (one buffer for the whole dump).
     tokens: Vec<Cow<'t, str>>,
+    /// The rule being read (one for the whole dump).
+    draft: Draft,
 }
 
-impl<'t> Parser<'t> {
+impl<'t, K: Sink> Parser<'t, '_, K> {
     fn err(&mut self, line: usize, msg: impl Into<String>) {
-        self.out
-            .diagnostics
-            .push(Diagnostic::error(Some(line), "", msg));
+        self.diags.push(Diagnostic::error(Some(line), "", msg));
     }
 
     fn line(&mut self, n: usize, raw: &'t str) {
@@ -132,44 +220,34 @@ impl<'t> Parser<'t> {
             if let Some(t) = self.table.take() {
                 self.err(
                     n,
-                    format!("table {} is not closed by COMMIT before *{name}", t.name),
+                    format!("table {t} is not closed by COMMIT before *{name}"),
                 );
-                self.out.ruleset.tables.push(t);
+                self.sink.end_table();
             }
-            self.table = Some(Table::new(name.trim()));
-            self.table_name = name.trim().to_string();
+            self.sink.begin_table(name.trim());
+            self.table = Some(name.trim().to_string());
             self.table_line = n;
-            self.index.clear();
             return;
         }
         if line == "COMMIT" {
             match self.table.take() {
-                Some(mut t) => {
-                    // Growth slack of 100k-rule chains is megabytes that a session keeps.
-                    for c in &mut t.chains {
-                        c.rules.shrink_to_fit();
-                    }
-                    self.out.ruleset.tables.push(t)
-                }
+                Some(_) => self.sink.end_table(),
                 None => self.err(n, "COMMIT outside of a table"),
             }
             return;
         }
-        let Some(table) = self.table.as_mut() else {
+        if self.table.is_none() {
             self.err(
                 n,
                 format!("line outside of a table (expected `*filter`, `*nat`, ...): {line}"),
             );
             return;
-        };
+        }
         if let Some(decl) = line.strip_prefix(':') {
             match parse_chain_decl(decl) {
-                Ok(chain) => {
-                    if self.index.contains_key(&chain.name) {
-                        self.err(n, format!("chain {} declared twice", chain.name));
-                    } else {
-                        self.index.insert(chain.name.clone(), table.chains.len());
-                        table.chains.push(chain);
+                Ok((name, policy, counters)) => {
+                    if !self.sink.declare(name, policy, counters) {
+                        self.err(n, format!("chain {name} declared twice"));
                     }
                 }
                 Err(e) => self.err(n, e),
@@ -182,6 +260,7 @@ impl<'t> Parser<'t> {
         };
         let mut tokens = std::mem::take(&mut self.tokens);
         if let Err(e) = tokenize_into(rest, &mut tokens) {
+            tokens.clear();
             self.tokens = tokens;
             return self.err(n, e);
         }
@@ -191,9 +270,6 @@ impl<'t> Parser<'t> {
     }
 
     fn command(&mut self, n: usize, tokens: &[Cow<'t, str>], counters: Option<Counters>) {
-        let Some(table) = self.table.as_mut() else {
-            return;
-        };
         let Some(cmd) = tokens.first() else {
             return self.err(n, "empty command");
         };
@@ -209,29 +285,30 @@ impl<'t> Parser<'t> {
                     pos = Some(p);
                     args = &args[1..];
                 }
-                let table_name = self.table_name.as_str();
-                let rule = parse_rule_args(
+                let table_name = self.table.as_deref().unwrap_or("");
+                let sink = &*self.sink;
+                let ok = parse_draft(
                     args,
                     self.family,
                     table_name,
-                    &self.index,
+                    &|c| sink.chain(c).is_some(),
                     n,
-                    &mut self.out.diagnostics,
+                    &mut self.diags,
+                    &mut self.draft,
                 );
-                let Some(mut rule) = rule else { return };
-                if rule.counters.is_none() {
-                    rule.counters = counters;
+                if !ok {
+                    return;
                 }
-                let table = self.table.as_mut().expect("checked above");
-                match self.index.get(chain_name.as_ref()) {
-                    Some(&ci) => {
-                        let chain = &mut table.chains[ci];
-                        if insert {
-                            let at = pos.unwrap_or(1).saturating_sub(1).min(chain.rules.len());
-                            chain.rules.insert(at, rule);
-                        } else {
-                            chain.rules.push(rule);
-                        }
+                if self.draft.counters.is_none() {
+                    self.draft.counters = counters;
+                }
+                match self.sink.chain(chain_name) {
+                    Some(ci) => {
+                        let r = DraftRef {
+                            d: &self.draft,
+                            toks: args,
+                        };
+                        self.sink.rule(ci, insert.then(|| pos.unwrap_or(1)), r);
                     }
                     None => {
                         let msg = format!(
@@ -242,20 +319,13 @@ impl<'t> Parser<'t> {
                 }
             }
             "-X" | "--delete-chain" => match tokens.get(1) {
-                Some(c) => table.deleted.push(c.to_string()),
+                Some(c) => self.sink.delete(c),
                 None => self.err(n, "-X without a chain name"),
             },
             "-N" | "--new-chain" => match tokens.get(1) {
                 Some(c) => {
-                    if !self.index.contains_key(c.as_ref()) {
-                        self.index.insert(c.to_string(), table.chains.len());
-                        table.chains.push(Chain {
-                            name: c.to_string(),
-                            policy: None,
-                            counters: Counters::default(),
-                            rules: Vec::new(),
-                        });
-                    }
+                    // A chain that exists already is no error for -N in a restore payload.
+                    self.sink.declare(c, None, Counters::default());
                 }
                 None => self.err(n, "-N without a chain name"),
             },
@@ -267,7 +337,9 @@ impl<'t> Parser<'t> {
     }
 }
 
-fn parse_chain_decl(decl: &str) -> Result<Chain, String> {
+type ChainDecl<'a> = (&'a str, Option<&'a str>, Counters);
+
+fn parse_chain_decl(decl: &str) -> Result<ChainDecl<'_>, String> {
     let mut it = decl.split_whitespace();
     let name = it.next().ok_or("chain declaration without a name")?;
     let policy = it
@@ -280,16 +352,7 @@ fn parse_chain_decl(decl: &str) -> Result<Chain, String> {
     if let Some(extra) = it.next() {
         return Err(format!("chain {name}: unexpected `{extra}`"));
     }
-    Ok(Chain {
-        name: name.to_string(),
-        policy: if policy == "-" {
-            None
-        } else {
-            Some(policy.to_string())
-        },
-        counters,
-        rules: Vec::new(),
-    })
+    Ok((name, (policy != "-").then_some(policy), counters))
 }
 
 fn parse_counters(s: &str) -> Option<Counters> {
@@ -439,19 +502,333 @@ fn is_option(tok: &str) -> bool {
     tok.len() > 1 && tok.starts_with('-') && tok.parse::<i64>().is_err()
 }
 
-/// A match being built.
-struct Building {
-    m: Match,
+/// `start..end` of one of a [`Draft`]'s scratch vectors.
+type Span = (u32, u32);
+
+fn span<T>(v: &[T], s: Span) -> &[T] {
+    &v[s.0 as usize..s.1 as usize]
 }
 
-/// The words of a partly built match (to turn it into `Match::Unknown` without losing text).
-fn raw_words(m: &Match) -> Vec<String> {
-    let mut s = String::new();
-    super::print::print_match(&mut s, m);
-    match tokenize(&s) {
-        Ok(t) => t.into_iter().skip(2).map(|w| w.into_owned()).collect(),
-        Err(_) => Vec::new(),
+/// A match being read; strings are [`Word`]s of the line, lists spans of the draft's vectors.
+#[derive(Debug, Clone, Copy)]
+enum DMatch {
+    Comment(Word),
+    Ports {
+        module: Word,
+        sport: Option<Neg<PortSpec>>,
+        dport: Option<Neg<PortSpec>>,
+    },
+    Multiport {
+        neg: bool,
+        kind: MultiportKind,
+        ports: Span,
+    },
+    Statistic(Statistic),
+    Recent(DRecent),
+    Mark {
+        neg: bool,
+        value: u32,
+        mask: u32,
+    },
+    AddrType {
+        src: Option<Neg<Span>>,
+        dst: Option<Neg<Span>>,
+        limit_iface_in: bool,
+        limit_iface_out: bool,
+    },
+    Conntrack {
+        ctstate: Option<Neg<Span>>,
+    },
+    Nfacct(Word),
+    Set {
+        neg: bool,
+        name: Word,
+        dirs: Span,
+    },
+    Unknown {
+        module: Word,
+        args: Span,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DRecent {
+    neg: bool,
+    action: RecentAction,
+    seconds: Option<u32>,
+    reap: bool,
+    hitcount: Option<u32>,
+    rttl: bool,
+    name: Word,
+    mask: IpAddr,
+    rdest: bool,
+}
+
+/// The target being read.
+#[derive(Debug, Clone, Copy)]
+enum DTarget {
+    Accept,
+    Drop,
+    Return,
+    Jump(Word),
+    Goto(Word),
+    Reject(Word),
+    Dnat {
+        to: Word,
+        random: bool,
+        persistent: bool,
+    },
+    Snat {
+        to: Word,
+        random: bool,
+        random_fully: bool,
+        persistent: bool,
+    },
+    Masquerade {
+        to_ports: Option<Word>,
+        random: bool,
+        random_fully: bool,
+    },
+    Mark {
+        value: u32,
+        mask: u32,
+    },
+    Log {
+        prefix: Option<Word>,
+        level: Option<Word>,
+    },
+    Unknown {
+        name: Word,
+        args: Span,
+    },
+}
+
+/// The scratch vectors a draft's spans point into.
+#[derive(Debug, Default)]
+struct Pools {
+    /// Text the parser made (the words of a match turned into an unknown one).
+    text: String,
+    words: Vec<Word>,
+    ports: Vec<PortSpec>,
+    addr_types: Vec<AddrType>,
+    ct_states: Vec<CtState>,
+    dirs: Vec<bool>,
+}
+
+/// One rule as the parser reads it, before a [`Sink`] keeps it: one draft (and its vectors)
+/// serves every rule of a dump, so reading a rule allocates nothing.
+#[derive(Debug, Default)]
+pub struct Draft {
+    src: Option<Neg<IpNet>>,
+    dst: Option<Neg<IpNet>>,
+    in_iface: Option<Neg<Word>>,
+    out_iface: Option<Neg<Word>>,
+    proto: Option<Neg<ProtoNum>>,
+    matches: Vec<DMatch>,
+    target: Option<DTarget>,
+    counters: Option<Counters>,
+    line: usize,
+    p: Pools,
+}
+
+impl Draft {
+    fn clear(&mut self, line: usize) {
+        self.src = None;
+        self.dst = None;
+        self.in_iface = None;
+        self.out_iface = None;
+        self.proto = None;
+        self.matches.clear();
+        self.target = None;
+        self.counters = None;
+        self.line = line;
+        let p = &mut self.p;
+        p.text.clear();
+        p.words.clear();
+        p.ports.clear();
+        p.addr_types.clear();
+        p.ct_states.clear();
+        p.dirs.clear();
     }
+}
+
+/// A [`Draft`] with the words of its line: what a [`Sink`] reads (a [`RuleView`]).
+#[derive(Clone, Copy)]
+pub struct DraftRef<'l> {
+    d: &'l Draft,
+    toks: &'l [Cow<'l, str>],
+}
+
+impl<'l> DraftRef<'l> {
+    fn s(self, w: Word) -> &'l str {
+        w.get(self.toks, &self.d.p.text)
+    }
+    /// `-c p b` or the line's `[p:b]` prefix.
+    pub fn counters(self) -> Option<Counters> {
+        self.d.counters
+    }
+    fn match_ref(self, m: &DMatch) -> MatchRef<'l> {
+        let p = &self.d.p;
+        match *m {
+            DMatch::Comment(w) => MatchRef::Comment(self.s(w)),
+            DMatch::Ports {
+                module,
+                sport,
+                dport,
+            } => MatchRef::Ports {
+                module: self.s(module),
+                sport,
+                dport,
+            },
+            DMatch::Multiport { neg, kind, ports } => MatchRef::Multiport {
+                neg,
+                kind,
+                ports: span(&p.ports, ports),
+            },
+            DMatch::Statistic(s) => MatchRef::Statistic(s),
+            DMatch::Recent(r) => MatchRef::Recent(RecentRef {
+                neg: r.neg,
+                action: r.action,
+                seconds: r.seconds,
+                reap: r.reap,
+                hitcount: r.hitcount,
+                rttl: r.rttl,
+                name: self.s(r.name),
+                mask: r.mask,
+                rdest: r.rdest,
+            }),
+            DMatch::Mark { neg, value, mask } => MatchRef::Mark { neg, value, mask },
+            DMatch::AddrType {
+                src,
+                dst,
+                limit_iface_in,
+                limit_iface_out,
+            } => {
+                let types = |n: Neg<Span>| Neg::new(n.neg, span(&p.addr_types, n.value));
+                MatchRef::AddrType {
+                    src: src.map(types),
+                    dst: dst.map(types),
+                    limit_iface_in,
+                    limit_iface_out,
+                }
+            }
+            DMatch::Conntrack { ctstate } => MatchRef::Conntrack {
+                ctstate: ctstate.map(|n| Neg::new(n.neg, span(&p.ct_states, n.value))),
+            },
+            DMatch::Nfacct(w) => MatchRef::Nfacct(self.s(w)),
+            DMatch::Set { neg, name, dirs } => MatchRef::Set {
+                neg,
+                name: self.s(name),
+                dirs: span(&p.dirs, dirs),
+            },
+            DMatch::Unknown { module, args } => MatchRef::Unknown {
+                module: self.s(module),
+                args: Args::Words(span(&p.words, args), self.toks, &p.text),
+            },
+        }
+    }
+    fn target_ref(self, t: &DTarget) -> TargetRef<'l> {
+        let p = &self.d.p;
+        match *t {
+            DTarget::Accept => TargetRef::Accept,
+            DTarget::Drop => TargetRef::Drop,
+            DTarget::Return => TargetRef::Return,
+            DTarget::Jump(w) => TargetRef::Jump {
+                chain: self.s(w),
+                to: None,
+            },
+            DTarget::Goto(w) => TargetRef::Goto {
+                chain: self.s(w),
+                to: None,
+            },
+            DTarget::Reject(w) => TargetRef::Reject { with: self.s(w) },
+            DTarget::Dnat {
+                to,
+                random,
+                persistent,
+            } => TargetRef::Dnat {
+                to: NatTo::Text(self.s(to)),
+                random,
+                persistent,
+            },
+            DTarget::Snat {
+                to,
+                random,
+                random_fully,
+                persistent,
+            } => TargetRef::Snat {
+                to: NatTo::Text(self.s(to)),
+                random,
+                random_fully,
+                persistent,
+            },
+            DTarget::Masquerade {
+                to_ports,
+                random,
+                random_fully,
+            } => TargetRef::Masquerade {
+                to_ports: to_ports.map(|w| self.s(w)),
+                random,
+                random_fully,
+            },
+            DTarget::Mark { value, mask } => TargetRef::Mark { value, mask },
+            DTarget::Log { prefix, level } => TargetRef::Log {
+                prefix: prefix.map(|w| self.s(w)),
+                level: level.map(|w| self.s(w)),
+            },
+            DTarget::Unknown { name, args } => TargetRef::Unknown {
+                name: self.s(name),
+                args: Args::Words(span(&p.words, args), self.toks, &p.text),
+            },
+        }
+    }
+}
+
+impl<'l> RuleView<'l> for DraftRef<'l> {
+    fn src(self) -> Option<Neg<IpNet>> {
+        self.d.src
+    }
+    fn dst(self) -> Option<Neg<IpNet>> {
+        self.d.dst
+    }
+    fn in_iface(self) -> Option<Neg<&'l str>> {
+        self.d.in_iface.map(|n| Neg::new(n.neg, self.s(n.value)))
+    }
+    fn out_iface(self) -> Option<Neg<&'l str>> {
+        self.d.out_iface.map(|n| Neg::new(n.neg, self.s(n.value)))
+    }
+    fn proto(self) -> Option<Neg<ProtoNum>> {
+        self.d.proto
+    }
+    fn matches(self) -> impl Iterator<Item = MatchRef<'l>> {
+        self.d.matches.iter().map(move |m| self.match_ref(m))
+    }
+    fn target(self) -> Option<TargetRef<'l>> {
+        self.d.target.as_ref().map(|t| self.target_ref(t))
+    }
+    fn line(self) -> usize {
+        self.d.line
+    }
+}
+
+/// Append words to the argument list `args` of an unknown match or target, moving the list
+/// to the end of the words first if another list grew after it.
+fn append_words(p: &mut Pools, args: &mut Span, new: impl IntoIterator<Item = Word>) {
+    if args.1 as usize != p.words.len() {
+        let at = p.words.len();
+        p.words.extend_from_within(args.0 as usize..args.1 as usize);
+        args.0 = at as u32;
+    }
+    p.words.extend(new);
+    args.1 = p.words.len() as u32;
+}
+
+/// The words of an option with its `!` and values (`vals` starts at word `base`).
+fn option_words(neg: bool, opt_at: usize, base: usize, n: usize) -> impl Iterator<Item = Word> {
+    neg.then_some(Word::Static("!"))
+        .into_iter()
+        .chain(std::iter::once(Word::Tok(opt_at as u32)))
+        .chain((base..base + n).map(|k| Word::Tok(k as u32)))
 }
 
 enum Accept {
@@ -463,121 +840,142 @@ enum Accept {
     Unmodelled,
 }
 
-fn new_match(module: &str, family: Family) -> Match {
+fn new_match(module: &str, word: Word, family: Family, p: &Pools) -> DMatch {
+    let empty = (p.words.len() as u32, p.words.len() as u32);
     match module {
-        "comment" => Match::Comment {
-            comment: String::new(),
-        },
-        "tcp" | "udp" | "sctp" => Match::Ports {
-            module: module.to_string(),
+        "comment" => DMatch::Comment(Word::Static("")),
+        "tcp" | "udp" | "sctp" => DMatch::Ports {
+            module: word,
             sport: None,
             dport: None,
         },
-        "multiport" => Match::Multiport {
+        "multiport" => DMatch::Multiport {
             neg: false,
             kind: MultiportKind::Ports,
-            ports: Vec::new(),
+            ports: (0, 0),
         },
-        "statistic" => Match::Statistic(Statistic::Random {
+        "statistic" => DMatch::Statistic(Statistic::Random {
             neg: false,
             fixed: 0,
         }),
-        "recent" => Match::Recent(Recent {
+        "recent" => DMatch::Recent(DRecent {
             neg: false,
             action: RecentAction::Rcheck,
             seconds: None,
             reap: false,
             hitcount: None,
             rttl: false,
-            name: "DEFAULT".to_string(),
+            name: Word::Static("DEFAULT"),
             mask: match family {
                 Family::V4 => IpAddr::V4(Ipv4Addr::BROADCAST),
                 Family::V6 => IpAddr::V6(Ipv6Addr::from(u128::MAX)),
             },
             rdest: false,
         }),
-        "mark" => Match::Mark {
+        "mark" => DMatch::Mark {
             neg: false,
             value: 0,
             mask: u32::MAX,
         },
-        "addrtype" => Match::AddrType {
+        "addrtype" => DMatch::AddrType {
             src: None,
             dst: None,
             limit_iface_in: false,
             limit_iface_out: false,
         },
-        "conntrack" => Match::Conntrack { ctstate: None },
-        "nfacct" => Match::Nfacct {
-            name: String::new(),
-        },
-        "set" => Match::Set {
+        "conntrack" => DMatch::Conntrack { ctstate: None },
+        "nfacct" => DMatch::Nfacct(Word::Static("")),
+        "set" => DMatch::Set {
             neg: false,
-            name: String::new(),
-            dirs: Vec::new(),
+            name: Word::Static(""),
+            dirs: (0, 0),
         },
-        other => Match::Unknown {
-            module: other.to_string(),
-            args: Vec::new(),
+        _ => DMatch::Unknown {
+            module: word,
+            args: empty,
         },
     }
 }
 
-fn list<T: Copy>(s: &str, all: &[T], name: impl Fn(T) -> &'static str) -> Option<Vec<T>> {
-    let mut v = Vec::new();
+/// Push the comma-separated names of `s` onto `out`; false when one is not in `all`.
+fn list_into<T: Copy>(
+    s: &str,
+    all: &[T],
+    name: impl Fn(T) -> &'static str,
+    out: &mut Vec<T>,
+) -> bool {
     for part in s.split(',') {
-        let t = all
+        match all
             .iter()
             .copied()
-            .find(|t| name(*t).eq_ignore_ascii_case(part))?;
-        v.push(t);
+            .find(|t| name(*t).eq_ignore_ascii_case(part))
+        {
+            Some(t) => out.push(t),
+            None => return false,
+        }
     }
-    Some(v)
+    true
 }
 
-/// Offer option `opt` (with `neg` and the following words `vals`) to match `m`.
+fn push_span<T>(v: &[T], at: usize) -> Span {
+    (at as u32, v.len() as u32)
+}
+
+/// Offer option `opt` (with `neg` and the following words `vals`, the first of which is word
+/// `base` of the line) to match `m`.
+// One argument per piece of the parser's state the option may touch; a struct for them would
+// only rename the parser.
+#[allow(clippy::too_many_arguments)]
 fn match_accept(
-    m: &mut Match,
+    m: &mut DMatch,
     opt: &str,
     neg: bool,
     vals: &[Cow<str>],
+    base: usize,
+    toks: &[Cow<str>],
     family: Family,
+    p: &mut Pools,
 ) -> Result<Accept, String> {
     let val = |i: usize| -> Result<&str, String> {
         vals.get(i)
             .map(|v| v.as_ref())
             .ok_or_else(|| format!("{opt} needs a value"))
     };
+    let word = |i: usize| Word::Tok((base + i) as u32);
     match m {
-        Match::Comment { comment } => match opt {
+        DMatch::Comment(comment) => match opt {
             "--comment" => {
-                *comment = val(0)?.to_string();
+                val(0)?;
+                *comment = word(0);
                 Ok(Accept::Yes(1))
             }
             _ => Ok(Accept::No),
         },
-        Match::Ports {
+        DMatch::Ports {
             module,
             sport,
             dport,
-        } => match opt {
-            "--sport" | "--source-port" | "--dport" | "--destination-port" => {
-                let v = val(0)?;
-                let p = parse_port(v).ok_or_else(|| format!("{opt}: bad port `{v}`"))?;
-                let slot = if matches!(opt, "--sport" | "--source-port") {
-                    sport
-                } else {
-                    dport
-                };
-                *slot = Some(Neg::new(neg, p));
-                Ok(Accept::Yes(1))
+        } => {
+            let module = module.get(toks, &p.text);
+            match opt {
+                "--sport" | "--source-port" | "--dport" | "--destination-port" => {
+                    let v = val(0)?;
+                    let pr = parse_port(v).ok_or_else(|| format!("{opt}: bad port `{v}`"))?;
+                    let slot = if matches!(opt, "--sport" | "--source-port") {
+                        sport
+                    } else {
+                        dport
+                    };
+                    *slot = Some(Neg::new(neg, pr));
+                    Ok(Accept::Yes(1))
+                }
+                "--tcp-flags" if module == "tcp" => Ok(Accept::Unmodelled),
+                "--syn" | "--tcp-option" if module == "tcp" => Ok(Accept::Unmodelled),
+                "--chunk-types" if module == "sctp" => Ok(Accept::Unmodelled),
+                _ => Ok(Accept::No),
             }
-            "--tcp-flags" if module == "tcp" => Ok(Accept::Unmodelled),
-            "--syn" | "--tcp-option" if module == "tcp" => Ok(Accept::Unmodelled),
-            "--chunk-types" if module == "sctp" => Ok(Accept::Unmodelled),
-            _ => Ok(Accept::No),
-        },
-        Match::Multiport {
+        }
+        DMatch::Multiport {
             neg: n,
             kind,
             ports,
@@ -589,16 +987,17 @@ fn match_accept(
                 _ => return Ok(Accept::No),
             };
             let v = val(0)?;
-            let mut ps = Vec::new();
+            let at = p.ports.len();
             for part in v.split(',') {
-                ps.push(parse_port(part).ok_or_else(|| format!("{opt}: bad port `{part}`"))?);
+                p.ports
+                    .push(parse_port(part).ok_or_else(|| format!("{opt}: bad port `{part}`"))?);
             }
             *n = neg;
             *kind = k;
-            *ports = ps;
+            *ports = push_span(&p.ports, at);
             Ok(Accept::Yes(1))
         }
-        Match::Statistic(st) => match opt {
+        DMatch::Statistic(st) => match opt {
             "--mode" => {
                 let v = val(0)?;
                 let n = match *st {
@@ -617,15 +1016,15 @@ fn match_accept(
             }
             "--probability" => {
                 let v = val(0)?;
-                let p: f64 = v
+                let pr: f64 = v
                     .parse()
                     .map_err(|_| format!("--probability: bad number `{v}`"))?;
-                if !(0.0..=1.0).contains(&p) {
+                if !(0.0..=1.0).contains(&pr) {
                     return Err(format!("--probability must be between 0 and 1, got {v}"));
                 }
                 *st = Statistic::Random {
                     neg,
-                    fixed: Statistic::fixed_from_probability(p),
+                    fixed: Statistic::fixed_from_probability(pr),
                 };
                 Ok(Accept::Yes(1))
             }
@@ -654,7 +1053,7 @@ fn match_accept(
             }
             _ => Ok(Accept::No),
         },
-        Match::Recent(r) => match opt {
+        DMatch::Recent(r) => match opt {
             "--set" | "--rcheck" | "--update" | "--remove" => {
                 r.action = match opt {
                     "--set" => RecentAction::Set,
@@ -684,7 +1083,8 @@ fn match_accept(
                 Ok(Accept::Yes(0))
             }
             "--name" => {
-                r.name = val(0)?.to_string();
+                val(0)?;
+                r.name = word(0);
                 Ok(Accept::Yes(1))
             }
             "--mask" => {
@@ -708,7 +1108,7 @@ fn match_accept(
             }
             _ => Ok(Accept::No),
         },
-        Match::Mark {
+        DMatch::Mark {
             neg: n,
             value,
             mask,
@@ -723,7 +1123,7 @@ fn match_accept(
             }
             _ => Ok(Accept::No),
         },
-        Match::AddrType {
+        DMatch::AddrType {
             src,
             dst,
             limit_iface_in,
@@ -731,10 +1131,12 @@ fn match_accept(
         } => match opt {
             "--src-type" | "--dst-type" => {
                 let v = val(0)?;
-                let types = list(v, &AddrType::ALL, AddrType::as_str)
-                    .ok_or_else(|| format!("{opt}: bad type list `{v}`"))?;
+                let at = p.addr_types.len();
+                if !list_into(v, &AddrType::ALL, AddrType::as_str, &mut p.addr_types) {
+                    return Err(format!("{opt}: bad type list `{v}`"));
+                }
                 let slot = if opt == "--src-type" { src } else { dst };
-                *slot = Some(Neg::new(neg, types));
+                *slot = Some(Neg::new(neg, push_span(&p.addr_types, at)));
                 Ok(Accept::Yes(1))
             }
             "--limit-iface-in" => {
@@ -747,40 +1149,53 @@ fn match_accept(
             }
             _ => Ok(Accept::No),
         },
-        Match::Conntrack { ctstate } => match opt {
+        DMatch::Conntrack { ctstate } => match opt {
             "--ctstate" => {
                 let v = val(0)?;
-                let mut states = list(v, &CtState::ALL, CtState::as_str)
-                    .ok_or_else(|| format!("--ctstate: bad state list `{v}`"))?;
-                states.sort();
-                states.dedup();
-                *ctstate = Some(Neg::new(neg, states));
+                let at = p.ct_states.len();
+                if !list_into(v, &CtState::ALL, CtState::as_str, &mut p.ct_states) {
+                    return Err(format!("--ctstate: bad state list `{v}`"));
+                }
+                // The kernel keeps a bit set: iptables-save prints each state once, in order.
+                let s = &mut p.ct_states;
+                s[at..].sort();
+                let mut w = at;
+                for r in at..s.len() {
+                    if w == at || s[w - 1] != s[r] {
+                        s[w] = s[r];
+                        w += 1;
+                    }
+                }
+                s.truncate(w);
+                *ctstate = Some(Neg::new(neg, push_span(s, at)));
                 Ok(Accept::Yes(1))
             }
             o if o.starts_with("--ct") => Ok(Accept::Unmodelled),
             _ => Ok(Accept::No),
         },
-        Match::Nfacct { name } => match opt {
+        DMatch::Nfacct(name) => match opt {
             "--nfacct-name" => {
-                *name = val(0)?.to_string();
+                val(0)?;
+                *name = word(0);
                 Ok(Accept::Yes(1))
             }
             _ => Ok(Accept::No),
         },
-        Match::Set { neg: n, name, dirs } => match opt {
+        DMatch::Set { neg: n, name, dirs } => match opt {
             "--match-set" => {
-                *name = val(0)?.to_string();
+                val(0)?;
                 let d = val(1)?;
-                let mut v = Vec::new();
+                let at = p.dirs.len();
                 for part in d.split(',') {
-                    v.push(match part {
+                    p.dirs.push(match part {
                         "src" => true,
                         "dst" => false,
                         _ => return Err(format!("--match-set: bad direction `{part}`")),
                     });
                 }
+                *name = word(0);
                 *n = neg;
-                *dirs = v;
+                *dirs = push_span(&p.dirs, at);
                 Ok(Accept::Yes(2))
             }
             "--return-nomatch"
@@ -796,67 +1211,74 @@ fn match_accept(
             | "--no-update-subcounters" => Ok(Accept::Unmodelled),
             _ => Ok(Accept::No),
         },
-        Match::Unknown { .. } => Ok(Accept::No),
+        DMatch::Unknown { .. } => Ok(Accept::No),
     }
 }
 
-fn new_target(name: &str) -> Target {
+fn new_target(name: &str, word: Word, p: &Pools) -> DTarget {
     match name {
-        "ACCEPT" => Target::Accept,
-        "DROP" => Target::Drop,
-        "RETURN" => Target::Return,
-        "REJECT" => Target::Reject {
-            with: String::new(),
-        },
-        "DNAT" => Target::Dnat {
-            to: String::new(),
+        "ACCEPT" => DTarget::Accept,
+        "DROP" => DTarget::Drop,
+        "RETURN" => DTarget::Return,
+        "REJECT" => DTarget::Reject(Word::Static("")),
+        "DNAT" => DTarget::Dnat {
+            to: Word::Static(""),
             random: false,
             persistent: false,
         },
-        "SNAT" => Target::Snat {
-            to: String::new(),
+        "SNAT" => DTarget::Snat {
+            to: Word::Static(""),
             random: false,
             random_fully: false,
             persistent: false,
         },
-        "MASQUERADE" => Target::Masquerade {
+        "MASQUERADE" => DTarget::Masquerade {
             to_ports: None,
             random: false,
             random_fully: false,
         },
-        "MARK" => Target::Mark {
+        "MARK" => DTarget::Mark {
             value: 0,
             mask: u32::MAX,
         },
-        "LOG" => Target::Log {
+        "LOG" => DTarget::Log {
             prefix: None,
             level: None,
         },
-        other => Target::Unknown {
-            name: other.to_string(),
-            args: Vec::new(),
+        _ => DTarget::Unknown {
+            name: word,
+            args: (p.words.len() as u32, p.words.len() as u32),
         },
     }
 }
 
-fn target_accept(t: &mut Target, opt: &str, vals: &[Cow<str>]) -> Result<Option<usize>, String> {
+fn target_accept(
+    t: &mut DTarget,
+    opt: &str,
+    vals: &[Cow<str>],
+    base: usize,
+) -> Result<Option<usize>, String> {
     let val = |i: usize| -> Result<&str, String> {
         vals.get(i)
             .map(|v| v.as_ref())
             .ok_or_else(|| format!("{opt} needs a value"))
     };
+    let word = |i: usize| -> Result<Word, String> {
+        val(i)?;
+        Ok(Word::Tok((base + i) as u32))
+    };
     Ok(match t {
-        Target::Reject { with } if opt == "--reject-with" => {
-            *with = val(0)?.to_string();
+        DTarget::Reject(with) if opt == "--reject-with" => {
+            *with = word(0)?;
             Some(1)
         }
-        Target::Dnat {
+        DTarget::Dnat {
             to,
             random,
             persistent,
         } => match opt {
             "--to-destination" | "--to" => {
-                *to = val(0)?.to_string();
+                *to = word(0)?;
                 Some(1)
             }
             "--random" => {
@@ -869,14 +1291,14 @@ fn target_accept(t: &mut Target, opt: &str, vals: &[Cow<str>]) -> Result<Option<
             }
             _ => None,
         },
-        Target::Snat {
+        DTarget::Snat {
             to,
             random,
             random_fully,
             persistent,
         } => match opt {
             "--to-source" | "--to" => {
-                *to = val(0)?.to_string();
+                *to = word(0)?;
                 Some(1)
             }
             "--random" => {
@@ -893,13 +1315,13 @@ fn target_accept(t: &mut Target, opt: &str, vals: &[Cow<str>]) -> Result<Option<
             }
             _ => None,
         },
-        Target::Masquerade {
+        DTarget::Masquerade {
             to_ports,
             random,
             random_fully,
         } => match opt {
             "--to-ports" => {
-                *to_ports = Some(val(0)?.to_string());
+                *to_ports = Some(word(0)?);
                 Some(1)
             }
             "--random" => {
@@ -912,7 +1334,7 @@ fn target_accept(t: &mut Target, opt: &str, vals: &[Cow<str>]) -> Result<Option<
             }
             _ => None,
         },
-        Target::Mark { value, mask } => {
+        DTarget::Mark { value, mask } => {
             let v = match opt {
                 "--set-xmark" | "--set-mark" | "--or-mark" | "--and-mark" | "--xor-mark" => val(0)?,
                 _ => return Ok(None),
@@ -943,13 +1365,13 @@ fn target_accept(t: &mut Target, opt: &str, vals: &[Cow<str>]) -> Result<Option<
             *mask = nm;
             Some(1)
         }
-        Target::Log { prefix, level } => match opt {
+        DTarget::Log { prefix, level } => match opt {
             "--log-prefix" => {
-                *prefix = Some(val(0)?.to_string());
+                *prefix = Some(word(0)?);
                 Some(1)
             }
             "--log-level" => {
-                *level = Some(val(0)?.to_string());
+                *level = Some(word(0)?);
                 Some(1)
             }
             _ => None,
@@ -968,15 +1390,32 @@ pub(crate) fn parse_rule_args<S: BuildHasher>(
     line: usize,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Rule> {
-    let mut rule = Rule::empty();
-    rule.line = line;
-    let mut building: Vec<Building> = Vec::new();
-    let mut target: Option<Target> = None;
+    let mut d = Draft::default();
+    let declared = |c: &str| chains.contains_key(c);
+    if !parse_draft(args, family, table_name, &declared, line, diags, &mut d) {
+        return None;
+    }
+    let r = DraftRef { d: &d, toks: args };
+    Some(to_rule(r, r.counters()))
+}
+
+/// Parse the arguments of one `-A CHAIN ...` line into `d` (words are indices into `args`).
+/// Returns false (with an error diagnostic) when the rule cannot be used at all.
+fn parse_draft(
+    args: &[Cow<str>],
+    family: Family,
+    table_name: &str,
+    declared: &dyn Fn(&str) -> bool,
+    line: usize,
+    diags: &mut Vec<Diagnostic>,
+    d: &mut Draft,
+) -> bool {
+    d.clear(line);
     let mut neg = false;
     let mut i = 0;
     let fail = |diags: &mut Vec<Diagnostic>, msg: String| {
         diags.push(Diagnostic::error(Some(line), "", msg));
-        None
+        false
     };
     while i < args.len() {
         let tok = args[i].as_ref();
@@ -1000,9 +1439,9 @@ pub(crate) fn parse_rule_args<S: BuildHasher>(
                     );
                 };
                 let slot = if tok.starts_with("-s") || tok.starts_with("--s") {
-                    &mut rule.src
+                    &mut d.src
                 } else {
-                    &mut rule.dst
+                    &mut d.dst
                 };
                 *slot = Some(Neg::new(take_neg, net));
             }
@@ -1010,6 +1449,7 @@ pub(crate) fn parse_rule_args<S: BuildHasher>(
                 let Some(v) = next(i) else {
                     return fail(diags, format!("{tok} needs an interface"));
                 };
+                let w = Word::Tok(i as u32);
                 i += 1;
                 // Linux interface names: 1..=15 bytes (IFNAMSIZ - 1), no whitespace, no '/'
                 // (xtables_parse_interface refuses longer ones; the kernel refuses the rest).
@@ -1020,11 +1460,11 @@ pub(crate) fn parse_rule_args<S: BuildHasher>(
                     return fail(diags, format!("{tok}: `{v}` is not a valid interface name"));
                 }
                 let slot = if tok.starts_with("-i") || tok.starts_with("--in") {
-                    &mut rule.in_iface
+                    &mut d.in_iface
                 } else {
-                    &mut rule.out_iface
+                    &mut d.out_iface
                 };
-                *slot = Some(Neg::new(take_neg, v.to_string()));
+                *slot = Some(Neg::new(take_neg, w));
             }
             "-p" | "--protocol" => {
                 let Some(v) = next(i) else {
@@ -1034,60 +1474,57 @@ pub(crate) fn parse_rule_args<S: BuildHasher>(
                 let Some(p) = ProtoNum::from_name(v) else {
                     return fail(diags, format!("-p: unknown protocol `{v}`"));
                 };
-                rule.proto = Some(Neg::new(take_neg, p));
+                d.proto = Some(Neg::new(take_neg, p));
             }
             "-m" | "--match" => {
                 let Some(v) = next(i) else {
                     return fail(diags, "-m needs a module name".into());
                 };
+                let m = new_match(v, Word::Tok(i as u32), family, &d.p);
                 i += 1;
-                let m = new_match(v, family);
-                if let Match::Unknown { module, .. } = &m {
+                if let DMatch::Unknown { .. } = m {
                     diags.push(Diagnostic::warning(
                         Some(line),
                         "",
-                        format!("unsupported match `-m {module}`: kept verbatim; the tracer cannot evaluate it"),
+                        format!("unsupported match `-m {v}`: kept verbatim; the tracer cannot evaluate it"),
                     ));
                 }
-                building.push(Building { m });
+                d.matches.push(m);
             }
             "-j" | "--jump" | "-g" | "--goto" => {
                 let Some(v) = next(i) else {
                     return fail(diags, format!("{tok} needs a target"));
                 };
+                let w = Word::Tok(i as u32);
                 i += 1;
                 let goto = tok.starts_with("-g") || tok == "--goto";
-                let declared = chains.contains_key(v);
+                let is_chain = declared(v);
                 let t = if goto {
-                    Target::Goto {
-                        chain: v.to_string(),
-                    }
-                } else if declared {
-                    Target::Jump {
-                        chain: v.to_string(),
-                    }
+                    DTarget::Goto(w)
+                } else if is_chain {
+                    DTarget::Jump(w)
                 } else {
-                    let t = new_target(v);
-                    if let Target::Unknown { name, .. } = &t {
+                    let t = new_target(v, w, &d.p);
+                    if let DTarget::Unknown { .. } = t {
                         diags.push(Diagnostic::warning(
                             Some(line),
                             "",
                             format!(
-                                "unsupported target `-j {name}` (not a chain declared in table {}): kept verbatim; the tracer cannot follow it",
+                                "unsupported target `-j {v}` (not a chain declared in table {}): kept verbatim; the tracer cannot follow it",
                                 table_name
                             ),
                         ));
                     }
                     t
                 };
-                if goto && !declared {
+                if goto && !is_chain {
                     diags.push(Diagnostic::error(
                         Some(line),
                         "",
                         format!("-g {v}: chain not declared in table {table_name}"),
                     ));
                 }
-                target = Some(t);
+                d.target = Some(t);
             }
             "-c" | "--set-counters" => {
                 let (Some(p), Some(b)) = (next(i), next(i + 1)) else {
@@ -1095,7 +1532,7 @@ pub(crate) fn parse_rule_args<S: BuildHasher>(
                 };
                 i += 2;
                 match (p.parse(), b.parse()) {
-                    (Ok(packets), Ok(bytes)) => rule.counters = Some(Counters { packets, bytes }),
+                    (Ok(packets), Ok(bytes)) => d.counters = Some(Counters { packets, bytes }),
                     _ => return fail(diags, format!("-c: bad counters `{p} {b}`")),
                 }
             }
@@ -1109,18 +1546,16 @@ pub(crate) fn parse_rule_args<S: BuildHasher>(
                     end += 1;
                 }
                 let vals = &args[i..end];
+                let at = i;
+                let words = move || option_words(take_neg, at - 1, at, end - at);
                 // 1. the target, if one was given
-                if let Some(t) = target.as_mut() {
-                    if let Target::Unknown { args: uargs, .. } = t {
-                        if take_neg {
-                            uargs.push("!".into());
-                        }
-                        uargs.push(opt.to_string());
-                        uargs.extend(vals.iter().map(|v| v.to_string()));
+                if let Some(t) = d.target.as_mut() {
+                    if let DTarget::Unknown { args: uargs, .. } = t {
+                        append_words(&mut d.p, uargs, words());
                         i = end;
                         continue;
                     }
-                    match target_accept(t, opt, vals) {
+                    match target_accept(t, opt, vals, i) {
                         Ok(Some(n)) => {
                             i += n;
                             continue;
@@ -1131,8 +1566,11 @@ pub(crate) fn parse_rule_args<S: BuildHasher>(
                 }
                 // 2. the most recent match that knows the option
                 let mut taken = false;
-                for b in building.iter_mut().rev() {
-                    match match_accept(&mut b.m, opt, take_neg, vals, family) {
+                for k in (0..d.matches.len()).rev() {
+                    let mut m = d.matches[k];
+                    let res = match_accept(&mut m, opt, take_neg, vals, i, args, family, &mut d.p);
+                    d.matches[k] = m;
+                    match res {
                         Ok(Accept::Yes(n)) => {
                             i += n;
                             taken = true;
@@ -1140,19 +1578,28 @@ pub(crate) fn parse_rule_args<S: BuildHasher>(
                         }
                         Ok(Accept::No) => {}
                         Ok(Accept::Unmodelled) => {
-                            let module = match_module_name(&b.m);
+                            let r = DraftRef { d: &*d, toks: args };
+                            let module = match_module(&m);
                             diags.push(Diagnostic::warning(
                                 Some(line),
                                 "",
-                                format!("unsupported option `{opt}` of `-m {module}`: match kept verbatim; the tracer cannot evaluate it"),
+                                format!("unsupported option `{opt}` of `-m {}`: match kept verbatim; the tracer cannot evaluate it", r.s(module)),
                             ));
-                            let mut raw = raw_words(&b.m);
-                            if take_neg {
-                                raw.push("!".into());
+                            let mut printed = String::new();
+                            super::print::write_match(&mut printed, r.match_ref(&m));
+                            let at = d.p.words.len();
+                            // The words the match had so far (its printed form without
+                            // `-m module`), then this option.
+                            for w in tokenize(&printed).unwrap_or_default().iter().skip(2) {
+                                let a = d.p.text.len() as u32;
+                                d.p.text.push_str(w);
+                                d.p.words.push(Word::Own(a, d.p.text.len() as u32));
                             }
-                            raw.push(opt.to_string());
-                            raw.extend(vals.iter().map(|v| v.to_string()));
-                            b.m = Match::Unknown { module, args: raw };
+                            d.p.words.extend(words());
+                            d.matches[k] = DMatch::Unknown {
+                                module,
+                                args: push_span(&d.p.words, at),
+                            };
                             i = end;
                             taken = true;
                             break;
@@ -1164,32 +1611,27 @@ pub(crate) fn parse_rule_args<S: BuildHasher>(
                     continue;
                 }
                 // 3. an unknown module swallows options nobody else knows
-                if let Some(b) = building
+                if let Some(DMatch::Unknown { args: uargs, .. }) = d
+                    .matches
                     .iter_mut()
                     .rev()
-                    .find(|b| matches!(b.m, Match::Unknown { .. }))
+                    .find(|m| matches!(m, DMatch::Unknown { .. }))
                 {
-                    if let Match::Unknown { args: uargs, .. } = &mut b.m {
-                        if take_neg {
-                            uargs.push("!".into());
-                        }
-                        uargs.push(opt.to_string());
-                        uargs.extend(vals.iter().map(|v| v.to_string()));
-                    }
+                    append_words(&mut d.p, uargs, words());
                     i = end;
                     continue;
                 }
                 // 4. implicit protocol match (`-p tcp --dport 80`)
-                if let Some(p) = rule.proto.as_ref().and_then(|p| p.value.name())
+                if let Some(p) = d.proto.as_ref().and_then(|p| p.value.name())
                     && matches!(p, "tcp" | "udp" | "sctp")
-                    && !building
-                        .iter()
-                        .any(|b| matches!(&b.m, Match::Ports { module, .. } if module == p))
+                    && !d.matches.iter().any(|m| {
+                        matches!(m, DMatch::Ports { module, .. } if module.get(args, &d.p.text) == p)
+                    })
                 {
-                    let mut m = new_match(p, family);
-                    match match_accept(&mut m, opt, take_neg, vals, family) {
+                    let mut m = new_match(p, Word::Static(p), family, &d.p);
+                    match match_accept(&mut m, opt, take_neg, vals, i, args, family, &mut d.p) {
                         Ok(Accept::Yes(n)) => {
-                            building.push(Building { m });
+                            d.matches.push(m);
                             i += n;
                             continue;
                         }
@@ -1205,74 +1647,76 @@ pub(crate) fn parse_rule_args<S: BuildHasher>(
     if neg {
         return fail(diags, "`!` at the end of the rule".into());
     }
-    // Exactly sized: a dump's rules are kept for the whole session.
-    rule.matches.reserve_exact(building.len());
-    for b in building {
-        if let Err(e) = validate_match(&b.m) {
+    let r = DraftRef { d: &*d, toks: args };
+    for m in r.matches() {
+        if let Err(e) = validate_match(m) {
             return fail(diags, e);
         }
-        rule.matches.push(b.m);
     }
-    if let Some(mut t) = target {
-        if let Target::Reject { with } = &mut t
-            && with.is_empty()
-        {
-            // What REJECT does (and iptables-save prints) when no --reject-with is given.
-            *with = match family {
-                Family::V4 => "icmp-port-unreachable",
-                Family::V6 => "icmp6-port-unreachable",
-            }
-            .to_string();
-        }
-        if let Err(e) = validate_target(&t) {
-            return fail(diags, e);
-        }
-        rule.target = Some(t);
+    if let Some(DTarget::Reject(with)) = d.target.as_mut()
+        && with.get(args, &d.p.text).is_empty()
+    {
+        // What REJECT does (and iptables-save prints) when no --reject-with is given.
+        *with = Word::Static(match family {
+            Family::V4 => "icmp-port-unreachable",
+            Family::V6 => "icmp6-port-unreachable",
+        });
     }
-    Some(rule)
+    let r = DraftRef { d: &*d, toks: args };
+    if let Some(t) = r.target()
+        && let Err(e) = validate_target(t)
+    {
+        return fail(diags, e);
+    }
+    true
 }
 
-fn match_module_name(m: &Match) -> String {
-    match m {
-        Match::Comment { .. } => "comment".into(),
-        Match::Ports { module, .. } => module.clone(),
-        Match::Multiport { .. } => "multiport".into(),
-        Match::Statistic(_) => "statistic".into(),
-        Match::Recent(_) => "recent".into(),
-        Match::Mark { .. } => "mark".into(),
-        Match::AddrType { .. } => "addrtype".into(),
-        Match::Conntrack { .. } => "conntrack".into(),
-        Match::Nfacct { .. } => "nfacct".into(),
-        Match::Set { .. } => "set".into(),
-        Match::Unknown { module, .. } => module.clone(),
-    }
+/// The module name of a match (what an unknown match made of it is called).
+fn match_module(m: &DMatch) -> Word {
+    Word::Static(match m {
+        DMatch::Ports { module, .. } | DMatch::Unknown { module, .. } => return *module,
+        DMatch::Comment(_) => "comment",
+        DMatch::Multiport { .. } => "multiport",
+        DMatch::Statistic(_) => "statistic",
+        DMatch::Recent(_) => "recent",
+        DMatch::Mark { .. } => "mark",
+        DMatch::AddrType { .. } => "addrtype",
+        DMatch::Conntrack { .. } => "conntrack",
+        DMatch::Nfacct(_) => "nfacct",
+        DMatch::Set { .. } => "set",
+    })
 }
 
 /// Reject what the real iptables would refuse to load.
-fn validate_match(m: &Match) -> Result<(), String> {
+fn validate_match(m: MatchRef) -> Result<(), String> {
     match m {
-        Match::Comment { comment } if comment.len() > 255 => {
+        MatchRef::Comment(comment) if comment.len() > 255 => {
             Err("--comment is longer than 255 characters".into())
         }
-        Match::Multiport { ports, .. } if ports.is_empty() => {
+        MatchRef::Multiport { ports: [], .. } => {
             Err("-m multiport needs --ports/--sports/--dports".into())
         }
-        Match::Nfacct { name } if name.is_empty() => Err("-m nfacct needs --nfacct-name".into()),
-        Match::Set { name, .. } if name.is_empty() => Err("-m set needs --match-set".into()),
-        Match::AddrType {
+        MatchRef::Nfacct("") => Err("-m nfacct needs --nfacct-name".into()),
+        MatchRef::Set { name: "", .. } => Err("-m set needs --match-set".into()),
+        MatchRef::AddrType {
             src: None,
             dst: None,
             ..
         } => Err("-m addrtype needs --src-type or --dst-type".into()),
-        Match::Mark { .. } | Match::Conntrack { .. } | Match::Comment { .. } => Ok(()),
         _ => Ok(()),
     }
 }
 
-fn validate_target(t: &Target) -> Result<(), String> {
+fn validate_target(t: TargetRef) -> Result<(), String> {
     match t {
-        Target::Dnat { to, .. } if to.is_empty() => Err("-j DNAT needs --to-destination".into()),
-        Target::Snat { to, .. } if to.is_empty() => Err("-j SNAT needs --to-source".into()),
+        TargetRef::Dnat {
+            to: NatTo::Text(""),
+            ..
+        } => Err("-j DNAT needs --to-destination".into()),
+        TargetRef::Snat {
+            to: NatTo::Text(""),
+            ..
+        } => Err("-j SNAT needs --to-source".into()),
         _ => Ok(()),
     }
 }

@@ -3,6 +3,7 @@
 //! printer and one evaluator serve both, so the compact form cannot drift from the model.
 
 use super::*;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// One match, borrowed. Mirrors [`Match`] field for field.
@@ -67,6 +68,27 @@ pub struct RecentRef<'a> {
 pub enum Args<'a> {
     Owned(&'a [String]),
     Pooled(&'a StrPool, &'a [u8]),
+    /// Words of a line being parsed: its tokens and the text the parser made.
+    Words(&'a [Word], &'a [Cow<'a, str>], &'a str),
+}
+
+/// A string of a line being parsed: one of its tokens, a range of text the parser made, or a
+/// constant (a default). Lets the parser describe a rule without allocating for it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Word {
+    Tok(u32),
+    Own(u32, u32),
+    Static(&'static str),
+}
+
+impl Word {
+    pub fn get<'a>(self, toks: &'a [Cow<'a, str>], text: &'a str) -> &'a str {
+        match self {
+            Word::Tok(i) => &toks[i as usize],
+            Word::Own(a, b) => &text[a as usize..b as usize],
+            Word::Static(s) => s,
+        }
+    }
 }
 
 /// Interned strings: one buffer, symbols are indices into `ends`.
@@ -82,6 +104,12 @@ impl StrPool {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         &self.text[start..self.ends[i] as usize]
     }
+    /// Whether symbol `sym` is `s` (bytes compared: no UTF-8 boundary checks on a hot path).
+    pub fn is(&self, sym: u32, s: &str) -> bool {
+        let i = sym as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.text.as_bytes()[start..self.ends[i] as usize] == *s.as_bytes()
+    }
     /// Append a string (no deduplication: the caller interns).
     pub fn push(&mut self, s: &str) -> u32 {
         self.text.push_str(s);
@@ -94,6 +122,10 @@ impl StrPool {
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }
+    pub fn reserve(&mut self, bytes: usize, strings: usize) {
+        self.text.reserve(bytes);
+        self.ends.reserve(strings);
+    }
     pub fn shrink_to_fit(&mut self) {
         self.text.shrink_to_fit();
         self.ends.shrink_to_fit();
@@ -105,20 +137,30 @@ impl StrPool {
 
 impl<'a> Args<'a> {
     pub fn iter(self) -> impl Iterator<Item = &'a str> {
-        let (owned, pooled) = match self {
-            Args::Owned(v) => (v, None),
-            Args::Pooled(p, b) => (&[][..], Some((p, b))),
+        let (owned, pooled, words) = match self {
+            Args::Owned(v) => (v, None, None),
+            Args::Pooled(p, b) => (&[][..], Some((p, b)), None),
+            Args::Words(w, t, x) => (&[][..], None, Some((w, t, x))),
         };
-        owned.iter().map(String::as_str).chain(
-            pooled
-                .into_iter()
-                .flat_map(|(p, b)| b.chunks_exact(4).map(move |c| p.get(le32(c)))),
-        )
+        owned
+            .iter()
+            .map(String::as_str)
+            .chain(
+                pooled
+                    .into_iter()
+                    .flat_map(|(p, b)| b.chunks_exact(4).map(move |c| p.get(le32(c)))),
+            )
+            .chain(
+                words
+                    .into_iter()
+                    .flat_map(|(w, t, x)| w.iter().map(move |w| w.get(t, x))),
+            )
     }
     pub fn len(self) -> usize {
         match self {
             Args::Owned(v) => v.len(),
             Args::Pooled(_, b) => b.len() / 4,
+            Args::Words(w, ..) => w.len(),
         }
     }
     pub fn is_empty(self) -> bool {
@@ -535,5 +577,20 @@ impl<'a> RuleView<'a> for &'a Rule {
     }
     fn line(self) -> usize {
         self.line
+    }
+}
+
+/// The owned rule a view shows (with the rule's counters, which views leave to their owner).
+pub fn to_rule<'a>(r: impl RuleView<'a>, counters: Option<Counters>) -> Rule {
+    Rule {
+        src: r.src(),
+        dst: r.dst(),
+        in_iface: r.in_iface().map(|n| Neg::new(n.neg, n.value.to_string())),
+        out_iface: r.out_iface().map(|n| Neg::new(n.neg, n.value.to_string())),
+        proto: r.proto(),
+        matches: r.matches().map(MatchRef::to_match).collect(),
+        target: r.target().map(TargetRef::to_target),
+        counters,
+        line: r.line(),
     }
 }
