@@ -464,8 +464,9 @@ impl Session {
     pub fn from_dump(s: &Scenario, dump: &str) -> (Session, Vec<Diagnostic>) {
         let facts = node_facts(s);
         let family = ipt::parse::detect_family(dump);
-        let parsed = ipt::parse(dump, family);
-        let machines = vec![Machine::new(parsed.ruleset, family, facts.view.clone())];
+        // Straight into the compact program: a node's dump is never held as the owned model.
+        let (program, diagnostics) = netfilter::program::Program::parse(dump, family);
+        let machines = vec![Machine::from_program(program, facts.view.clone())];
         (
             Session {
                 machines,
@@ -475,7 +476,7 @@ impl Session {
                 mode: "iptables".into(),
                 ipvs: None,
             },
-            parsed.diagnostics,
+            diagnostics,
         )
     }
 

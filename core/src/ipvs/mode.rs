@@ -61,8 +61,10 @@ fn hide(rs: &Ruleset, hidden: &[(&str, Hook)]) -> Ruleset {
 
 impl Stages {
     pub fn new(full: Machine) -> Stages {
+        // The machine keeps a compact program: decode it once for the three variants.
+        let rules = full.ruleset();
         let mk = |hidden: &[(&str, Hook)]| {
-            Machine::new(hide(&full.rules, hidden), full.family, full.node.clone())
+            Machine::new(hide(&rules, hidden), full.family, full.node.clone())
         };
         let pre_in = mk(&[("nat", Hook::Input)]);
         let pre_out = mk(&[

@@ -19,10 +19,10 @@ pub use explain::{MAX_OUTCOMES, trace};
 pub use walk::{Choice, Chooser, Outcome as WalkOutcome, Sampler, Scripted, WalkRequest, walk};
 
 pub use crate::rules::iptables::view::parse_nat_to;
-use crate::rules::iptables::{Family, Rule, Ruleset, Target};
+use crate::rules::iptables::{Family, Ruleset};
 use crate::trace::Proto;
 use ipnet::IpNet;
-use program::{INDEX_MIN_RULES, rule_dport_key, rule_dst_key, rule_key};
+use program::Program;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -86,45 +86,9 @@ impl NodeView {
     }
 }
 
-/// A chain compiled for walking: jump targets resolved to indices, and, for long chains, an
-/// index from the packet's destination (or destination port) to the rules that can match it.
-/// Names and policies stay in the ruleset: a big cluster has 100k+ chains, and a copy of each
-/// name here was megabytes a session kept for nothing.
-#[derive(Debug, Clone)]
-pub struct CChain {
-    pub builtin: bool,
-    /// The policy is DROP (built-in chains only; anything else lets the packet go on).
-    pub policy_drop: bool,
-    /// For each rule, the resolved jump/goto target chain index ([`NO_JUMP`] when none).
-    pub jumps: Vec<u32>,
-    pub index: Option<Box<ChainIndex>>,
-}
-
-/// [`CChain::jumps`] entry of a rule that jumps nowhere (or to an undeclared chain).
-pub const NO_JUMP: u32 = u32::MAX;
-
-impl CChain {
-    /// The chain a rule jumps or goes to.
-    pub fn jump(&self, rule: usize) -> Option<usize> {
-        self.jumps
-            .get(rule)
-            .copied()
-            .filter(|j| *j != NO_JUMP)
-            .map(|j| j as usize)
-    }
-}
-
-/// Which rules of a long chain can match a packet, by one header field. Rules that test a
-/// different exact value of that field cannot match, and the kernel tests the IP header before
-/// any match extension, so skipping them changes nothing but our speed.
-#[derive(Debug, Clone)]
-pub struct ChainIndex {
-    pub key: IndexKey,
-    pub by_value: HashMap<u64, Vec<u32>>,
-    /// Rules that do not pin the field (always candidates), in order.
-    pub wildcard: Vec<u32>,
-}
-
+/// Which header field a long chain's trace index is keyed by. Rules that test a different
+/// exact value of that field cannot match, and the kernel tests the IP header before any match
+/// extension, so skipping them changes nothing but our speed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexKey {
     /// `-d <host>` (no `!`).
@@ -143,46 +107,12 @@ pub(crate) fn ip_key(ip: IpAddr) -> u64 {
     }
 }
 
-fn build_index(rules: &[Rule]) -> Option<Box<ChainIndex>> {
-    if rules.len() < INDEX_MIN_RULES {
-        return None;
-    }
-    let dst = rules.iter().filter(|r| rule_dst_key(*r).is_some()).count();
-    let dport = rules
-        .iter()
-        .filter(|r| rule_dport_key(*r).is_some())
-        .count();
-    let key = if dst >= dport && dst * 2 >= rules.len() {
-        IndexKey::Dst
-    } else if dport * 2 >= rules.len() {
-        IndexKey::Dport
-    } else {
-        return None;
-    };
-    let mut by_value: HashMap<u64, Vec<u32>> = HashMap::new();
-    let mut wildcard = Vec::new();
-    for (i, r) in rules.iter().enumerate() {
-        match rule_key(key, r) {
-            Some(k) => by_value.entry(k).or_default().push(i as u32),
-            None => wildcard.push(i as u32),
-        }
-    }
-    by_value.shrink_to_fit();
-    wildcard.shrink_to_fit();
-    Some(Box::new(ChainIndex {
-        key,
-        by_value,
-        wildcard,
-    }))
-}
-
-/// A ruleset ready to walk.
+/// A ruleset ready to walk: the compact [`Program`] (rules, chain names, jump targets resolved
+/// to chain indices, trace indexes of long chains) and the node it runs on.
 #[derive(Debug, Clone)]
 pub struct Machine {
     pub family: Family,
-    pub rules: Ruleset,
-    /// Per table: compiled chains, parallel to `rules.tables[t].chains`.
-    pub chains: Vec<Vec<CChain>>,
+    pub program: Program,
     pub node: NodeView,
     /// `(table, built-in chain)` of each hook and table, resolved once: a trace runs a dozen
     /// hook/table pairs per walk and many walks per packet, and looking them up by name each
@@ -205,39 +135,12 @@ fn hook_slot(h: crate::trace::Hook) -> usize {
 }
 
 impl Machine {
+    /// Compile a ruleset (which is dropped: a session keeps only the program).
     pub fn new(rules: Ruleset, family: Family, node: NodeView) -> Machine {
-        let mut chains = Vec::new();
-        let mut chain_index = Vec::new();
-        for t in &rules.tables {
-            // Borrowed names: the index lives only while the machine is built.
-            let idx: HashMap<&str, u32> = t
-                .chains
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.name.as_str(), i as u32))
-                .collect();
-            let cs = t
-                .chains
-                .iter()
-                .map(|c| CChain {
-                    builtin: crate::rules::iptables::is_builtin(&t.name, &c.name),
-                    policy_drop: c.policy.as_deref() == Some("DROP"),
-                    jumps: c
-                        .rules
-                        .iter()
-                        .map(|r| match &r.target {
-                            Some(Target::Jump { chain }) | Some(Target::Goto { chain }) => {
-                                idx.get(chain.as_str()).copied().unwrap_or(NO_JUMP)
-                            }
-                            _ => NO_JUMP,
-                        })
-                        .collect(),
-                    index: build_index(&c.rules),
-                })
-                .collect();
-            chains.push(cs);
-            chain_index.push(idx);
-        }
+        Machine::from_program(Program::compile(&rules, family), node)
+    }
+
+    pub fn from_program(program: Program, node: NodeView) -> Machine {
         let mut hooks = [[None; HOOK_TABLES.len()]; 5];
         for h in [
             crate::trace::Hook::Prerouting,
@@ -247,22 +150,29 @@ impl Machine {
             crate::trace::Hook::Postrouting,
         ] {
             for (slot, t) in HOOK_TABLES.iter().enumerate() {
-                let Some(ti) = rules.tables.iter().position(|x| x.name == *t) else {
+                let Some(ti) = program.table_by_name(t) else {
                     continue;
                 };
-                if let Some(ci) = chain_index[ti].get(h.as_str()) {
-                    hooks[hook_slot(h)][slot] = Some((ti as u32, *ci));
+                // The last chain of that name, as a name map built over the table finds it.
+                if let Some(ci) = (0..program.chain_count(ti))
+                    .rev()
+                    .find(|c| program.chain_name(ti, *c) == h.as_str())
+                {
+                    hooks[hook_slot(h)][slot] = Some((ti as u32, ci as u32));
                 }
             }
         }
-        drop(chain_index);
         Machine {
-            family,
-            rules,
-            chains,
+            family: program.family(),
+            program,
             node,
             hooks,
         }
+    }
+
+    /// The rules in the owned model (decoded from the program).
+    pub fn ruleset(&self) -> Ruleset {
+        self.program.to_ruleset()
     }
 
     /// The built-in chain a hook runs in `table` (`raw`, `mangle`, `nat`, `filter`, `security`),
@@ -273,7 +183,7 @@ impl Machine {
     }
 
     pub fn table_index(&self, name: &str) -> Option<usize> {
-        self.rules.tables.iter().position(|t| t.name == name)
+        self.program.table_by_name(name)
     }
 }
 

@@ -1137,6 +1137,14 @@ impl Program {
         let p = self.chains[self.global_chain(t, c)].policy;
         (p != NO_SYM).then(|| self.strings.get(p))
     }
+    /// A built-in chain of its table (falling off it applies the policy).
+    pub fn builtin(&self, t: usize, c: usize) -> bool {
+        is_builtin(self.table_name(t), self.chain_name(t, c))
+    }
+    /// The chain's policy is DROP (anything else lets the packet go on).
+    pub fn policy_drop(&self, t: usize, c: usize) -> bool {
+        self.policy(t, c) == Some("DROP")
+    }
     pub fn chain_counters(&self, t: usize, c: usize) -> Counters {
         let g = self.global_chain(t, c) as u32;
         self.chain_counters

@@ -1,9 +1,10 @@
 //! Walking one packet through the hooks.
 
 use super::eval::{MatchResult, PacketCtx, eval_rule};
-use super::{CtEntry, FlowKey, IndexKey, Machine, State, ct_timeout, ip_key, parse_nat_to};
+use super::{CtEntry, FlowKey, IndexKey, Machine, State, ct_timeout};
+use crate::rules::iptables::Statistic;
 use crate::rules::iptables::print::{print_rule_args, write_probability};
-use crate::rules::iptables::{Statistic, Target};
+use crate::rules::iptables::view::{RuleView, TargetRef};
 use crate::trace::{Entry, Hook, Packet, Step, Verdict};
 use std::fmt::Write;
 use std::net::IpAddr;
@@ -254,29 +255,6 @@ impl Walker<'_, '_> {
         Some(self.run_chain(ti, ci))
     }
 
-    fn next_candidate(&self, ti: usize, ci: usize, from: usize) -> usize {
-        let c = &self.m.chains[ti][ci];
-        let Some(idx) = &c.index else { return from };
-        let key = match idx.key {
-            IndexKey::Dst => ip_key(self.cx.pkt.dst),
-            IndexKey::Dport => self.cx.pkt.dport as u64,
-        };
-        let from32 = from as u32;
-        let a = idx
-            .by_value
-            .get(&key)
-            .and_then(|v| v.get(v.partition_point(|x| *x < from32)).copied());
-        let b = idx
-            .wildcard
-            .get(idx.wildcard.partition_point(|x| *x < from32))
-            .copied();
-        match (a, b) {
-            (Some(x), Some(y)) => x.min(y) as usize,
-            (Some(x), None) | (None, Some(x)) => x as usize,
-            (None, None) => self.m.rules.tables[ti].chains[ci].rules.len(),
-        }
-    }
-
     fn run_chain(&mut self, ti: usize, start: usize) -> TableResult {
         // (chain, next rule) frames; a goto replaces the top frame. The vector is the walker's,
         // reused by every table the walk runs.
@@ -285,8 +263,8 @@ impl Walker<'_, '_> {
         stack.push((start, 0));
         let m = self.m;
         self.step(|| Step::Chain {
-            table: m.rules.tables[ti].name.clone(),
-            chain: m.rules.tables[ti].chains[start].name.clone(),
+            table: m.program.table_name(ti).to_string(),
+            chain: m.program.chain_name(ti, start).to_string(),
             entry: Entry::Hook,
         });
         let r = self.run_frames(ti, &mut stack);
@@ -295,24 +273,25 @@ impl Walker<'_, '_> {
     }
 
     fn run_frames(&mut self, ti: usize, stack: &mut Vec<(usize, usize)>) -> TableResult {
-        let tname = &self.m.rules.tables[ti].name;
+        let tname = self.m.program.table_name(ti);
         // Names are only needed when recording; exploring walks must not allocate per rule.
         let rec = self.steps.is_some();
         let m = self.m;
         let chain_name = move |ci: usize| {
             if rec {
-                m.rules.tables[ti].chains[ci].name.clone()
+                m.program.chain_name(ti, ci).to_string()
             } else {
                 String::new()
             }
         };
         while let Some(&(ci, pos)) = stack.last() {
-            let rules = &self.m.rules.tables[ti].chains[ci].rules;
-            let next = self.next_candidate(ti, ci, pos);
+            let prog = &self.m.program;
+            let n_rules = prog.chain_len(ti, ci);
+            let next = prog.next_candidate(ti, ci, pos, self.cx.pkt.dst, self.cx.pkt.dport);
             if next > pos {
                 let skipped = next - pos;
                 self.out.rules_evaluated += skipped;
-                let reason = match (rec, self.m.chains[ti][ci].index.as_ref().map(|i| i.key)) {
+                let reason = match (rec, prog.index_key(ti, ci)) {
                     (false, _) => String::new(),
                     (true, Some(IndexKey::Dport)) => {
                         format!("destination port is not {}", self.cx.pkt.dport)
@@ -321,26 +300,25 @@ impl Walker<'_, '_> {
                 };
                 let cn = chain_name(ci);
                 self.step(|| Step::Skipped {
-                    table: tname.clone(),
+                    table: tname.to_string(),
                     chain: cn,
                     first: pos + 1,
                     last: next,
                     reason,
                 });
             }
-            if next >= rules.len() {
+            if next >= n_rules {
                 // Fell off the chain.
                 stack.pop();
-                let cc = &self.m.chains[ti][ci];
-                if cc.builtin {
-                    let policy = if cc.policy_drop {
+                if prog.builtin(ti, ci) {
+                    let policy = if prog.policy_drop(ti, ci) {
                         Verdict::Drop
                     } else {
                         Verdict::Accept
                     };
                     let cn = chain_name(ci);
                     self.step(|| Step::ChainEnd {
-                        table: tname.clone(),
+                        table: tname.to_string(),
                         chain: cn,
                         policy: Some(policy),
                     });
@@ -352,14 +330,14 @@ impl Walker<'_, '_> {
                 }
                 let cn = chain_name(ci);
                 self.step(|| Step::ChainEnd {
-                    table: tname.clone(),
+                    table: tname.to_string(),
                     chain: cn,
                     policy: None,
                 });
                 continue;
             }
             stack.last_mut().expect("non-empty").1 = next + 1;
-            let rule = &rules[next];
+            let rule = prog.rule(ti, ci, next);
             self.out.rules_evaluated += 1;
             let mut notes = Vec::new();
             // The random draws' explanation (recorded walks only), without a vector per rule.
@@ -416,7 +394,7 @@ impl Walker<'_, '_> {
                 if branch_at.len > Answers::MAX {
                     self.out.warnings.push(format!(
                         "line {}: more than {} random matches in one rule: only the first {} are explored",
-                        rule.line,
+                        rule.line(),
                         Answers::MAX,
                         Answers::MAX
                     ));
@@ -430,7 +408,7 @@ impl Walker<'_, '_> {
                 MatchResult::Unsupported(u) => {
                     self.out.warnings.push(format!(
                         "line {}: {u}; the rule was treated as not matching, so this trace may be wrong from here",
-                        rule.line
+                        rule.line()
                     ));
                     (false, Some(format!("unsupported: {u}")))
                 }
@@ -450,9 +428,9 @@ impl Walker<'_, '_> {
                     (1, None) => notes.pop(),
                     (_, c) => Some(notes.into_iter().chain(c).collect::<Vec<_>>().join("; ")),
                 };
-                let line = (rule.line > 0).then_some(rule.line);
+                let line = (rule.line() > 0).then_some(rule.line());
                 self.step(|| Step::Rule {
-                    table: tname.clone(),
+                    table: tname.to_string(),
                     chain: cn,
                     index: next + 1,
                     text,
@@ -465,37 +443,39 @@ impl Walker<'_, '_> {
             if !matched {
                 continue;
             }
-            let Some(target) = &rule.target else { continue };
+            let Some(target) = rule.target() else {
+                continue;
+            };
             match target {
-                Target::Accept => {
+                TargetRef::Accept => {
                     self.step(|| Step::Note {
                         text: "ACCEPT: this table lets the packet go on".into(),
                     });
                     return TableResult::Accept;
                 }
-                Target::Drop => return TableResult::Drop,
-                Target::Reject { .. } => return TableResult::Reject,
-                Target::Return => {
+                TargetRef::Drop => return TableResult::Drop,
+                TargetRef::Reject { .. } => return TableResult::Reject,
+                TargetRef::Return => {
                     stack.pop();
                     let cn = chain_name(ci);
                     self.step(|| Step::Return {
-                        table: tname.clone(),
+                        table: tname.to_string(),
                         chain: cn,
                     });
                     if stack.is_empty() {
                         // RETURN from a built-in chain applies its policy.
-                        let cc = &self.m.chains[ti][ci];
-                        return if cc.policy_drop {
+                        return if self.m.program.policy_drop(ti, ci) {
                             TableResult::Drop
                         } else {
                             TableResult::Accept
                         };
                     }
                 }
-                Target::Jump { chain } | Target::Goto { chain } => {
-                    let goto = matches!(target, Target::Goto { .. });
-                    match self.m.chains[ti][ci].jump(next) {
+                TargetRef::Jump { chain, to } | TargetRef::Goto { chain, to } => {
+                    let goto = matches!(target, TargetRef::Goto { .. });
+                    match to {
                         Some(to) => {
+                            let to = to as usize;
                             if stack.len() > 64 {
                                 self.out.warnings.push(
                                     "more than 64 nested jumps: stopped (the kernel would loop)"
@@ -509,8 +489,8 @@ impl Walker<'_, '_> {
                             stack.push((to, 0));
                             let entry = if goto { Entry::Goto } else { Entry::Jump };
                             self.step(|| Step::Chain {
-                                table: tname.clone(),
-                                chain: chain.clone(),
+                                table: tname.to_string(),
+                                chain: chain.to_string(),
                                 entry,
                             });
                         }
@@ -520,14 +500,14 @@ impl Walker<'_, '_> {
                             .push(format!("jump to unknown chain {chain}: ignored")),
                     }
                 }
-                Target::Mark { value, mask } => {
+                TargetRef::Mark { value, mask } => {
                     let from = self.cx.pkt.mark;
                     let to = (from & !mask) ^ value;
                     self.cx.pkt.mark = to;
                     self.step(|| Step::Mark { from, to });
                 }
-                Target::Dnat { to, .. } => {
-                    let Some((ip, port)) = parse_nat_to(to) else {
+                TargetRef::Dnat { to, .. } => {
+                    let Some((ip, port)) = to.dest() else {
                         self.out
                             .warnings
                             .push(format!("DNAT to `{to}` not understood"));
@@ -547,8 +527,8 @@ impl Walker<'_, '_> {
                     });
                     return TableResult::Accept;
                 }
-                Target::Snat { to, .. } => {
-                    let Some((ip, port)) = parse_nat_to(to) else {
+                TargetRef::Snat { to, .. } => {
+                    let Some((ip, port)) = to.dest() else {
                         self.out
                             .warnings
                             .push(format!("SNAT to `{to}` not understood"));
@@ -557,7 +537,7 @@ impl Walker<'_, '_> {
                     self.snat(ip, port, false);
                     return TableResult::Accept;
                 }
-                Target::Masquerade { random_fully, .. } => {
+                TargetRef::Masquerade { random_fully, .. } => {
                     let addr = self.m.node.masquerade_source(self.cx.pkt.dst);
                     match addr {
                         Some(a) => {
@@ -567,7 +547,7 @@ impl Walker<'_, '_> {
                             // and no --to-ports the port is lo + random % size within the old
                             // port's class (the next one if that tuple is taken; this model
                             // holds no competing flow). Without it the kernel keeps a free port.
-                            let port = if *random_fully {
+                            let port = if random_fully {
                                 self.chooser
                                     .draw()
                                     .map(|r| lo + (r % u32::from(hi - lo + 1)) as u16)
@@ -575,7 +555,7 @@ impl Walker<'_, '_> {
                                 None
                             };
                             self.snat(a, port, true);
-                            if *random_fully {
+                            if random_fully {
                                 self.step(|| Step::Note {
                                     text: match port {
                                         Some(p) => format!(
@@ -593,21 +573,20 @@ impl Walker<'_, '_> {
                     }
                     return TableResult::Accept;
                 }
-                Target::Log { prefix, .. } => {
+                TargetRef::Log { prefix, .. } => {
                     self.step(|| Step::Note {
                         text: format!(
                             "LOG: the kernel logs the packet{}",
                             prefix
-                                .as_ref()
                                 .map(|p| format!(" with prefix {p:?}"))
                                 .unwrap_or_default()
                         ),
                     });
                 }
-                Target::Unknown { name, .. } => {
+                TargetRef::Unknown { name, .. } => {
                     self.out.warnings.push(format!(
                         "line {}: target {name} is not modelled; assumed to let the packet continue",
-                        rule.line
+                        rule.line()
                     ));
                 }
             }
