@@ -8,6 +8,7 @@
 //! nodePortAddresses matches) we keep endpoint-string / interface order.
 
 use super::{Categorized, Endpoint, ServicePort, categorize, service_ports};
+use crate::k8s::ip::push_ip;
 use crate::k8s::{DetectLocal, Scenario};
 use crate::rules::iptables::{self as ipt, Chain, Counters, Family, Ruleset};
 use data_encoding::BASE32;
@@ -27,30 +28,48 @@ pub const NFACCT_CT_INVALID: &str = "ct_state_invalid_dropped_pkts";
 
 /// First 16 characters of base32(sha256(input)) — kube-proxy's chain-name hash.
 pub fn hash16(input: &str) -> String {
-    let digest = Sha256::digest(input.as_bytes());
+    let mut s = String::with_capacity(16);
+    push_hash16(&mut s, &[input.as_bytes()]);
+    s
+}
+
+/// Append the hash of the concatenated `parts` (a 10k-Service cluster names 110k chains: no
+/// intermediate strings).
+fn push_hash16(out: &mut String, parts: &[&[u8]]) {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
     // 16 base32 characters are exactly the first 10 bytes (80 bits); no padding is involved.
-    BASE32.encode(&digest[..10])
+    BASE32.encode_append(&h.finalize()[..10], out);
 }
 
 /// `KUBE-SVC-`/`KUBE-SVL-`/`KUBE-EXT-`/`KUBE-FW-` + hash of `ns/name[:port]` + protocol.
 pub fn service_chain(prefix: &str, sp: &ServicePort) -> String {
-    format!(
-        "{prefix}{}",
-        hash16(&format!("{}{}", sp.name_string, sp.protocol.as_str()))
-    )
+    let mut s = String::with_capacity(prefix.len() + 16);
+    s.push_str(prefix);
+    push_hash16(
+        &mut s,
+        &[sp.name_string.as_bytes(), sp.protocol.as_str().as_bytes()],
+    );
+    s
 }
 
 /// `KUBE-SEP-` + hash of `ns/name[:port]` + protocol + `ip:port`.
 pub fn endpoint_chain(sp: &ServicePort, ep: &Endpoint) -> String {
-    format!(
-        "KUBE-SEP-{}",
-        hash16(&format!(
-            "{}{}{}",
-            sp.name_string,
-            sp.protocol.as_str(),
-            ep.key()
-        ))
-    )
+    let mut key = String::with_capacity(48);
+    write_host_port(&mut key, ep.ip, ep.port);
+    let mut s = String::with_capacity(25);
+    s.push_str("KUBE-SEP-");
+    push_hash16(
+        &mut s,
+        &[
+            sp.name_string.as_bytes(),
+            sp.protocol.as_str().as_bytes(),
+            key.as_bytes(),
+        ],
+    );
+    s
 }
 
 /// A jump from a built-in chain that kube-proxy ensures outside the restore payload.
@@ -440,7 +459,7 @@ fn write_service_port(
     let p = sp.protocol.as_str();
     let spn = &sp.name_string;
     // The four per-service chains share one hash suffix.
-    let suffix = hash16(&format!("{}{}", sp.name_string, sp.protocol.as_str()));
+    let suffix = &service_chain("", sp);
     let svc_chain = format!("KUBE-SVC-{suffix}");
     let svl_chain = format!("KUBE-SVL-{suffix}");
     let ext_chain = format!("KUBE-EXT-{suffix}");
@@ -636,7 +655,9 @@ fn write_service_port(
 
     for ep in &cat.reachable {
         let sep = seps.get(ep);
-        let _ = writeln!(nat_chains, ":{sep} - [0:0]");
+        nat_chains.push(':');
+        nat_chains.push_str(sep);
+        nat_chains.push_str(" - [0:0]\n");
         let head = |out: &mut String| {
             out.push_str("-A ");
             out.push_str(sep);
@@ -646,12 +667,16 @@ fn write_service_port(
         // Hairpin: a pod reaching itself through the Service must be SNATed, or the reply
         // would bypass conntrack's reverse NAT.
         head(nat_rules);
-        let _ = writeln!(nat_rules, "-s {} -j KUBE-MARK-MASQ", ep.ip);
+        nat_rules.push_str("-s ");
+        push_ip(nat_rules, ep.ip);
+        nat_rules.push_str(" -j KUBE-MARK-MASQ\n");
         head(nat_rules);
         if sp.affinity_seconds.is_some() {
             let _ = write!(nat_rules, "-m recent --name {sep} --set ");
         }
-        let _ = write!(nat_rules, "-m {p} -p {p} -j DNAT --to-destination ");
+        for part in ["-m ", p, " -p ", p, " -j DNAT --to-destination "] {
+            nat_rules.push_str(part);
+        }
         write_host_port(nat_rules, ep.ip, ep.port);
         nat_rules.push('\n');
     }
@@ -675,10 +700,12 @@ impl SepNames<'_> {
 /// `ip:port` (`[ip]:port` for IPv6), as `Endpoint::key` / Go's `net.JoinHostPort`, written in
 /// place.
 fn write_host_port(out: &mut String, ip: IpAddr, port: u16) {
-    let _ = match ip {
-        IpAddr::V4(a) => write!(out, "{a}:{port}"),
-        IpAddr::V6(a) => write!(out, "[{a}]:{port}"),
-    };
+    if ip.is_ipv6() {
+        out.push('[');
+    }
+    push_ip(out, ip);
+    out.push_str(if ip.is_ipv6() { "]:" } else { ":" });
+    out.push_str(itoa::Buffer::new().format(port));
 }
 
 /// SVC/SVL chain body: affinity checks, then the cascade of `1/(n-i)` random jumps.
