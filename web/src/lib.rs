@@ -201,9 +201,12 @@ fn export_png(svg: String) {
 pub fn app() -> Html {
     let state = use_reducer(initial_state);
     let dispatch = state.dispatcher();
+    // Callbacks handed to views stay the same object across renders (`use_callback`): a view's
+    // props then compare equal and Yew skips it; a fresh closure per render would redraw e.g.
+    // the 11,000 destinations of the large-cluster preset on every step.
     let on_action: Callback<Action> = {
         let d = dispatch.clone();
-        Callback::from(move |a| d.dispatch(a))
+        use_callback((), move |a, _| d.dispatch(a))
     };
     let reduced = use_memo((), |_| reduced_motion());
     // The Live node panel opens by itself when the page was opened with `?agent=…`.
@@ -262,7 +265,7 @@ pub fn app() -> Html {
 
     let on_send = {
         let d = dispatch.clone();
-        Callback::from(move |()| {
+        use_callback((), move |(), _| {
             d.dispatch(Action::Send {
                 seed: fresh_seed(),
                 now: now_secs(),
@@ -271,7 +274,7 @@ pub fn app() -> Html {
     };
     let on_send_again = {
         let d = dispatch.clone();
-        Callback::from(move |()| {
+        use_callback((), move |(), _| {
             d.dispatch(Action::SendAgain {
                 seed: fresh_seed(),
                 now: now_secs(),
