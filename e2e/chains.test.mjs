@@ -123,6 +123,14 @@ test('chain graph: a Service found by name among 10,000 focuses its KUBE-SVC cha
   await page.selectOption('#preset', { label: 'large cluster (10,000 Services, generated)' });
   await page.waitForFunction(() => document.querySelectorAll('#target option').length > 10000, null, { timeout: 120000 });
   perf.load = Date.now() - t0;
+  // The share link carries the preset's one-line marker, not 20 MB of YAML, and rebuilds it.
+  await page.waitForFunction(() => location.hash.startsWith('#s='));
+  const link = await page.evaluate(() => location.href);
+  assert.ok(link.length < 4000, `share link of ${link.length} characters`);
+  const other = await open(link);
+  await other.page.waitForFunction(() => document.querySelectorAll('#target option').length > 10000, null, { timeout: 120000 });
+  assert.match(await other.page.inputValue('#scenario'), /^# proxyscope:large-cluster services=10000 endpoints=2\n/);
+  await other.ctx.close();
 
   // Opening the panel builds the graph of ~30,000 chains once.
   t0 = Date.now();

@@ -477,8 +477,10 @@ pub fn app() -> Html {
                         <button id="tab-live" type="button" aria-expanded={show_live.to_string()} aria-controls="live"
                             onclick={{ let s = show_live.clone(); Callback::from(move |_: MouseEvent| s.set(!*s)) }}>{ t(lang, K::LiveNode) }</button>
                     }
-                    <button id="tab-chains" type="button" aria-expanded={show_chains.to_string()} aria-controls="chains"
-                        onclick={{ let s = show_chains.clone(); Callback::from(move |_: MouseEvent| s.set(!*s)) }}>{ t(lang, K::ChainsTab) }</button>
+                    if !state.embed {
+                        <button id="tab-chains" type="button" aria-expanded={show_chains.to_string()} aria-controls="chains"
+                            onclick={{ let s = show_chains.clone(); Callback::from(move |_: MouseEvent| s.set(!*s)) }}>{ t(lang, K::ChainsTab) }</button>
+                    }
                     if !state.embed {
                         <button id="tab-scale" type="button" aria-expanded={state.scale.is_some().to_string()} aria-controls="scale-panel"
                             onclick={on_action.reform({ let open = state.scale.is_some(); move |_: MouseEvent| Action::SetScale((!open).then_some(4)) })}>{ t(lang, K::ScaleTab) }</button>
