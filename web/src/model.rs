@@ -524,3 +524,32 @@ pub fn summarize(mode: Mode, t: &Trace) -> ModeSummary {
     }
     s
 }
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_large_preset_is_a_marker_line_that_generates_its_cluster() {
+        let text = large_preset(10_000, 2);
+        assert!(
+            text.len() < 1000,
+            "the editor and the share link hold the marker only"
+        );
+        assert_eq!(parse_large(&text), Some((10_000, 2)));
+        // A hostile link cannot ask for a cluster that freezes the page.
+        assert_eq!(
+            parse_large("# proxyscope:large-cluster services=99999999 endpoints=0"),
+            Some((LARGE_MAX_SERVICES, 1))
+        );
+        assert_eq!(parse_large("# proxyscope:large-cluster endpoints=3"), None);
+        assert_eq!(parse_large("apiVersion: v1\nkind: Service\n"), None);
+        // A small generated cluster loads through core like any scenario.
+        let m = load("# proxyscope:large-cluster services=12 endpoints=2\n").expect("loads");
+        assert!(
+            m.targets
+                .iter()
+                .any(|t| t.service.starts_with("ns0/svc11:"))
+        );
+    }
+}
