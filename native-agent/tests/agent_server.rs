@@ -25,18 +25,12 @@ fn parts(tag: &str, blob_len: usize) -> Collected {
     let mut c = Collected::new();
     c.insert(
         "iptables",
-        Part {
-            value: json!({ "v4": { "text": format!("{tag}{}", "x".repeat(blob_len)) } }),
-            fingerprint: tag.to_string(),
-        },
+        Part::new(
+            &json!({ "v4": { "text": format!("{tag}{}", "x".repeat(blob_len)) } }),
+            tag.to_string(),
+        ),
     );
-    c.insert(
-        "errors",
-        Part {
-            value: json!({}),
-            fingerprint: "{}".into(),
-        },
-    );
+    c.insert("errors", Part::new(&json!({}), "{}".into()));
     c
 }
 

@@ -378,6 +378,24 @@ mod props {
     use proptest::prelude::*;
 
     proptest! {
+        /// A text part is written straight into its final buffer; the bytes must be what the
+        /// value tree the wire format was defined by prints (serde_json, `text` inserted last),
+        /// for any text (quotes, backslashes, every control byte, non-ASCII).
+        #[test]
+        fn text_parts_print_as_their_value_tree(
+            text in "[\\x00-\\x1f\"\\\\a-z \\x7fé\u{2028}]{0,40}",
+            n in 0usize..3,
+        ) {
+            let summary = match n {
+                0 => json!({}),
+                1 => json!({"sets": 2, "diagnostics": ["a\"b"]}),
+                _ => json!({"backend": "nf_tables", "tables": 1, "diagnostics": []}),
+            };
+            let mut tree = summary.clone();
+            tree["text"] = json!(text);
+            prop_assert_eq!(snapshot::with_text(&summary, text), tree.to_string());
+        }
+
         #[test]
         fn conntrack_parser_never_panics_and_places_every_problem(text in "(([a-z0-9=\\[\\]. :]{0,40})\n){0,8}") {
             let p = conntrack::parse(&text);
@@ -415,10 +433,10 @@ mod props {
             let collected = |poll: &[(usize, String)]| {
                 let mut c = agent::snapshot::Collected::new();
                 for (k, v) in poll {
-                    c.insert(KEYS[*k], agent::snapshot::Part {
-                        value: json!({"text": v, "n": v.len()}),
-                        fingerprint: v.clone(),
-                    });
+                    c.insert(
+                        KEYS[*k],
+                        agent::snapshot::Part::new(&json!({"text": v, "n": v.len()}), v.clone()),
+                    );
                 }
                 c
             };

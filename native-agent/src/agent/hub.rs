@@ -144,7 +144,7 @@ impl Hub {
         let node_json = node.to_string();
         let jsons: Vec<(&'static str, String, String)> = first
             .into_iter()
-            .map(|(k, p)| (k, p.value.to_string(), p.fingerprint))
+            .map(|(k, p)| (k, p.json, p.fingerprint))
             .collect();
         let texts = jsons.iter().map(|(k, j, _)| (*k, j.as_str())).collect();
         let (snap, spans) = snapshot_json(&node_json, &instance, 1, &texts);
@@ -242,7 +242,7 @@ impl Hub {
         let changed: Vec<(&'static str, String, String)> = new
             .into_iter()
             .filter(|(k, p)| st.parts.get(k).is_none_or(|(_, fp)| *fp != p.fingerprint))
-            .map(|(k, p)| (k, p.value.to_string(), p.fingerprint))
+            .map(|(k, p)| (k, p.json, p.fingerprint))
             .collect();
         if changed.is_empty() {
             return None;
@@ -259,26 +259,41 @@ impl Hub {
             texts.insert(k, j);
         }
         let (snap, spans) = snapshot_json(&self.node_json, &self.instance, rev, &texts);
-        let mut diff = format!(
+        drop(texts);
+        // The old snapshot goes first (unless a client is still sending it), and the changed
+        // parts' own buffers with it: the diff is copied out of the new snapshot, so at no point
+        // are more than three copies of a changed dump alive (old snapshot, new part, new
+        // snapshot), and only two while the diff is written.
+        let changed: Vec<(&'static str, String)> =
+            changed.into_iter().map(|(k, _, fp)| (k, fp)).collect();
+        st.snapshot = Utf8Bytes::from_static("");
+        drop(old);
+        let mut diff = String::with_capacity(
+            changed
+                .iter()
+                .map(|(k, _)| spans[k].len() + 32)
+                .sum::<usize>()
+                + 192,
+        );
+        diff.push_str(&format!(
             "{{\"type\":\"diff\",\"version\":{VERSION},\"instance\":{},\"revision\":{rev},\"base\":{},\"changed\":{{",
             json!(self.instance),
             rev - 1
-        );
-        for (i, (k, j, _)) in changed.iter().enumerate() {
+        ));
+        for (i, (k, _)) in changed.iter().enumerate() {
             if i > 0 {
                 diff.push(',');
             }
             diff.push_str(&json!(k).to_string());
             diff.push(':');
-            diff.push_str(j);
+            diff.push_str(&snap[spans[k].clone()]);
         }
         diff.push_str("}}");
-        drop(texts);
         let mut fps: BTreeMap<&'static str, String> = std::mem::take(&mut st.parts)
             .into_iter()
             .map(|(k, (_, fp))| (k, fp))
             .collect();
-        for (k, _, fp) in changed {
+        for (k, fp) in changed {
             fps.insert(k, fp);
         }
         st.parts = spans
@@ -286,7 +301,6 @@ impl Hub {
             .map(|(k, r)| (k, (r, fps.remove(k).unwrap_or_default())))
             .collect();
         st.snapshot = snap.into();
-        drop(old);
         let diff: Utf8Bytes = diff.into();
         remember(&mut st, rev, &diff);
         // No receivers is fine: nobody is connected.
