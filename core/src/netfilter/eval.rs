@@ -153,7 +153,7 @@ pub fn eval_rule<'r>(
             }));
         }
     }
-    for mt in rule.matches() {
+    for mt in rule.tests() {
         match mt {
             MatchRef::Comment(_) | MatchRef::Nfacct(_) => {}
             MatchRef::Ports {

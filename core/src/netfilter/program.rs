@@ -261,6 +261,23 @@ fn header_len(code: &[u8]) -> usize {
     at + (f & F_PROTO != 0) as usize
 }
 
+/// Length of an encoded target (`code` starts at its opcode), without decoding it: where a
+/// rule's matches start.
+fn target_len(code: &[u8]) -> usize {
+    let f = || code[1];
+    1 + match code[0] {
+        T_NONE | T_ACCEPT | T_DROP | T_RETURN => 0,
+        T_JUMP | T_JUMP_NAME | T_GOTO | T_GOTO_NAME | T_REJECT => 4,
+        T_DNAT | T_SNAT if f() & NAT_TEXT != 0 => 5,
+        T_DNAT | T_SNAT => 1 + addr_len(f() & NAT_V6 != 0) + 2 * (f() & NAT_PORT != 0) as usize,
+        T_MASQ => 1 + 4 * (f() & 4 != 0) as usize,
+        T_MARK => 8,
+        T_LOG => 1 + 4 * (f() & 3).count_ones() as usize,
+        // T_UNKNOWN: name, count, words.
+        _ => 8 + 4 * le32(&code[5..]) as usize,
+    }
+}
+
 /// Builds a program table by table.
 pub(crate) struct Builder {
     p: Program,
@@ -326,15 +343,11 @@ impl Builder {
         true
     }
 
+    /// The index of the open table's chain of that name.
     fn chain_index(&self, name: &str) -> Option<u32> {
-        self.chain_sym(name).map(|x| x.1)
-    }
-
-    /// The symbol of a chain name and its index in the open table.
-    fn chain_sym(&self, name: &str) -> Option<(Sym, u32)> {
         let y = self.interner.lookup(&self.p.strings, name)?;
         let c = self.chain_of.get(y as usize).copied()?;
-        (c != NO_SYM).then_some((y, c))
+        (c != NO_SYM).then_some(c)
     }
 
     /// Start a table whose chains (names, policies, counters) are all known: jumps are
@@ -1269,6 +1282,8 @@ pub struct RuleRef<'a> {
     code: &'a [u8],
     /// Offset of the target in `code`.
     target_at: u8,
+    /// Offset of the first match in `code`.
+    matches_at: u32,
 }
 
 impl std::fmt::Debug for RuleRef<'_> {
@@ -1338,6 +1353,7 @@ impl<'a> RuleRef<'a> {
             id,
             code,
             target_at: at as u8,
+            matches_at: (at + target_len(&code[at..])) as u32,
         }
     }
 
@@ -1501,12 +1517,27 @@ impl<'a> RuleRef<'a> {
             }
             _ => unreachable!("opcode written by the builder"),
         };
+        debug_assert_eq!(
+            c.i, self.matches_at as usize,
+            "target_len agrees with decoding"
+        );
         (t, c.i)
     }
 
     fn args(self, c: &mut Cur<'a>) -> Args<'a> {
         let n = c.u32() as usize;
         Args::Pooled(&self.p.strings, c.bytes(4 * n))
+    }
+
+    fn match_iter(self, tests_only: bool) -> Matches<'a> {
+        Matches {
+            r: self,
+            c: Cur {
+                b: self.code,
+                i: self.matches_at as usize,
+            },
+            tests_only,
+        }
     }
 
     /// The global rule number (stable for a program).
@@ -1519,11 +1550,18 @@ impl<'a> RuleRef<'a> {
 pub struct Matches<'a> {
     r: RuleRef<'a>,
     c: Cur<'a>,
+    /// Leave out `comment` and `nfacct` (see [`RuleView::tests`]) without reading their names.
+    tests_only: bool,
 }
 
 impl<'a> Iterator for Matches<'a> {
     type Item = MatchRef<'a>;
     fn next(&mut self) -> Option<MatchRef<'a>> {
+        if self.tests_only {
+            while !self.c.at_end() && matches!(self.c.b[self.c.i], M_COMMENT | M_NFACCT) {
+                self.c.i += 5;
+            }
+        }
         if self.c.at_end() {
             return None;
         }
@@ -1677,14 +1715,10 @@ impl<'a> RuleView<'a> for RuleRef<'a> {
         })
     }
     fn matches(self) -> impl Iterator<Item = MatchRef<'a>> {
-        let (_, at) = self.target_and_end();
-        Matches {
-            r: self,
-            c: Cur {
-                b: self.code,
-                i: at,
-            },
-        }
+        self.match_iter(false)
+    }
+    fn tests(self) -> impl Iterator<Item = MatchRef<'a>> {
+        self.match_iter(true)
     }
     fn target(self) -> Option<TargetRef<'a>> {
         self.target_and_end().0

@@ -544,6 +544,11 @@ pub trait RuleView<'a>: Copy {
     fn proto(self) -> Option<Neg<ProtoNum>>;
     /// The matches in load order.
     fn matches(self) -> impl Iterator<Item = MatchRef<'a>>;
+    /// The matches that decide whether a packet matches, in load order: `comment` and
+    /// `nfacct` (which only count) may be left out. The evaluator reads these.
+    fn tests(self) -> impl Iterator<Item = MatchRef<'a>> {
+        self.matches()
+    }
     fn target(self) -> Option<TargetRef<'a>>;
     /// 1-based dump line (0 when built in memory).
     fn line(self) -> usize;
