@@ -5,13 +5,21 @@
 //! - `apply_changed`: publishing a rule change (new snapshot JSON + diff message; the collect
 //!   that precedes it is setup, measured by `collect_first`).
 //!
-//! Run: `cargo bench -p proxyscope --bench agent` (PROXYSCOPE_BENCH_SERVICES=1000,10000 to choose).
+//! Run: `cargo bench -p proxyscope --bench agent` (PROXYSCOPE_BENCH_SERVICES=1000,10000 to choose;
+//! PROXYSCOPE_BENCH_KERNEL=0 skips the namespace, whose nf_tables restore takes minutes at 10k).
 //!
 //! Besides criterion's timings it prints, per size: the bytes the hub holds between polls (the
 //! agent's steady memory beyond the runtime, counted by a wrapping global allocator) and the peak
 //! during a changed poll; and, as root with `ip netns`, the same dump loaded into a scratch
 //! network namespace so a changed poll is compared with the kernel's own `iptables-save` of it
 //! (the issue's target: our work adds < 5% to what iptables-save takes).
+//!
+//! And the real process (issue 6's other target: agent memory < 50 MB): the release
+//! `proxyscope agent` binary, with `PATH` set to a directory holding only a fake `iptables-save`
+//! that prints the generated dump (the agent finds its tools on `PATH`; every other tool is then
+//! "absent", as on a node without them), one websocket client reading everything. Its
+//! `/proc/PID/status` gives VmRSS after unchanged polls, VmRSS after changed ones, and VmHWM (the
+//! peak resident size over the run). No kernel state is involved, so this runs unprivileged.
 
 #[allow(dead_code)]
 #[path = "../src/agent/mod.rs"]
@@ -87,6 +95,9 @@ fn kernel_save_time(rules: &str) -> Result<Duration, String> {
     if !root {
         return Err("needs root".into());
     }
+    if std::env::var("PROXYSCOPE_BENCH_KERNEL").as_deref() == Ok("0") {
+        return Err("skipped, PROXYSCOPE_BENCH_KERNEL=0".into());
+    }
     struct Ns(String);
     impl Drop for Ns {
         fn drop(&mut self) {
@@ -128,6 +139,160 @@ fn kernel_save_time(rules: &str) -> Result<Duration, String> {
     let took = t.elapsed();
     black_box(out.stdout.len());
     Ok(took)
+}
+
+/// `VmRSS` and `VmHWM` of a process, in bytes.
+fn vm(pid: u32) -> (usize, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The agent this bench started, stopped on every path.
+struct AgentProcess(std::process::Child);
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A scratch directory, removed on every path.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Resident memory of the real `proxyscope agent` serving `text`, then `changed` and `text` in
+/// turn (each a rule change, so a new snapshot and a diff to the client).
+fn process_memory(
+    text: &str,
+    changed: &str,
+    client: bool,
+    env: &[(&str, &str)],
+) -> Result<String, String> {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Command, Stdio};
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    let cat = ["/bin/cat", "/usr/bin/cat"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .ok_or("no cat")?;
+    let dir = Scratch(std::env::temp_dir().join(format!("psbench-agent-{}", std::process::id())));
+    let bin = dir.0.join("bin");
+    std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
+    let (dump, tmp) = (dir.0.join("dump.txt"), dir.0.join("dump.tmp"));
+    let set_dump = |t: &str| -> Result<(), String> {
+        // Renamed into place: the tool never prints half a file.
+        std::fs::write(&tmp, t).map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, &dump).map_err(|e| e.to_string())
+    };
+    set_dump(text)?;
+    let tool = bin.join("iptables-save");
+    std::fs::write(
+        &tool,
+        format!("#!/bin/sh\nexec {cat} '{}'\n", dump.display()),
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
+
+    let interval = Duration::from_millis(500);
+    let child = Command::new(env!("CARGO_BIN_EXE_proxyscope"))
+        .args(["agent", "--listen", "127.0.0.1:0", "--interval", "500ms"])
+        .env_clear()
+        .env("PATH", &bin)
+        .env("NODE_NAME", "bench")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut agent = AgentProcess(child);
+    let pid = agent.0.id();
+    let mut line = String::new();
+    BufReader::new(agent.0.stdout.take().ok_or("no stdout")?)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .ok_or_else(|| format!("agent said {line:?}"))?
+        .to_string();
+
+    // One client, reading every message as a browser would (a 10k-Service snapshot is one
+    // ~35 MB frame, past tungstenite's default limits); `seen` counts them.
+    let seen = Arc::new(AtomicU64::new(0));
+    let stopped = Arc::new(std::sync::Mutex::new(None::<String>));
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(None)
+        .max_frame_size(None);
+    if client {
+        let (mut ws, _) = tokio_tungstenite::tungstenite::client::connect_with_config(
+            url.as_str(),
+            Some(config),
+            0,
+        )
+        .map_err(|e| format!("{url}: {e}"))?;
+        let (counter, why) = (seen.clone(), stopped.clone());
+        std::thread::spawn(move || {
+            let e = loop {
+                match ws.read() {
+                    Ok(_) => counter.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => break e,
+                };
+            };
+            *why.lock().unwrap() = Some(e.to_string());
+        });
+    }
+    let wait_for = |n: u64| {
+        if !client {
+            // Nobody to tell us a diff went out: three polls are enough for one to see the file.
+            std::thread::sleep(interval * 3);
+            return Ok(());
+        }
+        let start = Instant::now();
+        while seen.load(Ordering::Relaxed) < n {
+            if let Some(e) = stopped.lock().unwrap().as_ref() {
+                return Err(format!("client stopped before message {n}: {e}"));
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                return Err(format!("no message {n} from the agent in 120 s"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    };
+    wait_for(1)?;
+    std::thread::sleep(interval * 6);
+    let (steady, _) = vm(pid);
+    let mut messages = 1;
+    for t in [changed, text, changed] {
+        set_dump(t)?;
+        messages += 1;
+        wait_for(messages)?;
+    }
+    std::thread::sleep(interval * 6);
+    let (after, peak) = vm(pid);
+    Ok(format!(
+        "VmRSS {} after 6 unchanged polls, {} 6 polls after 3 changes; VmHWM {}",
+        mb(steady),
+        mb(after),
+        mb(peak)
+    ))
 }
 
 struct OnlyIptables(String);
@@ -201,6 +366,19 @@ fn bench(c: &mut Criterion) {
             ),
         }
         drop(hub);
+        for (client, env) in [
+            (true, &[][..]),
+            (false, &[][..]),
+            (true, &[("MIMALLOC_PURGE_DELAY", "0")][..]),
+        ] {
+            match process_memory(&text, &changed.0, client, env) {
+                Ok(m) => println!(
+                    "{services} Services: agent process (release, {} client) {env:?}: {m}",
+                    if client { "1" } else { "no" }
+                ),
+                Err(why) => println!("{services} Services: agent process not measured: {why}"),
+            }
+        }
 
         let mut g = c.benchmark_group(format!("agent/{services}svc"));
         g.sample_size(10);
