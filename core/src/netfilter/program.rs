@@ -166,32 +166,33 @@ pub fn rule_key<'a>(key: IndexKey, r: impl RuleView<'a>) -> Option<u64> {
 /// most probes are decided without reading the pool. Dropped with the builder.
 #[derive(Default)]
 struct Interner {
-    /// (symbol, hash bits); `NO_SYM` marks an empty slot.
+    /// (symbol, hash); `NO_SYM` marks an empty slot.
     slots: Vec<(Sym, u32)>,
+    /// Symbols in `slots`.
+    len: usize,
     /// The last two strings found or added: a jump target is looked up, then the rule's
     /// chain, then the target is interned.
     last: Cell<[Sym; 2]>,
 }
 
 impl Interner {
-    fn hash(s: &str) -> u64 {
+    fn hash(s: &str) -> u32 {
         let mut h = NameHasher::default();
         h.write(s.as_bytes());
         // The multiply leaves the entropy in the high bits.
         let x = h.finish();
-        x ^ (x >> 29)
+        ((x ^ (x >> 29)) >> 32) as u32
     }
     /// The symbol of `s`, or the empty slot where it belongs.
-    fn find(&self, pool: &StrPool, s: &str, h: u64) -> Result<Sym, usize> {
+    fn find(&self, pool: &StrPool, s: &str, h: u32) -> Result<Sym, usize> {
         let mask = self.slots.len() - 1;
-        let tag = (h >> 32) as u32;
         let mut i = h as usize & mask;
         loop {
             let (y, t) = self.slots[i];
             if y == NO_SYM {
                 return Err(i);
             }
-            if t == tag && pool.is(y, s) {
+            if t == h && pool.is(y, s) {
                 return Ok(y);
             }
             i = (i + 1) & mask;
@@ -223,14 +224,16 @@ impl Interner {
         if let Some(y) = self.cached(pool, s) {
             return y;
         }
-        if (pool.len() + 1) * 2 > self.slots.len() {
+        if (self.len + 1) * 2 > self.slots.len() {
+            // Rehash from the slots' own hashes: the pool also holds strings never interned.
             let n = (self.slots.len() * 2).max(1024);
-            self.slots = vec![(NO_SYM, 0); n];
-            for y in 0..pool.len() as Sym {
-                let h = Self::hash(pool.get(y));
-                if let Err(i) = self.find(pool, pool.get(y), h) {
-                    self.slots[i] = (y, (h >> 32) as u32);
+            let old = std::mem::replace(&mut self.slots, vec![(NO_SYM, 0); n]);
+            for (y, h) in old.into_iter().filter(|(y, _)| *y != NO_SYM) {
+                let mut i = h as usize & (n - 1);
+                while self.slots[i].0 != NO_SYM {
+                    i = (i + 1) & (n - 1);
                 }
+                self.slots[i] = (y, h);
             }
         }
         let h = Self::hash(s);
@@ -238,7 +241,8 @@ impl Interner {
             Ok(y) => y,
             Err(i) => {
                 let y = pool.push(s);
-                self.slots[i] = (y, (h >> 32) as u32);
+                self.slots[i] = (y, h);
+                self.len += 1;
                 y
             }
         };
