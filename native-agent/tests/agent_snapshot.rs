@@ -373,6 +373,31 @@ fn interfaces_and_nft_reject_wrong_shapes_with_a_place() {
     assert_eq!(ifs[0].state, "DOWN");
 }
 
+/// Tool output is read in 4 MB pieces and joined: every byte in order, across piece boundaries
+/// and short reads, and the result's buffer no bigger than the output.
+#[test]
+fn tool_output_is_read_whole_into_an_exact_buffer() {
+    /// Hands out at most 1,000,003 bytes per read, as a pipe gives what it has.
+    struct Trickle<'a>(&'a [u8]);
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.0.len()).min(1_000_003);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    for len in [0, 1, 4 << 20, (4 << 20) + 1, (9 << 20) + 3] {
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let got = agent::sys::read_all(Trickle(&data)).unwrap();
+        assert_eq!(got.len(), len);
+        assert!(got == data, "{len} bytes came back changed");
+        if len > 4 << 20 {
+            assert_eq!(got.capacity(), len);
+        }
+    }
+}
+
 mod props {
     use super::*;
     use proptest::prelude::*;

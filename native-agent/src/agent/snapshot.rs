@@ -475,7 +475,17 @@ impl Ran {
         let results = std::thread::scope(|s| {
             let handles: Vec<_> = READ_ONLY_COMMANDS
                 .iter()
-                .map(|(p, a)| (*p, *a, s.spawn(move || sys.run(p, a))))
+                .map(|(p, a)| {
+                    let read = move || {
+                        let out = sys.run(p, a);
+                        // This thread's heap is abandoned when it exits, with the buffers the
+                        // output outgrew while being read (half its size again); purged by
+                        // the owner they do not stay resident.
+                        super::sys::release_freed_memory();
+                        out
+                    };
+                    (*p, *a, s.spawn(read))
+                })
                 .collect();
             handles
                 .into_iter()

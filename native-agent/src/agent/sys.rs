@@ -132,12 +132,11 @@ impl Sys for HostSys {
             }
             s
         });
-        let mut out = Vec::new();
         let read = child
             .stdout
             .take()
-            .map(|p| p.take(MAX_OUTPUT as u64 + 1).read_to_end(&mut out));
-        if out.len() > MAX_OUTPUT {
+            .map_or(Ok(Vec::new()), |p| read_all(p.take(MAX_OUTPUT as u64 + 1)));
+        if read.as_ref().is_ok_and(|o| o.len() > MAX_OUTPUT) {
             let _ = child.kill();
         }
         let status = child
@@ -146,9 +145,7 @@ impl Sys for HostSys {
         let stderr = String::from_utf8_lossy(&err_thread.join().unwrap_or_default())
             .trim()
             .to_string();
-        if let Some(Err(e)) = read {
-            return Err(ToolError::Failed(format!("{shown}: reading output: {e}")));
-        }
+        let out = read.map_err(|e| ToolError::Failed(format!("{shown}: reading output: {e}")))?;
         if out.len() > MAX_OUTPUT {
             return Err(ToolError::Failed(format!(
                 "{shown}: output larger than {MAX_OUTPUT} bytes"
@@ -165,6 +162,32 @@ impl Sys for HostSys {
         String::from_utf8(out)
             .map_err(|e| ToolError::Failed(format!("{shown}: output is not UTF-8: {e}")))
     }
+}
+
+/// Pieces a tool's output is read in. [`Read::read_to_end`] doubles one buffer instead: a 34 MB
+/// dump ends in a 64 MB buffer, after a 32 MB one it was copied from and 32 MB of smaller ones
+/// before that, all touched within one poll.
+const READ_CHUNK: usize = 4 << 20;
+
+/// All of `r`, in one buffer of exactly its size: read in [`READ_CHUNK`] pieces, then joined,
+/// each piece freed as soon as it is copied. At most the output plus one piece is resident.
+pub fn read_all(mut r: impl Read) -> std::io::Result<Vec<u8>> {
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut c = Vec::with_capacity(READ_CHUNK);
+        if (&mut r).take(READ_CHUNK as u64).read_to_end(&mut c)? == 0 {
+            break;
+        }
+        chunks.push(c);
+    }
+    if chunks.len() <= 1 {
+        return Ok(chunks.pop().unwrap_or_default());
+    }
+    let mut out = Vec::with_capacity(chunks.iter().map(Vec::len).sum());
+    for c in chunks {
+        out.extend_from_slice(&c);
+    }
+    Ok(out)
 }
 
 /// Freed memory stays resident unless the allocator is told to hand it back. The `proxyscope`
