@@ -797,11 +797,8 @@ pub(crate) fn walk_reusing(
 ) -> (Outcome, Vec<Step>) {
     choices.clear();
     let key = flow_key(req);
-    let existing = state
-        .conntrack
-        .get(&key)
-        .filter(|e| req.now - e.last_seen <= ct_timeout(req.pkt.proto))
-        .cloned();
+    let (existing, cx, mut out) = start(req, state);
+    out.choices = choices;
     let ct_new = existing.is_none();
     let mut w = Walker {
         m,
@@ -810,26 +807,8 @@ pub(crate) fn walk_reusing(
         chooser,
         // A traced packet to a Service records ~50 steps; growing the vector was a visible cost.
         steps: record.then(|| Vec::with_capacity(64)),
-        cx: PacketCtx {
-            pkt: req.pkt,
-            in_iface: req.in_iface.as_deref(),
-            out_iface: None,
-            ct_new,
-            ct_dnat: false,
-            ct_snat: false,
-            now: req.now,
-        },
-        out: Outcome {
-            verdict: Verdict::Accept,
-            packet: req.pkt,
-            dnat: None,
-            snat: None,
-            masq: false,
-            rules_evaluated: 0,
-            choices,
-            warnings: Vec::new(),
-            established: !ct_new,
-        },
+        cx,
+        out,
         frames: Vec::with_capacity(8),
         existing,
         local_origin: req.local_origin,
@@ -876,6 +855,38 @@ pub(crate) fn walk_reusing(
     (w.out, steps)
 }
 
+/// A packet entering the stack: its conntrack entry if the flow is established (and not timed
+/// out), the context the matches see, and an outcome with nothing done yet.
+fn start<'r>(req: &'r WalkRequest, state: &State) -> (Option<CtEntry>, PacketCtx<'r>, Outcome) {
+    let existing = state
+        .conntrack
+        .get(&flow_key(req))
+        .filter(|e| req.now - e.last_seen <= ct_timeout(req.pkt.proto))
+        .cloned();
+    let ct_new = existing.is_none();
+    let cx = PacketCtx {
+        pkt: req.pkt,
+        in_iface: req.in_iface.as_deref(),
+        out_iface: None,
+        ct_new,
+        ct_dnat: false,
+        ct_snat: false,
+        now: req.now,
+    };
+    let out = Outcome {
+        verdict: Verdict::Accept,
+        packet: req.pkt,
+        dnat: None,
+        snat: None,
+        masq: false,
+        rules_evaluated: 0,
+        choices: Vec::new(),
+        warnings: Vec::new(),
+        established: !ct_new,
+    };
+    (existing, cx, out)
+}
+
 fn flow_key(req: &WalkRequest) -> FlowKey {
     FlowKey {
         proto: req.pkt.proto,
@@ -898,12 +909,8 @@ pub fn explore(
     state: &mut State,
     visit: &mut dyn FnMut(&Outcome) -> bool,
 ) {
-    let existing = state
-        .conntrack
-        .get(&flow_key(req))
-        .filter(|e| req.now - e.last_seen <= ct_timeout(req.pkt.proto))
-        .cloned();
-    let ct_new = existing.is_none();
+    let (existing, first_cx, first_out) = start(req, state);
+    let mut first = Some((first_cx, first_out));
     let mut unused = Scripted {
         script: Vec::new(),
         pos: 0,
@@ -912,30 +919,8 @@ pub fn explore(
     // Reused by every branch: the frames of the tables it enters, the branches it makes.
     let mut frames = Vec::with_capacity(8);
     let mut made = Vec::new();
-    let mut first = true;
     loop {
-        let (pc, local, resume, cx, out, forced) = if first {
-            first = false;
-            let cx = PacketCtx {
-                pkt: req.pkt,
-                in_iface: req.in_iface.as_deref(),
-                out_iface: None,
-                ct_new,
-                ct_dnat: false,
-                ct_snat: false,
-                now: req.now,
-            };
-            let out = Outcome {
-                verdict: Verdict::Accept,
-                packet: req.pkt,
-                dnat: None,
-                snat: None,
-                masq: false,
-                rules_evaluated: 0,
-                choices: Vec::new(),
-                warnings: Vec::new(),
-                established: !ct_new,
-            };
+        let (pc, local, resume, cx, out, forced) = if let Some((cx, out)) = first.take() {
             (0, None, None, cx, out, Answers::default())
         } else {
             let Some(f) = pending.pop() else { break };
