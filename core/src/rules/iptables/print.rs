@@ -209,9 +209,26 @@ pub fn write_match(out: &mut String, m: MatchRef) {
             }
         }
         MatchRef::Unknown { module, args } => {
-            let _ = write!(out, " -m {module}");
+            out.push_str(" -m");
+            name_word(out, module);
             raw_args(out, args);
         }
+    }
+}
+
+/// A module or target name we do not model, with a leading space: as loaded when it is one plain
+/// word (every real one is), quoted when it would not read back as one (a quoted name with a
+/// space parses, so it must print back parseable).
+fn name_word(out: &mut String, name: &str) {
+    if !name.is_empty()
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\'))
+    {
+        out.push(' ');
+        out.push_str(name);
+    } else {
+        save_string(out, name);
     }
 }
 
@@ -308,7 +325,8 @@ pub fn write_target(out: &mut String, t: TargetRef) {
             }
         }
         TargetRef::Unknown { name, args } => {
-            let _ = write!(out, " -j {name}");
+            out.push_str(" -j");
+            name_word(out, name);
             raw_args(out, args);
         }
     }
