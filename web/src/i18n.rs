@@ -825,8 +825,19 @@ pub fn core_note(lang: Lang, text: &str) -> (String, Lang) {
     if text.starts_with("ACCEPT: this table lets the packet go on") {
         return zh("ACCEPT：本表放行数据包，交给下一个表或钩子继续处理。".into());
     }
-    if text.starts_with("--random-fully:") {
-        return zh("--random-fully：源端口随机选取，而不是保留原来的端口。".into());
+    if let Some(rest) = text.strip_prefix("--random-fully:") {
+        // core appends "(OLD became NEW, drawn from LO-HI)" when the walk drew the port.
+        let drawn = rest
+            .split_once('(')
+            .and_then(|(_, d)| d.strip_suffix(')'))
+            .and_then(|d| d.split_once(" became "))
+            .and_then(|(old, d)| d.split_once(", drawn from ").map(|(new, r)| (old, new, r)));
+        return zh(match drawn {
+            Some((old, new, range)) => format!(
+                "--random-fully：源端口随机选取，而不是保留原来的端口（{old} 变为 {new}，取自 {range}）。"
+            ),
+            None => "--random-fully：源端口随机选取，而不是保留原来的端口。".into(),
+        });
     }
     if let Some(rest) = text.strip_prefix("LOG: the kernel logs the packet") {
         return zh(match rest.strip_prefix(" with prefix ") {
@@ -873,6 +884,10 @@ mod tests {
             "the persistence template points at 10.0.0.3:8080, which is gone or has weight 0: it expires (expire_quiescent_template=1) and the scheduler picks again",
         );
         assert!(s.starts_with("持久化模板指向 10.0.0.3:8080，"), "{s}");
+        let (s, _) = zh(
+            "--random-fully: the source port is picked at random, not kept (40000 became 51234, drawn from 1024-65535)",
+        );
+        assert!(s.contains("40000 变为 51234，取自 1024-65535"), "{s}");
         for t in [
             "--random-fully: the source port is picked at random, not kept",
             "IPVS hooks LOCAL_OUT right after nat OUTPUT (ip_vs_local_request, priority -98): it sees the packet before filter OUTPUT",
