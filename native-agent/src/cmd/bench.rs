@@ -28,6 +28,10 @@ pub struct BenchArgs {
     /// faster than linearly: ~5 s at 1,000 Services, more than 20 minutes at 10,000 here.
     #[arg(long)]
     pub kernel: bool,
+    /// With --kernel: stop a kernel reference after this many seconds and report it as longer
+    /// (the 10,000-Service load would otherwise hold the table for 20+ minutes).
+    #[arg(long, default_value_t = 120)]
+    pub kernel_timeout: u64,
 }
 
 fn median<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
@@ -57,7 +61,7 @@ fn ms(d: Duration) -> String {
 }
 
 /// Run `cmd` with `input` on stdin inside a scratch network namespace; its wall time.
-fn time_in_netns(tool: &str, args: &[&str], input: &str) -> Result<Duration, String> {
+fn time_in_netns(tool: &str, args: &[&str], input: &str, limit: u64) -> Result<Duration, String> {
     let ns = format!("psbench-{}", std::process::id());
     let ok = Command::new("ip")
         .args(["netns", "add", &ns])
@@ -79,8 +83,9 @@ fn time_in_netns(tool: &str, args: &[&str], input: &str) -> Result<Duration, Str
                 .status();
         }
         let t = Instant::now();
+        let secs = limit.to_string();
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns, tool])
+            .args(["netns", "exec", &ns, "timeout", &secs, tool])
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -88,14 +93,18 @@ fn time_in_netns(tool: &str, args: &[&str], input: &str) -> Result<Duration, Str
             .spawn()
             .map_err(|e| format!("{tool}: {e}"))?;
         use std::io::Write;
-        child
+        // A tool stopped by the time limit closes its stdin: that is reported below, not here.
+        let _ = child
             .stdin
             .take()
             .expect("piped")
-            .write_all(input.as_bytes())
-            .map_err(|e| e.to_string())?;
+            .write_all(input.as_bytes());
         let out = child.wait_with_output().map_err(|e| e.to_string())?;
         let d = t.elapsed();
+        // timeout(1) exits 124 when it stopped the command.
+        if out.status.code() == Some(124) {
+            return Err(format!("more than {limit} s (stopped)"));
+        }
         if !out.status.success() {
             return Err(format!(
                 "{tool} failed: {}",
@@ -133,6 +142,7 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
             "iptables-restore",
             &["--noflush", "--counters"],
             &fr.payload,
+            a.kernel_timeout,
         ) {
             Ok(d) => format!("iptables-restore: {}", ms(d)),
             Err(e) => format!("iptables-restore: {e}"),
@@ -163,7 +173,7 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
     drop(parsed);
     let (count_t, lines) = median(a.runs, || count_lines(saved.as_bytes()));
     let test_ref = if a.kernel {
-        match time_in_netns("iptables-restore", &["--test"], &saved) {
+        match time_in_netns("iptables-restore", &["--test"], &saved, a.kernel_timeout) {
             Ok(d) => format!(
                 "iptables-restore --test: {} ({:.0}x ours)",
                 ms(d),
