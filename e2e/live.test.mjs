@@ -13,13 +13,10 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { DIST, SHOTS, launchBrowser } from './support.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const DIST = path.resolve(here, process.env.DIST_DIR ?? '../web/dist');
 const BIN = path.resolve(here, process.env.PROXYSCOPE_BIN ?? '../target/debug/proxyscope');
-const SHOTS = path.resolve(here, process.env.SHOT_DIR ?? '../target/e2e');
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const DEMO = path.resolve(here, '../examples/demo.yaml');
 // The agent's poll interval; the issue's target is a change on the page within one interval + 100 ms.
 const INTERVAL_MS = 500;
@@ -66,11 +63,7 @@ before(async () => {
   assert.ok(fs.existsSync(path.join(DIST, 'index.html')), `${DIST}/index.html missing: run scripts/build-web.sh first`);
   assert.ok(fs.existsSync(BIN), `${BIN} missing: cargo build -p proxyscope`);
   fs.mkdirSync(SHOTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking',
-           '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {
