@@ -4,6 +4,9 @@
 //! `iptables-save` (1.8.9, nf_tables backend) printed after `iptables-restore --noflush` of it in a
 //! fresh network namespace plus one `iptables -t nat -I PREROUTING ... -j KUBE-SERVICES` (the
 //! `#` header lines removed). The kernel's text is the reference for both directions.
+mod common;
+
+use common::family_of;
 
 use proxyscope_core::rules::iptables::{Family, parse, print_saved};
 
@@ -61,14 +64,6 @@ fn kernel_fixtures() -> Vec<(String, String, String)> {
     }
     assert!(!out.is_empty(), "no kernel fixtures found");
     out
-}
-
-fn family_of(name: &str) -> Family {
-    if name.starts_with("ipv6") {
-        Family::V6
-    } else {
-        Family::V4
-    }
 }
 
 #[test]

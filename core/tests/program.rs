@@ -3,6 +3,9 @@
 //! every rule prints byte for byte like its owned form (the text a trace step shows); a rule
 //! evaluates against a packet exactly as its owned form; the trace index skips only rules that
 //! cannot match.
+mod common;
+
+use common::family_of;
 
 use proptest::prelude::*;
 use proxyscope_core::netfilter::eval::{PacketCtx, eval_rule};
@@ -28,14 +31,6 @@ fn fixtures() -> Vec<(String, String)> {
     }
     assert!(out.len() >= 10, "fixtures missing: {out:?}");
     out
-}
-
-fn family_of(name: &str) -> Family {
-    if name.starts_with("ipv6") {
-        Family::V6
-    } else {
-        Family::V4
-    }
 }
 
 /// Every rule of the program prints like its owned rule (the trace's rule text).

@@ -412,3 +412,13 @@ pub fn slice_svc1(eps: &[(&str, &str, &str)]) -> String {
     }
     s
 }
+
+/// The family of a kernel fixture by its file name (`ipv6-…` dumps are ip6tables-save text).
+pub fn family_of(name: &str) -> proxyscope_core::rules::iptables::Family {
+    use proxyscope_core::rules::iptables::Family;
+    if name.starts_with("ipv6") {
+        Family::V6
+    } else {
+        Family::V4
+    }
+}
