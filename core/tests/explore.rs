@@ -18,7 +18,12 @@ type Seen = (String, Vec<(bool, u64)>);
 
 fn summary(o: &WalkOutcome) -> Seen {
     (
-        format!("{:?} {:?} {:?} {}", o.verdict, o.dnat, o.snat, o.masq),
+        // Everything an outcome carries: a reused table run (exploring walks share the runs
+        // of tables that made no random decision) must count and warn as a fresh one.
+        format!(
+            "{:?} {:?} {:?} {} {:?} {} {:?}",
+            o.verdict, o.dnat, o.snat, o.masq, o.packet, o.rules_evaluated, o.warnings
+        ),
         o.choices
             .iter()
             .map(|c| (c.matched, c.p_match.to_bits()))
@@ -27,8 +32,8 @@ fn summary(o: &WalkOutcome) -> Seen {
 }
 
 /// Every answer sequence, by re-walking from the start with a script of answers.
-fn plain(m: &Machine, req: &WalkRequest) -> Vec<Seen> {
-    let mut state = State::default();
+fn plain(m: &Machine, req: &WalkRequest, start: &State) -> Vec<Seen> {
+    let mut state = start.clone();
     let mut out = Vec::new();
     let mut todo: Vec<Vec<bool>> = vec![Vec::new()];
     while let Some(script) = todo.pop() {
@@ -75,14 +80,36 @@ fn forking_finds_the_same_walks_in_the_same_order() {
                 if (fr.family == Family::V6) != t.dst.is_ipv6() {
                     continue;
                 }
-                for c in clients
-                    .iter()
-                    .filter(|c| c.src.is_ipv6() == t.dst.is_ipv6())
-                {
+                // The presets, plus every endpoint of the Service as a client of its own
+                // Service: the hairpin rule marks only the branch back to the client, so the
+                // branches after a random match differ in their mark.
+                let mut srcs: Vec<std::net::IpAddr> = clients.iter().map(|c| c.src).collect();
+                let probe = WalkRequest {
+                    pkt: Packet {
+                        src: srcs.first().copied().unwrap_or(t.dst),
+                        sport: 40000,
+                        dst: t.dst,
+                        dport: t.dport,
+                        proto: t.proto,
+                        mark: 0,
+                    },
+                    local_origin: false,
+                    in_iface: Some("eth0".to_string()),
+                    now: 0.0,
+                };
+                explore(&m, &probe, &mut State::default(), &mut |o| {
+                    if let Some((ip, _)) = o.dnat
+                        && !srcs.contains(&ip)
+                    {
+                        srcs.push(ip);
+                    }
+                    true
+                });
+                for c in srcs.iter().filter(|c| c.is_ipv6() == t.dst.is_ipv6()) {
                     for local_origin in [false, true] {
                         let req = WalkRequest {
                             pkt: Packet {
-                                src: c.src,
+                                src: *c,
                                 sport: 40000,
                                 dst: t.dst,
                                 dport: t.dport,
@@ -93,15 +120,29 @@ fn forking_finds_the_same_walks_in_the_same_order() {
                             in_iface: (!local_origin).then(|| "eth0".to_string()),
                             now: 0.0,
                         };
-                        let want = plain(&m, &req);
-                        let mut got = Vec::new();
-                        explore(&m, &req, &mut State::default(), &mut |o| {
-                            got.push(summary(o));
-                            true
-                        });
-                        assert_eq!(got, want, "seed {seed}, {t:?}, from {}", c.src);
-                        compared += 1;
-                        branched += usize::from(want.len() > 1);
+                        // Before any packet, and after one from another port of the same
+                        // client went through for real (its `-m recent` entries make the
+                        // affinity rules match; its conntrack entry is not this flow's).
+                        let mut after_one = State::default();
+                        let mut first = req.clone();
+                        first.pkt.sport = 40001;
+                        let mut ch = Scripted {
+                            script: Vec::new(),
+                            pos: 0,
+                        };
+                        walk(&m, &first, &mut after_one, &mut ch, false, true);
+                        for start in [State::default(), after_one] {
+                            let want = plain(&m, &req, &start);
+                            let mut got = Vec::new();
+                            let mut state = start.clone();
+                            explore(&m, &req, &mut state, &mut |o| {
+                                got.push(summary(o));
+                                true
+                            });
+                            assert_eq!(got, want, "seed {seed}, {t:?}, from {c}");
+                            compared += 1;
+                            branched += usize::from(want.len() > 1);
+                        }
                     }
                 }
             }

@@ -494,6 +494,7 @@ fn run<'a>(
         ct_dnat: pkt.sport.is_multiple_of(3),
         ct_snat: false,
         now: 50.0,
+        reads: Default::default(),
     };
     let mut drawn = Vec::new();
     let mut coin = |fixed: u32, neg: bool| {

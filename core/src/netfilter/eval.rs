@@ -3,10 +3,29 @@
 //! at the first that fails.
 
 use super::{IpSet, Machine, State};
+use crate::rules::iptables::print::{push_hex, push_net};
 use crate::rules::iptables::view::{MatchRef, RecentRef, RuleView};
 use crate::rules::iptables::{AddrType, CtState, MultiportKind, RecentAction, Statistic};
 use crate::trace::{Packet, Proto};
+use std::cell::Cell;
 use std::net::IpAddr;
+
+/// The packet facts a rule can look at, as bits of [`PacketCtx::reads`]: what a table run
+/// depended on, so an exploring walk can reuse the run for another branch whose packet agrees
+/// on exactly these (see `walk::Memo`).
+pub mod field {
+    pub const SRC: u16 = 1;
+    pub const DST: u16 = 1 << 1;
+    pub const SPORT: u16 = 1 << 2;
+    pub const DPORT: u16 = 1 << 3;
+    pub const PROTO: u16 = 1 << 4;
+    pub const MARK: u16 = 1 << 5;
+    pub const IN_IFACE: u16 = 1 << 6;
+    pub const OUT_IFACE: u16 = 1 << 7;
+    /// conntrack's view: NEW/ESTABLISHED and whether NAT is set up.
+    pub const CT: u16 = 1 << 8;
+    pub const HEADER: u16 = SRC | DST | SPORT | DPORT | PROTO;
+}
 
 /// Per-packet facts the matches look at besides the header.
 #[derive(Debug, Clone)]
@@ -21,6 +40,19 @@ pub struct PacketCtx<'a> {
     pub ct_snat: bool,
     /// Time in seconds (for `-m recent`).
     pub now: f64,
+    /// The [`field`]s the matches and targets have read so far (the walker clears it when it
+    /// starts a table it may reuse). Every read of the facts above must be recorded here:
+    /// a missing bit would let an exploring walk reuse a table run for a packet it does not
+    /// fit.
+    pub reads: Cell<u16>,
+}
+
+impl PacketCtx<'_> {
+    /// Record that `f` was read.
+    #[inline]
+    pub fn saw(&self, f: u16) {
+        self.reads.set(self.reads.get() | f);
+    }
 }
 
 /// Why a rule did not match, or that it matched.
@@ -100,6 +132,17 @@ fn lazy(describe: bool, f: impl FnOnce() -> String) -> String {
     if describe { f() } else { String::new() }
 }
 
+/// `-s 10.0.0.2/32` / `! -d ...` (most failed matches of a trace are addresses).
+fn net_text(neg: bool, flag: &str, net: ipnet::IpNet) -> String {
+    let mut t = String::with_capacity(48);
+    if neg {
+        t.push_str("! ");
+    }
+    t.push_str(flag);
+    push_net(&mut t, net);
+    t
+}
+
 /// Evaluate the IP-header part and the matches. Matches with side effects (`recent --set`) are
 /// applied to `state` only when `effects` is true and every earlier part matched.
 // The walker lends its fields separately (machine, packet, state, random source, notes) so the
@@ -118,34 +161,43 @@ pub fn eval_rule<'r>(
 ) -> MatchResult {
     let p = &cx.pkt;
     if let Some(s) = rule.src()
-        && s.value.contains(&p.src) == s.neg
+        && {
+            cx.saw(field::SRC);
+            s.value.contains(&p.src) == s.neg
+        }
     {
-        return MatchResult::Failed(lazy(describe, || {
-            format!("{}-s {}", if s.neg { "! " } else { "" }, s.value)
-        }));
+        return MatchResult::Failed(lazy(describe, || net_text(s.neg, "-s ", s.value)));
     }
     if let Some(d) = rule.dst()
-        && d.value.contains(&p.dst) == d.neg
+        && {
+            cx.saw(field::DST);
+            d.value.contains(&p.dst) == d.neg
+        }
     {
-        return MatchResult::Failed(lazy(describe, || {
-            format!("{}-d {}", if d.neg { "! " } else { "" }, d.value)
-        }));
+        return MatchResult::Failed(lazy(describe, || net_text(d.neg, "-d ", d.value)));
     }
     if let Some(i) = rule.in_iface()
-        && iface_matches(i.value, cx.in_iface) == i.neg
+        && {
+            cx.saw(field::IN_IFACE);
+            iface_matches(i.value, cx.in_iface) == i.neg
+        }
     {
         return MatchResult::Failed(lazy(describe, || {
             format!("{}-i {}", if i.neg { "! " } else { "" }, i.value)
         }));
     }
     if let Some(o) = rule.out_iface()
-        && iface_matches(o.value, cx.out_iface) == o.neg
+        && {
+            cx.saw(field::OUT_IFACE);
+            iface_matches(o.value, cx.out_iface) == o.neg
+        }
     {
         return MatchResult::Failed(lazy(describe, || {
             format!("{}-o {}", if o.neg { "! " } else { "" }, o.value)
         }));
     }
     if let Some(pr) = rule.proto() {
+        cx.saw(field::PROTO);
         let is = pr.value.0 == 0 || pr.value.0 == p.proto.number();
         if is == pr.neg {
             return MatchResult::Failed(lazy(describe, || {
@@ -161,20 +213,27 @@ pub fn eval_rule<'r>(
                 sport,
                 dport,
             } => {
+                cx.saw(field::PROTO);
                 if Proto::parse(module) != Some(p.proto) {
                     return MatchResult::Failed(lazy(describe, || {
                         format!("-m {module} (packet is {})", p.proto)
                     }));
                 }
                 if let Some(sp) = sport
-                    && sp.value.contains(p.sport) == sp.neg
+                    && {
+                        cx.saw(field::SPORT);
+                        sp.value.contains(p.sport) == sp.neg
+                    }
                 {
                     return MatchResult::Failed(lazy(describe, || {
                         format!("--sport {}:{}", sp.value.lo, sp.value.hi)
                     }));
                 }
                 if let Some(dp) = dport
-                    && dp.value.contains(p.dport) == dp.neg
+                    && {
+                        cx.saw(field::DPORT);
+                        dp.value.contains(p.dport) == dp.neg
+                    }
                 {
                     return MatchResult::Failed(lazy(describe, || {
                         let want = if dp.value.lo == dp.value.hi {
@@ -187,6 +246,7 @@ pub fn eval_rule<'r>(
                 }
             }
             MatchRef::Multiport { neg, kind, ports } => {
+                cx.saw(field::SPORT | field::DPORT);
                 let hit = ports.iter().any(|r| match kind {
                     MultiportKind::Sports => r.contains(p.sport),
                     MultiportKind::Dports => r.contains(p.dport),
@@ -233,15 +293,26 @@ pub fn eval_rule<'r>(
                 }
             }
             MatchRef::Mark { neg, value, mask } => {
+                cx.saw(field::MARK);
                 if ((p.mark & mask) == value) == neg {
                     return MatchResult::Failed(lazy(describe, || {
-                        format!("{}--mark {value:#x}/{mask:#x}", if neg { "! " } else { "" })
+                        let mut t = String::with_capacity(32);
+                        t.push_str(if neg { "! --mark " } else { "--mark " });
+                        push_hex(&mut t, value);
+                        t.push('/');
+                        push_hex(&mut t, mask);
+                        t
                     }));
                 }
             }
             MatchRef::AddrType { src, dst, .. } => {
                 for (label, spec, ip) in [("--src-type", src, p.src), ("--dst-type", dst, p.dst)] {
                     if let Some(t) = spec {
+                        cx.saw(if label == "--src-type" {
+                            field::SRC
+                        } else {
+                            field::DST
+                        });
                         let ty = addr_type(m, ip);
                         let hit = t.value.contains(&ty);
                         if hit == t.neg {
@@ -264,6 +335,7 @@ pub fn eval_rule<'r>(
             }
             MatchRef::Conntrack { ctstate } => {
                 if let Some(st) = ctstate {
+                    cx.saw(field::CT);
                     let state_of = |c: &CtState| match c {
                         CtState::New => cx.ct_new,
                         CtState::Established => !cx.ct_new,
@@ -286,6 +358,7 @@ pub fn eval_rule<'r>(
             }
             MatchRef::Set { neg, name, dirs } => match m.node.ipsets.get(name) {
                 Some(set) => {
+                    cx.saw(field::HEADER);
                     if set_matches(set, p, dirs) == neg {
                         return MatchResult::Failed(lazy(describe, || {
                             format!("{}--match-set {name}", if neg { "! " } else { "" })
@@ -315,6 +388,7 @@ fn eval_recent(
     notes: &mut Vec<String>,
     describe: bool,
 ) -> bool {
+    cx.saw(if r.rdest { field::DST } else { field::SRC });
     let addr = if r.rdest { cx.pkt.dst } else { cx.pkt.src };
     let hit = match r.action {
         RecentAction::Set => {

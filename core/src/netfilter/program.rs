@@ -83,7 +83,15 @@ pub struct Program {
     dirs: Vec<bool>,
     /// By chain.
     indexes: Vec<Index>,
+    /// Per global chain, derived once the program is complete: [`CHAIN_BUILTIN`] and the
+    /// position of its trace index in `indexes` ([`NO_INDEX`] when it has none). The walker
+    /// asks both for every rule it reaches; a binary search and two name compares each time
+    /// were a tenth of a trace.
+    chain_meta: Vec<u32>,
 }
+
+const CHAIN_BUILTIN: u32 = 1 << 31;
+const NO_INDEX: u32 = CHAIN_BUILTIN - 1;
 
 // Header flags.
 const F_SRC: u8 = 1;
@@ -313,6 +321,7 @@ impl Builder {
                 ct_states: Vec::new(),
                 dirs: Vec::new(),
                 indexes: Vec::new(),
+                chain_meta: Vec::new(),
             },
             interner: Interner::default(),
             chain_of: Vec::new(),
@@ -825,6 +834,19 @@ impl Builder {
         p.ct_states.shrink_to_fit();
         p.dirs.shrink_to_fit();
         p.indexes.shrink_to_fit();
+        let mut meta = Vec::with_capacity(p.chains.len());
+        for t in 0..p.tables.len() {
+            let (a, b) = p.chain_range(t);
+            for g in a..b {
+                let builtin = is_builtin(p.table_name(t), p.strings.get(p.chains[g].name));
+                meta.push(if builtin { CHAIN_BUILTIN } else { 0 } | NO_INDEX);
+            }
+        }
+        for (i, x) in p.indexes.iter().enumerate() {
+            let m = &mut meta[x.chain as usize];
+            *m = (*m & CHAIN_BUILTIN) | i as u32;
+        }
+        p.chain_meta = meta;
         p
     }
 }
@@ -1156,7 +1178,7 @@ impl Program {
     }
     /// A built-in chain of its table (falling off it applies the policy).
     pub fn builtin(&self, t: usize, c: usize) -> bool {
-        is_builtin(self.table_name(t), self.chain_name(t, c))
+        self.chain_meta[self.global_chain(t, c)] & CHAIN_BUILTIN != 0
     }
     /// The chain's policy is DROP (anything else lets the packet go on).
     pub fn policy_drop(&self, t: usize, c: usize) -> bool {
@@ -1196,11 +1218,8 @@ impl Program {
     }
 
     fn index_of(&self, t: usize, c: usize) -> Option<&Index> {
-        let g = self.global_chain(t, c) as u32;
-        self.indexes
-            .binary_search_by_key(&g, |x| x.chain)
-            .ok()
-            .map(|i| &self.indexes[i])
+        let i = self.chain_meta[self.global_chain(t, c)] & NO_INDEX;
+        (i != NO_INDEX).then(|| &self.indexes[i as usize])
     }
 
     /// Which field the chain's trace index is keyed by (`None`: the chain is scanned).
@@ -1269,6 +1288,7 @@ impl Program {
             + self.ct_states.capacity()
             + self.dirs.capacity()
             + self.indexes.capacity() * std::mem::size_of::<Index>()
+            + self.chain_meta.capacity() * 4
             + self
                 .indexes
                 .iter()

@@ -1,12 +1,11 @@
 //! Walking one packet through the hooks.
 
-use super::eval::{MatchResult, PacketCtx, eval_rule};
+use super::eval::{MatchResult, PacketCtx, eval_rule, field};
 use super::{CtEntry, FlowKey, IndexKey, Machine, State, ct_timeout};
 use crate::rules::iptables::Statistic;
 use crate::rules::iptables::print::{print_rule_args, write_probability};
 use crate::rules::iptables::view::{RuleView, TargetRef};
 use crate::trace::{Entry, Hook, Packet, Step, Verdict};
-use std::fmt::Write;
 use std::net::IpAddr;
 
 /// One random decision made by a `-m statistic --mode random` match.
@@ -41,11 +40,13 @@ impl<R: rand::Rng> Chooser for Sampler<R> {
         let r = self.0.next_u32() & 0x7fff_ffff;
         let hit = r < fixed;
         let mut note = String::with_capacity(72);
-        let _ = write!(
-            note,
-            "random draw {r} {} {fixed} (p = ",
-            if hit { "<" } else { ">=" }
-        );
+        // Numbers through itoa: a traced packet to a Service makes one draw per endpoint.
+        let mut num = itoa::Buffer::new();
+        note.push_str("random draw ");
+        note.push_str(num.format(r));
+        note.push_str(if hit { " < " } else { " >= " });
+        note.push_str(num.format(fixed));
+        note.push_str(" (p = ");
         write_probability(&mut note, fixed, 10);
         note.push_str(if hit != neg {
             "): matches"
@@ -95,6 +96,7 @@ pub struct WalkRequest {
     pub now: f64,
 }
 
+#[derive(Clone, Copy)]
 enum TableResult {
     /// ACCEPT (explicit, by a NAT target, or by policy): go on to the next table / hook.
     Accept,
@@ -125,6 +127,84 @@ struct Walker<'a, 'r> {
     forced: Answers,
     /// Scratch for printing a recorded rule's text.
     text_buf: String,
+    /// What the current table run wrote: [`field`] bits, plus [`OUT_DNAT`] / [`OUT_SNAT`].
+    writes: u16,
+    /// Exploring walks: table runs to reuse (shared by every branch of one packet).
+    memo: Option<Vec<Memo<'r>>>,
+}
+
+/// The run set the outcome's DNAT / SNAT (and masquerade flag).
+const OUT_DNAT: u16 = 1 << 14;
+const OUT_SNAT: u16 = 1 << 15;
+
+/// At most this many table runs are kept per explored packet.
+const MEMO_MAX: usize = 64;
+
+/// A table run of an exploring walk that made no random decision, as a function of the packet
+/// facts it read. Branches of one packet differ only after their random match (a different
+/// endpoint's DNAT): the filter and POSTROUTING tables they all run next read the mark and
+/// conntrack state but not the new destination, so one run serves every branch. Reuse is
+/// sound because a run's every step depends only on the facts it read (the state is not
+/// written while exploring), and every write is a constant or a function of facts it read:
+/// the same read facts replay the same rules, writes, warnings and verdict.
+struct Memo<'r> {
+    /// Position in the path: which hook and table.
+    pc: usize,
+    reads: u16,
+    before: PacketCtx<'r>,
+    writes: u16,
+    after: PacketCtx<'r>,
+    dnat: Option<(IpAddr, u16)>,
+    snat: Option<(IpAddr, u16)>,
+    evaluated: usize,
+    warnings: Vec<String>,
+    result: TableResult,
+}
+
+/// The facts in `mask` are equal in both contexts.
+fn same_facts(mask: u16, a: &PacketCtx, b: &PacketCtx) -> bool {
+    let (p, q) = (&a.pkt, &b.pkt);
+    let eq = |bit: u16, same: bool| mask & bit == 0 || same;
+    eq(field::SRC, p.src == q.src)
+        && eq(field::DST, p.dst == q.dst)
+        && eq(field::SPORT, p.sport == q.sport)
+        && eq(field::DPORT, p.dport == q.dport)
+        && eq(field::PROTO, p.proto == q.proto)
+        && eq(field::MARK, p.mark == q.mark)
+        && eq(field::IN_IFACE, a.in_iface == b.in_iface)
+        && eq(field::OUT_IFACE, a.out_iface == b.out_iface)
+        && eq(
+            field::CT,
+            (a.ct_new, a.ct_dnat, a.ct_snat) == (b.ct_new, b.ct_dnat, b.ct_snat),
+        )
+}
+
+/// Copy the facts in `mask` from `from` into `to`.
+fn copy_facts(mask: u16, from: &PacketCtx, to: &mut PacketCtx) {
+    let f = &from.pkt;
+    let t = &mut to.pkt;
+    if mask & field::SRC != 0 {
+        t.src = f.src;
+    }
+    if mask & field::DST != 0 {
+        t.dst = f.dst;
+    }
+    if mask & field::SPORT != 0 {
+        t.sport = f.sport;
+    }
+    if mask & field::DPORT != 0 {
+        t.dport = f.dport;
+    }
+    if mask & field::MARK != 0 {
+        t.mark = f.mark;
+    }
+    // NAT marks the connection (`--ctstate DNAT` / `SNAT` from then on).
+    if mask & OUT_DNAT != 0 {
+        to.ct_dnat = true;
+    }
+    if mask & OUT_SNAT != 0 {
+        to.ct_snat = true;
+    }
 }
 
 /// One step of a packet's path through the stack.
@@ -288,15 +368,27 @@ impl Walker<'_, '_> {
             let prog = &self.m.program;
             let n_rules = prog.chain_len(ti, ci);
             let next = prog.next_candidate(ti, ci, pos, self.cx.pkt.dst, self.cx.pkt.dport);
+            // Which rules an indexed chain skips depends on the indexed field.
+            match prog.index_key(ti, ci) {
+                Some(IndexKey::Dst) => self.cx.saw(field::DST),
+                Some(IndexKey::Dport) => self.cx.saw(field::DPORT),
+                None => {}
+            }
             if next > pos {
                 let skipped = next - pos;
                 self.out.rules_evaluated += skipped;
                 let reason = match (rec, prog.index_key(ti, ci)) {
                     (false, _) => String::new(),
                     (true, Some(IndexKey::Dport)) => {
-                        format!("destination port is not {}", self.cx.pkt.dport)
+                        let mut r = String::from("destination port is not ");
+                        r.push_str(itoa::Buffer::new().format(self.cx.pkt.dport));
+                        r
                     }
-                    (true, _) => format!("destination is not {}", self.cx.pkt.dst),
+                    (true, _) => {
+                        let mut r = String::from("destination is not ");
+                        crate::k8s::ip::push_ip(&mut r, self.cx.pkt.dst);
+                        r
+                    }
                 };
                 let cn = chain_name(ci);
                 self.step(|| Step::Skipped {
@@ -501,6 +593,8 @@ impl Walker<'_, '_> {
                     }
                 }
                 TargetRef::Mark { value, mask } => {
+                    self.cx.saw(field::MARK);
+                    self.writes |= field::MARK;
                     let from = self.cx.pkt.mark;
                     let to = (from & !mask) ^ value;
                     self.cx.pkt.mark = to;
@@ -515,8 +609,10 @@ impl Walker<'_, '_> {
                     };
                     let (old, oldp) = (self.cx.pkt.dst, self.cx.pkt.dport);
                     self.cx.pkt.dst = ip;
+                    self.writes |= field::DST | OUT_DNAT;
                     if let Some(p) = port {
                         self.cx.pkt.dport = p;
+                        self.writes |= field::DPORT;
                     }
                     self.cx.ct_dnat = true;
                     self.out.dnat = Some((self.cx.pkt.dst, self.cx.pkt.dport));
@@ -538,6 +634,9 @@ impl Walker<'_, '_> {
                     return TableResult::Accept;
                 }
                 TargetRef::Masquerade { random_fully, .. } => {
+                    // The source address follows the route to the destination; the port
+                    // class follows the old source port.
+                    self.cx.saw(field::DST | field::SPORT);
                     let addr = self.m.node.masquerade_source(self.cx.pkt.dst);
                     match addr {
                         Some(a) => {
@@ -594,17 +693,82 @@ impl Walker<'_, '_> {
         TableResult::Accept
     }
 
+    /// [`Walker::run_table`] for an exploring walk: reuse an earlier branch's run of this table
+    /// when the packet agrees on every fact that run read, else run it and keep it if it made
+    /// no random decision.
+    fn run_table_memo(&mut self, hook: Hook, table: &str) -> Option<TableResult> {
+        let pc = self.pc;
+        let memo = self.memo.as_ref().expect("exploring walk");
+        if let Some(e) = memo
+            .iter()
+            .find(|e| e.pc == pc && same_facts(e.reads, &e.before, &self.cx))
+        {
+            copy_facts(e.writes, &e.after, &mut self.cx);
+            if e.writes & OUT_DNAT != 0 {
+                self.out.dnat = e.dnat;
+            }
+            if e.writes & OUT_SNAT != 0 {
+                self.out.snat = e.snat;
+                self.out.masq = true;
+            }
+            self.out.rules_evaluated += e.evaluated;
+            self.out.warnings.extend(e.warnings.iter().cloned());
+            return Some(e.result);
+        }
+        let before = self.cx.clone();
+        self.cx.reads.set(0);
+        self.writes = 0;
+        let forks = self.forks.as_ref().map_or(0, Vec::len);
+        let (choices, warnings) = (self.out.choices.len(), self.out.warnings.len());
+        let evaluated = self.out.rules_evaluated;
+        let result = self.run_table(hook, table)?;
+        let memo = self.memo.as_mut().expect("exploring walk");
+        let decided =
+            self.forks.as_ref().map_or(0, Vec::len) != forks || self.out.choices.len() != choices;
+        if !decided && memo.len() < MEMO_MAX {
+            memo.push(Memo {
+                pc,
+                reads: self.cx.reads.get(),
+                before,
+                writes: self.writes,
+                after: self.cx.clone(),
+                dnat: self.out.dnat,
+                snat: self.out.snat,
+                evaluated: self.out.rules_evaluated - evaluated,
+                warnings: self.out.warnings[warnings..].to_vec(),
+                result,
+            });
+        }
+        Some(result)
+    }
+
     /// The routing decision for the (possibly DNATed) destination: local delivery or not.
     fn route(&mut self, local_origin: bool) -> bool {
         let local = self.m.node.is_local(self.cx.pkt.dst);
         let dst = self.cx.pkt.dst;
         self.step(|| Step::Route {
             local,
-            note: match (local_origin, local) {
-                (true, true) => format!("routing (re-done after DNAT): {dst} is local: the packet loops back to this node"),
-                (true, false) => format!("routing (re-done after DNAT): {dst} is not local: it leaves the node"),
-                (false, true) => format!("routing: {dst} is an address of this node: deliver locally (INPUT)"),
-                (false, false) => format!("routing: {dst} is not local: forward it (FORWARD)"),
+            note: {
+                let (head, tail) = match (local_origin, local) {
+                    (true, true) => (
+                        "routing (re-done after DNAT): ",
+                        " is local: the packet loops back to this node",
+                    ),
+                    (true, false) => (
+                        "routing (re-done after DNAT): ",
+                        " is not local: it leaves the node",
+                    ),
+                    (false, true) => (
+                        "routing: ",
+                        " is an address of this node: deliver locally (INPUT)",
+                    ),
+                    (false, false) => ("routing: ", " is not local: forward it (FORWARD)"),
+                };
+                let mut n = String::with_capacity(96);
+                n.push_str(head);
+                crate::k8s::ip::push_ip(&mut n, dst);
+                n.push_str(tail);
+                n
             },
         });
         local
@@ -613,8 +777,10 @@ impl Walker<'_, '_> {
     fn snat(&mut self, ip: IpAddr, port: Option<u16>, masquerade: bool) {
         let (old, oldp) = (self.cx.pkt.src, self.cx.pkt.sport);
         self.cx.pkt.src = ip;
+        self.writes |= field::SRC | OUT_SNAT;
         if let Some(p) = port {
             self.cx.pkt.sport = p;
+            self.writes |= field::SPORT;
         }
         self.cx.ct_snat = true;
         self.out.snat = Some((self.cx.pkt.src, self.cx.pkt.sport));
@@ -691,6 +857,7 @@ impl Walker<'_, '_> {
                             Some(r)
                         }
                         None if table == "nat" && !self.cx.ct_new => None,
+                        None if self.memo.is_some() => self.run_table_memo(hook, table),
                         None => self.run_table(hook, table),
                     };
                     match r {
@@ -821,6 +988,8 @@ pub(crate) fn walk_reusing(
         } else {
             String::new()
         },
+        writes: 0,
+        memo: None,
     };
     let dnat = w.existing.as_ref().map(|e| e.dnat);
     w.step(|| Step::Conntrack {
@@ -872,6 +1041,7 @@ fn start<'r>(req: &'r WalkRequest, state: &State) -> (Option<CtEntry>, PacketCtx
         ct_dnat: false,
         ct_snat: false,
         now: req.now,
+        reads: Default::default(),
     };
     let out = Outcome {
         verdict: Verdict::Accept,
@@ -919,6 +1089,7 @@ pub fn explore(
     // Reused by every branch: the frames of the tables it enters, the branches it makes.
     let mut frames = Vec::with_capacity(8);
     let mut made = Vec::new();
+    let mut memo = Vec::new();
     loop {
         let (pc, local, resume, cx, out, forced) = if let Some((cx, out)) = first.take() {
             (0, None, None, cx, out, Answers::default())
@@ -942,11 +1113,14 @@ pub fn explore(
             forks: Some(std::mem::take(&mut made)),
             forced,
             text_buf: String::new(),
+            writes: 0,
+            memo: Some(std::mem::take(&mut memo)),
         };
         let verdict = w.run_path(resume);
         w.out.verdict = verdict;
         w.out.packet = w.cx.pkt;
         made = w.forks.take().unwrap_or_default();
+        memo = w.memo.take().unwrap_or_default();
         frames = std::mem::take(&mut w.frames);
         if !visit(&w.out) {
             return;

@@ -16,13 +16,25 @@ pub fn save_string(out: &mut String, s: &str) {
         return;
     }
     out.push('"');
-    for ch in s.chars() {
-        if matches!(ch, '"' | '\\' | '\'') {
-            out.push('\\');
-        }
-        out.push(ch);
+    // Copied in runs between the characters that need a backslash (every traced rule's
+    // comment comes through here; a push per character showed in traces).
+    let mut rest = s;
+    while let Some(i) = rest.find(['"', '\\', '\'']) {
+        out.push_str(&rest[..i]);
+        out.push('\\');
+        out.push_str(&rest[i..i + 1]);
+        rest = &rest[i + 1..];
     }
+    out.push_str(rest);
     out.push('"');
+}
+
+/// An address with its prefix length, as `IpNet`'s `Display` prints it (`10.0.0.1/32`), without
+/// the formatter: every traced rule with `-s`/`-d` prints one.
+pub(crate) fn push_net(out: &mut String, n: ipnet::IpNet) {
+    crate::k8s::ip::push_ip(out, n.addr());
+    out.push('/');
+    out.push_str(itoa::Buffer::new().format(n.prefix_len()));
 }
 
 /// `fixed / 2^31` with `decimals` digits, as `printf("%.*f")` prints the double (libxt_statistic
@@ -39,7 +51,16 @@ pub fn write_probability(out: &mut String, fixed: u32, decimals: u32) {
         q += 1;
     }
     let (int, q) = if q == scale { (int + 1, 0) } else { (int, q) };
-    let _ = write!(out, "{int}.{q:0w$}", w = decimals as usize);
+    // `{int}.{q:0w$}` without the formatter (u128 formatting was most of a traced endpoint
+    // rule's text): q < 10^decimals fits a u64 for the 10 and 11 decimals used.
+    let mut b = itoa::Buffer::new();
+    out.push_str(b.format(int));
+    out.push('.');
+    let digits = b.format(q as u64);
+    for _ in digits.len()..decimals as usize {
+        out.push('0');
+    }
+    out.push_str(digits);
 }
 
 fn neg(out: &mut String, n: bool) {
@@ -48,11 +69,23 @@ fn neg(out: &mut String, n: bool) {
     }
 }
 
+/// `{:#x}` without the formatter (`0x4000`, `0x0`): kube-proxy's mark rules are on every
+/// traced packet's path.
+pub(crate) fn push_hex(out: &mut String, v: u32) {
+    out.push_str("0x");
+    let digits = (32 - v.leading_zeros()).div_ceil(4).max(1);
+    for k in (0..digits).rev() {
+        let d = (v >> (k * 4)) & 0xf;
+        out.push(char::from_digit(d, 16).expect("a nibble is a hex digit"));
+    }
+}
+
 fn port(out: &mut String, p: PortSpec) {
-    if p.lo == p.hi {
-        let _ = write!(out, "{}", p.lo);
-    } else {
-        let _ = write!(out, "{}:{}", p.lo, p.hi);
+    let mut b = itoa::Buffer::new();
+    out.push_str(b.format(p.lo));
+    if p.lo != p.hi {
+        out.push(':');
+        out.push_str(b.format(p.hi));
     }
 }
 
@@ -73,11 +106,12 @@ pub fn write_match(out: &mut String, m: MatchRef) {
             sport,
             dport,
         } => {
-            let _ = write!(out, " -m {module}");
-            for (name, p) in [("--sport", sport), ("--dport", dport)] {
+            out.push_str(" -m ");
+            out.push_str(module);
+            for (name, p) in [(" --sport ", sport), (" --dport ", dport)] {
                 if let Some(p) = p {
                     neg(out, p.neg);
-                    let _ = write!(out, " {name} ");
+                    out.push_str(name);
                     port(out, p.value);
                 }
             }
@@ -148,9 +182,11 @@ pub fn write_match(out: &mut String, m: MatchRef) {
         } => {
             out.push_str(" -m mark");
             neg(out, n);
-            let _ = write!(out, " --mark {value:#x}");
+            out.push_str(" --mark ");
+            push_hex(out, value);
             if mask != u32::MAX {
-                let _ = write!(out, "/{mask:#x}");
+                out.push('/');
+                push_hex(out, mask);
             }
         }
         MatchRef::AddrType {
@@ -255,10 +291,12 @@ pub fn write_target(out: &mut String, t: TargetRef) {
         TargetRef::Drop => out.push_str(" -j DROP"),
         TargetRef::Return => out.push_str(" -j RETURN"),
         TargetRef::Jump { chain, .. } => {
-            let _ = write!(out, " -j {chain}");
+            out.push_str(" -j ");
+            out.push_str(chain);
         }
         TargetRef::Goto { chain, .. } => {
-            let _ = write!(out, " -g {chain}");
+            out.push_str(" -g ");
+            out.push_str(chain);
         }
         TargetRef::Reject { with } => {
             let _ = write!(out, " -j REJECT --reject-with {with}");
@@ -312,7 +350,10 @@ pub fn write_target(out: &mut String, t: TargetRef) {
             }
         }
         TargetRef::Mark { value, mask } => {
-            let _ = write!(out, " -j MARK --set-xmark {value:#x}/{mask:#x}");
+            out.push_str(" -j MARK --set-xmark ");
+            push_hex(out, value);
+            out.push('/');
+            push_hex(out, mask);
         }
         TargetRef::Log { prefix, level } => {
             out.push_str(" -j LOG");
@@ -336,25 +377,30 @@ pub fn write_target(out: &mut String, t: TargetRef) {
 pub fn print_rule_args<'a>(out: &mut String, r: impl RuleView<'a>) {
     if let Some(s) = r.src() {
         neg(out, s.neg);
-        let _ = write!(out, " -s {}", s.value);
+        out.push_str(" -s ");
+        push_net(out, s.value);
     }
     if let Some(d) = r.dst() {
         neg(out, d.neg);
-        let _ = write!(out, " -d {}", d.value);
+        out.push_str(" -d ");
+        push_net(out, d.value);
     }
     if let Some(i) = r.in_iface() {
         neg(out, i.neg);
-        let _ = write!(out, " -i {}", i.value);
+        out.push_str(" -i ");
+        out.push_str(i.value);
     }
     if let Some(o) = r.out_iface() {
         neg(out, o.neg);
-        let _ = write!(out, " -o {}", o.value);
+        out.push_str(" -o ");
+        out.push_str(o.value);
     }
     if let Some(p) = r.proto() {
         neg(out, p.neg);
         match p.value.name() {
             Some(n) => {
-                let _ = write!(out, " -p {n}");
+                out.push_str(" -p ");
+                out.push_str(n);
             }
             None => {
                 let _ = write!(out, " -p {}", p.value.0);
@@ -459,5 +505,47 @@ mod tests {
         let mut s = String::new();
         write_probability(&mut s, Statistic::fixed_from_probability(1.0 / 7.0), 11);
         assert_eq!(s, "0.14285714272");
+    }
+
+    /// The formatter-free helpers print exactly what `Display` / `{:#x}` print: the formatter
+    /// is the reference (the rules' text is compared with real iptables-save elsewhere).
+    #[test]
+    fn fast_number_and_address_text_match_the_formatter() {
+        let mut vals: Vec<u32> = (0..=0x1_0000).collect();
+        vals.extend((0..32).map(|k| 1u32 << k));
+        vals.extend((0..32).map(|k| (1u32 << k) - 1));
+        vals.extend([0x4000, 0x8000, u32::MAX, 0xdead_beef]);
+        for v in vals {
+            let mut got = String::new();
+            push_hex(&mut got, v);
+            assert_eq!(got, format!("{v:#x}"));
+        }
+        for n in [
+            "10.96.0.1/32",
+            "0.0.0.0/0",
+            "255.255.255.255/8",
+            "10.128.0.0/9",
+            "2001:db8::1/128",
+            "::/0",
+            "fd00::ffff:0:0/96",
+        ] {
+            let net: ipnet::IpNet = n.parse().expect("literal");
+            let mut got = String::new();
+            push_net(&mut got, net);
+            assert_eq!(got, net.to_string());
+        }
+        for (lo, hi) in [(0, 0), (80, 80), (1024, 65535), (65535, 65535)] {
+            let mut got = String::new();
+            port(&mut got, PortSpec { lo, hi });
+            let want = if lo == hi {
+                format!("{lo}")
+            } else {
+                format!("{lo}:{hi}")
+            };
+            assert_eq!(got, want);
+        }
+        let mut got = String::new();
+        save_string(&mut got, r#"a "b" \c 'd'"#);
+        assert_eq!(got, r#" "a \"b\" \\c \'d\'""#);
     }
 }
