@@ -92,6 +92,8 @@ fn forking_finds_the_same_walks_in_the_same_order() {
                             local_origin,
                             in_iface: (!local_origin).then(|| "eth0".to_string()),
                             now: 0.0,
+                            bridge: None,
+                            ipvs: None,
                         };
                         let want = plain(&m, &req);
                         let mut got = Vec::new();

@@ -93,6 +93,10 @@ pub struct WalkRequest {
     pub local_origin: bool,
     pub in_iface: Option<String>,
     pub now: f64,
+    /// br_netfilter's bridge info (`-m physdev`), when the packet came in through a bridge port.
+    pub bridge: Option<super::eval::BridgeInfo>,
+    /// The IPVS connection the packet belongs to (`-m ipvs`), once IPVS has handled it.
+    pub ipvs: Option<super::eval::IpvsConn>,
 }
 
 enum TableResult {
@@ -872,6 +876,8 @@ fn start<'r>(req: &'r WalkRequest, state: &State) -> (Option<CtEntry>, PacketCtx
         ct_dnat: false,
         ct_snat: false,
         now: req.now,
+        bridge: req.bridge.as_ref(),
+        ipvs: req.ipvs,
     };
     let out = Outcome {
         verdict: Verdict::Accept,
