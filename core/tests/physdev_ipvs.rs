@@ -453,3 +453,59 @@ fn node_to_a_source_range_restricted_lb_vip_is_dropped_by_the_ipvs_match() {
     no_unsupported(&t);
     assert_ne!(t.verdict, Verdict::Drop, "{:#?}", t.steps);
 }
+
+/// NodeNetwork's `bridges` and `features.brNetfilter`: defaults, values, and bad input reported
+/// with its field (unknown fields still a warning).
+#[test]
+fn node_network_bridges_and_br_netfilter() {
+    let base = include_str!("../../examples/ipvs-demo.yaml");
+    let s = api::load_scenario(base).unwrap().scenario;
+    // Defaults: the bridge CNI layout, br_netfilter on.
+    assert_eq!(s.network.bridge_port("cni0"), Some("veth0"));
+    assert_eq!(s.network.bridge_port("eth0"), None);
+    let text = base.replace(
+        "features:\n",
+        "bridges:\n  br0: [eth1, vethA]\n  cni0: []\nfeatures:\n  brNetfilter: false\n",
+    );
+    let l = api::load_scenario(&text).unwrap();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let n = &l.scenario.network;
+    assert_eq!(
+        n.bridges,
+        vec![
+            (
+                "br0".to_string(),
+                vec!["eth1".to_string(), "vethA".to_string()]
+            ),
+            ("cni0".to_string(), vec![])
+        ]
+    );
+    assert!(!n.br_netfilter);
+    assert_eq!(
+        n.bridge_port("br0"),
+        None,
+        "br_netfilter off: no bridge info"
+    );
+    let text = base.replace(
+        "features:\n",
+        "bridges:\n  br0: [\"a/b\", 0123456789abcdefg]\n  br1: veth0\nfeatures:\n  brNetfilter: maybe\n  bogus: true\n",
+    );
+    let l = api::load_scenario(&text);
+    let diags = match l {
+        Ok(l) => l.warnings,
+        Err(e) => e,
+    };
+    let text_of = |d: &proxyscope_core::diag::Diagnostic| format!("{d:?}");
+    for field in [
+        "bridges.br0[0]",
+        "bridges.br0[1]",
+        "bridges.br1",
+        "features.brNetfilter",
+        "features.bogus",
+    ] {
+        assert!(
+            diags.iter().any(|d| text_of(d).contains(field)),
+            "{field}: {diags:?}"
+        );
+    }
+}
