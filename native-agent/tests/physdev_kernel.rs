@@ -237,3 +237,60 @@ fn physdev_matches_like_the_kernel_on_a_real_bridge() {
         assert!(kernel.iter().any(|h| *h) && kernel.iter().any(|h| !*h));
     }
 }
+
+/// kube-proxy's `-m ipvs` rule (KUBE-IPVS-OUT-FILTER, written as proxier.go writes it) through
+/// the real tools. Where the kernel has IPVS, iptables-save must print what our printer prints
+/// for it; this test machine's kernel has no CONFIG_IP_VS, and then iptables-restore refuses
+/// the rule — asserted, so a kernel that suddenly loads it is noticed.
+#[test]
+fn ipvs_match_through_the_real_tools() {
+    if let Err(why) = available() {
+        eprintln!("SKIPPED -m ipvs kernel check: {why}");
+        return;
+    }
+    let payload = "*filter\n:OUTPUT ACCEPT [0:0]\n:KUBE-IPVS-OUT-FILTER - [0:0]\n\
+        -A OUTPUT -j KUBE-IPVS-OUT-FILTER\n\
+        -A KUBE-IPVS-OUT-FILTER -s 1.2.3.4 -m ipvs --vaddr 1.2.3.4 --vproto tcp --vport 80 -j DROP\n\
+        COMMIT\n";
+    let ns = format!("psk-{}-ipvs", std::process::id());
+    run(&["ip", "netns", "add", &ns]);
+    let _guard = Namespaces(vec![ns.clone()]);
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns, "iptables-restore"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(payload.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let has_ipvs = std::path::Path::new("/proc/net/ip_vs").exists();
+    if !has_ipvs {
+        assert!(
+            !out.status.success(),
+            "a kernel without IPVS loaded -m ipvs: compare its iptables-save here"
+        );
+        eprintln!(
+            "NOTE: this kernel has no IPVS; iptables-restore refused -m ipvs: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return;
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved = in_ns(&ns, &["iptables-save", "-t", "filter"]);
+    let ours =
+        proxyscope_core::rules::iptables::print_saved(&parse(payload, Family::V4).ruleset, false);
+    let rule = |t: &str| {
+        t.lines()
+            .find(|l| l.contains("-m ipvs"))
+            .map(str::to_string)
+    };
+    assert_eq!(rule(&saved), rule(&ours));
+}
