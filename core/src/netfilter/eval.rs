@@ -333,7 +333,7 @@ pub fn eval_rule<'r>(
                         let has = match cx.bridge {
                             None => "the packet has no bridge info: it did not come in through a bridge port, or br_netfilter is off".to_string(),
                             Some(b) => format!(
-                                "bridge info: in port {}, out port {}",
+                                "br_netfilter's bridge info: in port {}, out port {}",
                                 b.physindev.as_deref().unwrap_or("none"),
                                 b.physoutdev.as_deref().unwrap_or("none")
                             ),
