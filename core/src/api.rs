@@ -227,6 +227,14 @@ struct NodeFacts {
     local_pod_ips: std::collections::BTreeSet<IpAddr>,
     uplink: String,
     pod_iface: String,
+    /// Bridges and br_netfilter (what `-m physdev` sees of a packet's way in).
+    network: k8s::NodeNetwork,
+}
+
+impl NodeFacts {
+    fn bridge_port(&self, iface: &str) -> Option<&str> {
+        self.network.bridge_port(iface)
+    }
 }
 
 fn node_facts(s: &Scenario) -> NodeFacts {
@@ -292,6 +300,7 @@ fn node_facts(s: &Scenario) -> NodeFacts {
         local_pod_ips,
         uplink,
         pod_iface,
+        network: s.network.clone(),
     }
 }
 
@@ -501,15 +510,26 @@ impl Session {
             mark: 0,
         };
         let kind = self.facts.client_kind(req.src);
+        let in_iface = match kind {
+            ClientKind::Node => None,
+            ClientKind::LocalPod => Some(self.facts.pod_iface.clone()),
+            ClientKind::Remote => Some(self.facts.uplink.clone()),
+        };
+        // br_netfilter's view of where the packet came in (`-m physdev`).
+        let bridge = in_iface
+            .as_deref()
+            .and_then(|i| self.facts.bridge_port(i))
+            .map(|port| netfilter::eval::BridgeInfo {
+                physindev: Some(port.to_string()),
+                physoutdev: None,
+            });
         let wreq = WalkRequest {
             pkt,
             local_origin: kind == ClientKind::Node,
-            in_iface: match kind {
-                ClientKind::Node => None,
-                ClientKind::LocalPod => Some(self.facts.pod_iface.clone()),
-                ClientKind::Remote => Some(self.facts.uplink.clone()),
-            },
+            in_iface,
             now: req.now,
+            bridge,
+            ipvs: None,
         };
         let fam = if req.dst.is_ipv6() {
             Family::V6

@@ -96,6 +96,8 @@ fn forking_finds_the_same_walks_in_the_same_order() {
                     local_origin: false,
                     in_iface: Some("eth0".to_string()),
                     now: 0.0,
+                    bridge: None,
+                    ipvs: None,
                 };
                 explore(&m, &probe, &mut State::default(), &mut |o| {
                     if let Some((ip, _)) = o.dnat
@@ -119,6 +121,8 @@ fn forking_finds_the_same_walks_in_the_same_order() {
                             local_origin,
                             in_iface: (!local_origin).then(|| "eth0".to_string()),
                             now: 0.0,
+                            bridge: None,
+                            ipvs: None,
                         };
                         // Before any packet, and after one from another port of the same
                         // client went through for real (its `-m recent` entries make the

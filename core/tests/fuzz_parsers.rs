@@ -7,6 +7,8 @@ use proptest::prelude::*;
 use proxyscope_core::rules::iptables::{Family, parse, print_saved};
 
 const KERNEL: &str = include_str!("fixtures/kernel/ipv4-overall.nft.saved");
+/// `-m physdev` in every option order iptables-save prints.
+const KERNEL_PHYSDEV: &str = include_str!("fixtures/kernel/physdev.nft.saved");
 
 fn round_trips(text: &str, fam: Family) {
     let p = parse(text, fam);
@@ -136,6 +138,30 @@ const TOKENS: &[&str] = &[
     "-m",
     "foo",
     "--bar",
+    "physdev",
+    "--physdev-is-in",
+    "--physdev-is-out",
+    "--physdev-is-bridged",
+    "--physdev-in",
+    "--physdev-out",
+    "veth0",
+    "\"+\"",
+    "0123456789abcdef",
+    "ipvs",
+    "--ipvs",
+    "--vproto",
+    "--vaddr",
+    "--vport",
+    "--vdir",
+    "--vmethod",
+    "--vportctl",
+    "ORIGINAL",
+    "reply",
+    "MASQ",
+    "gate",
+    "10.0.0.1/24",
+    "10.0.0.0/255.0.0.0",
+    "http",
 ];
 
 fn soup() -> impl Strategy<Value = String> {
@@ -159,7 +185,7 @@ fn soup() -> impl Strategy<Value = String> {
 }
 
 fn mutated_kernel_text() -> impl Strategy<Value = String> {
-    let lines: Vec<&'static str> = KERNEL.lines().collect();
+    let lines: Vec<&'static str> = KERNEL.lines().chain(KERNEL_PHYSDEV.lines()).collect();
     let n = lines.len();
     (prop::collection::vec((0..n, 0..4u8, any::<u16>()), 1..8)).prop_map(move |muts| {
         let mut ls: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
@@ -199,8 +225,78 @@ fn mutated_kernel_text() -> impl Strategy<Value = String> {
     })
 }
 
+/// Rules of one `-m physdev` or `-m ipvs` match made of that module's options, values and
+/// junk in any order (the general soup rarely puts them after their `-m`).
+fn physdev_ipvs_soup() -> impl Strategy<Value = String> {
+    const OPTS: &[&str] = &[
+        "!",
+        "--physdev-is-in",
+        "--physdev-is-out",
+        "--physdev-is-bridged",
+        "--physdev-in",
+        "--physdev-out",
+        "veth0",
+        "eth+",
+        "\"+\"",
+        "\"a b\"",
+        "0123456789abcdef",
+        "--ipvs",
+        "--vproto",
+        "--vaddr",
+        "--vport",
+        "--vdir",
+        "--vmethod",
+        "--vportctl",
+        "tcp",
+        "17",
+        "ORIGINAL",
+        "reply",
+        "MASQ",
+        "gate",
+        "IPIP",
+        "10.0.0.1",
+        "10.1.2.3/8",
+        "10.0.0.0/33",
+        "fd00::1/64",
+        "80",
+        "70000",
+        "-j",
+        "ACCEPT",
+    ];
+    prop::collection::vec(
+        (
+            any::<bool>(),
+            prop::collection::vec(prop::sample::select(OPTS), 0..8),
+        ),
+        1..5,
+    )
+    .prop_map(|lines| {
+        let body: Vec<String> = lines
+            .into_iter()
+            .map(|(ipvs, ws)| {
+                let module = if ipvs { "ipvs" } else { "physdev" };
+                format!("-A KUBE-X -m {module} {}", ws.join(" "))
+            })
+            .collect();
+        format!("*filter\n:KUBE-X - [0:0]\n{}\nCOMMIT\n", body.join("\n"))
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn physdev_and_ipvs_options_round_trip(text in physdev_ipvs_soup()) {
+        round_trips(&text, Family::V4);
+        round_trips(&text, Family::V6);
+        // The compact program reads the same and prints the same.
+        for fam in [Family::V4, Family::V6] {
+            let parsed = parse(&text, fam);
+            let (p, diags) = proxyscope_core::netfilter::program::Program::parse(&text, fam);
+            prop_assert_eq!(&diags, &parsed.diagnostics);
+            prop_assert_eq!(p.to_ruleset(), parsed.ruleset);
+        }
+    }
 
     #[test]
     fn iptables_parser_survives_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..400)) {

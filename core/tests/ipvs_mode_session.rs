@@ -405,17 +405,22 @@ fn udp_and_sctp_node_ports_are_marked_by_their_sets() {
 #[test]
 fn external_ip_with_affinity() {
     let mut s = Session::new_ipvs(&mixed());
-    // KUBE-EXTERNAL-IP marks (eTP Cluster); the externalIP is bound to kube-ipvs0, so the
-    // `--dst-type LOCAL -j ACCEPT` rule ends nat PREROUTING and routing delivers it locally.
+    // KUBE-EXTERNAL-IP marks (eTP Cluster); the off-node client arrives on the uplink, not a
+    // bridge port, so the packet has no bridge info and `-m physdev ! --physdev-is-in` holds
+    // (xt_physdev: all options inverted); its source is not local: that rule's ACCEPT ends nat
+    // PREROUTING, and routing delivers the externalIP (on kube-ipvs0) locally.
     let t1 = s.trace(&req("203.0.113.10", "198.51.100.7", 80, None, 0.0));
     assert!(t1.masq);
     assert_eq!(t1.output, "10.244.1.5:8080");
-    // `-m physdev` is not modelled: the trace says so instead of guessing silently.
     assert!(
-        t1.warnings.iter().any(|w| w.contains("physdev")),
+        t1.warnings.iter().all(|w| !w.contains("physdev")),
         "{:?}",
         t1.warnings
     );
+    assert!(has_step(&t1, |st| matches!(
+        st,
+        Step::Rule { text, matched: true, .. } if text.contains("-m physdev ! --physdev-is-in")
+    )));
     // ClientIP affinity (persistent 10800 s): the same client sticks, a new one moves on.
     let t2 = s.trace(&req("203.0.113.10", "198.51.100.7", 80, None, 5.0));
     assert_eq!(t2.output, "10.244.1.5:8080");

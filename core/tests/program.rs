@@ -8,7 +8,7 @@ mod common;
 use common::family_of;
 
 use proptest::prelude::*;
-use proxyscope_core::netfilter::eval::{PacketCtx, eval_rule};
+use proxyscope_core::netfilter::eval::{BridgeInfo, IpvsConn, PacketCtx, eval_rule};
 use proxyscope_core::netfilter::program::{Program, rule_key};
 use proxyscope_core::netfilter::{IndexKey, IpSet, IpSetMember, Machine, NodeView, State};
 use proxyscope_core::rules::iptables::print::rule_text;
@@ -309,9 +309,81 @@ fn a_match() -> impl Strategy<Value = Match> {
             prop::collection::vec(any::<bool>(), 0..3)
         )
             .prop_map(|(neg, name, dirs)| Match::Set { neg, name, dirs }),
+        physdev().prop_map(Match::Physdev),
+        ipvs_match().prop_map(Match::Ipvs),
         (text(), prop::collection::vec(text(), 0..3))
             .prop_map(|(module, args)| Match::Unknown { module, args }),
     ]
+}
+
+fn physdev() -> impl Strategy<Value = Physdev> {
+    let port = || {
+        prop_oneof![
+            Just("veth0".to_string()),
+            Just("veth+".to_string()),
+            Just("eth1".to_string()),
+            text()
+        ]
+    };
+    let flag = || prop::option::of(any::<bool>());
+    (
+        flag(),
+        prop::option::of(neg(port())),
+        flag(),
+        prop::option::of(neg(port())),
+        flag(),
+    )
+        .prop_map(
+            |(is_in, physdev_in, is_out, physdev_out, is_bridged)| Physdev {
+                is_in,
+                physdev_in,
+                is_out,
+                physdev_out,
+                is_bridged,
+            },
+        )
+}
+
+fn ipvs_match() -> impl Strategy<Value = IpvsMatch> {
+    // Unmasked address/prefix pairs, as libxt_ipvs keeps them; hosts near the packets' ones.
+    let vaddr = prop_oneof![
+        (0u8..4, prop_oneof![Just(32u8), 28u8..=32]).prop_map(|(a, p)| {
+            ipnet::IpNet::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, a)), p).unwrap()
+        }),
+        (ip(), any::<u8>()).prop_map(|(a, p)| {
+            let max = if a.is_ipv4() { 32 } else { 128 };
+            ipnet::IpNet::new(a, p % (max + 1)).unwrap()
+        }),
+    ];
+    let vport = || prop_oneof![80u16..84, any::<u16>()];
+    let method = prop_oneof![
+        Just(VMethod::Gate),
+        Just(VMethod::Ipip),
+        Just(VMethod::Masq)
+    ];
+    (
+        any::<bool>(),
+        prop::option::of(neg(prop_oneof![Just(6u8), Just(17u8), any::<u8>()])),
+        prop::option::of(neg(vaddr)),
+        prop::option::of(neg(vport())),
+        prop::option::of(prop_oneof![Just(VDir::Original), Just(VDir::Reply)]),
+        prop::option::of(neg(method)),
+        prop::option::of(neg(vport())),
+    )
+        .prop_map(|(n, vproto, vaddr, vport, vdir, vmethod, vportctl)| {
+            let mut m = IpvsMatch {
+                ipvs_neg: false,
+                vproto,
+                vaddr,
+                vport,
+                vdir,
+                vmethod,
+                vportctl,
+            };
+            // A `!` on `--ipvs` exists only alone (libxt_ipvs refuses it with other options).
+            m.ipvs_neg = n && m.property_only();
+            m
+        })
 }
 
 fn nat_to() -> impl Strategy<Value = String> {
@@ -486,6 +558,37 @@ fn run<'a>(
     state: &mut State,
     coins: &[bool],
 ) -> (String, Vec<String>, Vec<(u32, bool)>) {
+    // Bridge info and IPVS connection vary with the ports, so every kind meets every rule.
+    let bridges = [
+        BridgeInfo {
+            physindev: Some("veth0".into()),
+            physoutdev: None,
+        },
+        BridgeInfo {
+            physindev: Some("veth1".into()),
+            physoutdev: Some("eth1".into()),
+        },
+        BridgeInfo {
+            physindev: None,
+            physoutdev: Some("veth3".into()),
+        },
+    ];
+    let conns = [
+        IpvsConn {
+            vaddr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            vport: 80,
+            method: VMethod::Masq,
+            reply: false,
+            control_vport: None,
+        },
+        IpvsConn {
+            vaddr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+            vport: 81,
+            method: VMethod::Gate,
+            reply: true,
+            control_vport: Some(82),
+        },
+    ];
     let cx = PacketCtx {
         pkt,
         in_iface: Some("eth0"),
@@ -495,6 +598,8 @@ fn run<'a>(
         ct_snat: false,
         now: 50.0,
         reads: Default::default(),
+        bridge: bridges.get(pkt.sport as usize % 4),
+        ipvs: conns.get(pkt.dport as usize % 3).copied(),
     };
     let mut drawn = Vec::new();
     let mut coin = |fixed: u32, neg: bool| {

@@ -22,9 +22,10 @@
 
 use super::path::IpvsNode;
 use super::sched::SplitMix64;
+use crate::netfilter::eval::IpvsConn;
 use crate::netfilter::walk::{Sampler, Scripted};
 use crate::netfilter::{Machine, State, WalkRequest, trace as nf_trace, walk};
-use crate::rules::iptables::Ruleset;
+use crate::rules::iptables::{Ruleset, VMethod};
 use crate::trace::{Hook, Outcome, Packet, Step, Trace, Verdict};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -205,6 +206,17 @@ pub fn trace(
         local_origin: true,
         in_iface: None,
         now: req.now,
+        // The re-sent packet is the same skb: br_netfilter's info stays on it, and IPVS has
+        // set `ipvs_property` and holds the connection `-m ipvs` finds (original direction,
+        // masq: kube-proxy's only forwarding method; no controlling connection).
+        bridge: req.bridge.clone(),
+        ipvs: Some(IpvsConn {
+            vaddr: vip.ip(),
+            vport: vip.port(),
+            method: VMethod::Masq,
+            reply: false,
+            control_vport: None,
+        }),
     };
     let mut outcomes: Vec<Outcome> = Vec::new();
     for (server, p) in &r.candidates {

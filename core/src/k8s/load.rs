@@ -712,6 +712,8 @@ fn read_network(ctx: &mut Ctx, doc: usize, what: &str, v: &Value) -> NodeNetwork
         interfaces: Vec::new(),
         random_fully: true,
         nfacct: true,
+        bridges: super::network::default_bridges(),
+        br_netfilter: true,
     };
     let empty = Map::new();
     for (k, val) in v.as_object().unwrap_or(&empty) {
@@ -757,6 +759,42 @@ fn read_network(ctx: &mut Ctx, doc: usize, what: &str, v: &Value) -> NodeNetwork
                     n.interfaces.push((ifname.clone(), list));
                 }
             }
+            "bridges" => {
+                let Some(o) = val.as_object() else {
+                    ctx.error(
+                        doc,
+                        what,
+                        Some("bridges"),
+                        "expected a map of bridge name -> list of port interface names",
+                    );
+                    continue;
+                };
+                n.bridges.clear();
+                for (bridge, ports) in o {
+                    let mut list = Vec::new();
+                    for (i, p) in ports.as_array().into_iter().flatten().enumerate() {
+                        // IFNAMSIZ - 1 bytes; `-m physdev` compares port names as the kernel does.
+                        match p.as_str().filter(|s| !s.is_empty() && s.len() <= 15 && !s.contains(['/', ' '])) {
+                            Some(s) => list.push(s.to_string()),
+                            None => ctx.error(
+                                doc,
+                                what,
+                                Some(&format!("bridges.{bridge}[{i}]")),
+                                format!("{p} is not an interface name (1 to 15 characters, no '/' or space)"),
+                            ),
+                        }
+                    }
+                    if !ports.is_array() {
+                        ctx.error(
+                            doc,
+                            what,
+                            Some(&format!("bridges.{bridge}")),
+                            "expected a list of port interface names",
+                        );
+                    }
+                    n.bridges.push((bridge.clone(), list));
+                }
+            }
             "features" => {
                 for (f, b) in val.as_object().into_iter().flatten() {
                     let field = format!("features.{f}");
@@ -767,6 +805,7 @@ fn read_network(ctx: &mut Ctx, doc: usize, what: &str, v: &Value) -> NodeNetwork
                     match f.as_str() {
                         "randomFully" => n.random_fully = b,
                         "nfacct" => n.nfacct = b,
+                        "brNetfilter" => n.br_netfilter = b,
                         other => ctx.warn(
                             doc,
                             what,

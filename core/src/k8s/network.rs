@@ -7,10 +7,20 @@
 //! interfaces:                 # what `ip addr` shows: interface -> addresses with prefix
 //!   lo: [127.0.0.1/8, ::1/128]
 //!   eth0: [192.168.0.2/24, 2001:db8::1/64]
+//! bridges:                    # Linux bridges: bridge -> its ports (what `ip link` shows as master)
+//!   cni0: [veth0]             # local Pods' packets come in on the bridge's first port
 //! features:                   # what this node's iptables/kernel support (kube-proxy probes these)
 //!   randomFully: true         # MASQUERADE --random-fully
 //!   nfacct: true              # nfacct counters
+//!   brNetfilter: true         # br_netfilter loaded, net.bridge.bridge-nf-call-ip(6)tables=1
 //! ```
+//!
+//! Without `bridges` the node has the bridge CNI plugin's (and flannel's) layout: bridge `cni0`
+//! with the Pods' veth ports, `veth0` standing for the port of the Pod a packet comes from.
+//! `brNetfilter` defaults to on, as kubeadm's preflight check requires
+//! (`/proc/sys/net/bridge/bridge-nf-call-iptables` = 1). Together they decide what
+//! `-m physdev` sees: a packet that comes in on a bridge with br_netfilter on carries its port
+//! (`--physdev-is-in` true); anything else carries no bridge info.
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -24,6 +34,16 @@ pub struct NodeNetwork {
     pub random_fully: bool,
     /// nfacct counters could be created.
     pub nfacct: bool,
+    /// Bridges and their ports, in document order.
+    pub bridges: Vec<(String, Vec<String>)>,
+    /// br_netfilter is loaded and passes bridged IP traffic to iptables
+    /// (`net.bridge.bridge-nf-call-iptables` / `-ip6tables` = 1).
+    pub br_netfilter: bool,
+}
+
+/// The bridge layout of a node without a `bridges` field (bridge CNI plugin, flannel).
+pub fn default_bridges() -> Vec<(String, Vec<String>)> {
+    vec![("cni0".into(), vec!["veth0".into()])]
 }
 
 impl NodeNetwork {
@@ -39,7 +59,23 @@ impl NodeNetwork {
             interfaces: vec![("lo".into(), lo), ("eth0".into(), eth0)],
             random_fully: true,
             nfacct: true,
+            bridges: default_bridges(),
+            br_netfilter: true,
         }
+    }
+
+    /// The bridge port (br_netfilter's `physindev`) a packet arriving on interface `iface` is
+    /// seen to come in by: the first port of that bridge, when br_netfilter is on. `None`: the
+    /// packet carries no bridge info (`iface` is no bridge, has no port, or br_netfilter is off).
+    pub fn bridge_port(&self, iface: &str) -> Option<&str> {
+        if !self.br_netfilter {
+            return None;
+        }
+        self.bridges
+            .iter()
+            .find(|(b, _)| b == iface)
+            .and_then(|(_, ports)| ports.first())
+            .map(String::as_str)
     }
 
     /// Every address on every interface.

@@ -4,8 +4,10 @@
 
 use super::{IpSet, Machine, State};
 use crate::rules::iptables::print::{push_hex, push_net};
-use crate::rules::iptables::view::{MatchRef, RecentRef, RuleView};
-use crate::rules::iptables::{AddrType, CtState, MultiportKind, RecentAction, Statistic};
+use crate::rules::iptables::view::{MatchRef, PhysdevRef, RecentRef, RuleView};
+use crate::rules::iptables::{
+    AddrType, CtState, IpvsMatch, MultiportKind, RecentAction, Statistic, VDir, VMethod,
+};
 use crate::trace::{Packet, Proto};
 use std::cell::Cell;
 use std::net::IpAddr;
@@ -24,6 +26,10 @@ pub mod field {
     pub const OUT_IFACE: u16 = 1 << 7;
     /// conntrack's view: NEW/ESTABLISHED and whether NAT is set up.
     pub const CT: u16 = 1 << 8;
+    /// br_netfilter's bridge ports (`-m physdev`).
+    pub const BRIDGE: u16 = 1 << 9;
+    /// The packet's IPVS connection (`-m ipvs`).
+    pub const IPVS: u16 = 1 << 10;
     pub const HEADER: u16 = SRC | DST | SPORT | DPORT | PROTO;
 }
 
@@ -45,6 +51,11 @@ pub struct PacketCtx<'a> {
     /// a missing bit would let an exploring walk reuse a table run for a packet it does not
     /// fit.
     pub reads: Cell<u16>,
+    /// br_netfilter's bridge info of the packet (`-m physdev`); `None`: not bridged, or
+    /// br_netfilter is off.
+    pub bridge: Option<&'a BridgeInfo>,
+    /// The IPVS connection the packet belongs to (`-m ipvs`); `None` before IPVS handled it.
+    pub ipvs: Option<IpvsConn>,
 }
 
 impl PacketCtx<'_> {
@@ -53,6 +64,30 @@ impl PacketCtx<'_> {
     pub fn saw(&self, f: u16) {
         self.reads.set(self.reads.get() | f);
     }
+}
+
+/// What br_netfilter attaches to a packet that entered the stack through a bridge port with
+/// `net.bridge.bridge-nf-call-iptables=1` (`struct nf_bridge_info`): the port it came in on and,
+/// for a packet the bridge forwards port to port, the port it leaves by. It stays on the packet
+/// after the bridge hands it to IP (routed traffic keeps `physindev`, has no `physoutdev`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BridgeInfo {
+    pub physindev: Option<String>,
+    pub physoutdev: Option<String>,
+}
+
+/// The IPVS connection of a packet IPVS has handled (`skb->ipvs_property` set, and the entry
+/// `conn_out_get` finds for it): what `-m ipvs` compares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IpvsConn {
+    pub vaddr: IpAddr,
+    pub vport: u16,
+    pub method: VMethod,
+    /// The packet is in the reply direction of its conntrack entry.
+    pub reply: bool,
+    /// `cp->control->vport`: the virtual port of the controlling connection (FTP data
+    /// connections); `None` for every connection kube-proxy's services make.
+    pub control_vport: Option<u16>,
 }
 
 /// Why a rule did not match, or that it matched.
@@ -369,12 +404,156 @@ pub fn eval_rule<'r>(
                     return MatchResult::Unsupported(format!("-m set: ipset {name} is unknown"));
                 }
             },
+            MatchRef::Physdev(pd) => {
+                cx.saw(field::BRIDGE);
+                if let Err(why) = physdev_match(pd, cx.bridge) {
+                    return MatchResult::Failed(lazy(describe, || {
+                        let has = match cx.bridge {
+                            None => "the packet has no bridge info: it did not come in through a bridge port, or br_netfilter is off".to_string(),
+                            Some(b) => format!(
+                                "br_netfilter's bridge info: in port {}, out port {}",
+                                b.physindev.as_deref().unwrap_or("none"),
+                                b.physoutdev.as_deref().unwrap_or("none")
+                            ),
+                        };
+                        format!("-m physdev {why} ({has})")
+                    }));
+                }
+            }
+            MatchRef::Ipvs(i) => {
+                cx.saw(field::IPVS | field::PROTO);
+                if let Err(why) = ipvs_match(i, p.proto.number(), cx.ipvs) {
+                    return MatchResult::Failed(lazy(describe, || {
+                        let has = match cx.ipvs {
+                            None => "the packet has no IPVS connection".to_string(),
+                            Some(c) => format!(
+                                "IPVS connection to {} (vproto {}, {}{})",
+                                crate::k8s::ip::join_host_port(c.vaddr, c.vport),
+                                p.proto.number(),
+                                c.method.as_str(),
+                                if c.reply { ", reply" } else { ", original" }
+                            ),
+                        };
+                        format!("-m ipvs {why} ({has})")
+                    }));
+                }
+            }
             MatchRef::Unknown { module, .. } => {
                 return MatchResult::Unsupported(format!("-m {module} is not modelled"));
             }
         }
     }
     MatchResult::Matched
+}
+
+fn neg_str(n: bool) -> &'static str {
+    if n { "! " } else { "" }
+}
+
+/// xt_physdev's `physdev_mt`; `Err` names the option that failed.
+/// * No bridge info (`!nf_bridge_info_exists`): the match holds only if every option given is
+///   inverted.
+/// * Otherwise `--physdev-is-bridged` means "has an output port", `--physdev-is-in/-out` "has
+///   an input/output port"; `--physdev-in NAME` is not checked at all when there is no input
+///   port (the kernel skips it), while `--physdev-out NAME` fails without an output port, even
+///   inverted. Names compare like `-i` (`ifname_compare_aligned`, `+` a prefix wildcard).
+pub fn physdev_match(pd: PhysdevRef, bridge: Option<&BridgeInfo>) -> Result<(), String> {
+    let Some(b) = bridge else {
+        let given = [
+            (pd.is_bridged, "--physdev-is-bridged"),
+            (pd.is_in, "--physdev-is-in"),
+            (pd.is_out, "--physdev-is-out"),
+            (pd.physdev_in.map(|n| n.neg), "--physdev-in"),
+            (pd.physdev_out.map(|n| n.neg), "--physdev-out"),
+        ];
+        return match given.iter().find(|(g, _)| *g == Some(false)) {
+            Some((_, name)) => Err(format!("{name} needs bridge info")),
+            None => Ok(()),
+        };
+    };
+    let (indev, outdev) = (b.physindev.as_deref(), b.physoutdev.as_deref());
+    if let Some(n) = pd.is_bridged
+        && outdev.is_some() == n
+    {
+        return Err(format!("{}--physdev-is-bridged", neg_str(n)));
+    }
+    if let Some(n) = pd.is_in
+        && indev.is_some() == n
+    {
+        return Err(format!("{}--physdev-is-in", neg_str(n)));
+    }
+    if let Some(n) = pd.is_out
+        && outdev.is_some() == n
+    {
+        return Err(format!("{}--physdev-is-out", neg_str(n)));
+    }
+    if let (Some(want), Some(_)) = (pd.physdev_in, indev)
+        && iface_matches(want.value, indev) == want.neg
+    {
+        return Err(format!("{}--physdev-in {}", neg_str(want.neg), want.value));
+    }
+    if let Some(want) = pd.physdev_out
+        && (outdev.is_none() || iface_matches(want.value, outdev) == want.neg)
+    {
+        return Err(format!("{}--physdev-out {}", neg_str(want.neg), want.value));
+    }
+    Ok(())
+}
+
+/// xt_ipvs's `ipvs_mt` for a packet of protocol `proto`; `Err` names the option that failed.
+/// A lone `[!] --ipvs` tests `skb->ipvs_property` (with its `!`); with any other option a packet
+/// IPVS has not handled fails whatever the inversions, and the options are then tested in the
+/// kernel's order: vproto (the packet's protocol), vport, vportctl, vdir, vmethod, vaddr
+/// (address under the mask).
+pub fn ipvs_match(i: IpvsMatch, proto: u8, conn: Option<IpvsConn>) -> Result<(), String> {
+    if i.property_only() {
+        return if conn.is_some() == i.ipvs_neg {
+            Err(format!("{}--ipvs", neg_str(i.ipvs_neg)))
+        } else {
+            Ok(())
+        };
+    }
+    let Some(c) = conn else {
+        return Err("(no IPVS connection: every option but a lone ! --ipvs fails)".into());
+    };
+    if let Some(v) = i.vproto
+        && (proto == v.value) == v.neg
+    {
+        return Err(format!("{}--vproto {}", neg_str(v.neg), v.value));
+    }
+    if let Some(v) = i.vport
+        && (c.vport == v.value) == v.neg
+    {
+        return Err(format!("{}--vport {}", neg_str(v.neg), v.value));
+    }
+    if let Some(v) = i.vportctl
+        && (c.control_vport == Some(v.value)) == v.neg
+    {
+        return Err(format!("{}--vportctl {}", neg_str(v.neg), v.value));
+    }
+    if let Some(d) = i.vdir
+        && c.reply != (d == VDir::Reply)
+    {
+        return Err(format!(
+            "--vdir {}",
+            if d == VDir::Reply {
+                "REPLY"
+            } else {
+                "ORIGINAL"
+            }
+        ));
+    }
+    if let Some(m) = i.vmethod
+        && (c.method == m.value) == m.neg
+    {
+        return Err(format!("{}--vmethod {}", neg_str(m.neg), m.value.as_str()));
+    }
+    if let Some(a) = i.vaddr
+        && a.value.contains(&c.vaddr) == a.neg
+    {
+        return Err(format!("{}--vaddr {}", neg_str(a.neg), a.value));
+    }
+    Ok(())
 }
 
 /// xt_recent: `--set` records the address (always matches); `--rcheck`/`--update` match when the

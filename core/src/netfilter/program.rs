@@ -22,7 +22,8 @@ use super::{IndexKey, ip_key};
 use crate::diag::Diagnostic;
 use crate::rules::iptables::parse::{DraftRef, NameHasher, Sink, parse_into};
 use crate::rules::iptables::view::{
-    Args, MatchRef, NatTo, RecentRef, RuleView, StrPool, TargetRef, le32, parse_nat_to, to_rule,
+    Args, MatchRef, NatTo, PhysdevRef, RecentRef, RuleView, StrPool, TargetRef, le32, parse_nat_to,
+    to_rule,
 };
 use crate::rules::iptables::*;
 use ipnet::IpNet;
@@ -138,6 +139,8 @@ const M_CONNTRACK: u8 = 9;
 const M_NFACCT: u8 = 10;
 const M_SET: u8 = 11;
 const M_UNKNOWN: u8 = 12;
+const M_PHYSDEV: u8 = 13;
+const M_IPVS: u8 = 14;
 
 const PORT_MODULES: [&str; 3] = ["tcp", "udp", "sctp"];
 
@@ -772,6 +775,51 @@ impl Builder {
                 let at = self.p.dirs.len();
                 self.p.dirs.extend_from_slice(dirs);
                 self.range(at, self.p.dirs.len());
+            }
+            MatchRef::Physdev(p) => {
+                // flags: (given, neg) pairs for is-in, is-out, is-bridged, in, out; then the
+                // port names.
+                self.p.code.push(M_PHYSDEV);
+                let pair = |f: Option<bool>, s: u16| f.map_or(0, |n| (1 | (n as u16) << 1) << s);
+                let f = pair(p.is_in, 0)
+                    | pair(p.is_out, 2)
+                    | pair(p.is_bridged, 4)
+                    | pair(p.physdev_in.map(|n| n.neg), 6)
+                    | pair(p.physdev_out.map(|n| n.neg), 8);
+                self.u16(f);
+                for n in [p.physdev_in, p.physdev_out].into_iter().flatten() {
+                    let y = self.sym(n.value);
+                    self.u32(y);
+                }
+            }
+            MatchRef::Ipvs(i) => {
+                self.p.code.push(M_IPVS);
+                let pair = |f: Option<bool>, s: u32| f.map_or(0, |n| (1 | (n as u32) << 1) << s);
+                let method = match i.vmethod.map(|m| m.value) {
+                    None | Some(VMethod::Gate) => 0u32,
+                    Some(VMethod::Ipip) => 1,
+                    Some(VMethod::Masq) => 2,
+                };
+                let f = i.ipvs_neg as u32
+                    | pair(i.vproto.map(|n| n.neg), 1)
+                    | pair(i.vaddr.map(|n| n.neg), 3)
+                    | pair(i.vport.map(|n| n.neg), 5)
+                    | pair(i.vdir.map(|d| d == VDir::Reply), 7)
+                    | pair(i.vmethod.map(|n| n.neg), 9)
+                    | pair(i.vportctl.map(|n| n.neg), 11)
+                    | (i.vaddr.is_some_and(|a| a.value.addr().is_ipv6()) as u32) << 13
+                    | method << 14;
+                self.u32(f);
+                if let Some(p) = i.vproto {
+                    self.p.code.push(p.value);
+                }
+                if let Some(a) = i.vaddr {
+                    self.p.code.push(a.value.prefix_len());
+                    self.ip(a.value.addr());
+                }
+                for p in [i.vport, i.vportctl].into_iter().flatten() {
+                    self.u16(p.value);
+                }
             }
             MatchRef::Unknown { module, args } => {
                 self.p.code.push(M_UNKNOWN);
@@ -1704,6 +1752,53 @@ impl<'a> Iterator for Matches<'a> {
                     name,
                     dirs: &p.dirs[range(c)],
                 }
+            }
+            M_PHYSDEV => {
+                let f = c.u16();
+                let pair = |s: u16| (f >> s & 1 != 0).then_some(f >> s & 2 != 0);
+                let (in_neg, out_neg) = (pair(6), pair(8));
+                let physdev_in = in_neg.map(|n| Neg::new(n, r.s(c.u32())));
+                let physdev_out = out_neg.map(|n| Neg::new(n, r.s(c.u32())));
+                MatchRef::Physdev(PhysdevRef {
+                    is_in: pair(0),
+                    physdev_in,
+                    is_out: pair(2),
+                    physdev_out,
+                    is_bridged: pair(4),
+                })
+            }
+            M_IPVS => {
+                let f = c.u32();
+                let pair = |s: u32| (f >> s & 1 != 0).then_some(f >> s & 2 != 0);
+                let vproto = pair(1).map(|n| Neg::new(n, c.u8()));
+                let vaddr = pair(3).map(|n| {
+                    let prefix = c.u8();
+                    let a = c.ip(f & 1 << 13 != 0);
+                    Neg::new(
+                        n,
+                        IpNet::new(a, prefix).expect("prefix checked when parsed"),
+                    )
+                });
+                let vport = pair(5).map(|n| Neg::new(n, c.u16()));
+                let vportctl = pair(11).map(|n| Neg::new(n, c.u16()));
+                MatchRef::Ipvs(IpvsMatch {
+                    ipvs_neg: f & 1 != 0,
+                    vproto,
+                    vaddr,
+                    vport,
+                    vdir: pair(7).map(|reply| if reply { VDir::Reply } else { VDir::Original }),
+                    vmethod: pair(9).map(|n| {
+                        Neg::new(
+                            n,
+                            match f >> 14 & 3 {
+                                0 => VMethod::Gate,
+                                1 => VMethod::Ipip,
+                                _ => VMethod::Masq,
+                            },
+                        )
+                    }),
+                    vportctl,
+                })
             }
             M_UNKNOWN => {
                 let module = r.s(c.u32());

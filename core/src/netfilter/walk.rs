@@ -94,6 +94,10 @@ pub struct WalkRequest {
     pub local_origin: bool,
     pub in_iface: Option<String>,
     pub now: f64,
+    /// br_netfilter's bridge info (`-m physdev`), when the packet came in through a bridge port.
+    pub bridge: Option<super::eval::BridgeInfo>,
+    /// The IPVS connection the packet belongs to (`-m ipvs`), once IPVS has handled it.
+    pub ipvs: Option<super::eval::IpvsConn>,
 }
 
 #[derive(Clone, Copy)]
@@ -177,6 +181,8 @@ fn same_facts(mask: u16, a: &PacketCtx, b: &PacketCtx) -> bool {
             field::CT,
             (a.ct_new, a.ct_dnat, a.ct_snat) == (b.ct_new, b.ct_dnat, b.ct_snat),
         )
+        && eq(field::BRIDGE, a.bridge == b.bridge)
+        && eq(field::IPVS, a.ipvs == b.ipvs)
 }
 
 /// Copy the facts in `mask` from `from` into `to`.
@@ -1042,6 +1048,8 @@ fn start<'r>(req: &'r WalkRequest, state: &State) -> (Option<CtEntry>, PacketCtx
         ct_snat: false,
         now: req.now,
         reads: Default::default(),
+        bridge: req.bridge.as_ref(),
+        ipvs: req.ipvs,
     };
     let out = Outcome {
         verdict: Verdict::Accept,

@@ -285,6 +285,74 @@ pub enum MultiportKind {
     Ports,
 }
 
+/// `-m physdev` (xt_physdev): the bridge ports a bridged packet came in on / goes out by. Each
+/// option is `Some(neg)` when given; a port name may end in `+` (prefix wildcard, as `-i`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Physdev {
+    pub is_in: Option<bool>,
+    pub physdev_in: Option<Neg<String>>,
+    pub is_out: Option<bool>,
+    pub physdev_out: Option<Neg<String>>,
+    pub is_bridged: Option<bool>,
+}
+
+/// `--vdir` of `-m ipvs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum VDir {
+    Original,
+    Reply,
+}
+
+/// `--vmethod` of `-m ipvs`: the connection's forwarding method (`IP_VS_CONN_F_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum VMethod {
+    /// Direct routing (`IP_VS_CONN_F_DROUTE`, ipvsadm `-g`).
+    Gate,
+    /// Tunnelling (`IP_VS_CONN_F_TUNNEL`, ipvsadm `-i`).
+    Ipip,
+    /// NAT (`IP_VS_CONN_F_MASQ`, ipvsadm `-m`; what kube-proxy uses).
+    Masq,
+}
+
+impl VMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VMethod::Gate => "GATE",
+            VMethod::Ipip => "IPIP",
+            VMethod::Masq => "MASQ",
+        }
+    }
+}
+
+/// `-m ipvs` (xt_ipvs) as the kernel keeps it (`struct xt_ipvs_mtinfo`). Any option but `--ipvs`
+/// implies `--ipvs` (libxt_ipvs sets `XT_IPVS_IPVS_PROPERTY` with it, and iptables-save then
+/// omits `--ipvs`), so `ipvs_neg` is the `!` of a lone `--ipvs` and false otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct IpvsMatch {
+    pub ipvs_neg: bool,
+    pub vproto: Option<Neg<u8>>,
+    /// Address and prefix as given: neither libxt_ipvs nor the kernel masks the address.
+    pub vaddr: Option<Neg<IpNet>>,
+    pub vport: Option<Neg<u16>>,
+    pub vdir: Option<VDir>,
+    pub vmethod: Option<Neg<VMethod>>,
+    pub vportctl: Option<Neg<u16>>,
+}
+
+impl IpvsMatch {
+    /// Only `[!] --ipvs` (the kernel's `bitmask == XT_IPVS_IPVS_PROPERTY`).
+    pub fn property_only(&self) -> bool {
+        self.vproto.is_none()
+            && self.vaddr.is_none()
+            && self.vport.is_none()
+            && self.vdir.is_none()
+            && self.vmethod.is_none()
+            && self.vportctl.is_none()
+    }
+}
+
 /// One `-m <module> ...` match.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "match", rename_all = "lowercase")]
@@ -328,6 +396,10 @@ pub enum Match {
         name: String,
         dirs: Vec<bool /* true = src */>,
     },
+    /// `-m physdev` (kube-proxy: `! --physdev-is-in` on externalIP rules).
+    Physdev(Physdev),
+    /// `-m ipvs` (kube-proxy: KUBE-IPVS-OUT-FILTER's `--vaddr --vproto --vport`).
+    Ipvs(IpvsMatch),
     /// Any module we don't model: kept verbatim, reported as unsupported by the tracer.
     Unknown {
         module: String,

@@ -6,7 +6,9 @@
 //! with `-p tcp|udp|sctp` and no port match loaded implicitly loads the protocol's match (that is
 //! why `-p tcp --dport 80` is saved as `-p tcp -m tcp --dport 80`).
 
-use super::view::{Args, MatchRef, NatTo, RecentRef, RuleView, TargetRef, Word, to_rule};
+use super::view::{
+    Args, MatchRef, NatTo, PhysdevRef, RecentRef, RuleView, TargetRef, Word, to_rule,
+};
 use super::*;
 use crate::diag::Diagnostic;
 use std::borrow::Cow;
@@ -545,6 +547,18 @@ enum DMatch {
         name: Word,
         dirs: Span,
     },
+    Physdev {
+        is_in: Option<bool>,
+        physdev_in: Option<Neg<Word>>,
+        is_out: Option<bool>,
+        physdev_out: Option<Neg<Word>>,
+        is_bridged: Option<bool>,
+    },
+    /// `ipvs`: `--ipvs` as given (`Some(neg)`), apart from the options it is implied by.
+    Ipvs {
+        m: IpvsMatch,
+        ipvs: Option<bool>,
+    },
     Unknown {
         module: Word,
         args: Span,
@@ -721,6 +735,26 @@ impl<'l> DraftRef<'l> {
                 name: self.s(name),
                 dirs: span(&p.dirs, dirs),
             },
+            DMatch::Physdev {
+                is_in,
+                physdev_in,
+                is_out,
+                physdev_out,
+                is_bridged,
+            } => {
+                let port = |n: Option<Neg<Word>>| n.map(|n| Neg::new(n.neg, self.s(n.value)));
+                MatchRef::Physdev(PhysdevRef {
+                    is_in,
+                    physdev_in: port(physdev_in),
+                    is_out,
+                    physdev_out: port(physdev_out),
+                    is_bridged,
+                })
+            }
+            DMatch::Ipvs { mut m, ipvs } => {
+                m.ipvs_neg = m.property_only() && ipvs == Some(true);
+                MatchRef::Ipvs(m)
+            }
             DMatch::Unknown { module, args } => MatchRef::Unknown {
                 module: self.s(module),
                 args: Args::Words(span(&p.words, args), self.toks, &p.text),
@@ -889,6 +923,17 @@ fn new_match(module: &str, word: Word, family: Family, p: &Pools) -> DMatch {
             neg: false,
             name: Word::Static(""),
             dirs: (0, 0),
+        },
+        "physdev" => DMatch::Physdev {
+            is_in: None,
+            physdev_in: None,
+            is_out: None,
+            physdev_out: None,
+            is_bridged: None,
+        },
+        "ipvs" => DMatch::Ipvs {
+            m: IpvsMatch::default(),
+            ipvs: None,
         },
         _ => DMatch::Unknown {
             module: word,
@@ -1211,8 +1256,143 @@ fn match_accept(
             | "--no-update-subcounters" => Ok(Accept::Unmodelled),
             _ => Ok(Accept::No),
         },
+        DMatch::Physdev {
+            is_in,
+            physdev_in,
+            is_out,
+            physdev_out,
+            is_bridged,
+        } => {
+            let flag = match opt {
+                "--physdev-is-in" => is_in,
+                "--physdev-is-out" => is_out,
+                "--physdev-is-bridged" => is_bridged,
+                "--physdev-in" | "--physdev-out" => {
+                    let v = val(0)?;
+                    let slot = if opt == "--physdev-in" {
+                        physdev_in
+                    } else {
+                        physdev_out
+                    };
+                    once(opt, slot.is_some())?;
+                    // xtables_parse_interface: shorter than IFNAMSIZ; the kernel refuses '/'
+                    // and spaces (and an empty name would not print back).
+                    if !valid_iface(v) {
+                        return Err(format!("{opt}: `{v}` is not a valid interface name"));
+                    }
+                    *slot = Some(Neg::new(neg, word(0)));
+                    return Ok(Accept::Yes(1));
+                }
+                _ => return Ok(Accept::No),
+            };
+            once(opt, flag.is_some())?;
+            *flag = Some(neg);
+            Ok(Accept::Yes(0))
+        }
+        DMatch::Ipvs { m, ipvs } => {
+            let port = |v: &str| -> Result<u16, String> {
+                v.parse().map_err(|_| {
+                    format!("{opt}: `{v}` is not a port number (service names are not resolved)")
+                })
+            };
+            match opt {
+                "--ipvs" => {
+                    once(opt, ipvs.is_some())?;
+                    *ipvs = Some(neg);
+                    return Ok(Accept::Yes(0));
+                }
+                "--vdir" => {
+                    let v = val(0)?;
+                    once(opt, m.vdir.is_some())?;
+                    if neg {
+                        return Err("--vdir cannot be inverted (use --vdir REPLY)".into());
+                    }
+                    m.vdir = Some(if v.eq_ignore_ascii_case("ORIGINAL") {
+                        VDir::Original
+                    } else if v.eq_ignore_ascii_case("REPLY") {
+                        VDir::Reply
+                    } else {
+                        return Err(format!("--vdir: `{v}` is not ORIGINAL or REPLY"));
+                    });
+                }
+                "--vproto" => {
+                    let v = val(0)?;
+                    once(opt, m.vproto.is_some())?;
+                    let p = ProtoNum::from_name(v)
+                        .ok_or_else(|| format!("--vproto: unknown protocol `{v}`"))?;
+                    m.vproto = Some(Neg::new(neg, p.0));
+                }
+                "--vaddr" => {
+                    let v = val(0)?;
+                    once(opt, m.vaddr.is_some())?;
+                    m.vaddr = Some(Neg::new(
+                        neg,
+                        parse_hostmask(v, family).ok_or_else(|| {
+                            format!("--vaddr: `{v}` is not an address[/prefix] of this family")
+                        })?,
+                    ));
+                }
+                "--vport" | "--vportctl" => {
+                    let p = port(val(0)?)?;
+                    let slot = if opt == "--vport" {
+                        &mut m.vport
+                    } else {
+                        &mut m.vportctl
+                    };
+                    once(opt, slot.is_some())?;
+                    *slot = Some(Neg::new(neg, p));
+                }
+                "--vmethod" => {
+                    let v = val(0)?;
+                    once(opt, m.vmethod.is_some())?;
+                    let method = [VMethod::Gate, VMethod::Ipip, VMethod::Masq]
+                        .into_iter()
+                        .find(|x| x.as_str().eq_ignore_ascii_case(v))
+                        .ok_or_else(|| format!("--vmethod: `{v}` is not GATE, IPIP or MASQ"))?;
+                    m.vmethod = Some(Neg::new(neg, method));
+                }
+                _ => return Ok(Accept::No),
+            }
+            Ok(Accept::Yes(1))
+        }
         DMatch::Unknown { .. } => Ok(Accept::No),
     }
+}
+
+/// libxtables refuses an option given twice to one match (`xtables_option_parse`: "can only be
+/// used once").
+fn once(opt: &str, seen: bool) -> Result<(), String> {
+    if seen {
+        Err(format!("{opt} can only be used once in a match"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Linux interface names: 1..=15 bytes (IFNAMSIZ - 1), no whitespace, no '/'
+/// (xtables_parse_interface refuses longer ones; the kernel refuses the rest).
+fn valid_iface(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 15 && !v.bytes().any(|b| b.is_ascii_whitespace() || b == b'/')
+}
+
+/// `XTTYPE_HOSTMASK` (`--vaddr`): an address with an optional prefix length (no dotted mask),
+/// kept unmasked as libxtables keeps it.
+fn parse_hostmask(s: &str, family: Family) -> Option<IpNet> {
+    let (a, p) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let addr: IpAddr = a.parse().ok()?;
+    if !fam_ok(addr, family) {
+        return None;
+    }
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match p {
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
+        Some(_) => return None,
+        None => max,
+    };
+    IpNet::new(addr, prefix).ok()
 }
 
 fn new_target(name: &str, word: Word, p: &Pools) -> DTarget {
@@ -1451,12 +1631,7 @@ fn parse_draft(
                 };
                 let w = Word::Tok(i as u32);
                 i += 1;
-                // Linux interface names: 1..=15 bytes (IFNAMSIZ - 1), no whitespace, no '/'
-                // (xtables_parse_interface refuses longer ones; the kernel refuses the rest).
-                if v.is_empty()
-                    || v.len() > 15
-                    || v.bytes().any(|b| b.is_ascii_whitespace() || b == b'/')
-                {
+                if !valid_iface(v) {
                     return fail(diags, format!("{tok}: `{v}` is not a valid interface name"));
                 }
                 let slot = if tok.starts_with("-i") || tok.starts_with("--in") {
@@ -1647,6 +1822,24 @@ fn parse_draft(
     if neg {
         return fail(diags, "`!` at the end of the rule".into());
     }
+    for m in &d.matches {
+        match m {
+            // libxt_ipvs ipvs_mt_check.
+            DMatch::Ipvs { m, ipvs } if m.property_only() && ipvs.is_none() => {
+                return fail(diags, "-m ipvs needs at least one option".into());
+            }
+            DMatch::Ipvs {
+                m,
+                ipvs: Some(true),
+            } if !m.property_only() => {
+                return fail(
+                    diags,
+                    "! --ipvs cannot be together with other -m ipvs options".into(),
+                );
+            }
+            _ => {}
+        }
+    }
     let r = DraftRef { d: &*d, toks: args };
     for m in r.matches() {
         if let Err(e) = validate_match(m) {
@@ -1684,6 +1877,8 @@ fn match_module(m: &DMatch) -> Word {
         DMatch::Conntrack { .. } => "conntrack",
         DMatch::Nfacct(_) => "nfacct",
         DMatch::Set { .. } => "set",
+        DMatch::Physdev { .. } => "physdev",
+        DMatch::Ipvs { .. } => "ipvs",
     })
 }
 
@@ -1698,6 +1893,8 @@ fn validate_match(m: MatchRef) -> Result<(), String> {
         }
         MatchRef::Nfacct("") => Err("-m nfacct needs --nfacct-name".into()),
         MatchRef::Set { name: "", .. } => Err("-m set needs --match-set".into()),
+        // libxt_physdev physdev_check.
+        MatchRef::Physdev(p) if p.is_empty() => Err("-m physdev needs an option".into()),
         MatchRef::AddrType {
             src: None,
             dst: None,

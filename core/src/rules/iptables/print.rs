@@ -244,11 +244,78 @@ pub fn write_match(out: &mut String, m: MatchRef) {
                 out.push_str(if *d { "src" } else { "dst" });
             }
         }
+        MatchRef::Physdev(p) => {
+            // physdev_save's order (libxt_physdev): is-in, in, is-out, out, is-bridged, each
+            // with its own `!`; port names printed as stored (`%s`, no quoting).
+            out.push_str(" -m physdev");
+            let flag = |out: &mut String, f: Option<bool>, name: &str| {
+                if let Some(n) = f {
+                    neg(out, n);
+                    out.push_str(name);
+                }
+            };
+            let port = |out: &mut String, p: Option<Neg<&str>>, name: &str| {
+                if let Some(p) = p {
+                    neg(out, p.neg);
+                    out.push_str(name);
+                    out.push(' ');
+                    out.push_str(p.value);
+                }
+            };
+            flag(out, p.is_in, " --physdev-is-in");
+            port(out, p.physdev_in, " --physdev-in");
+            flag(out, p.is_out, " --physdev-is-out");
+            port(out, p.physdev_out, " --physdev-out");
+            flag(out, p.is_bridged, " --physdev-is-bridged");
+        }
+        MatchRef::Ipvs(i) => write_ipvs(out, i),
         MatchRef::Unknown { module, args } => {
             out.push_str(" -m");
             name_word(out, module);
             raw_args(out, args);
         }
+    }
+}
+
+/// `-m ipvs` as libxt_ipvs's `ipvs_mt_dump` saves it (iptables 1.8.9): `[!] --ipvs` only when it
+/// is the sole option, then `--vproto` as a number, `--vaddr` with the prefix left out when it is
+/// the full host length (`xtables_ipmask_to_numeric` / `xtables_ip6mask_to_numeric`), `--vport`,
+/// `--vdir` (never negated: REPLY is its inversion), `--vmethod`, `--vportctl`.
+fn write_ipvs(out: &mut String, i: IpvsMatch) {
+    out.push_str(" -m ipvs");
+    if i.property_only() {
+        neg(out, i.ipvs_neg);
+        out.push_str(" --ipvs");
+        return;
+    }
+    if let Some(p) = i.vproto {
+        neg(out, p.neg);
+        let _ = write!(out, " --vproto {}", p.value);
+    }
+    if let Some(a) = i.vaddr {
+        neg(out, a.neg);
+        let _ = write!(out, " --vaddr {}", a.value.addr());
+        if a.value.prefix_len() != a.value.max_prefix_len() {
+            let _ = write!(out, "/{}", a.value.prefix_len());
+        }
+    }
+    if let Some(p) = i.vport {
+        neg(out, p.neg);
+        let _ = write!(out, " --vport {}", p.value);
+    }
+    match i.vdir {
+        Some(VDir::Original) => out.push_str(" --vdir ORIGINAL"),
+        Some(VDir::Reply) => out.push_str(" --vdir REPLY"),
+        None => {}
+    }
+    if let Some(m) = i.vmethod {
+        neg(out, m.neg);
+        out.push_str(" --vmethod ");
+        out.push_str(m.value.as_str());
+    }
+    if let Some(p) = i.vportctl {
+        neg(out, p.neg);
+        let _ = write!(out, " --vportctl {}", p.value);
     }
 }
 

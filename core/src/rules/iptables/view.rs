@@ -42,10 +42,52 @@ pub enum MatchRef<'a> {
         name: &'a str,
         dirs: &'a [bool],
     },
+    Physdev(PhysdevRef<'a>),
+    Ipvs(IpvsMatch),
     Unknown {
         module: &'a str,
         args: Args<'a>,
     },
+}
+
+/// [`Physdev`] with its port names borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PhysdevRef<'a> {
+    pub is_in: Option<bool>,
+    pub physdev_in: Option<Neg<&'a str>>,
+    pub is_out: Option<bool>,
+    pub physdev_out: Option<Neg<&'a str>>,
+    pub is_bridged: Option<bool>,
+}
+
+impl PhysdevRef<'_> {
+    pub fn to_physdev(self) -> Physdev {
+        let own = |n: Option<Neg<&str>>| n.map(|n| Neg::new(n.neg, n.value.to_string()));
+        Physdev {
+            is_in: self.is_in,
+            physdev_in: own(self.physdev_in),
+            is_out: self.is_out,
+            physdev_out: own(self.physdev_out),
+            is_bridged: self.is_bridged,
+        }
+    }
+    /// No option given (libxt_physdev refuses that: "no physdev option specified").
+    pub fn is_empty(self) -> bool {
+        self == PhysdevRef::default()
+    }
+}
+
+impl<'a> From<&'a Physdev> for PhysdevRef<'a> {
+    fn from(p: &'a Physdev) -> PhysdevRef<'a> {
+        let b = |n: &'a Option<Neg<String>>| n.as_ref().map(|n| Neg::new(n.neg, n.value.as_str()));
+        PhysdevRef {
+            is_in: p.is_in,
+            physdev_in: b(&p.physdev_in),
+            is_out: p.is_out,
+            physdev_out: b(&p.physdev_out),
+            is_bridged: p.is_bridged,
+        }
+    }
 }
 
 /// [`Recent`] with its list name borrowed.
@@ -350,6 +392,8 @@ impl<'a> From<&'a Match> for MatchRef<'a> {
                 name,
                 dirs,
             },
+            Match::Physdev(p) => MatchRef::Physdev(p.into()),
+            Match::Ipvs(i) => MatchRef::Ipvs(*i),
             Match::Unknown { module, args } => MatchRef::Unknown {
                 module,
                 args: Args::Owned(args),
@@ -469,6 +513,8 @@ impl MatchRef<'_> {
                 name: name.to_string(),
                 dirs: dirs.to_vec(),
             },
+            MatchRef::Physdev(p) => Match::Physdev(p.to_physdev()),
+            MatchRef::Ipvs(i) => Match::Ipvs(i),
             MatchRef::Unknown { module, args } => Match::Unknown {
                 module: module.to_string(),
                 args: args.iter().map(str::to_string).collect(),
