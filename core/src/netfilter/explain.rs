@@ -40,8 +40,9 @@ fn output_of(k: OutputKey) -> String {
 /// Trace one packet: explore all outcomes without changing `state`, then walk it for real (updating
 /// `state`) with random matches drawn from a generator seeded with `seed`.
 pub fn trace(m: &Machine, req: &WalkRequest, state: &mut State, seed: u64, mode: &str) -> Trace {
-    let mut outcomes: Vec<Outcome> = Vec::new();
-    let mut keys: Vec<OutputKey> = Vec::new();
+    // A Service's endpoints are its outcomes: room for a typical one without regrowing.
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(16);
+    let mut keys: Vec<OutputKey> = Vec::with_capacity(16);
     let mut warnings = Vec::new();
     // Exploring walks see the session's state but change nothing in it.
     explore(m, req, state, &mut |o| {

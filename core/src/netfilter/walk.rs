@@ -814,8 +814,15 @@ impl Walker<'_, '_> {
         if let Some(top) = frames.last_mut() {
             top.1 = rule;
         }
-        let mut out = self.out.clone();
-        out.choices.truncate(choices_before);
+        // The branch goes on to make more random decisions (one per endpoint chain rule):
+        // room for them now instead of growing the exact-size clone at its next push.
+        let mut choices = Vec::with_capacity(choices_before + 8);
+        choices.extend_from_slice(&self.out.choices[..choices_before]);
+        let mut out = Outcome {
+            choices,
+            warnings: self.out.warnings.clone(),
+            ..self.out
+        };
         out.rules_evaluated -= 1;
         let mut out = Some(out);
         let forks = self.forks.as_mut().expect("forking walker");
