@@ -91,7 +91,7 @@ impl Sys for Fake {
 /// The snapshot a fresh agent would serve for this node.
 fn values(sys: &dyn Sys) -> Value {
     let hub = Hub::new(json!({}), collect(sys, &Fingerprints::new()));
-    serde_json::from_str(hub.snapshot().as_str()).unwrap()
+    serde_json::from_str(&hub.snapshot().to_text().unwrap()).unwrap()
 }
 
 /// One poll as the agent's loop does it: unchanged parts are not re-parsed.
@@ -277,8 +277,8 @@ fn fingerprint_ignores_counters_and_timestamps_only() {
     );
 }
 
-fn next_diff(rx: &mut tokio::sync::broadcast::Receiver<axum::extract::ws::Utf8Bytes>) -> Value {
-    serde_json::from_str(rx.try_recv().expect("a diff").as_str()).unwrap()
+fn next_diff(rx: &mut tokio::sync::broadcast::Receiver<agent::hub::Message>) -> Value {
+    serde_json::from_str(&rx.try_recv().expect("a diff").to_text().unwrap()).unwrap()
 }
 
 #[test]
@@ -288,7 +288,7 @@ fn revisions_count_real_changes_and_diffs_carry_only_changed_parts() {
     let (agent::hub::Start::Snapshot(snap), mut rx) = hub.resume(None, None) else {
         panic!("a fresh client gets the snapshot");
     };
-    let snap: Value = serde_json::from_str(snap.as_str()).unwrap();
+    let snap: Value = serde_json::from_str(&snap.to_text().unwrap()).unwrap();
     assert_eq!(snap["type"], "snapshot");
     assert_eq!(snap["version"], snapshot::VERSION);
     assert_eq!(snap["revision"], 1);
@@ -342,7 +342,7 @@ fn revisions_count_real_changes_and_diffs_carry_only_changed_parts() {
     assert_eq!(d["changed"]["absent"]["nft"], "nft is not installed");
 
     // The stored snapshot is the fold of the diffs.
-    let now: Value = serde_json::from_str(hub.snapshot().as_str()).unwrap();
+    let now: Value = serde_json::from_str(&hub.snapshot().to_text().unwrap()).unwrap();
     assert_eq!(now["revision"], 3);
     assert!(
         now["iptables"]["v4"]["text"]
@@ -403,14 +403,21 @@ mod props {
     use proptest::prelude::*;
 
     proptest! {
-        /// A text part is written straight into its final buffer; the bytes must be what the
-        /// value tree the wire format was defined by prints (serde_json, `text` inserted last),
-        /// for any text (quotes, backslashes, every control byte, non-ASCII).
+        /// A text part is escaped and packed block by block; the bytes must be what the value
+        /// tree the wire format was defined by prints (serde_json, `text` inserted last), for
+        /// any text (quotes, backslashes, every control byte, non-ASCII), including where a
+        /// block boundary falls inside an escape or a multi-byte character (`pad` slides the
+        /// text across the first boundary).
         #[test]
         fn text_parts_print_as_their_value_tree(
             text in "[\\x00-\\x1f\"\\\\a-z \\x7fé\u{2028}]{0,40}",
             n in 0usize..3,
+            pad in proptest::option::of(0usize..48),
         ) {
+            let text = match pad {
+                Some(p) => "x".repeat(agent::wire::BLOCK - 64 + p) + &text,
+                None => text,
+            };
             let summary = match n {
                 0 => json!({}),
                 1 => json!({"sets": 2, "diagnostics": ["a\"b"]}),
@@ -418,7 +425,7 @@ mod props {
             };
             let mut tree = summary.clone();
             tree["text"] = json!(text);
-            prop_assert_eq!(snapshot::with_text(&summary, text), tree.to_string());
+            prop_assert_eq!(snapshot::with_text(&summary, text).to_text().unwrap(), tree.to_string());
         }
 
         #[test]
@@ -469,7 +476,7 @@ mod props {
             let (agent::hub::Start::Snapshot(first), mut rx) = hub.resume(None, None) else {
                 panic!("a fresh client gets the snapshot");
             };
-            let mut folded: Value = serde_json::from_str(first.as_str()).unwrap();
+            let mut folded: Value = serde_json::from_str(&first.to_text().unwrap()).unwrap();
             let mut expect = folded.clone();
             for poll in &polls[1..] {
                 let changed = hub.apply(collected(poll)).is_some();
@@ -481,7 +488,7 @@ mod props {
                     }
                 }
                 if changed {
-                    let d: Value = serde_json::from_str(rx.try_recv().unwrap().as_str()).unwrap();
+                    let d: Value = serde_json::from_str(&rx.try_recv().unwrap().to_text().unwrap()).unwrap();
                     for (k, v) in d["changed"].as_object().unwrap() {
                         match k.split_once('.') {
                             Some((a, b)) => folded[a][b] = v.clone(),
@@ -491,7 +498,7 @@ mod props {
                     folded["revision"] = d["revision"].clone();
                     expect["revision"] = d["revision"].clone();
                 }
-                let now: Value = serde_json::from_str(hub.snapshot().as_str()).unwrap();
+                let now: Value = serde_json::from_str(&hub.snapshot().to_text().unwrap()).unwrap();
                 prop_assert_eq!(&now, &folded);
                 prop_assert_eq!(&now, &expect);
             }

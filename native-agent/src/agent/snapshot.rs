@@ -5,6 +5,7 @@
 //! not that a packet went by.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::sync::Mutex;
 
 use proxyscope_core::ipvs::{ipset, ipvsadm};
@@ -16,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::conntrack;
 use super::sys::{READ_ONLY_COMMANDS, Sys, ToolError};
+use super::wire::{Json, Packer};
 
 /// Version of the snapshot/diff JSON. Bump when a field changes meaning or disappears.
 pub const VERSION: u32 = 1;
@@ -25,12 +27,11 @@ pub const VERSION: u32 = 1;
 pub const MAX_CONNTRACK: usize = 20_000;
 
 /// One part, ready to publish.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Part {
-    /// The part's JSON text, as it goes on the wire. Kept serialized rather than as a
-    /// [`Value`]: a text part is a tens-of-MB string, and a value tree would be one more copy of
-    /// it at the moment the hub writes it out.
-    pub json: String,
+    /// The part's JSON text as it goes on the wire, packed ([`Json`]): a text part is a
+    /// tens-of-MB string, and the hub keeps it in this form until the next change.
+    pub json: Json,
     /// Equal fingerprints = nothing worth a revision changed.
     pub fingerprint: String,
 }
@@ -38,7 +39,7 @@ pub struct Part {
 impl Part {
     pub fn new(value: &Value, fingerprint: String) -> Part {
         Part {
-            json: value.to_string(),
+            json: Json::new(&value.to_string()),
             fingerprint,
         }
     }
@@ -144,40 +145,26 @@ pub fn iptables_fingerprint(text: &str) -> String {
     digest(lines.flat_map(|l| [l.as_bytes(), b"\n"]))
 }
 
-/// Bytes `s` takes as a JSON string's contents, as serde_json escapes it: `"` and `\\` and the
-/// short control escapes (`\n`, `\t`, ...) take two bytes, other control bytes six (`\u00XX`).
-fn escaped_len(s: &str) -> usize {
-    s.len()
-        + s.bytes()
-            .map(|b| match b {
-                b'"' | b'\\' | b'\n' | b'\t' | b'\r' | 0x08 | 0x0c => 1,
-                0..0x20 => 5,
-                _ => 0,
-            })
-            .sum::<usize>()
-}
-
 /// The part's JSON: its summary's fields, then `"text"` with the tool's output (the bytes a
-/// [`Value`] object with `text` inserted last would print). Written into one buffer of the exact
-/// final size, and `text` is dropped on return: a 34 MB dump is never held twice here, nor as a
-/// half-grown buffer of twice its size.
-pub fn with_text<T: Serialize>(summary: &T, text: String) -> String {
+/// [`Value`] object with `text` inserted last would print). Escaped and packed block by block
+/// ([`Packer`]): the plain JSON of a 34 MB dump never exists whole, only the tool's text does,
+/// and it is dropped on return.
+pub fn with_text<T: Serialize>(summary: &T, text: String) -> Json {
     let head = to_value(summary).to_string();
     let Some(fields) = head.strip_suffix('}') else {
-        return head;
+        return Json::new(&head);
     };
-    let mut out = Vec::with_capacity(fields.len() + escaped_len(&text) + 12);
-    out.extend_from_slice(fields.as_bytes());
+    let mut out = Packer::default();
+    // Writing into a Packer cannot fail.
+    let _ = out.write_all(fields.as_bytes());
     if fields.len() > 1 {
-        out.push(b',');
+        let _ = out.write_all(b",");
     }
-    out.extend_from_slice(b"\"text\":");
-    // Writing a &str into a Vec cannot fail.
+    let _ = out.write_all(b"\"text\":");
     let _ = serde_json::to_writer(&mut out, text.as_str());
-    out.push(b'}');
+    let _ = out.write_all(b"}");
     drop(text);
-    // Valid UTF-8: JSON text made of UTF-8 pieces.
-    String::from_utf8(out).unwrap_or_default()
+    out.finish()
 }
 
 /// `fingerprint` is [`iptables_fingerprint`] of `text`, already computed by the caller (it is a
@@ -339,7 +326,7 @@ pub fn summary_part<T: Serialize>(v: &T) -> Part {
     let json = to_value(v).to_string();
     Part {
         fingerprint: digest([json.as_bytes()]),
-        json,
+        json: Json::new(&json),
     }
 }
 
@@ -525,14 +512,14 @@ type ReadPart = fn(String, String) -> Part;
 
 fn unchanged(fingerprint: String) -> Part {
     Part {
-        json: "null".into(),
+        json: Json::new("null"),
         fingerprint,
     }
 }
 
 fn null_part() -> Part {
     Part {
-        json: "null".into(),
+        json: Json::new("null"),
         fingerprint: String::new(),
     }
 }
