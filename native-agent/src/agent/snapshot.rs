@@ -4,13 +4,14 @@
 //! timestamps, conntrack timeouts) left out, so a revision means the rules or connections changed,
 //! not that a packet went by.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
 use std::io::Write;
 use std::sync::Mutex;
 
 use proxyscope_core::ipvs::{ipset, ipvsadm};
-use proxyscope_core::netfilter::program::Program;
-use proxyscope_core::rules::iptables::Family;
+use proxyscope_core::rules::iptables::parse::{DraftRef, NameHasher, Sink, parse_into};
+use proxyscope_core::rules::iptables::{Counters, Family};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -167,23 +168,99 @@ pub fn with_text<T: Serialize>(summary: &T, text: String) -> Json {
     out.finish()
 }
 
+/// What the agent reports of a dump, read with core's parser (the one the web app runs on a
+/// pasted dump, so the same diagnostics) into a sink that only counts. It used to build core's
+/// compact [`Program`](proxyscope_core::netfilter::program::Program) for three numbers: 13 MB
+/// kept and ~50 MB touched while it grew, per changed poll of a 10k-Service dump, where this
+/// keeps only the open table's chain names (slices of `text`).
+pub fn iptables_summary(text: &str, family: Family) -> IptablesPart {
+    let mut sink = Counting {
+        text,
+        tables: 0,
+        chains: 0,
+        rules: 0,
+        open: false,
+        index: ChainIndex::default(),
+        owned: HashMap::new(),
+    };
+    let diagnostics = parse_into(text, family, &mut sink);
+    IptablesPart {
+        backend: backend_of(text),
+        tables: sink.tables,
+        chains: sink.chains,
+        parsed_rules: sink.rules,
+        diagnostics,
+    }
+}
+
+type ChainIndex<'t> = HashMap<&'t str, usize, BuildHasherDefault<NameHasher>>;
+
+/// Counts what core's rule sinks keep: every table begun, every chain declared once in its
+/// table, every rule for a declared chain. Declaring a name twice and naming an undeclared chain
+/// are the parser's diagnostics, so the chain names of the open table are kept, as the owned
+/// model's sink keeps them.
+struct Counting<'t> {
+    text: &'t str,
+    tables: usize,
+    chains: usize,
+    rules: usize,
+    open: bool,
+    /// Names that are slices of `text` (all of them in iptables-save output)...
+    index: ChainIndex<'t>,
+    /// ...and the others (a quoted `-N "name"` is unquoted into a new string).
+    owned: HashMap<Box<str>, usize>,
+}
+
+impl<'t> Counting<'t> {
+    /// `name` as a slice of `text`, when that is where it lies.
+    fn in_text(&self, name: &str) -> Option<&'t str> {
+        let start = (name.as_ptr() as usize).checked_sub(self.text.as_ptr() as usize)?;
+        let s = self.text.get(start..start.checked_add(name.len())?)?;
+        // Same address and length: the same bytes.
+        Some(s)
+    }
+}
+
+impl Sink for Counting<'_> {
+    fn begin_table(&mut self, _name: &str) {
+        self.tables += 1;
+        self.open = true;
+        self.index.clear();
+        self.owned.clear();
+    }
+    fn end_table(&mut self) {
+        self.open = false;
+    }
+    fn declare(&mut self, name: &str, _policy: Option<&str>, _counters: Counters) -> bool {
+        if !self.open || self.chain(name).is_some() {
+            return false;
+        }
+        let at = self.index.len() + self.owned.len();
+        match self.in_text(name) {
+            Some(s) => self.index.insert(s, at),
+            None => self.owned.insert(name.into(), at),
+        };
+        self.chains += 1;
+        true
+    }
+    fn chain(&self, name: &str) -> Option<usize> {
+        self.index
+            .get(name)
+            .or_else(|| self.owned.get(name))
+            .copied()
+    }
+    fn rule(&mut self, _c: usize, _insert: Option<usize>, _r: DraftRef) {
+        if self.open {
+            self.rules += 1;
+        }
+    }
+    fn delete(&mut self, _name: &str) {}
+}
+
 /// `fingerprint` is [`iptables_fingerprint`] of `text`, already computed by the caller (it is a
 /// pass over tens of MB on a big node).
-///
-/// Parsed into core's compact [`Program`] (the same parser and diagnostics as the owned rule
-/// model, ~13 MB instead of ~117 MB for 327k rules), dropped as soon as it is counted.
 fn iptables_part(text: String, family: Family, fingerprint: String) -> Part {
-    let (program, diagnostics) = Program::parse(&text, family);
-    let part = IptablesPart {
-        backend: backend_of(&text),
-        tables: program.table_count(),
-        chains: (0..program.table_count())
-            .map(|t| program.chain_count(t))
-            .sum(),
-        parsed_rules: program.rule_count(),
-        diagnostics,
-    };
-    drop(program);
+    let part = iptables_summary(&text, family);
     Part {
         fingerprint,
         json: with_text(&part, text),
