@@ -252,6 +252,34 @@ fn failing_and_absent_tools_are_told_apart() {
     assert_eq!(v["conntrack"]["total"], 0);
 }
 
+/// The fingerprint is SHA-256 of the dump's lines without comments and counters, each ended by
+/// a newline, however it is fed to the hasher (buffered, or a line longer than the buffer).
+#[test]
+fn fingerprint_is_the_digest_of_the_stripped_lines() {
+    use sha2::{Digest, Sha256};
+    let long = format!(
+        "-A KUBE-SVC-X -m comment --comment \"{}\" -j ACCEPT",
+        "y".repeat(100_000)
+    );
+    let text = IPTABLES_SAVE.repeat(900).replace(
+        "COMMIT\n# Completed",
+        &format!("{long}\nCOMMIT\n# Completed"),
+    );
+    let stripped: String = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| match l.strip_suffix(" [0:0]") {
+            Some(decl) if l.starts_with(':') => format!("{decl}\n"),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    let want: String = Sha256::digest(stripped.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(iptables_fingerprint(&text), want);
+}
+
 #[test]
 fn fingerprint_ignores_counters_and_timestamps_only() {
     let ticked = IPTABLES_SAVE

@@ -143,7 +143,25 @@ pub fn iptables_fingerprint(text: &str) -> String {
             None => line,
         }
     });
-    digest(lines.flat_map(|l| [l.as_bytes(), b"\n"]))
+    // Hashed through a 64 KB buffer: two hasher updates per line (650k lines at 10k Services)
+    // took a third of the fingerprint's time. Same bytes in the same order, same digest.
+    let mut h = Sha256::new();
+    let mut buf = Vec::with_capacity(64 << 10);
+    for l in lines {
+        if buf.len() + l.len() + 1 > buf.capacity() {
+            h.update(&buf);
+            buf.clear();
+        }
+        if l.len() + 1 > buf.capacity() {
+            h.update(l.as_bytes());
+            h.update(b"\n");
+        } else {
+            buf.extend_from_slice(l.as_bytes());
+            buf.push(b'\n');
+        }
+    }
+    h.update(&buf);
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The part's JSON: its summary's fields, then `"text"` with the tool's output (the bytes a
