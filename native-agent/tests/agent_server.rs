@@ -79,6 +79,16 @@ async fn next_json(ws: &mut Ws) -> Value {
     }
 }
 
+async fn next_text(ws: &mut Ws) -> String {
+    loop {
+        match timeout(WAIT, ws.next()).await.expect("a message in time") {
+            Some(Ok(Message::Text(t))) => return t.as_str().to_string(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+}
+
 /// A raw HTTP/1.1 GET so the Host header is exactly what the test says.
 async fn http_get(addr: SocketAddr, path: &str, host: &str, extra: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -138,6 +148,65 @@ async fn snapshot_on_connect_then_diffs_in_order() {
         serde_json::from_str::<Value>(&b).unwrap()["snapshot_version"],
         1
     );
+}
+
+/// A message larger than a fragment goes out as several, each at most [`agent::wire::FRAGMENT`]
+/// bytes (this client refuses any bigger frame), and reassembles byte-identical to what
+/// `GET /snapshot` serves: the snapshot on connect and a diff. The text is non-ASCII and varied,
+/// so fragment cuts fall where characters would split if cut by byte count.
+#[tokio::test]
+async fn big_messages_arrive_in_bounded_fragments_byte_identical_to_the_snapshot() {
+    use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+    let (addr, hub) = start(|_| {}).await;
+    let text = |tag: &str| -> String {
+        (0..100_000)
+            .map(|i| {
+                format!("-A KUBE-SVC-{i:x} -m comment --comment \"{tag}/é€😀{i}\" -j ACCEPT\n")
+            })
+            .collect()
+    };
+    let big = |tag: &str| {
+        let mut c = Collected::new();
+        c.insert(
+            "iptables.v4",
+            Part::new(&json!({ "text": text(tag) }), tag.to_string()),
+        );
+        c
+    };
+    assert_eq!(hub.apply(big("a")), Some(2));
+    let config = WebSocketConfig::default()
+        .max_frame_size(Some(agent::wire::FRAGMENT))
+        .max_message_size(None);
+    let (mut ws, _) = timeout(
+        WAIT,
+        tokio_tungstenite::connect_async_with_config(
+            format!("ws://{addr}/ws"),
+            Some(config),
+            false,
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let snap = next_text(&mut ws).await;
+    assert!(
+        snap.len() > 4 * agent::wire::FRAGMENT,
+        "{} bytes",
+        snap.len()
+    );
+    let (status, body) = http_get(addr, "/snapshot", "localhost", "").await;
+    assert_eq!(status, 200);
+    assert!(snap == body, "websocket and /snapshot texts differ");
+    let v: Value = serde_json::from_str(&snap).unwrap();
+    assert!(v["iptables"]["v4"]["text"] == text("a"));
+
+    assert_eq!(hub.apply(big("b")), Some(3));
+    let diff: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+    assert_eq!(diff["revision"], 3);
+    assert!(diff["changed"]["iptables.v4"]["text"] == text("b"));
+    let now: Value =
+        serde_json::from_str(&http_get(addr, "/snapshot", "localhost", "").await.1).unwrap();
+    assert!(now["iptables"]["v4"] == diff["changed"]["iptables.v4"]);
 }
 
 #[tokio::test]

@@ -14,16 +14,15 @@
 //! process) tells the client its numbering no longer applies.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use super::snapshot::{Collected, Fingerprints, VERSION, collect};
 use super::sys::Sys;
+use super::wire::Json;
 
 /// How many diffs a client may fall behind before it is dropped. The buffer is per receiver
 /// position in one shared ring, so a slow client costs the others nothing.
@@ -31,21 +30,25 @@ pub const CLIENT_BACKLOG: usize = 16;
 
 /// At most this many past diffs are kept for resuming clients...
 pub const HISTORY_DIFFS: usize = 64;
-/// ...and at most this many bytes of them. A diff that carries a whole 10k-Service
-/// `iptables-save` (tens of MB) is not worth holding: resending it costs as much as the
-/// snapshot, and holding it would double the agent's memory.
+/// ...and at most this many bytes of them (plain JSON). A diff that carries a whole 10k-Service
+/// `iptables-save` (tens of MB) is not worth keeping: resending it costs as much as the
+/// snapshot, and once the part changes again its blocks would be held for it alone.
 pub const HISTORY_BYTES: usize = 4 << 20;
+
+/// A message as sent: composed JSON, shared by every client that gets it.
+pub type Message = Arc<Json>;
 
 struct State {
     revision: u64,
-    /// The serialized snapshot, shared by every client and `/snapshot` until the next change.
-    snapshot: Utf8Bytes,
-    /// Where each part's JSON sits in `snapshot`, and its fingerprint. Parts are not kept in any
-    /// other form: on a big node the snapshot is the agent's only copy of a tens-of-MB dump, and
-    /// a change is published by splicing the new parts between the old ones' bytes.
-    parts: BTreeMap<&'static str, (Range<usize>, String)>,
-    /// Recent diffs, oldest first, contiguous up to `revision`; the same buffers the broadcast sent.
-    history: VecDeque<(u64, Utf8Bytes)>,
+    /// Each part's JSON and fingerprint. Parts are not kept in any other form: on a big node
+    /// this is the agent's only copy of a tens-of-MB dump, packed.
+    parts: BTreeMap<&'static str, (Json, String)>,
+    /// The snapshot at `revision`, composed from `parts` (sharing their blocks), shared by every
+    /// new client and `/snapshot` until the next change.
+    snapshot: Message,
+    /// Recent diffs, oldest first, contiguous up to `revision`; the same messages the broadcast
+    /// sent.
+    history: VecDeque<(u64, Message)>,
     history_bytes: usize,
 }
 
@@ -55,15 +58,15 @@ pub struct Hub {
     node_json: String,
     instance: String,
     state: Mutex<State>,
-    tx: broadcast::Sender<Utf8Bytes>,
+    tx: broadcast::Sender<Message>,
 }
 
 /// What a (re)connecting client gets first.
 pub enum Start {
     /// The full snapshot (`resync` set when the client asked to resume and could not).
-    Snapshot(Utf8Bytes),
+    Snapshot(Message),
     /// A `resume` message, then these diffs in order.
-    Resume(Utf8Bytes, Vec<Utf8Bytes>),
+    Resume(Message, Vec<Message>),
 }
 
 /// A random id per agent process. Not a secret, only has to differ between restarts; the
@@ -87,53 +90,56 @@ fn new_instance() -> String {
         .collect()
 }
 
-/// Writes the snapshot text from each part's JSON (sorted by name, as [`Collected`] is);
-/// returns it with each part's byte range. Dotted names (`iptables.v4`) become fields of an
-/// object (`"iptables":{"v4":...}`); their siblings are adjacent in the sorted order.
+/// Appends `"key":` (a JSON string key).
+fn push_key(out: &mut Json, key: &str) {
+    out.push_str(&json!(key).to_string());
+    out.push_str(":");
+}
+
+/// The snapshot message: `head` (e.g. `"resync":"expired",`), the fixed fields, then each part
+/// (sorted by name, as [`Collected`] is). Dotted names (`iptables.v4`) become fields of an object
+/// (`"iptables":{"v4":...}`); their siblings are adjacent in the sorted order. Parts are shared,
+/// not copied.
 fn snapshot_json(
+    head: &str,
     node_json: &str,
     instance: &str,
     revision: u64,
-    parts: &BTreeMap<&'static str, &str>,
-) -> (String, BTreeMap<&'static str, Range<usize>>) {
-    let cap = parts.values().map(|j| j.len() + 32).sum::<usize>() + node_json.len() + 128;
-    let mut out = String::with_capacity(cap);
+    parts: &BTreeMap<&'static str, (Json, String)>,
+) -> Json {
+    let mut out = Json::default();
     out.push_str(&format!(
-        "{{\"type\":\"snapshot\",\"version\":{VERSION},\"instance\":{},\"revision\":{revision},\"node\":{node_json}",
+        "{{{head}\"type\":\"snapshot\",\"version\":{VERSION},\"instance\":{},\"revision\":{revision},\"node\":{node_json}",
         json!(instance)
     ));
-    let mut spans = BTreeMap::new();
     let mut open: Option<&str> = None;
-    for (k, j) in parts {
+    for (k, (j, _)) in parts {
         let (outer, field) = match k.split_once('.') {
             Some((o, f)) => (Some(o), f),
             None => (None, *k),
         };
         if open != outer {
             if open.is_some() {
-                out.push('}');
+                out.push_str("}");
             }
-            out.push(',');
+            out.push_str(",");
             // Opening an object: its first field follows `{` directly.
             if let Some(o) = outer {
-                out.push_str(&json!(o).to_string());
-                out.push_str(":{");
+                push_key(&mut out, o);
+                out.push_str("{");
             }
             open = outer;
         } else {
-            out.push(',');
+            out.push_str(",");
         }
-        out.push_str(&json!(field).to_string());
-        out.push(':');
-        let start = out.len();
-        out.push_str(j);
-        spans.insert(*k, start..out.len());
+        push_key(&mut out, field);
+        out.append(j);
     }
     if open.is_some() {
-        out.push('}');
+        out.push_str("}");
     }
-    out.push('}');
-    (out, spans)
+    out.push_str("}");
+    out
 }
 
 impl Hub {
@@ -142,20 +148,15 @@ impl Hub {
         let (tx, _) = broadcast::channel(CLIENT_BACKLOG);
         let instance = new_instance();
         let node_json = node.to_string();
-        let jsons: Vec<(&'static str, String, String)> = first
+        let parts: BTreeMap<_, _> = first
             .into_iter()
-            .map(|(k, p)| (k, p.json, p.fingerprint))
+            .map(|(k, p)| (k, (p.json, p.fingerprint)))
             .collect();
-        let texts = jsons.iter().map(|(k, j, _)| (*k, j.as_str())).collect();
-        let (snap, spans) = snapshot_json(&node_json, &instance, 1, &texts);
-        let parts = jsons
-            .into_iter()
-            .map(|(k, _, fp)| (k, (spans[k].clone(), fp)))
-            .collect();
+        let snapshot = Arc::new(snapshot_json("", &node_json, &instance, 1, &parts));
         Arc::new(Hub {
             state: Mutex::new(State {
                 revision: 1,
-                snapshot: snap.into(),
+                snapshot,
                 parts,
                 history: VecDeque::new(),
                 history_bytes: 0,
@@ -172,7 +173,7 @@ impl Hub {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn snapshot(&self) -> Utf8Bytes {
+    pub fn snapshot(&self) -> Message {
         self.lock().snapshot.clone()
     }
 
@@ -183,7 +184,7 @@ impl Hub {
         &self,
         since: Option<u64>,
         instance: Option<&str>,
-    ) -> (Start, broadcast::Receiver<Utf8Bytes>) {
+    ) -> (Start, broadcast::Receiver<Message>) {
         let st = self.lock();
         let rx = self.tx.subscribe();
         let Some(since) = since else {
@@ -205,10 +206,14 @@ impl Hub {
             None
         };
         if let Some(why) = why {
-            // The cached text with one field spliced in: rebuilding the JSON tree of a big
-            // node's snapshot would cost several copies of it.
-            let snap = format!("{{\"resync\":\"{why}\",{}", &st.snapshot.as_str()[1..]);
-            return (Start::Snapshot(snap.into()), rx);
+            let snap = snapshot_json(
+                &format!("\"resync\":\"{why}\","),
+                &self.node_json,
+                &self.instance,
+                st.revision,
+                &st.parts,
+            );
+            return (Start::Snapshot(Arc::new(snap)), rx);
         }
         let missed = st
             .history
@@ -223,7 +228,10 @@ impl Hub {
             "base": since,
             "revision": st.revision,
         });
-        (Start::Resume(hello.to_string().into(), missed), rx)
+        (
+            Start::Resume(Arc::new(Json::new(&hello.to_string())), missed),
+            rx,
+        )
     }
 
     /// What [`collect`] needs to skip re-parsing unchanged parts.
@@ -238,8 +246,7 @@ impl Hub {
     /// Fold in a new collection. Returns the new revision when some part's fingerprint changed.
     pub fn apply(&self, new: Collected) -> Option<u64> {
         let mut st = self.lock();
-        // Changed parts, serialized; the tool text inside each value is dropped right after.
-        let changed: Vec<(&'static str, String, String)> = new
+        let changed: Vec<(&'static str, Json, String)> = new
             .into_iter()
             .filter(|(k, p)| st.parts.get(k).is_none_or(|(_, fp)| *fp != p.fingerprint))
             .map(|(k, p)| (k, p.json, p.fingerprint))
@@ -249,59 +256,30 @@ impl Hub {
         }
         st.revision += 1;
         let rev = st.revision;
-        let old = st.snapshot.clone();
-        let mut texts: BTreeMap<&'static str, &str> = st
-            .parts
-            .iter()
-            .map(|(k, (r, _))| (*k, &old.as_str()[r.clone()]))
-            .collect();
-        for (k, j, _) in &changed {
-            texts.insert(k, j);
-        }
-        let (snap, spans) = snapshot_json(&self.node_json, &self.instance, rev, &texts);
-        drop(texts);
-        // The old snapshot goes first (unless a client is still sending it), and the changed
-        // parts' own buffers with it: the diff is copied out of the new snapshot, so at no point
-        // are more than three copies of a changed dump alive (old snapshot, new part, new
-        // snapshot), and only two while the diff is written.
-        let changed: Vec<(&'static str, String)> =
-            changed.into_iter().map(|(k, _, fp)| (k, fp)).collect();
-        st.snapshot = Utf8Bytes::from_static("");
-        drop(old);
-        let mut diff = String::with_capacity(
-            changed
-                .iter()
-                .map(|(k, _)| spans[k].len() + 32)
-                .sum::<usize>()
-                + 192,
-        );
+        let mut diff = Json::default();
         diff.push_str(&format!(
             "{{\"type\":\"diff\",\"version\":{VERSION},\"instance\":{},\"revision\":{rev},\"base\":{},\"changed\":{{",
             json!(self.instance),
             rev - 1
         ));
-        for (i, (k, _)) in changed.iter().enumerate() {
+        for (i, (k, j, fp)) in changed.into_iter().enumerate() {
             if i > 0 {
-                diff.push(',');
+                diff.push_str(",");
             }
-            diff.push_str(&json!(k).to_string());
-            diff.push(':');
-            diff.push_str(&snap[spans[k].clone()]);
+            push_key(&mut diff, k);
+            diff.append(&j);
+            // The replaced part's blocks are freed here unless a client is still sending them.
+            st.parts.insert(k, (j, fp));
         }
         diff.push_str("}}");
-        let mut fps: BTreeMap<&'static str, String> = std::mem::take(&mut st.parts)
-            .into_iter()
-            .map(|(k, (_, fp))| (k, fp))
-            .collect();
-        for (k, fp) in changed {
-            fps.insert(k, fp);
-        }
-        st.parts = spans
-            .into_iter()
-            .map(|(k, r)| (k, (r, fps.remove(k).unwrap_or_default())))
-            .collect();
-        st.snapshot = snap.into();
-        let diff: Utf8Bytes = diff.into();
+        st.snapshot = Arc::new(snapshot_json(
+            "",
+            &self.node_json,
+            &self.instance,
+            rev,
+            &st.parts,
+        ));
+        let diff = Arc::new(diff);
         remember(&mut st, rev, &diff);
         // No receivers is fine: nobody is connected.
         let _ = self.tx.send(diff);
@@ -311,7 +289,7 @@ impl Hub {
 
 /// Keep `diff` for resuming clients. History stays contiguous: a diff too big to keep empties
 /// it, since a gap would make every older revision unresumable anyway.
-fn remember(st: &mut State, rev: u64, diff: &Utf8Bytes) {
+fn remember(st: &mut State, rev: u64, diff: &Message) {
     if diff.len() > HISTORY_BYTES {
         st.history.clear();
         st.history_bytes = 0;
@@ -334,16 +312,15 @@ pub type KubeInputs = (u64, Option<String>, Vec<String>);
 const KUBE_NODE_PARTS: [&str; 4] = ["iptables.v4", "iptables.v6", "ipvs", "interfaces"];
 
 impl Hub {
-    /// One part's current value, parsed back from the snapshot text.
+    /// One part's current value, parsed back from its JSON.
     fn part_value(&self, k: &str) -> Value {
-        let (snap, range) = {
-            let st = self.lock();
-            match st.parts.get(k) {
-                Some((r, _)) => (st.snapshot.clone(), r.clone()),
-                None => return Value::Null,
-            }
+        let Some(json) = self.lock().parts.get(k).map(|(j, _)| j.clone()) else {
+            return Value::Null;
         };
-        serde_json::from_str(&snap.as_str()[range]).unwrap_or(Value::Null)
+        json.to_text()
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null)
     }
 
     /// Recompute the `kubernetes` part when the API objects or the node's rules changed since

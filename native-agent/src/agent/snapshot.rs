@@ -4,18 +4,21 @@
 //! timestamps, conntrack timeouts) left out, so a revision means the rules or connections changed,
 //! not that a packet went by.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
+use std::io::Write;
 use std::sync::Mutex;
 
 use proxyscope_core::ipvs::{ipset, ipvsadm};
-use proxyscope_core::netfilter::program::Program;
-use proxyscope_core::rules::iptables::Family;
+use proxyscope_core::rules::iptables::parse::{DraftRef, NameHasher, Sink, parse_into};
+use proxyscope_core::rules::iptables::{Counters, Family};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::conntrack;
 use super::sys::{READ_ONLY_COMMANDS, Sys, ToolError};
+use super::wire::{Json, Packer};
 
 /// Version of the snapshot/diff JSON. Bump when a field changes meaning or disappears.
 pub const VERSION: u32 = 1;
@@ -25,12 +28,11 @@ pub const VERSION: u32 = 1;
 pub const MAX_CONNTRACK: usize = 20_000;
 
 /// One part, ready to publish.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Part {
-    /// The part's JSON text, as it goes on the wire. Kept serialized rather than as a
-    /// [`Value`]: a text part is a tens-of-MB string, and a value tree would be one more copy of
-    /// it at the moment the hub writes it out.
-    pub json: String,
+    /// The part's JSON text as it goes on the wire, packed ([`Json`]): a text part is a
+    /// tens-of-MB string, and the hub keeps it in this form until the next change.
+    pub json: Json,
     /// Equal fingerprints = nothing worth a revision changed.
     pub fingerprint: String,
 }
@@ -38,7 +40,7 @@ pub struct Part {
 impl Part {
     pub fn new(value: &Value, fingerprint: String) -> Part {
         Part {
-            json: value.to_string(),
+            json: Json::new(&value.to_string()),
             fingerprint,
         }
     }
@@ -141,62 +143,142 @@ pub fn iptables_fingerprint(text: &str) -> String {
             None => line,
         }
     });
-    digest(lines.flat_map(|l| [l.as_bytes(), b"\n"]))
-}
-
-/// Bytes `s` takes as a JSON string's contents, as serde_json escapes it: `"` and `\\` and the
-/// short control escapes (`\n`, `\t`, ...) take two bytes, other control bytes six (`\u00XX`).
-fn escaped_len(s: &str) -> usize {
-    s.len()
-        + s.bytes()
-            .map(|b| match b {
-                b'"' | b'\\' | b'\n' | b'\t' | b'\r' | 0x08 | 0x0c => 1,
-                0..0x20 => 5,
-                _ => 0,
-            })
-            .sum::<usize>()
+    // Hashed through a 64 KB buffer: two hasher updates per line (650k lines at 10k Services)
+    // took a third of the fingerprint's time. Same bytes in the same order, same digest.
+    let mut h = Sha256::new();
+    let mut buf = Vec::with_capacity(64 << 10);
+    for l in lines {
+        if buf.len() + l.len() + 1 > buf.capacity() {
+            h.update(&buf);
+            buf.clear();
+        }
+        if l.len() + 1 > buf.capacity() {
+            h.update(l.as_bytes());
+            h.update(b"\n");
+        } else {
+            buf.extend_from_slice(l.as_bytes());
+            buf.push(b'\n');
+        }
+    }
+    h.update(&buf);
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The part's JSON: its summary's fields, then `"text"` with the tool's output (the bytes a
-/// [`Value`] object with `text` inserted last would print). Written into one buffer of the exact
-/// final size, and `text` is dropped on return: a 34 MB dump is never held twice here, nor as a
-/// half-grown buffer of twice its size.
-pub fn with_text<T: Serialize>(summary: &T, text: String) -> String {
+/// [`Value`] object with `text` inserted last would print). Escaped and packed block by block
+/// ([`Packer`]): the plain JSON of a 34 MB dump never exists whole, only the tool's text does,
+/// and it is dropped on return.
+pub fn with_text<T: Serialize>(summary: &T, text: String) -> Json {
     let head = to_value(summary).to_string();
     let Some(fields) = head.strip_suffix('}') else {
-        return head;
+        return Json::new(&head);
     };
-    let mut out = Vec::with_capacity(fields.len() + escaped_len(&text) + 12);
-    out.extend_from_slice(fields.as_bytes());
+    let mut out = Packer::default();
+    // Writing into a Packer cannot fail.
+    let _ = out.write_all(fields.as_bytes());
     if fields.len() > 1 {
-        out.push(b',');
+        let _ = out.write_all(b",");
     }
-    out.extend_from_slice(b"\"text\":");
-    // Writing a &str into a Vec cannot fail.
+    let _ = out.write_all(b"\"text\":");
     let _ = serde_json::to_writer(&mut out, text.as_str());
-    out.push(b'}');
+    let _ = out.write_all(b"}");
     drop(text);
-    // Valid UTF-8: JSON text made of UTF-8 pieces.
-    String::from_utf8(out).unwrap_or_default()
+    out.finish()
+}
+
+/// What the agent reports of a dump, read with core's parser (the one the web app runs on a
+/// pasted dump, so the same diagnostics) into a sink that only counts. It used to build core's
+/// compact [`Program`](proxyscope_core::netfilter::program::Program) for three numbers: 13 MB
+/// kept and ~50 MB touched while it grew, per changed poll of a 10k-Service dump, where this
+/// keeps only the open table's chain names (slices of `text`).
+pub fn iptables_summary(text: &str, family: Family) -> IptablesPart {
+    let mut sink = Counting {
+        text,
+        tables: 0,
+        chains: 0,
+        rules: 0,
+        open: false,
+        index: ChainIndex::default(),
+        owned: HashMap::new(),
+    };
+    let diagnostics = parse_into(text, family, &mut sink);
+    IptablesPart {
+        backend: backend_of(text),
+        tables: sink.tables,
+        chains: sink.chains,
+        parsed_rules: sink.rules,
+        diagnostics,
+    }
+}
+
+type ChainIndex<'t> = HashMap<&'t str, usize, BuildHasherDefault<NameHasher>>;
+
+/// Counts what core's rule sinks keep: every table begun, every chain declared once in its
+/// table, every rule for a declared chain. Declaring a name twice and naming an undeclared chain
+/// are the parser's diagnostics, so the chain names of the open table are kept, as the owned
+/// model's sink keeps them.
+struct Counting<'t> {
+    text: &'t str,
+    tables: usize,
+    chains: usize,
+    rules: usize,
+    open: bool,
+    /// Names that are slices of `text` (all of them in iptables-save output)...
+    index: ChainIndex<'t>,
+    /// ...and the others (a quoted `-N "name"` is unquoted into a new string).
+    owned: HashMap<Box<str>, usize>,
+}
+
+impl<'t> Counting<'t> {
+    /// `name` as a slice of `text`, when that is where it lies.
+    fn in_text(&self, name: &str) -> Option<&'t str> {
+        let start = (name.as_ptr() as usize).checked_sub(self.text.as_ptr() as usize)?;
+        let s = self.text.get(start..start.checked_add(name.len())?)?;
+        // Same address and length: the same bytes.
+        Some(s)
+    }
+}
+
+impl Sink for Counting<'_> {
+    fn begin_table(&mut self, _name: &str) {
+        self.tables += 1;
+        self.open = true;
+        self.index.clear();
+        self.owned.clear();
+    }
+    fn end_table(&mut self) {
+        self.open = false;
+    }
+    fn declare(&mut self, name: &str, _policy: Option<&str>, _counters: Counters) -> bool {
+        if !self.open || self.chain(name).is_some() {
+            return false;
+        }
+        let at = self.index.len() + self.owned.len();
+        match self.in_text(name) {
+            Some(s) => self.index.insert(s, at),
+            None => self.owned.insert(name.into(), at),
+        };
+        self.chains += 1;
+        true
+    }
+    fn chain(&self, name: &str) -> Option<usize> {
+        self.index
+            .get(name)
+            .or_else(|| self.owned.get(name))
+            .copied()
+    }
+    fn rule(&mut self, _c: usize, _insert: Option<usize>, _r: DraftRef) {
+        if self.open {
+            self.rules += 1;
+        }
+    }
+    fn delete(&mut self, _name: &str) {}
 }
 
 /// `fingerprint` is [`iptables_fingerprint`] of `text`, already computed by the caller (it is a
 /// pass over tens of MB on a big node).
-///
-/// Parsed into core's compact [`Program`] (the same parser and diagnostics as the owned rule
-/// model, ~13 MB instead of ~117 MB for 327k rules), dropped as soon as it is counted.
 fn iptables_part(text: String, family: Family, fingerprint: String) -> Part {
-    let (program, diagnostics) = Program::parse(&text, family);
-    let part = IptablesPart {
-        backend: backend_of(&text),
-        tables: program.table_count(),
-        chains: (0..program.table_count())
-            .map(|t| program.chain_count(t))
-            .sum(),
-        parsed_rules: program.rule_count(),
-        diagnostics,
-    };
-    drop(program);
+    let part = iptables_summary(&text, family);
     Part {
         fingerprint,
         json: with_text(&part, text),
@@ -339,7 +421,7 @@ pub fn summary_part<T: Serialize>(v: &T) -> Part {
     let json = to_value(v).to_string();
     Part {
         fingerprint: digest([json.as_bytes()]),
-        json,
+        json: Json::new(&json),
     }
 }
 
@@ -525,14 +607,14 @@ type ReadPart = fn(String, String) -> Part;
 
 fn unchanged(fingerprint: String) -> Part {
     Part {
-        json: "null".into(),
+        json: Json::new("null"),
         fingerprint,
     }
 }
 
 fn null_part() -> Part {
     Part {
-        json: "null".into(),
+        json: Json::new("null"),
         fingerprint: String::new(),
     }
 }

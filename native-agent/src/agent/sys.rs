@@ -213,3 +213,31 @@ pub fn release_freed_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// Has mimalloc return freed pages to the OS as soon as they are free, instead of after its
+/// purge delay (10 ms, times 10 for arena memory), which only counts down while the freeing
+/// thread keeps allocating: the agent frees tens of MB at the end of a poll and then idles, so
+/// without this the pages stay resident until the next poll. Measured by the `agent` bench on a
+/// 10k-Service dump with one client: 41–47 MB between polls with the default delay, 31–37 MB
+/// without. An explicit `MIMALLOC_PURGE_DELAY` in the environment is left to decide.
+pub fn purge_freed_memory_at_once() {
+    use std::ffi::{c_int, c_long};
+    unsafe extern "C" {
+        /// mimalloc's `int mi_version(void)`: major * 10000 + minor * 100 + patch.
+        fn mi_version() -> c_int;
+        /// mimalloc's `void mi_option_set(mi_option_t option, long value)`.
+        fn mi_option_set(option: c_int, value: c_long);
+    }
+    /// `mi_option_purge_delay`'s place in `mi_option_t`, the same in mimalloc 2.x and 3.x.
+    const MI_OPTION_PURGE_DELAY: c_int = 15;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    // SAFETY: both take and return plain integers; the library is linked through the
+    // `mimalloc` crate (see `release_freed_memory`).
+    unsafe {
+        if (20000..40000).contains(&mi_version()) {
+            mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        }
+    }
+}

@@ -90,6 +90,7 @@ fn node_name() -> String {
 }
 
 pub fn run(args: AgentArgs) -> Result<(), CliError> {
+    crate::agent::sys::purge_freed_memory_at_once();
     let token = match &args.token_file {
         Some(p) => {
             let t = crate::error::read_input(p)?.trim().to_string();
