@@ -57,6 +57,22 @@ fn run(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `iptables-restore` of `payload` inside namespace `ns`; the caller judges its exit status.
+fn restore_in(ns: &str, payload: &str) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "iptables-restore"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(payload.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap()
+}
+
 fn in_ns(ns: &str, args: &[&str]) -> String {
     let mut v = vec!["ip", "netns", "exec", ns];
     v.extend_from_slice(args);
@@ -169,18 +185,7 @@ fn physdev_matches_like_the_kernel_on_a_real_bridge() {
         payload.push_str(&format!("-A INPUT -p udp -m physdev {r}\n"));
     }
     payload.push_str("COMMIT\n");
-    let out = Command::new("ip")
-        .args(["netns", "exec", &n, "iptables-restore"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(payload.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
+    let out = restore_in(&n, &payload);
     assert!(
         out.status.success(),
         "{}",
@@ -255,18 +260,7 @@ fn ipvs_match_through_the_real_tools() {
     let ns = format!("psk-{}-ipvs", std::process::id());
     run(&["ip", "netns", "add", &ns]);
     let _guard = Namespaces(vec![ns.clone()]);
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns, "iptables-restore"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(payload.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
+    let out = restore_in(&ns, payload);
     let has_ipvs = std::path::Path::new("/proc/net/ip_vs").exists();
     if !has_ipvs {
         assert!(
