@@ -18,14 +18,16 @@ pub fn save_string(out: &mut String, s: &str) {
     out.push('"');
     // Copied in runs between the characters that need a backslash (every traced rule's
     // comment comes through here; a push per character showed in traces).
-    let mut rest = s;
-    while let Some(i) = rest.find(['"', '\\', '\'']) {
-        out.push_str(&rest[..i]);
-        out.push('\\');
-        out.push_str(&rest[i..i + 1]);
-        rest = &rest[i + 1..];
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        // ASCII bytes never occur inside a multi-byte character: these are char boundaries.
+        if matches!(b, b'"' | b'\\' | b'\'') {
+            out.push_str(&s[start..i]);
+            out.push('\\');
+            start = i;
+        }
     }
-    out.push_str(rest);
+    out.push_str(&s[start..]);
     out.push('"');
 }
 
