@@ -6,6 +6,13 @@
 
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Text a trace shares with the ruleset it walked and with other traces: table and chain names,
+/// a rule's `iptables-save` text. A recorded walk repeats the same few names in most of its
+/// ~50 steps and the same rule texts trace after trace, so they are reference-counted rather
+/// than copied per step (serialized as plain strings).
+pub type Shared = Arc<str>;
 
 /// Transport protocol of a packet or a rule (`-p`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -115,7 +122,7 @@ pub enum Verdict {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Step {
     /// The packet reaches a netfilter hook (e.g. nat PREROUTING).
-    Hook { hook: Hook, table: String },
+    Hook { hook: Hook, table: Shared },
     /// A conntrack lookup: an existing entry means NAT is replayed from it and nat chains are
     /// skipped (the kernel runs nat tables only for a connection's first packet).
     Conntrack { established: bool, note: String },
@@ -123,18 +130,18 @@ pub enum Step {
     Route { local: bool, note: String },
     /// The walk entered a chain.
     Chain {
-        table: String,
-        chain: String,
+        table: Shared,
+        chain: Shared,
         entry: Entry,
     },
     /// A rule was evaluated. `failed` names the first match that did not match (None = matched).
     Rule {
-        table: String,
-        chain: String,
+        table: Shared,
+        chain: Shared,
         /// 1-based position in the chain (what `iptables -L --line-numbers` shows).
         index: usize,
         /// The rule as `iptables-save` prints it.
-        text: String,
+        text: Shared,
         /// Line in the dump the rule came from, when it came from a dump.
         line: Option<usize>,
         matched: bool,
@@ -146,8 +153,8 @@ pub enum Step {
     /// differs (e.g. 9,999 KUBE-SERVICES rules for other ClusterIPs). The kernel still evaluates
     /// them one by one; they count in `rules_evaluated`.
     Skipped {
-        table: String,
-        chain: String,
+        table: Shared,
+        chain: Shared,
         first: usize,
         last: usize,
         reason: String,
@@ -155,12 +162,12 @@ pub enum Step {
     /// End of a chain reached without a verdict: the built-in chain's policy applies, or a
     /// user chain returns to its caller.
     ChainEnd {
-        table: String,
-        chain: String,
+        table: Shared,
+        chain: Shared,
         policy: Option<Verdict>,
     },
     /// `-j RETURN` or falling off a user chain.
-    Return { table: String, chain: String },
+    Return { table: Shared, chain: Shared },
     /// The skb mark changed.
     Mark { from: u32, to: u32 },
     /// Destination rewritten.

@@ -44,7 +44,7 @@ mod native {
                 table: "nat".into(),
                 chain: "KUBE-SERVICES".into(),
                 index: i + 1,
-                text: format!("-A KUBE-SERVICES -d 172.30.{}.{}/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-{i:016}", i / 256, i % 256),
+                text: format!("-A KUBE-SERVICES -d 172.30.{}.{}/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-{i:016}", i / 256, i % 256).into(),
                 line: Some(i + 10),
                 matched: false,
                 failed: Some(format!("-d 172.30.{}.{}/32", i / 256, i % 256)),

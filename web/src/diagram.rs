@@ -126,7 +126,10 @@ pub fn diagram(p: &Props) -> Html {
             was_visited(Place::Hook(h)).then_some("visited")
         );
         let table = if active {
-            frame.and_then(|f| f.table.clone()).unwrap_or_default()
+            frame
+                .and_then(|f| f.table.as_deref())
+                .unwrap_or_default()
+                .to_string()
         } else {
             String::new()
         };

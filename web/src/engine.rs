@@ -7,7 +7,7 @@
 //!
 //! Architecture invariant: pure data in, data out — no DOM, no clock, no randomness.
 
-use proxyscope_core::trace::{Entry, Hook, Packet, Step, Trace, Verdict};
+use proxyscope_core::trace::{Entry, Hook, Packet, Shared, Step, Trace, Verdict};
 use std::net::{IpAddr, SocketAddr};
 
 /// Where the packet is drawn in the node diagram.
@@ -33,10 +33,10 @@ pub enum Place {
 /// A rule evaluation as shown in the rule panel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleView {
-    pub table: String,
-    pub chain: String,
+    pub table: Shared,
+    pub chain: Shared,
     pub index: usize,
-    pub text: String,
+    pub text: Shared,
     pub line: Option<usize>,
     pub matched: bool,
     pub failed: Option<String>,
@@ -59,9 +59,9 @@ pub struct Frame {
     pub place: Place,
     /// The hook whose chains are running (None before the first hook).
     pub hook: Option<Hook>,
-    pub table: Option<String>,
+    pub table: Option<Shared>,
     /// Chain call stack, outermost first (a `-j` pushes, RETURN / chain end pops, `-g` replaces).
-    pub chains: Vec<String>,
+    pub chains: Vec<Shared>,
     /// The packet header as it is after this step.
     pub packet: Packet,
     pub changed: Changed,
@@ -75,7 +75,7 @@ pub struct Frame {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HookVisit {
     pub hook: Hook,
-    pub tables: Vec<String>,
+    pub tables: Vec<Shared>,
     pub frame: usize,
 }
 
@@ -131,8 +131,8 @@ pub fn timeline(trace: &Trace) -> Timeline {
     let mut packet = trace.packet;
     let mut place = Place::Client;
     let mut hook = None;
-    let mut table: Option<String> = None;
-    let mut chains: Vec<String> = Vec::new();
+    let mut table: Option<Shared> = None;
+    let mut chains: Vec<Shared> = Vec::new();
     let mut pending_notes: Vec<String> = Vec::new();
     // Consecutive Hook steps of one hook (its tables) form one visit; routing ends a visit.
     let mut visit_open = false;
@@ -480,12 +480,15 @@ mod tests {
     fn chain_stack_follows_jumps_and_returns() {
         let tl = timeline(&sample_trace());
         let dnat = tl.frames.iter().find(|f| f.changed.dst).unwrap();
+        let names: Vec<&str> = dnat.chains.iter().map(|c| &**c).collect();
         assert_eq!(
-            dnat.chains,
+            names,
             ["PREROUTING", "KUBE-SERVICES", "KUBE-SVC-X", "KUBE-SEP-Y"]
         );
         let ret = tl.frames.iter().find(|f| {
-            f.rule.is_none() && f.hook == Some(Hook::Postrouting) && f.chains == ["POSTROUTING"]
+            f.rule.is_none()
+                && f.hook == Some(Hook::Postrouting)
+                && f.chains == [Shared::from("POSTROUTING")]
         });
         assert!(ret.is_some());
     }
@@ -525,17 +528,17 @@ mod tests {
             },
         ];
         let tl = timeline(&t);
-        let v: Vec<(Hook, Vec<String>, usize)> = tl
+        let v: Vec<(Hook, Vec<&str>, usize)> = tl
             .hooks
             .iter()
-            .map(|v| (v.hook, v.tables.clone(), v.frame))
+            .map(|v| (v.hook, v.tables.iter().map(|t| &**t).collect(), v.frame))
             .collect();
         assert_eq!(
             v,
             [
-                (Hook::Output, vec!["raw".to_string(), "nat".into()], 0),
-                (Hook::Output, vec!["filter".to_string()], 3),
-                (Hook::Postrouting, vec!["nat".to_string()], 4),
+                (Hook::Output, vec!["raw", "nat"], 0),
+                (Hook::Output, vec!["filter"], 3),
+                (Hook::Postrouting, vec!["nat"], 4),
             ]
         );
     }

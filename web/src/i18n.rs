@@ -978,7 +978,7 @@ mod tests {
             table: "nat".into(),
             chain: "KUBE-SVC-X".into(),
             index: 1,
-            text: String::new(),
+            text: "".into(),
             line: None,
             matched: false,
             failed: Some("! -s 10.0.0.0/16".into()),

@@ -513,7 +513,7 @@ pub fn app() -> Html {
                 trace={state.trace.clone()} cursor={state.cursor} />
             if let Some(g) = chain_graph {
                 <chains::ChainPanel lang={lang} graph={g} trace={state.trace.clone()}
-                    current={frame.as_ref().and_then(|f| Some((AttrValue::from(f.table.clone()?), AttrValue::from(f.chains.last()?.clone()))))} />
+                    current={frame.as_ref().and_then(|f| Some((AttrValue::from(f.table.as_deref()?.to_string()), AttrValue::from(f.chains.last()?.to_string()))))} />
             }
             <div class="grid">
                 <StepText lang={lang} trace={state.trace.clone()} timeline={state.timeline.clone()} cursor={state.cursor} on_action={on_action.clone()} />

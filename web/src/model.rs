@@ -502,9 +502,11 @@ pub fn summarize(mode: Mode, t: &Trace) -> ModeSummary {
             Step::Conntrack { established, .. } => s.established |= *established,
             // The chains that led to the rewrite (the Service lookup), not the ones after it.
             Step::Chain { table, chain, .. }
-                if table == "nat" && s.dnat_hook.is_none() && !s.nat_chains.contains(chain) =>
+                if &**table == "nat"
+                    && s.dnat_hook.is_none()
+                    && !s.nat_chains.iter().any(|c| c == &**chain) =>
             {
-                s.nat_chains.push(chain.clone())
+                s.nat_chains.push(chain.to_string())
             }
             Step::Rule { text, .. } if text.contains("--mode random") => s.random_rules += 1,
             Step::IpvsLookup { service, .. } => s.ipvs_service = service.clone(),

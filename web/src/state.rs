@@ -797,7 +797,7 @@ mod tests {
             !second
                 .steps
                 .iter()
-                .any(|st| matches!(st, Step::Hook { table, .. } if table == "nat"))
+                .any(|st| matches!(st, Step::Hook { table, .. } if &**table == "nat"))
         );
         assert_eq!(
             second.final_packet.map(|p| p.dst),

@@ -18,13 +18,16 @@ pub mod walk;
 pub use explain::{MAX_OUTCOMES, trace};
 pub use walk::{Choice, Chooser, Outcome as WalkOutcome, Sampler, Scripted, WalkRequest, walk};
 
+use crate::rules::iptables::parse::NameHasher;
 pub use crate::rules::iptables::view::parse_nat_to;
 use crate::rules::iptables::{Family, Ruleset};
-use crate::trace::Proto;
+use crate::trace::{Proto, Shared};
 use ipnet::IpNet;
 use program::Program;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
 
 /// What the machine needs to know about the node.
 #[derive(Debug, Clone, Default)]
@@ -112,12 +115,65 @@ pub(crate) fn ip_key(ip: IpAddr) -> u64 {
 #[derive(Debug, Clone)]
 pub struct Machine {
     pub family: Family,
-    pub program: Program,
+    /// Never replaced after construction ([`Machine::program`]): [`Texts`] caches what it prints.
+    program: Program,
     pub node: NodeView,
     /// `(table, built-in chain)` of each hook and table, resolved once: a trace runs a dozen
     /// hook/table pairs per walk and many walks per packet, and looking them up by name each
     /// time cost more than the rules themselves.
     hooks: [[Option<(u32, u32)>; HOOK_TABLES.len()]; 5],
+    /// Table names as recorded steps carry them.
+    table_texts: Vec<Shared>,
+    texts: Texts,
+}
+
+/// Chain names and rule texts handed to recorded steps, made once per Machine: a recorded walk
+/// names the same few chains in most of its ~50 steps, and tracing the same Service again
+/// prints the same ~25 rules again (printing was a sixth of a trace). Only what traces visited
+/// is filled in, at most [`Texts::MAX`] rule texts; the Program itself stays compact. A cache,
+/// not state: every entry is a pure function of the (immutable) program, so an empty cache
+/// gives byte-identical traces.
+/// (Filled lazily rather than a slot per chain up front: 110k chains at 10k Services would be
+/// 2.6 MB more for the session to keep.)
+#[derive(Default)]
+struct Texts(Mutex<TextMaps>);
+
+#[derive(Default)]
+struct TextMaps {
+    /// (table, chain) → name.
+    chains: HashMap<(u32, u32), Shared, BuildHasherDefault<NameHasher>>,
+    /// (table, chain, position) → `-A CHAIN ...`.
+    rules: HashMap<(u32, u32, u32), Shared, BuildHasherDefault<NameHasher>>,
+}
+
+impl Texts {
+    /// Rule texts kept before the cache starts over (~200 bytes each).
+    const MAX: usize = 1 << 14;
+
+    fn maps(&self) -> std::sync::MutexGuard<'_, TextMaps> {
+        // Entries are inserted whole, so a lock poisoned by a panic elsewhere still holds only
+        // good entries.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Clone for Texts {
+    /// A clone starts empty (same program, so it fills in the same texts).
+    fn clone(&self) -> Texts {
+        Texts::default()
+    }
+}
+
+impl std::fmt::Debug for Texts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = self.maps();
+        write!(
+            f,
+            "Texts({} chains, {} rules)",
+            m.chains.len(),
+            m.rules.len()
+        )
+    }
 }
 
 /// The tables a hook can run, in the order of [`Machine::hook_chain`]'s table argument.
@@ -162,12 +218,56 @@ impl Machine {
                 }
             }
         }
+        let table_texts = (0..program.table_count())
+            .map(|t| Shared::from(program.table_name(t)))
+            .collect();
         Machine {
             family: program.family(),
             program,
             node,
             hooks,
+            table_texts,
+            texts: Texts::default(),
         }
+    }
+
+    /// The compiled rules.
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// A table's name, shared.
+    pub fn table_text(&self, ti: usize) -> Shared {
+        self.table_texts[ti].clone()
+    }
+
+    /// A chain's name, shared.
+    pub fn chain_text(&self, ti: usize, ci: usize) -> Shared {
+        self.texts
+            .maps()
+            .chains
+            .entry((ti as u32, ci as u32))
+            .or_insert_with(|| Shared::from(self.program.chain_name(ti, ci)))
+            .clone()
+    }
+
+    /// A rule as `iptables-save` prints it (`-A CHAIN ...`), shared; `buf` is scratch space.
+    pub fn rule_text(&self, ti: usize, ci: usize, ri: usize, buf: &mut String) -> Shared {
+        let key = (ti as u32, ci as u32, ri as u32);
+        if let Some(t) = self.texts.maps().rules.get(&key) {
+            return t.clone();
+        }
+        buf.clear();
+        buf.push_str("-A ");
+        buf.push_str(self.program.chain_name(ti, ci));
+        crate::rules::iptables::print::print_rule_args(buf, self.program.rule(ti, ci, ri));
+        let t = Shared::from(buf.as_str());
+        let mut maps = self.texts.maps();
+        if maps.rules.len() >= Texts::MAX {
+            maps.rules.clear();
+        }
+        maps.rules.insert(key, t.clone());
+        t
     }
 
     /// The rules in the owned model (decoded from the program).

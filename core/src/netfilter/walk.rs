@@ -3,7 +3,7 @@
 use super::eval::{MatchResult, PacketCtx, eval_rule, field};
 use super::{CtEntry, FlowKey, IndexKey, Machine, State, ct_timeout};
 use crate::rules::iptables::Statistic;
-use crate::rules::iptables::print::{print_rule_args, write_probability};
+use crate::rules::iptables::print::write_probability;
 use crate::rules::iptables::view::{RuleView, TargetRef};
 use crate::trace::{Entry, Hook, Packet, Step, Verdict};
 use std::net::IpAddr;
@@ -334,9 +334,10 @@ impl Walker<'_, '_> {
     /// Run one table's built-in chain for a hook.
     fn run_table(&mut self, hook: Hook, table: &str) -> Option<TableResult> {
         let (ti, ci) = self.m.hook_chain(hook, table)?;
+        let m = self.m;
         self.step(|| Step::Hook {
             hook,
-            table: table.to_string(),
+            table: m.table_text(ti),
         });
         Some(self.run_chain(ti, ci))
     }
@@ -349,8 +350,8 @@ impl Walker<'_, '_> {
         stack.push((start, 0));
         let m = self.m;
         self.step(|| Step::Chain {
-            table: m.program.table_name(ti).to_string(),
-            chain: m.program.chain_name(ti, start).to_string(),
+            table: m.table_text(ti),
+            chain: m.chain_text(ti, start),
             entry: Entry::Hook,
         });
         let r = self.run_frames(ti, &mut stack);
@@ -359,17 +360,10 @@ impl Walker<'_, '_> {
     }
 
     fn run_frames(&mut self, ti: usize, stack: &mut Vec<(usize, usize)>) -> TableResult {
-        let tname = self.m.program.table_name(ti);
-        // Names are only needed when recording; exploring walks must not allocate per rule.
+        // Names are only needed when recording (inside `step`'s closures): exploring walks must
+        // not touch them per rule.
         let rec = self.steps.is_some();
         let m = self.m;
-        let chain_name = move |ci: usize| {
-            if rec {
-                m.program.chain_name(ti, ci).to_string()
-            } else {
-                String::new()
-            }
-        };
         while let Some(&(ci, pos)) = stack.last() {
             let prog = &self.m.program;
             let n_rules = prog.chain_len(ti, ci);
@@ -396,10 +390,9 @@ impl Walker<'_, '_> {
                         r
                     }
                 };
-                let cn = chain_name(ci);
                 self.step(|| Step::Skipped {
-                    table: tname.to_string(),
-                    chain: cn,
+                    table: m.table_text(ti),
+                    chain: m.chain_text(ti, ci),
                     first: pos + 1,
                     last: next,
                     reason,
@@ -414,10 +407,9 @@ impl Walker<'_, '_> {
                     } else {
                         Verdict::Accept
                     };
-                    let cn = chain_name(ci);
                     self.step(|| Step::ChainEnd {
-                        table: tname.to_string(),
-                        chain: cn,
+                        table: m.table_text(ti),
+                        chain: m.chain_text(ti, ci),
                         policy: Some(policy),
                     });
                     return if policy == Verdict::Drop {
@@ -426,10 +418,9 @@ impl Walker<'_, '_> {
                         TableResult::Accept
                     };
                 }
-                let cn = chain_name(ci);
                 self.step(|| Step::ChainEnd {
-                    table: tname.to_string(),
-                    chain: cn,
+                    table: m.table_text(ti),
+                    chain: m.chain_text(ti, ci),
                     policy: None,
                 });
                 continue;
@@ -512,15 +503,7 @@ impl Walker<'_, '_> {
                 }
             };
             if self.steps.is_some() {
-                let cn = chain_name(ci);
-                // Printed into one buffer, then copied at its exact length: a trace keeps ~30
-                // rule texts, and equal 256-byte blocks overflowed the allocator's per-size cache.
-                let buf = &mut self.text_buf;
-                buf.clear();
-                buf.push_str("-A ");
-                buf.push_str(&cn);
-                print_rule_args(buf, rule);
-                let text = String::from(buf.as_str());
+                let text = m.rule_text(ti, ci, next, &mut self.text_buf);
                 let note = match (notes.len(), coin_note) {
                     (0, c) => c,
                     (1, None) => notes.pop(),
@@ -528,8 +511,8 @@ impl Walker<'_, '_> {
                 };
                 let line = (rule.line() > 0).then_some(rule.line());
                 self.step(|| Step::Rule {
-                    table: tname.to_string(),
-                    chain: cn,
+                    table: m.table_text(ti),
+                    chain: m.chain_text(ti, ci),
                     index: next + 1,
                     text,
                     line,
@@ -555,10 +538,9 @@ impl Walker<'_, '_> {
                 TargetRef::Reject { .. } => return TableResult::Reject,
                 TargetRef::Return => {
                     stack.pop();
-                    let cn = chain_name(ci);
                     self.step(|| Step::Return {
-                        table: tname.to_string(),
-                        chain: cn,
+                        table: m.table_text(ti),
+                        chain: m.chain_text(ti, ci),
                     });
                     if stack.is_empty() {
                         // RETURN from a built-in chain applies its policy.
@@ -587,8 +569,8 @@ impl Walker<'_, '_> {
                             stack.push((to, 0));
                             let entry = if goto { Entry::Goto } else { Entry::Jump };
                             self.step(|| Step::Chain {
-                                table: tname.to_string(),
-                                chain: chain.to_string(),
+                                table: m.table_text(ti),
+                                chain: m.chain_text(ti, to),
                                 entry,
                             });
                         }
@@ -810,7 +792,10 @@ impl Walker<'_, '_> {
         answers: Answers,
         branch_at: Answers,
     ) {
-        let mut frames = stack.to_vec();
+        // Room for the chains the branch jumps into next (its KUBE-SEP), not an exact-size copy
+        // that regrows at the branch's first jump.
+        let mut frames = Vec::with_capacity(stack.len() + 4);
+        frames.extend_from_slice(stack);
         if let Some(top) = frames.last_mut() {
             top.1 = rule;
         }

@@ -210,7 +210,7 @@ pub fn observed(t: &Trace) -> (String, bool) {
     if t.output.is_empty() && t.verdict == Verdict::Accept {
         let accepted_by_kube = t.steps.iter().any(|s| {
             matches!(s, Step::Rule { table, chain, matched: true, text, .. }
-                if table == "filter" && chain.starts_with("KUBE-") && text.ends_with("-j ACCEPT"))
+                if &**table == "filter" && chain.starts_with("KUBE-") && text.ends_with("-j ACCEPT"))
         });
         if accepted_by_kube {
             return ("ACCEPT".into(), masq);

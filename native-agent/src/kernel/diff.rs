@@ -788,7 +788,7 @@ fn matched_rules(t: &Trace) -> BTreeSet<(String, String, usize)> {
                 index,
                 matched: true,
                 ..
-            } if counted(table, chain) => Some((table.clone(), chain.clone(), *index)),
+            } if counted(table, chain) => Some((table.to_string(), chain.to_string(), *index)),
             _ => None,
         })
         .collect()

@@ -39,6 +39,10 @@ impl Hasher for NameHasher {
     fn write_u8(&mut self, i: u8) {
         self.write(&[i]);
     }
+    /// Integer keys (a rule's table/chain/position) in one step each.
+    fn write_u32(&mut self, i: u32) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
     fn finish(&self) -> u64 {
         self.0
     }
