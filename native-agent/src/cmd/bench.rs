@@ -218,6 +218,9 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
         .first()
         .map(|c| c.src)
         .unwrap_or_else(|| "10.244.1.100".parse().expect("literal"));
+    // Per packet: the mean of a block of 2,000 traces; `runs` blocks, their median reported
+    // and their best shown beside it (on a shared VM one block can be twice another).
+    let runs = a.runs;
     let per_packet = |session: &mut Session, t: &api::ServiceTarget| {
         let req = TraceRequest {
             src,
@@ -229,23 +232,32 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
             now: 0.0,
         };
         let n = 2000u32;
-        let start = Instant::now();
+        let mut blocks = Vec::new();
         let mut evaluated = 0;
-        for _ in 0..n {
-            // A fresh state each time: every packet is a connection's first (the nat table runs).
-            session.state = Default::default();
-            evaluated = session.trace(&req).rules_evaluated;
+        for _ in 0..runs.max(1) {
+            let start = Instant::now();
+            for _ in 0..n {
+                // A fresh state each time: every packet is a connection's first (the nat
+                // table runs).
+                session.state = Default::default();
+                evaluated = session.trace(&req).rules_evaluated;
+            }
+            blocks.push(start.elapsed() / n);
         }
-        (start.elapsed() / n, evaluated)
+        blocks.sort();
+        (blocks[blocks.len() / 2], blocks[0], evaluated)
     };
-    let (t_first, ev_first) = per_packet(&mut session, &first);
-    let (t_last, ev_last) = per_packet(&mut session, &last);
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let (t_first, best_first, ev_first) = per_packet(&mut session, &first);
+    let (t_last, best_last, ev_last) = per_packet(&mut session, &last);
     rows.push([
         format!("trace to the last Service ({ev_last} rules evaluated)"),
-        format!("{:.1} us", t_last.as_secs_f64() * 1e6),
+        format!("{:.1} us", us(t_last)),
         format!(
-            "first Service ({ev_first} rules): {:.1} us",
-            t_first.as_secs_f64() * 1e6
+            "best block {:.1} us; first Service ({ev_first} rules): {:.1} us (best {:.1} us)",
+            us(best_last),
+            us(t_first),
+            us(best_first)
         ),
         "< 15 us".into(),
     ]);
