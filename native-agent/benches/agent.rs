@@ -306,7 +306,7 @@ fn streamed_read(ns: &str, save: &str, len: usize, runs: usize) -> Result<Stream
         agent.push(t.elapsed());
         let (c2, s2) = both();
         agent_cpu = (agent_cpu.0 + (c2 - c1), agent_cpu.1 + (s2 - s1));
-        if d.summary.parsed_rules == 0 {
+        if d.summary.is_none_or(|s| s.parsed_rules == 0) {
             return Err("the agent's read counted no rules".into());
         }
         let t = Instant::now();

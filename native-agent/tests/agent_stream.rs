@@ -7,8 +7,14 @@
 #[path = "../src/agent/mod.rs"]
 mod agent;
 
-use agent::snapshot::{DumpReader, iptables_fingerprint, iptables_summary};
-use agent::sys::{PIECE, joined, read_pieces};
+use std::sync::Mutex;
+
+use agent::hub::Hub;
+use agent::snapshot::{
+    Dump, DumpMarks, DumpReader, Marks, collect, collect_with, iptables_fingerprint,
+    iptables_summary,
+};
+use agent::sys::{PIECE, Sys, ToolError, joined, read_pieces};
 use proptest::prelude::*;
 use proxyscope_core::rules::iptables::Family;
 
@@ -42,19 +48,90 @@ fn pieces_at(text: &str, picks: &[usize]) -> Vec<String> {
     out
 }
 
-/// Streams `pieces` through a [`DumpReader`] the way `Sys::run_streamed` calls it (every piece
-/// so far, the new one last) and compares with the whole-text functions.
-fn same_as_whole(text: &str, pieces: Vec<String>, family: Family) -> Result<(), TestCaseError> {
-    let mut r = DumpReader::new(family);
+/// `pieces` through `r` the way `Sys::run_streamed` calls it (every piece so far, the new one
+/// last).
+fn stream(mut r: DumpReader, pieces: Vec<String>) -> Dump {
     for n in 1..=pieces.len() {
         r.read(&pieces[..n]);
     }
-    let d = r.finish(pieces);
+    r.finish(pieces)
+}
+
+/// Streams `pieces` through a [`DumpReader`] and compares with the whole-text functions.
+fn same_as_whole(text: &str, pieces: Vec<String>, family: Family) -> Result<(), TestCaseError> {
+    let d = stream(DumpReader::new(family), pieces);
     prop_assert_eq!(&d.fingerprint, &iptables_fingerprint(text));
     let whole = serde_json::to_value(iptables_summary(text, family)).unwrap();
     prop_assert_eq!(serde_json::to_value(&d.summary).unwrap(), whole);
     prop_assert_eq!(joined(d.pieces), text);
     Ok(())
+}
+
+/// `text` changed by `op` at line `at`: 0 the same, 1 counters ticked (same fingerprint),
+/// 2 a line dropped, 3 a line changed, 4 a line added at the end, 5 comments changed (same
+/// fingerprint).
+fn variant(text: &str, op: u8, at: usize) -> String {
+    let mut ls: Vec<String> = text.lines().map(str::to_string).collect();
+    let i = at % ls.len().max(1);
+    let at = at % 1000;
+    match op {
+        0 => return text.to_string(),
+        1 => {
+            for l in &mut ls {
+                if l.starts_with(':') && l.ends_with("[0:0]") {
+                    *l = l.replace("[0:0]", &format!("[{at}:{}]", at * 60));
+                }
+            }
+        }
+        2 if !ls.is_empty() => {
+            ls.remove(i);
+        }
+        3 if !ls.is_empty() => ls[i].push_str(" -j ACCEPT"),
+        5 => {
+            for l in &mut ls {
+                if l.starts_with('#') {
+                    l.push_str(&format!(" at {at}"));
+                }
+            }
+        }
+        _ => ls.push("-A KUBE-X -j ACCEPT".into()),
+    }
+    ls.join("\n") + "\n"
+}
+
+/// A hub's snapshot without its `instance` (random per hub).
+fn content(hub: &Hub) -> serde_json::Value {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&hub.snapshot().to_text().unwrap()).unwrap();
+    v.as_object_mut().unwrap().remove("instance");
+    v
+}
+
+/// The dumps of successive polls, streamed in pieces cut at `picks`.
+struct Polls {
+    v4: Mutex<String>,
+    picks: Vec<usize>,
+}
+
+impl Sys for Polls {
+    fn run(&self, program: &str, _args: &[&str]) -> Result<String, ToolError> {
+        match program {
+            "iptables-save" => Ok(self.v4.lock().unwrap().clone()),
+            _ => Err(ToolError::Missing(format!("{program} is not installed"))),
+        }
+    }
+    fn run_streamed(
+        &self,
+        program: &str,
+        args: &[&str],
+        each: &mut dyn FnMut(&[String]),
+    ) -> Result<Vec<String>, ToolError> {
+        let pieces = pieces_at(&self.run(program, args)?, &self.picks);
+        for n in 1..=pieces.len() {
+            each(&pieces[..n]);
+        }
+        Ok(pieces)
+    }
 }
 
 /// A fixture with lines dropped, doubled, cut short, counters or comments changed.
@@ -152,6 +229,60 @@ proptest! {
         same_as_whole(&text, pieces_at(&text, &picks), Family::V4)?;
     }
 
+    /// With the last poll's marks the parse may be held back or skipped, never changed: the
+    /// summary is the whole text's, or absent only for the last poll's fingerprint.
+    #[test]
+    fn held_back_parse_is_the_whole_texts_or_none(
+        f in 0..FIXTURES.len(),
+        (op, at) in (0..6u8, any::<usize>()),
+        picks in prop::collection::vec(any::<usize>(), 0..10),
+        every in 1usize..9,
+    ) {
+        let last = FIXTURES[f];
+        let now = variant(last, op, at);
+        let fam = if last.contains("::") { Family::V6 } else { Family::V4 };
+        let before = stream(DumpReader::after(fam, every, None), pieces_at(last, &[])).marks;
+        let d = stream(DumpReader::after(fam, every, Some(before.clone())), pieces_at(&now, &picks));
+        let fresh = stream(DumpReader::after(fam, every, None), pieces_at(&now, &[]));
+        prop_assert_eq!(&d.fingerprint, &iptables_fingerprint(&now));
+        prop_assert_eq!(&d.marks, &fresh.marks);
+        if d.fingerprint == before.fingerprint {
+            prop_assert!(d.summary.is_none(), "parsed a dump equal to the last");
+        } else {
+            let whole = serde_json::to_value(iptables_summary(&now, fam)).unwrap();
+            prop_assert_eq!(serde_json::to_value(&d.summary).unwrap(), whole);
+        }
+        prop_assert_eq!(joined(d.pieces), now);
+    }
+
+    /// The agent's polls (marks kept from poll to poll) publish exactly what polls that parse
+    /// every dump whole publish: the same revisions, the same snapshots.
+    #[test]
+    fn polls_with_marks_publish_what_whole_text_polls_do(
+        f in 0..FIXTURES.len(),
+        changes in prop::collection::vec((0..6u8, any::<usize>()), 1..6),
+        picks in prop::collection::vec(any::<usize>(), 0..10),
+        every in 1usize..9,
+    ) {
+        let base = FIXTURES[f].to_string();
+        let sys = Polls { v4: Mutex::new(base.clone()), picks };
+        let plain = Hub::new(serde_json::json!({}), collect(&sys, &Default::default()));
+        let mut marks = DumpMarks::every(every);
+        let marked = Hub::new(
+            serde_json::json!({}),
+            collect_with(&sys, &Default::default(), &mut marks),
+        );
+        let mut text = base;
+        for (op, at) in changes {
+            text = variant(&text, op, at);
+            *sys.v4.lock().unwrap() = text.clone();
+            let a = plain.apply(collect(&sys, &plain.fingerprints()));
+            let b = marked.apply(collect_with(&sys, &marked.fingerprints(), &mut marks));
+            prop_assert_eq!(a, b);
+            prop_assert_eq!(content(&plain), content(&marked));
+        }
+    }
+
     /// Whatever the reads' sizes, the pieces are the output (multibyte characters included).
     #[test]
     fn pieces_are_the_output(
@@ -187,16 +318,39 @@ fn a_big_dump_read_in_pieces() {
     let pieces = pieces.unwrap();
     assert_eq!(n, text.len());
     assert!(pieces.len() > 8);
-    let mut r = DumpReader::new(Family::V4);
-    for k in 1..=pieces.len() {
-        r.read(&pieces[..k]);
-    }
-    let d = r.finish(pieces);
+    let d = stream(DumpReader::new(Family::V4), pieces);
     assert_eq!(d.fingerprint, iptables_fingerprint(&text));
-    assert_eq!(d.summary.parsed_rules, 40_000);
-    assert_eq!(d.summary.chains, 40_001);
-    assert!(d.summary.diagnostics.is_empty());
+    let s = d.summary.unwrap();
+    assert_eq!(s.parsed_rules, 40_000);
+    assert_eq!(s.chains, 40_001);
+    assert!(s.diagnostics.is_empty());
     assert_eq!(joined(d.pieces), text);
+    // The same dump again after it: fingerprinted, not parsed; with its first rule changed,
+    // parsed from the first differing mark on, not only once the tool is done.
+    let read_after = |text: &str, marks: &Marks| {
+        let (pieces, _) = read(text.as_bytes(), vec![65536]);
+        let pieces = pieces.unwrap();
+        let mut r = DumpReader::after(Family::V4, 8192, Some(marks.clone()));
+        let mut held = Vec::new();
+        for n in 1..=pieces.len() {
+            r.read(&pieces[..n]);
+            held.push(r.holding());
+        }
+        (r.finish(pieces), held)
+    };
+    let (again, held) = read_after(&text, &d.marks);
+    assert!(again.summary.is_none());
+    assert!(held.iter().all(|h| *h));
+    let changed = text.replacen("-j KUBE-SVC-000000", "-j KUBE-SVC-000001", 1);
+    let (other, held) = read_after(&changed, &d.marks);
+    assert_eq!(
+        serde_json::to_value(other.summary).unwrap(),
+        serde_json::to_value(iptables_summary(&changed, Family::V4)).unwrap()
+    );
+    assert!(
+        !held[1],
+        "still held after the first mark differed: {held:?}"
+    );
 }
 
 /// A line longer than a piece grows the piece instead of being cut.

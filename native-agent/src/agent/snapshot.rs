@@ -137,30 +137,43 @@ fn digest<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> String {
 pub fn iptables_fingerprint(text: &str) -> String {
     let mut f = Fingerprinter::default();
     f.feed(text);
-    f.finish()
+    f.finish().0
 }
 
 /// [`iptables_fingerprint`] of a text fed in pieces of whole lines (as
 /// [`Sys::run_streamed`] hands them over): the same bytes hashed in the same order, so the same
-/// digest as of the pieces joined.
+/// digest as of the pieces joined. Optionally also the digest of every prefix of `every` hashed
+/// lines ([`Marks`]), to tell early whether a dump is the last poll's.
 pub struct Fingerprinter {
     h: Sha256,
     /// Hashed through a 64 KB buffer: two hasher updates per line (650k lines at 10k Services)
     /// took a third of the fingerprint's time. SHA-256 does not depend on how its input is cut
     /// into updates.
     buf: Vec<u8>,
+    /// Lines between prefix digests (0: none).
+    every: usize,
+    /// Lines still to hash before the next prefix digest.
+    left: usize,
+    marks: Vec<[u8; 32]>,
 }
 
 impl Default for Fingerprinter {
     fn default() -> Self {
-        Fingerprinter {
-            h: Sha256::new(),
-            buf: Vec::with_capacity(64 << 10),
-        }
+        Fingerprinter::with_marks(0)
     }
 }
 
 impl Fingerprinter {
+    pub fn with_marks(every: usize) -> Self {
+        Fingerprinter {
+            h: Sha256::new(),
+            buf: Vec::with_capacity(64 << 10),
+            every,
+            left: every,
+            marks: Vec::new(),
+        }
+    }
+
     /// `text` must end at the end of a line (or of the whole text): a line cut in two would be
     /// filtered as two.
     pub fn feed(&mut self, text: &str) {
@@ -187,16 +200,32 @@ impl Fingerprinter {
                 buf.extend_from_slice(l.as_bytes());
                 buf.push(b'\n');
             }
+            if self.every != 0 {
+                self.left -= 1;
+                if self.left == 0 {
+                    self.left = self.every;
+                    h.update(&buf);
+                    buf.clear();
+                    self.marks.push(h.clone().finalize().into());
+                }
+            }
         }
     }
 
-    pub fn finish(mut self) -> String {
+    /// The prefix digests so far.
+    pub fn marks(&self) -> &[[u8; 32]] {
+        &self.marks
+    }
+
+    pub fn finish(mut self) -> (String, Vec<[u8; 32]>) {
         self.h.update(&self.buf);
-        self.h
+        let fp = self
+            .h
             .finalize()
             .iter()
             .map(|b| format!("{b:02x}"))
-            .collect()
+            .collect();
+        (fp, self.marks)
     }
 }
 
@@ -276,31 +305,86 @@ impl Summary {
 /// the last piece, not the whole dump (at 10k Services the two take ~330 ms, a quarter of
 /// `iptables-legacy-save`'s own time; done after it, that added 23% to a poll).
 ///
-/// The parse runs on every poll, also those that end up unchanged (the fingerprint is only known
-/// at the end): at 10k Services ~240 ms of CPU per poll on the reader's thread, overlapped with
-/// the tool, which takes ~1.4 s of its own. Streamed results equal whole-text results
-/// ([`iptables_fingerprint`], [`iptables_summary`]) wherever the pieces are cut
-/// (`tests/agent_stream.rs`).
+/// Most polls find the dump unchanged, and then the parse is wasted (~240 ms of CPU per poll at
+/// 10k Services). So, given the last poll's [`Marks`] (when its fingerprint is the published
+/// one), the parse is held back while the dump's prefix digests equal the last poll's: at the
+/// first that differs (or a dump longer than the last), the held pieces are parsed and the rest
+/// is parsed as it arrives; if none differs and the final fingerprint is the published one, the
+/// parse never runs, as the part is unchanged and its summary not used. The marks only decide
+/// *when* the parse runs: when it does, it is fed every piece in order, so the summary is always
+/// the whole text's ([`iptables_summary`]); and it is skipped only for a fingerprint equal to
+/// the published one, which [`collect`] reports as unchanged without a summary. Worst case (a
+/// change in the last lines) the whole parse runs after the tool, as it did before streaming.
+/// `tests/agent_stream.rs` compares streamed results with whole-text ones, and polls with marks
+/// with polls without.
 pub struct DumpReader {
     fingerprint: Fingerprinter,
     summary: Summary,
-    /// Pieces read so far.
+    /// Pieces fingerprinted, and parsed.
     fed: usize,
+    parsed: usize,
+    /// The last poll's marks, while this dump's prefix digests equal them: the parse waits.
+    held: Option<Marks>,
+}
+
+/// A dump's fingerprint and the digests of its prefixes of every [`DumpMarks::every`] hashed
+/// lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marks {
+    pub fingerprint: String,
+    pub digests: Vec<[u8; 32]>,
+}
+
+/// The last poll's [`Marks`] of each dump part, kept by the poll loop between polls.
+#[derive(Debug, Clone)]
+pub struct DumpMarks {
+    every: usize,
+    parts: BTreeMap<&'static str, Marks>,
+}
+
+/// Hashed lines between prefix digests: ~80 digests for a 10k-Service dump (650k lines), a
+/// change noticed within ~400 KB of where it is.
+pub const MARK_LINES: usize = 8192;
+
+impl Default for DumpMarks {
+    fn default() -> Self {
+        DumpMarks::every(MARK_LINES)
+    }
+}
+
+impl DumpMarks {
+    pub fn every(lines: usize) -> DumpMarks {
+        DumpMarks {
+            every: lines.max(1),
+            parts: BTreeMap::new(),
+        }
+    }
 }
 
 /// What a [`DumpReader`] made of a dump.
 pub struct Dump {
     pub pieces: Vec<String>,
     pub fingerprint: String,
-    pub summary: IptablesPart,
+    /// `None` only when the parse was never needed: the fingerprint is the last poll's.
+    pub summary: Option<IptablesPart>,
+    pub marks: Marks,
 }
 
 impl DumpReader {
+    #[allow(dead_code)] // for the bench and the tests, which read one dump alone
     pub fn new(family: Family) -> DumpReader {
+        DumpReader::after(family, MARK_LINES, None)
+    }
+
+    /// A reader that holds its parse back while the dump matches `last` (marks made with
+    /// `every`).
+    pub fn after(family: Family, every: usize, last: Option<Marks>) -> DumpReader {
         DumpReader {
-            fingerprint: Fingerprinter::default(),
+            fingerprint: Fingerprinter::with_marks(every),
             summary: Summary::new(family),
             fed: 0,
+            parsed: 0,
+            held: last,
         }
     }
 
@@ -308,23 +392,60 @@ impl DumpReader {
     pub fn read(&mut self, pieces: &[String]) {
         for p in pieces.get(self.fed..).unwrap_or_default() {
             self.fingerprint.feed(p);
-            self.summary.feed(p);
         }
         self.fed = pieces.len();
+        if let Some(last) = &self.held {
+            let now = self.fingerprint.marks();
+            if last.digests.get(..now.len()) != Some(now) {
+                self.held = None;
+            }
+        }
+        if self.held.is_none() {
+            self.parse(pieces);
+        }
     }
 
-    pub fn finish(self, pieces: Vec<String>) -> Dump {
+    /// Whether the parse is being held back (the dump matches the last poll's so far).
+    #[allow(dead_code)] // for the tests
+    pub fn holding(&self) -> bool {
+        self.held.is_some()
+    }
+
+    fn parse(&mut self, pieces: &[String]) {
+        for p in pieces.get(self.parsed..).unwrap_or_default() {
+            self.summary.feed(p);
+        }
+        self.parsed = pieces.len();
+    }
+
+    pub fn finish(mut self, pieces: Vec<String>) -> Dump {
+        let (fingerprint, digests) = std::mem::take(&mut self.fingerprint).finish();
+        let summary = match &self.held {
+            Some(last) if last.fingerprint == fingerprint => None,
+            _ => {
+                self.parse(&pieces);
+                Some(self.summary.finish())
+            }
+        };
         Dump {
             pieces,
-            fingerprint: self.fingerprint.finish(),
-            summary: self.summary.finish(),
+            marks: Marks {
+                fingerprint: fingerprint.clone(),
+                digests,
+            },
+            fingerprint,
+            summary,
         }
     }
 }
 
 /// `program`'s output read and counted while it is written (see [`DumpReader`]).
+#[allow(dead_code)] // for the bench and the tests, which read one dump alone
 pub fn read_dump(sys: &dyn Sys, program: &str, family: Family) -> Result<Dump, ToolError> {
-    let mut r = DumpReader::new(family);
+    read_dump_after(sys, program, DumpReader::new(family))
+}
+
+fn read_dump_after(sys: &dyn Sys, program: &str, mut r: DumpReader) -> Result<Dump, ToolError> {
     let pieces = sys.run_streamed(program, &[], &mut |p| r.read(p))?;
     Ok(r.finish(pieces))
 }
@@ -373,9 +494,13 @@ impl Sink for Counting {
 }
 
 /// A dump's part, from what was read of it while the tool wrote it.
-fn iptables_part(d: Dump) -> Part {
+fn iptables_part(d: Dump, family: Family) -> Part {
+    let text = joined(d.pieces);
+    // Always there for a fingerprint that is not the published one (see `DumpReader`); parsed
+    // here rather than trusted if that were ever not so.
+    let summary = d.summary.unwrap_or_else(|| iptables_summary(&text, family));
     Part {
-        json: with_text(&d.summary, joined(d.pieces)),
+        json: with_text(&summary, text),
         fingerprint: d.fingerprint,
     }
 }
@@ -548,7 +673,31 @@ pub type Fingerprints = BTreeMap<&'static str, String>;
 /// then a placeholder that [`super::hub::Hub::apply`] never stores, since equal fingerprints
 /// mean "keep what you have".
 pub fn collect(sys: &dyn Sys, known: &Fingerprints) -> Collected {
-    let ran = Ran::all(sys);
+    collect_with(sys, known, &mut DumpMarks::default())
+}
+
+/// The dump parts: read as they are written, with a [`DumpReader`].
+const DUMPS: [(&str, &str, Family); 2] = [
+    ("iptables.v4", "iptables-save", Family::V4),
+    ("iptables.v6", "ip6tables-save", Family::V6),
+];
+
+/// [`collect`], with the last poll's [`Marks`] of each dump (updated to this poll's): a dump
+/// whose start is the published one's has its parse held back, and not run at all when the whole
+/// dump is (see [`DumpReader`]). The result is [`collect`]'s.
+pub fn collect_with(sys: &dyn Sys, known: &Fingerprints, marks: &mut DumpMarks) -> Collected {
+    let readers = DUMPS
+        .iter()
+        .map(|(key, prog, family)| {
+            // The last poll's marks count only if its dump is the one clients have.
+            let last = marks
+                .parts
+                .remove(key)
+                .filter(|m| known.get(key) == Some(&m.fingerprint));
+            (*prog, DumpReader::after(*family, marks.every, last))
+        })
+        .collect();
+    let ran = Ran::all(sys, readers);
     let sys = &ran;
     let mut c = Collected::new();
     let mut pb = Problems {
@@ -556,16 +705,14 @@ pub fn collect(sys: &dyn Sys, known: &Fingerprints) -> Collected {
         errors: BTreeMap::new(),
     };
 
-    for (key, prog, family) in [
-        ("iptables.v4", "iptables-save", Family::V4),
-        ("iptables.v6", "ip6tables-save", Family::V6),
-    ] {
+    for (key, prog, family) in DUMPS {
         let part = match sys.dump(prog, family) {
             Ok(d) => {
+                marks.parts.insert(key, d.marks.clone());
                 if known.get(key) == Some(&d.fingerprint) {
                     unchanged(d.fingerprint)
                 } else {
-                    iptables_part(d)
+                    iptables_part(d, family)
                 }
             }
             Err(e) => {
@@ -651,27 +798,20 @@ enum Output {
     Dump(Dump),
 }
 
-/// The family of the dump a program prints, for the programs read with a [`DumpReader`].
-fn dump_family(program: &str) -> Option<Family> {
-    match program {
-        "iptables-save" => Some(Family::V4),
-        "ip6tables-save" => Some(Family::V6),
-        _ => None,
-    }
-}
-
 struct Ran(Mutex<Vec<(Command, Pending)>>);
 
 impl Ran {
-    fn all(sys: &dyn Sys) -> Ran {
+    /// Runs every command; those with a reader in `dumps` (by program) are read with it.
+    fn all(sys: &dyn Sys, mut dumps: BTreeMap<&str, DumpReader>) -> Ran {
         let results = std::thread::scope(|s| {
             let handles: Vec<_> = READ_ONLY_COMMANDS
                 .iter()
                 .map(|(p, a)| {
+                    let reader = if a.is_empty() { dumps.remove(p) } else { None };
                     let read = move || {
-                        let out = match dump_family(p) {
-                            Some(f) if a.is_empty() => read_dump(sys, p, f).map(Output::Dump),
-                            _ => sys.run(p, a).map(Output::Text),
+                        let out = match reader {
+                            Some(r) => read_dump_after(sys, p, r).map(Output::Dump),
+                            None => sys.run(p, a).map(Output::Text),
                         };
                         // This thread's heap is abandoned when it exits, with the buffers the
                         // output outgrew while being read (half its size again); purged by
@@ -717,11 +857,18 @@ impl Ran {
         match self.take(program, &[])? {
             Output::Dump(d) => Ok(d),
             // Not read as a dump (a program `Ran::all` does not know as one): read it now.
-            Output::Text(t) => Ok(Dump {
-                fingerprint: iptables_fingerprint(&t),
-                summary: iptables_summary(&t, family),
-                pieces: vec![t],
-            }),
+            Output::Text(t) => {
+                let fingerprint = iptables_fingerprint(&t);
+                Ok(Dump {
+                    summary: Some(iptables_summary(&t, family)),
+                    pieces: vec![t],
+                    marks: Marks {
+                        fingerprint: fingerprint.clone(),
+                        digests: Vec::new(),
+                    },
+                    fingerprint,
+                })
+            }
         }
     }
 }
