@@ -38,7 +38,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use agent::hub::Hub;
-use agent::snapshot::{Fingerprints, collect, iptables_fingerprint, iptables_summary, with_text};
+use agent::snapshot::{
+    DumpMarks, Fingerprints, collect, collect_with, iptables_fingerprint, iptables_summary,
+    with_text,
+};
 use agent::sys::{Sys, ToolError};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use proxyscope_core::api;
@@ -125,6 +128,10 @@ struct Streamed {
     agent_cpu: (Duration, Duration),
     /// Joining the pieces into the one string that packing takes (only on a changed poll).
     join: Duration,
+    /// The agent's read of the same dump as the last poll's, with its marks (an unchanged poll:
+    /// fingerprinted, not parsed): wall, and CPU of the children and of this process.
+    unchanged: Duration,
+    unchanged_cpu: (Duration, Duration),
 }
 
 /// `iptables-save` over `rules` loaded into a scratch namespace (deleted on every path), or why
@@ -272,6 +279,7 @@ fn streamed_read(ns: &str, save: &str, len: usize, runs: usize) -> Result<Stream
         (Duration::ZERO, Duration::ZERO),
     );
     let mut joins = Vec::new();
+    let (mut unchanged, mut unchanged_cpu) = (Vec::new(), (Duration::ZERO, Duration::ZERO));
     let both = || (cpu(libc::RUSAGE_CHILDREN), cpu(libc::RUSAGE_SELF));
     let mut sink = vec![0u8; 64 << 10];
     for _ in 0..runs {
@@ -312,6 +320,22 @@ fn streamed_read(ns: &str, save: &str, len: usize, runs: usize) -> Result<Stream
         let t = Instant::now();
         black_box(agent::sys::joined(d.pieces));
         joins.push(t.elapsed());
+
+        let (c3, s3) = both();
+        let t = Instant::now();
+        let last = agent::snapshot::DumpReader::after(
+            Family::V4,
+            agent::snapshot::MARK_LINES,
+            Some(d.marks),
+        );
+        let again = agent::snapshot::read_dump_after(&sys, "iptables-save", last)
+            .map_err(|e| e.to_string())?;
+        unchanged.push(t.elapsed());
+        let (c4, s4) = both();
+        unchanged_cpu = (unchanged_cpu.0 + (c4 - c3), unchanged_cpu.1 + (s4 - s3));
+        if again.summary.is_some() {
+            return Err("the same dump was parsed again".into());
+        }
     }
     let per = |c: (Duration, Duration)| (c.0 / runs as u32, c.1 / runs as u32);
     Ok(Streamed {
@@ -321,6 +345,8 @@ fn streamed_read(ns: &str, save: &str, len: usize, runs: usize) -> Result<Stream
         alone_cpu: per(alone_cpu),
         agent_cpu: per(agent_cpu),
         join: median(joins),
+        unchanged: median(unchanged),
+        unchanged_cpu: per(unchanged_cpu),
     })
 }
 
@@ -603,7 +629,7 @@ fn bench(c: &mut Criterion) {
         }
         match kernel.as_ref().map(|k| &k.streamed) {
             Ok(Ok(s)) => println!(
-                "{services} Services: streamed (median of {} alternated runs): iptables-save alone {:.2?} wall, the agent's read + fingerprint + parse of it {:.2?} wall: parsing adds {:.1}% to iptables-save's wall time; CPU per run: tool {:.2?} alone / {:.2?} with the agent reading, agent threads {:.2?} (reading alone {:.2?}); joining the pieces for packing (changed polls) {:.2?}",
+                "{services} Services: streamed (median of {} alternated runs): iptables-save alone {:.2?} wall, the agent's read + fingerprint + parse of it {:.2?} wall: parsing adds {:.1}% to iptables-save's wall time; CPU per run: tool {:.2?} alone / {:.2?} with the agent reading, agent threads {:.2?} (reading alone {:.2?}); joining the pieces for packing (changed polls) {:.2?}; an unchanged poll's read (marks: fingerprint, no parse) {:.2?} wall, agent threads {:.2?} CPU",
                 s.runs,
                 s.alone,
                 s.agent,
@@ -613,6 +639,8 @@ fn bench(c: &mut Criterion) {
                 s.agent_cpu.1,
                 s.alone_cpu.1,
                 s.join,
+                s.unchanged,
+                s.unchanged_cpu.1,
             ),
             Ok(Err(why)) => println!("{services} Services: streamed read not measured: {why}"),
             Err(_) => {}
@@ -642,8 +670,12 @@ fn bench(c: &mut Criterion) {
         });
         let hub = Hub::new(serde_json::json!({}), collect(&sys, &none));
         let known = hub.fingerprints();
+        // As the agent's loop polls: with the last poll's marks, so the unchanged dump is
+        // fingerprinted and not parsed.
+        let mut marks = DumpMarks::default();
+        collect_with(&sys, &known, &mut marks);
         g.bench_function("poll_unchanged", |b| {
-            b.iter(|| assert_eq!(hub.apply(collect(&sys, &known)), None))
+            b.iter(|| assert_eq!(hub.apply(collect_with(&sys, &known, &mut marks)), None))
         });
         let changed = OnlyIptables(text.replacen("-A ", "-A KUBE-FORWARD -j ACCEPT\n-A ", 1));
         let mut flip = false;

@@ -445,7 +445,8 @@ pub fn read_dump(sys: &dyn Sys, program: &str, family: Family) -> Result<Dump, T
     read_dump_after(sys, program, DumpReader::new(family))
 }
 
-fn read_dump_after(sys: &dyn Sys, program: &str, mut r: DumpReader) -> Result<Dump, ToolError> {
+/// `program`'s output read by `r` while it is written.
+pub fn read_dump_after(sys: &dyn Sys, program: &str, mut r: DumpReader) -> Result<Dump, ToolError> {
     let pieces = sys.run_streamed(program, &[], &mut |p| r.read(p))?;
     Ok(r.finish(pieces))
 }
@@ -668,10 +669,10 @@ impl Problems {
 pub type Fingerprints = BTreeMap<&'static str, String>;
 
 /// Read every part once. Never fails: a part that cannot be read is named in `absent` or
-/// `errors` and its value is `null`. A text part whose fingerprint is in `known` is not parsed
-/// again (on a big node parsing costs more memory than everything else together); its value is
-/// then a placeholder that [`super::hub::Hub::apply`] never stores, since equal fingerprints
-/// mean "keep what you have".
+/// `errors` and its value is `null`. A part whose fingerprint is in `known` is unchanged: its
+/// value is then a placeholder that [`super::hub::Hub::apply`] never stores, since equal
+/// fingerprints mean "keep what you have". Without the last poll's marks ([`collect_with`],
+/// which the agent's loop uses) every dump is parsed as it is read, changed or not.
 pub fn collect(sys: &dyn Sys, known: &Fingerprints) -> Collected {
     collect_with(sys, known, &mut DumpMarks::default())
 }
