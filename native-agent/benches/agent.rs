@@ -132,6 +132,25 @@ struct Streamed {
     /// fingerprinted, not parsed): wall, and CPU of the children and of this process.
     unchanged: Duration,
     unchanged_cpu: (Duration, Duration),
+    /// From the tool's last byte to the end of the agent's fingerprint and parse (the same read,
+    /// `read_pieces` and a `DumpReader`, on a pipe whose end is timed): what streaming leaves.
+    tail: Duration,
+}
+
+/// A reader that notes when it first reads the end of its input.
+struct TimedEnd<R> {
+    r: R,
+    end: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
+}
+
+impl<R: std::io::Read> std::io::Read for TimedEnd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.r.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.end.lock().unwrap().get_or_insert_with(Instant::now);
+        }
+        Ok(n)
+    }
 }
 
 /// `iptables-save` over `rules` loaded into a scratch namespace (deleted on every path), or why
@@ -280,6 +299,7 @@ fn streamed_read(ns: &str, save: &str, len: usize, runs: usize) -> Result<Stream
     );
     let mut joins = Vec::new();
     let (mut unchanged, mut unchanged_cpu) = (Vec::new(), (Duration::ZERO, Duration::ZERO));
+    let mut tails = Vec::new();
     let both = || (cpu(libc::RUSAGE_CHILDREN), cpu(libc::RUSAGE_SELF));
     let mut sink = vec![0u8; 64 << 10];
     for _ in 0..runs {
@@ -336,6 +356,27 @@ fn streamed_read(ns: &str, save: &str, len: usize, runs: usize) -> Result<Stream
         if again.summary.is_some() {
             return Err("the same dump was parsed again".into());
         }
+
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "iptables-save"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let end = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let timed = TimedEnd {
+            r: child.stdout.take().ok_or("no stdout")?,
+            end: end.clone(),
+        };
+        let mut r = agent::snapshot::DumpReader::new(Family::V4);
+        let (pieces, _) =
+            agent::sys::read_pieces(timed, &mut |p| r.read(p)).map_err(|e| e.to_string())?;
+        let d = r.finish(pieces.map_err(|at| format!("not UTF-8 at {at}"))?);
+        let done = Instant::now();
+        let _ = child.wait();
+        black_box(d);
+        let last_byte = end.lock().unwrap().ok_or("no end of output")?;
+        tails.push(done - last_byte);
     }
     let per = |c: (Duration, Duration)| (c.0 / runs as u32, c.1 / runs as u32);
     Ok(Streamed {
@@ -347,6 +388,7 @@ fn streamed_read(ns: &str, save: &str, len: usize, runs: usize) -> Result<Stream
         join: median(joins),
         unchanged: median(unchanged),
         unchanged_cpu: per(unchanged_cpu),
+        tail: median(tails),
     })
 }
 
@@ -629,7 +671,7 @@ fn bench(c: &mut Criterion) {
         }
         match kernel.as_ref().map(|k| &k.streamed) {
             Ok(Ok(s)) => println!(
-                "{services} Services: streamed (median of {} alternated runs): iptables-save alone {:.2?} wall, the agent's read + fingerprint + parse of it {:.2?} wall: parsing adds {:.1}% to iptables-save's wall time; CPU per run: tool {:.2?} alone / {:.2?} with the agent reading, agent threads {:.2?} (reading alone {:.2?}); joining the pieces for packing (changed polls) {:.2?}; an unchanged poll's read (marks: fingerprint, no parse) {:.2?} wall, agent threads {:.2?} CPU",
+                "{services} Services: streamed (median of {} alternated runs): iptables-save alone {:.2?} wall, the agent's read + fingerprint + parse of it {:.2?} wall: parsing adds {:.1}% to iptables-save's wall time; CPU per run: tool {:.2?} alone / {:.2?} with the agent reading, agent threads {:.2?} (reading alone {:.2?}); joining the pieces for packing (changed polls) {:.2?}; an unchanged poll's read (marks: fingerprint, no parse) {:.2?} wall, agent threads {:.2?} CPU; from the tool's last byte to the parse's end {:.2?}",
                 s.runs,
                 s.alone,
                 s.agent,
@@ -641,6 +683,7 @@ fn bench(c: &mut Criterion) {
                 s.join,
                 s.unchanged,
                 s.unchanged_cpu.1,
+                s.tail,
             ),
             Ok(Err(why)) => println!("{services} Services: streamed read not measured: {why}"),
             Err(_) => {}

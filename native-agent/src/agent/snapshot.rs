@@ -453,9 +453,11 @@ pub fn read_dump_after(sys: &dyn Sys, program: &str, mut r: DumpReader) -> Resul
 
 type ChainIndex = HashMap<Box<str>, usize, BuildHasherDefault<NameHasher>>;
 
-/// Counts what the parser reads. Core's sinks build models, which is what the web app needs, not
-/// what the agent sends; the names of the open table's chains are all it keeps (owned: the
-/// pieces of a streamed dump are different strings, ~31k names at 10k Services).
+/// Counts what core's rule sinks keep: every table begun, every chain declared once in its
+/// table, every rule for a declared chain. Declaring a name twice and naming an undeclared chain
+/// are the parser's diagnostics, so the chain names of the open table are kept, as the owned
+/// model's sink keeps them: owned, since a streamed dump's pieces are separate strings (~31k
+/// names at 10k Services).
 #[derive(Default)]
 struct Counting {
     tables: usize,
