@@ -16,6 +16,10 @@
 //! network namespace so a changed poll is compared with the kernel's own `iptables-save` of it
 //! (the issue's target: our parsing adds < 5% to what iptables-save takes), with the poll's
 //! steps timed apart (parsing: fingerprint + core's parser; packing the JSON for keeping).
+//! Since the agent parses while the tool writes (`snapshot::read_dump`), what it adds is measured
+//! directly too, in the same namespace: `iptables-save` alone (output read and discarded) against
+//! the agent's read of it through `HostSys` (pieces fingerprinted and counted as they arrive),
+//! alternated, median of 7 (of 1 for nf_tables), with the CPU time of both sides.
 //!
 //! And the real process (issue 6's other target: agent memory < 50 MB): the release
 //! `proxyscope agent` binary, with `PATH` set to a directory holding only a fake `iptables-save`
@@ -34,7 +38,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use agent::hub::Hub;
-use agent::snapshot::{Fingerprints, collect, iptables_fingerprint, iptables_summary, with_text};
+use agent::snapshot::{
+    DumpMarks, Fingerprints, collect, collect_with, iptables_fingerprint, iptables_summary,
+    with_text,
+};
 use agent::sys::{Sys, ToolError};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use proxyscope_core::api;
@@ -105,6 +112,45 @@ struct KernelSave {
     runs: usize,
     wall: Duration,
     cpu: Duration,
+    /// The agent's streamed read of the same dump against the tool alone, or why not measured.
+    streamed: Result<Streamed, String>,
+}
+
+/// `iptables-save` alone (its output read to the end and discarded) against the agent's read of
+/// it (`snapshot::read_dump` through `HostSys`: pieces fingerprinted and counted as they arrive),
+/// alternated, medians of `runs`.
+struct Streamed {
+    runs: usize,
+    alone: Duration,
+    agent: Duration,
+    /// CPU per run of the tool and `ip netns exec` (children), and of this process's threads.
+    alone_cpu: (Duration, Duration),
+    agent_cpu: (Duration, Duration),
+    /// Joining the pieces into the one string that packing takes (only on a changed poll).
+    join: Duration,
+    /// The agent's read of the same dump as the last poll's, with its marks (an unchanged poll:
+    /// fingerprinted, not parsed): wall, and CPU of the children and of this process.
+    unchanged: Duration,
+    unchanged_cpu: (Duration, Duration),
+    /// From the tool's last byte to the end of the agent's fingerprint and parse (the same read,
+    /// `read_pieces` and a `DumpReader`, on a pipe whose end is timed): what streaming leaves.
+    tail: Duration,
+}
+
+/// A reader that notes when it first reads the end of its input.
+struct TimedEnd<R> {
+    r: R,
+    end: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
+}
+
+impl<R: std::io::Read> std::io::Read for TimedEnd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.r.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.end.lock().unwrap().get_or_insert_with(Instant::now);
+        }
+        Ok(n)
+    }
 }
 
 /// `iptables-save` over `rules` loaded into a scratch namespace (deleted on every path), or why
@@ -181,11 +227,168 @@ fn kernel_save_time(rules: &str) -> Result<KernelSave, String> {
             return Err(format!("{save} printed {} bytes", out.stdout.len()));
         }
     }
+    let cpu_per_run = (cpu(libc::RUSAGE_CHILDREN) - cpu_before) / runs as u32;
+    let streamed = streamed_read(&ns.0, save, rules.len(), if runs > 1 { 7 } else { 1 });
     Ok(KernelSave {
         backend,
         runs,
         wall: median(walls),
-        cpu: (cpu(libc::RUSAGE_CHILDREN) - cpu_before) / runs as u32,
+        cpu: cpu_per_run,
+        streamed,
+    })
+}
+
+/// A directory on `PATH` for the bench's duration, where `iptables-save` is the backend's own
+/// save (`xtables-*-multi` runs the applet its `argv[0]` names): `HostSys` runs the
+/// `iptables-save` found on `PATH`, as the agent does on a node.
+struct SavePath {
+    /// Holds the link; removed (after `PATH` is restored) when this is dropped.
+    _dir: Scratch,
+    old: Option<std::ffi::OsString>,
+}
+
+impl SavePath {
+    fn new(save: &str) -> Result<SavePath, String> {
+        let target = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {save}")])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let target = String::from_utf8_lossy(&target.stdout).trim().to_string();
+        if target.is_empty() {
+            return Err(format!("{save} not found"));
+        }
+        let dir =
+            Scratch(std::env::temp_dir().join(format!("psbench-path-{}", std::process::id())));
+        std::fs::create_dir_all(&dir.0).map_err(|e| e.to_string())?;
+        std::os::unix::fs::symlink(&target, dir.0.join("iptables-save"))
+            .map_err(|e| e.to_string())?;
+        let old = std::env::var_os("PATH");
+        let mut paths = vec![dir.0.clone()];
+        paths.extend(std::env::split_paths(old.as_deref().unwrap_or_default()));
+        let path = std::env::join_paths(paths).map_err(|e| e.to_string())?;
+        // SAFETY: the bench's other threads (pollers, readers) are all joined by now; nothing
+        // reads the environment concurrently.
+        unsafe { std::env::set_var("PATH", path) };
+        Ok(SavePath { _dir: dir, old })
+    }
+}
+
+impl Drop for SavePath {
+    fn drop(&mut self) {
+        // SAFETY: as in `new`, single-threaded here.
+        unsafe {
+            match &self.old {
+                Some(p) => std::env::set_var("PATH", p),
+                None => std::env::remove_var("PATH"),
+            }
+        }
+    }
+}
+
+fn streamed_read(ns: &str, save: &str, len: usize, runs: usize) -> Result<Streamed, String> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let _path = SavePath::new(save)?;
+    let sys = agent::sys::HostSys {
+        netns: Some(ns.to_string()),
+    };
+    let (mut alone, mut agent) = (Vec::new(), Vec::new());
+    let (mut alone_cpu, mut agent_cpu) = (
+        (Duration::ZERO, Duration::ZERO),
+        (Duration::ZERO, Duration::ZERO),
+    );
+    let mut joins = Vec::new();
+    let (mut unchanged, mut unchanged_cpu) = (Vec::new(), (Duration::ZERO, Duration::ZERO));
+    let mut tails = Vec::new();
+    let both = || (cpu(libc::RUSAGE_CHILDREN), cpu(libc::RUSAGE_SELF));
+    let mut sink = vec![0u8; 64 << 10];
+    for _ in 0..runs {
+        let (c0, s0) = both();
+        let t = Instant::now();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "iptables-save"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut out = child.stdout.take().ok_or("no stdout")?;
+        let mut n = 0;
+        loop {
+            match out.read(&mut sink) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let ok = child.wait().is_ok_and(|s| s.success());
+        alone.push(t.elapsed());
+        let (c1, s1) = both();
+        alone_cpu = (alone_cpu.0 + (c1 - c0), alone_cpu.1 + (s1 - s0));
+        if !ok || n < len / 2 {
+            return Err(format!("iptables-save ({save}) printed {n} bytes"));
+        }
+
+        let t = Instant::now();
+        let d = agent::snapshot::read_dump(&sys, "iptables-save", Family::V4)
+            .map_err(|e| e.to_string())?;
+        agent.push(t.elapsed());
+        let (c2, s2) = both();
+        agent_cpu = (agent_cpu.0 + (c2 - c1), agent_cpu.1 + (s2 - s1));
+        if d.summary.is_none_or(|s| s.parsed_rules == 0) {
+            return Err("the agent's read counted no rules".into());
+        }
+        let t = Instant::now();
+        black_box(agent::sys::joined(d.pieces));
+        joins.push(t.elapsed());
+
+        let (c3, s3) = both();
+        let t = Instant::now();
+        let last = agent::snapshot::DumpReader::after(
+            Family::V4,
+            agent::snapshot::MARK_LINES,
+            Some(d.marks),
+        );
+        let again = agent::snapshot::read_dump_after(&sys, "iptables-save", last)
+            .map_err(|e| e.to_string())?;
+        unchanged.push(t.elapsed());
+        let (c4, s4) = both();
+        unchanged_cpu = (unchanged_cpu.0 + (c4 - c3), unchanged_cpu.1 + (s4 - s3));
+        if again.summary.is_some() {
+            return Err("the same dump was parsed again".into());
+        }
+
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "iptables-save"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let end = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let timed = TimedEnd {
+            r: child.stdout.take().ok_or("no stdout")?,
+            end: end.clone(),
+        };
+        let mut r = agent::snapshot::DumpReader::new(Family::V4);
+        let (pieces, _) =
+            agent::sys::read_pieces(timed, &mut |p| r.read(p)).map_err(|e| e.to_string())?;
+        let d = r.finish(pieces.map_err(|at| format!("not UTF-8 at {at}"))?);
+        let done = Instant::now();
+        let _ = child.wait();
+        black_box(d);
+        let last_byte = end.lock().unwrap().ok_or("no end of output")?;
+        tails.push(done - last_byte);
+    }
+    let per = |c: (Duration, Duration)| (c.0 / runs as u32, c.1 / runs as u32);
+    Ok(Streamed {
+        runs,
+        alone: median(alone),
+        agent: median(agent),
+        alone_cpu: per(alone_cpu),
+        agent_cpu: per(agent_cpu),
+        join: median(joins),
+        unchanged: median(unchanged),
+        unchanged_cpu: per(unchanged_cpu),
+        tail: median(tails),
     })
 }
 
@@ -452,7 +655,8 @@ fn bench(c: &mut Criterion) {
         println!(
             "{services} Services: changed poll {poll:.2?} wall, {poll_cpu:.2?} CPU; of which parsing {parsing:.2?} (fingerprint {fingerprint:.2?} + parser {parse:.2?}), packing {pack:.2?}"
         );
-        match kernel_save_time(&text) {
+        let kernel = kernel_save_time(&text);
+        match &kernel {
             Ok(k) => println!(
                 "{services} Services: kernel {} iptables-save (median of {}) {:.2?} wall, {:.2?} CPU; parsing adds {:.1}% to its wall time, the whole changed poll {:.1}% (wall) / {:.1}% (CPU)",
                 k.backend,
@@ -464,6 +668,25 @@ fn bench(c: &mut Criterion) {
                 100.0 * poll_cpu.as_secs_f64() / k.cpu.as_secs_f64(),
             ),
             Err(why) => println!("{services} Services: kernel iptables-save not measured: {why}"),
+        }
+        match kernel.as_ref().map(|k| &k.streamed) {
+            Ok(Ok(s)) => println!(
+                "{services} Services: streamed (median of {} alternated runs): iptables-save alone {:.2?} wall, the agent's read + fingerprint + parse of it {:.2?} wall: parsing adds {:.1}% to iptables-save's wall time; CPU per run: tool {:.2?} alone / {:.2?} with the agent reading, agent threads {:.2?} (reading alone {:.2?}); joining the pieces for packing (changed polls) {:.2?}; an unchanged poll's read (marks: fingerprint, no parse) {:.2?} wall, agent threads {:.2?} CPU; from the tool's last byte to the parse's end {:.2?}",
+                s.runs,
+                s.alone,
+                s.agent,
+                100.0 * (s.agent.as_secs_f64() / s.alone.as_secs_f64() - 1.0),
+                s.alone_cpu.0,
+                s.agent_cpu.0,
+                s.agent_cpu.1,
+                s.alone_cpu.1,
+                s.join,
+                s.unchanged,
+                s.unchanged_cpu.1,
+                s.tail,
+            ),
+            Ok(Err(why)) => println!("{services} Services: streamed read not measured: {why}"),
+            Err(_) => {}
         }
         drop(hub);
         // The agent purges freed pages at once (`sys::purge_freed_memory_at_once`); the last
@@ -490,8 +713,12 @@ fn bench(c: &mut Criterion) {
         });
         let hub = Hub::new(serde_json::json!({}), collect(&sys, &none));
         let known = hub.fingerprints();
+        // As the agent's loop polls: with the last poll's marks, so the unchanged dump is
+        // fingerprinted and not parsed.
+        let mut marks = DumpMarks::default();
+        collect_with(&sys, &known, &mut marks);
         g.bench_function("poll_unchanged", |b| {
-            b.iter(|| assert_eq!(hub.apply(collect(&sys, &known)), None))
+            b.iter(|| assert_eq!(hub.apply(collect_with(&sys, &known, &mut marks)), None))
         });
         let changed = OnlyIptables(text.replacen("-A ", "-A KUBE-FORWARD -j ACCEPT\n-A ", 1));
         let mut flip = false;

@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use super::snapshot::{Collected, Fingerprints, VERSION, collect};
+use super::snapshot::{Collected, DumpMarks, Fingerprints, VERSION, collect_with};
 use super::sys::Sys;
 use super::wire::Json;
 
@@ -234,7 +234,7 @@ impl Hub {
         )
     }
 
-    /// What [`collect`] needs to skip re-parsing unchanged parts.
+    /// What [`collect`](super::snapshot::collect) needs to skip re-parsing unchanged parts.
     pub fn fingerprints(&self) -> Fingerprints {
         self.lock()
             .parts
@@ -381,6 +381,8 @@ pub async fn poll_loop(
     stop: impl std::future::Future<Output = ()>,
 ) {
     let mut kube_last: Option<KubeInputs> = None;
+    // The last poll's prefix digests of the dumps: an unchanged dump is then not parsed.
+    let mut marks = DumpMarks::default();
     let mut tick = tokio::time::interval(interval);
     // A poll that takes longer than the interval delays the next one instead of bunching them:
     // the update rate stays bounded by the interval.
@@ -394,9 +396,16 @@ pub async fn poll_loop(
         }
         let s = sys.clone();
         let known = hub.fingerprints();
-        let Ok(c) = tokio::task::spawn_blocking(move || collect(s.as_ref(), &known)).await else {
+        let mut m = std::mem::take(&mut marks);
+        let Ok((c, m)) = tokio::task::spawn_blocking(move || {
+            let c = collect_with(s.as_ref(), &known, &mut m);
+            (c, m)
+        })
+        .await
+        else {
             continue;
         };
+        marks = m;
         hub.apply(c);
         if let Some(store) = &kube {
             let (h, s, mut last) = (hub.clone(), store.clone(), kube_last.take());

@@ -113,29 +113,103 @@ pub trait Sink {
     fn delete(&mut self, name: &str);
 }
 
-/// Parse a dump into `sink`; returns every problem found.
+/// Parse a dump into `sink`; returns every problem found. The text is one piece of a
+/// [`StreamParser`]: whole-text and streamed parsing are the same code, so they cannot disagree.
 pub fn parse_into(text: &str, family: Family, sink: &mut impl Sink) -> Vec<Diagnostic> {
-    let mut p = Parser {
-        family,
-        sink,
-        diags: Vec::new(),
-        table: None,
-        table_line: 0,
-        tokens: Vec::with_capacity(32),
-        draft: Draft::default(),
-    };
-    for (i, raw) in text.lines().enumerate() {
-        p.line(i + 1, raw);
+    let mut p = StreamParser::new(family);
+    p.feed(text, sink);
+    p.finish(sink)
+}
+
+/// A parse fed its text in pieces as they arrive (a tool's output read from a pipe), with the
+/// same sink calls and diagnostics (line numbers included) as [`parse_into`] on the pieces
+/// joined. A piece may end anywhere: the start of an unfinished line is kept until the piece
+/// with its end arrives. The sink sees each line's words only during that line's calls, so a
+/// sink must own what it keeps (the words of different pieces are different strings).
+pub struct StreamParser {
+    family: Family,
+    diags: Vec<Diagnostic>,
+    /// The open table's name.
+    table: Option<String>,
+    table_line: usize,
+    /// The rule being read (one for the whole dump).
+    draft: Draft,
+    /// Lines read so far: the next one's number is this plus one.
+    lines: usize,
+    /// The start of a line whose `\n` has not arrived yet.
+    partial: String,
+}
+
+impl StreamParser {
+    pub fn new(family: Family) -> StreamParser {
+        StreamParser {
+            family,
+            diags: Vec::new(),
+            table: None,
+            table_line: 0,
+            draft: Draft::default(),
+            lines: 0,
+            partial: String::new(),
+        }
     }
-    if let Some(name) = p.table.take() {
-        p.diags.push(Diagnostic::error(
-            Some(p.table_line),
-            format!("table {name}"),
-            "table is not closed by COMMIT (iptables-restore would reject the whole table)",
-        ));
-        p.sink.end_table();
+
+    /// Parse the lines `text` completes; keep its unfinished last line for the next piece.
+    pub fn feed<K: Sink>(&mut self, text: &str, sink: &mut K) {
+        let mut rest = text;
+        if !self.partial.is_empty() {
+            let Some(end) = rest.find('\n') else {
+                self.partial.push_str(rest);
+                return;
+            };
+            let mut line = std::mem::take(&mut self.partial);
+            line.push_str(&rest[..end]);
+            rest = &rest[end + 1..];
+            // `str::lines` drops the `\r` of a `\r\n` ending; the same here.
+            let raw = line.strip_suffix('\r').unwrap_or(&line);
+            self.joined_line(sink, raw);
+            line.clear();
+            self.partial = line;
+        }
+        // Up to the last `\n` in one `lines()` loop (one token buffer for the piece, since its
+        // words borrow the piece); after it, the start of the next piece's first line.
+        let (whole, tail) = match rest.rfind('\n') {
+            Some(i) => rest.split_at(i + 1),
+            None => ("", rest),
+        };
+        let mut tokens = Vec::with_capacity(32);
+        for raw in whole.lines() {
+            self.lines += 1;
+            self.line(sink, &mut tokens, self.lines, raw);
+        }
+        self.partial.push_str(tail);
     }
-    p.diags
+
+    /// The end of the text: its last line if it had no `\n`, then the checks only the end can
+    /// make (a table left open). Every problem found.
+    pub fn finish<K: Sink>(mut self, sink: &mut K) -> Vec<Diagnostic> {
+        if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.joined_line(sink, &line);
+        }
+        if let Some(name) = self.table.take() {
+            self.diags.push(Diagnostic::error(
+                Some(self.table_line),
+                format!("table {name}"),
+                "table is not closed by COMMIT (iptables-restore would reject the whole table)",
+            ));
+            sink.end_table();
+        }
+        self.diags
+    }
+
+    /// A line that was cut between pieces (or the text's last, without `\n`), joined: rare, so
+    /// out of [`StreamParser::feed`]'s loop.
+    #[cold]
+    #[inline(never)]
+    fn joined_line<K: Sink>(&mut self, sink: &mut K, raw: &str) {
+        self.lines += 1;
+        self.line(sink, &mut Vec::new(), self.lines, raw);
+    }
 }
 
 /// The owned model's sink.
@@ -199,25 +273,21 @@ impl Sink for RulesetSink {
     }
 }
 
-struct Parser<'t, 'k, K: Sink> {
-    family: Family,
-    sink: &'k mut K,
-    diags: Vec<Diagnostic>,
-    /// The open table's name.
-    table: Option<String>,
-    table_line: usize,
-    /// The words of the current line (one buffer for the whole dump).
-    tokens: Vec<Cow<'t, str>>,
-    /// The rule being read (one for the whole dump).
-    draft: Draft,
-}
-
-impl<'t, K: Sink> Parser<'t, '_, K> {
+impl StreamParser {
     fn err(&mut self, line: usize, msg: impl Into<String>) {
         self.diags.push(Diagnostic::error(Some(line), "", msg));
     }
 
-    fn line(&mut self, n: usize, raw: &'t str) {
+    // Inlined into `feed`'s loop, as it was into the whole-text loop before there was streaming:
+    // as a call it cost 1.5% more instructions per dump (callgrind, 10k-Service dump).
+    #[inline(always)]
+    fn line<'t, K: Sink>(
+        &mut self,
+        sink: &mut K,
+        tokens: &mut Vec<Cow<'t, str>>,
+        n: usize,
+        raw: &'t str,
+    ) {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
             return;
@@ -228,16 +298,16 @@ impl<'t, K: Sink> Parser<'t, '_, K> {
                     n,
                     format!("table {t} is not closed by COMMIT before *{name}"),
                 );
-                self.sink.end_table();
+                sink.end_table();
             }
-            self.sink.begin_table(name.trim());
+            sink.begin_table(name.trim());
             self.table = Some(name.trim().to_string());
             self.table_line = n;
             return;
         }
         if line == "COMMIT" {
             match self.table.take() {
-                Some(_) => self.sink.end_table(),
+                Some(_) => sink.end_table(),
                 None => self.err(n, "COMMIT outside of a table"),
             }
             return;
@@ -252,7 +322,7 @@ impl<'t, K: Sink> Parser<'t, '_, K> {
         if let Some(decl) = line.strip_prefix(':') {
             match parse_chain_decl(decl) {
                 Ok((name, policy, counters)) => {
-                    if !self.sink.declare(name, policy, counters) {
+                    if !sink.declare(name, policy, counters) {
                         self.err(n, format!("chain {name} declared twice"));
                     }
                 }
@@ -264,18 +334,21 @@ impl<'t, K: Sink> Parser<'t, '_, K> {
             Ok(v) => v,
             Err(e) => return self.err(n, e),
         };
-        let mut tokens = std::mem::take(&mut self.tokens);
-        if let Err(e) = tokenize_into(rest, &mut tokens) {
+        if let Err(e) = tokenize_into(rest, tokens) {
             tokens.clear();
-            self.tokens = tokens;
             return self.err(n, e);
         }
-        self.command(n, &tokens, counters);
+        self.command(sink, n, tokens, counters);
         tokens.clear();
-        self.tokens = tokens;
     }
 
-    fn command(&mut self, n: usize, tokens: &[Cow<'t, str>], counters: Option<Counters>) {
+    fn command<K: Sink>(
+        &mut self,
+        sink: &mut K,
+        n: usize,
+        tokens: &[Cow<'_, str>],
+        counters: Option<Counters>,
+    ) {
         let Some(cmd) = tokens.first() else {
             return self.err(n, "empty command");
         };
@@ -292,12 +365,12 @@ impl<'t, K: Sink> Parser<'t, '_, K> {
                     args = &args[1..];
                 }
                 let table_name = self.table.as_deref().unwrap_or("");
-                let sink = &*self.sink;
+                let chains = &*sink;
                 let ok = parse_draft(
                     args,
                     self.family,
                     table_name,
-                    &|c| sink.chain(c).is_some(),
+                    &|c| chains.chain(c).is_some(),
                     n,
                     &mut self.diags,
                     &mut self.draft,
@@ -308,13 +381,13 @@ impl<'t, K: Sink> Parser<'t, '_, K> {
                 if self.draft.counters.is_none() {
                     self.draft.counters = counters;
                 }
-                match self.sink.chain(chain_name) {
+                match sink.chain(chain_name) {
                     Some(ci) => {
                         let r = DraftRef {
                             d: &self.draft,
                             toks: args,
                         };
-                        self.sink.rule(ci, insert.then(|| pos.unwrap_or(1)), r);
+                        sink.rule(ci, insert.then(|| pos.unwrap_or(1)), r);
                     }
                     None => {
                         let msg = format!(
@@ -325,13 +398,13 @@ impl<'t, K: Sink> Parser<'t, '_, K> {
                 }
             }
             "-X" | "--delete-chain" => match tokens.get(1) {
-                Some(c) => self.sink.delete(c),
+                Some(c) => sink.delete(c),
                 None => self.err(n, "-X without a chain name"),
             },
             "-N" | "--new-chain" => match tokens.get(1) {
                 Some(c) => {
                     // A chain that exists already is no error for -N in a restore payload.
-                    self.sink.declare(c, None, Counters::default());
+                    sink.declare(c, None, Counters::default());
                 }
                 None => self.err(n, "-N without a chain name"),
             },
