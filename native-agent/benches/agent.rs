@@ -289,6 +289,15 @@ fn streamed_read(ns: &str, save: &str, len: usize, runs: usize) -> Result<Stream
     use std::io::Read;
     use std::process::{Command, Stdio};
     let _path = SavePath::new(save)?;
+    // The tool alone and the tool under an agent-like reader: the same process both times.
+    let spawn_save = || {
+        Command::new("ip")
+            .args(["netns", "exec", ns, "iptables-save"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())
+    };
     let sys = agent::sys::HostSys {
         netns: Some(ns.to_string()),
     };
@@ -305,12 +314,7 @@ fn streamed_read(ns: &str, save: &str, len: usize, runs: usize) -> Result<Stream
     for _ in 0..runs {
         let (c0, s0) = both();
         let t = Instant::now();
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "iptables-save"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
+        let mut child = spawn_save()?;
         let mut out = child.stdout.take().ok_or("no stdout")?;
         let mut n = 0;
         loop {
@@ -357,12 +361,7 @@ fn streamed_read(ns: &str, save: &str, len: usize, runs: usize) -> Result<Stream
             return Err("the same dump was parsed again".into());
         }
 
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "iptables-save"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
+        let mut child = spawn_save()?;
         let end = std::sync::Arc::new(std::sync::Mutex::new(None));
         let timed = TimedEnd {
             r: child.stdout.take().ok_or("no stdout")?,
