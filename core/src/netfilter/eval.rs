@@ -4,7 +4,9 @@
 
 use super::{IpSet, Machine, State};
 use crate::rules::iptables::print::{push_hex, push_net};
-use crate::rules::iptables::view::{MatchRef, PhysdevRef, RecentRef, RuleView};
+use crate::rules::iptables::view::{
+    HeaderPart, MatchRef, PhysdevRef, RecentRef, RuleView, iface_matches,
+};
 use crate::rules::iptables::{
     AddrType, CtState, IpvsMatch, MultiportKind, RecentAction, Statistic, VDir, VMethod,
 };
@@ -105,14 +107,6 @@ pub enum MatchResult {
     Unsupported(String),
 }
 
-fn iface_matches(pattern: &str, iface: Option<&str>) -> bool {
-    let Some(i) = iface else { return false };
-    match pattern.strip_suffix('+') {
-        Some(prefix) => i.starts_with(prefix),
-        None => i == pattern,
-    }
-}
-
 /// The kernel's route type of an address (one per address, as `inet_addr_type` returns).
 fn addr_type(m: &Machine, ip: IpAddr) -> AddrType {
     if m.node.is_local(ip) {
@@ -178,6 +172,31 @@ fn net_text(neg: bool, flag: &str, net: ipnet::IpNet) -> String {
     t
 }
 
+/// What a failed header part says (recorded walks only).
+fn header_text<'r>(rule: impl RuleView<'r>, part: HeaderPart) -> String {
+    let neg = |n: bool| if n { "! " } else { "" };
+    let iface = |flag: &str, i: Option<crate::rules::iptables::Neg<&str>>| {
+        i.map(|i| format!("{}{flag} {}", neg(i.neg), i.value))
+            .unwrap_or_default()
+    };
+    match part {
+        HeaderPart::Src => rule
+            .src()
+            .map(|s| net_text(s.neg, "-s ", s.value))
+            .unwrap_or_default(),
+        HeaderPart::Dst => rule
+            .dst()
+            .map(|d| net_text(d.neg, "-d ", d.value))
+            .unwrap_or_default(),
+        HeaderPart::In => iface("-i", rule.in_iface()),
+        HeaderPart::Out => iface("-o", rule.out_iface()),
+        HeaderPart::Proto => rule
+            .proto()
+            .map(|pr| format!("-p {}", pr.value.name().unwrap_or("?")))
+            .unwrap_or_default(),
+    }
+}
+
 /// Evaluate the IP-header part and the matches. Matches with side effects (`recent --set`) are
 /// applied to `state` only when `effects` is true and every earlier part matched.
 // The walker lends its fields separately (machine, packet, state, random source, notes) so the
@@ -195,50 +214,8 @@ pub fn eval_rule<'r>(
     describe: bool,
 ) -> MatchResult {
     let p = &cx.pkt;
-    if let Some(s) = rule.src()
-        && {
-            cx.saw(field::SRC);
-            s.value.contains(&p.src) == s.neg
-        }
-    {
-        return MatchResult::Failed(lazy(describe, || net_text(s.neg, "-s ", s.value)));
-    }
-    if let Some(d) = rule.dst()
-        && {
-            cx.saw(field::DST);
-            d.value.contains(&p.dst) == d.neg
-        }
-    {
-        return MatchResult::Failed(lazy(describe, || net_text(d.neg, "-d ", d.value)));
-    }
-    if let Some(i) = rule.in_iface()
-        && {
-            cx.saw(field::IN_IFACE);
-            iface_matches(i.value, cx.in_iface) == i.neg
-        }
-    {
-        return MatchResult::Failed(lazy(describe, || {
-            format!("{}-i {}", if i.neg { "! " } else { "" }, i.value)
-        }));
-    }
-    if let Some(o) = rule.out_iface()
-        && {
-            cx.saw(field::OUT_IFACE);
-            iface_matches(o.value, cx.out_iface) == o.neg
-        }
-    {
-        return MatchResult::Failed(lazy(describe, || {
-            format!("{}-o {}", if o.neg { "! " } else { "" }, o.value)
-        }));
-    }
-    if let Some(pr) = rule.proto() {
-        cx.saw(field::PROTO);
-        let is = pr.value.0 == 0 || pr.value.0 == p.proto.number();
-        if is == pr.neg {
-            return MatchResult::Failed(lazy(describe, || {
-                format!("-p {}", pr.value.name().unwrap_or("?"))
-            }));
-        }
+    if let Some(part) = rule.header_mismatch(p, cx.in_iface, cx.out_iface, |f| cx.saw(f)) {
+        return MatchResult::Failed(lazy(describe, || header_text(rule, part)));
     }
     for mt in rule.tests() {
         match mt {

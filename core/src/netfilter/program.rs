@@ -22,8 +22,8 @@ use super::{IndexKey, ip_key};
 use crate::diag::Diagnostic;
 use crate::rules::iptables::parse::{DraftRef, NameHasher, Sink, parse_into};
 use crate::rules::iptables::view::{
-    Args, MatchRef, NatTo, PhysdevRef, RecentRef, RuleView, StrPool, TargetRef, le32, parse_nat_to,
-    to_rule,
+    Args, HeaderPart, MatchRef, NatTo, PhysdevRef, RecentRef, RuleView, StrPool, TargetRef,
+    iface_matches, le32, parse_nat_to, to_rule,
 };
 use crate::rules::iptables::*;
 use ipnet::IpNet;
@@ -1411,6 +1411,28 @@ impl<'a> Cur<'a> {
     }
 }
 
+/// An encoded `prefix, address` (as [`Builder::encode`] writes it) contains `ip`; and the
+/// encoding's length. An address of the other family is never contained (as `IpNet::contains`).
+#[inline]
+fn net_contains(code: &[u8], v6: bool, ip: IpAddr) -> (bool, usize) {
+    let prefix = u32::from(code[0]);
+    match (v6, ip) {
+        (false, IpAddr::V4(a)) => {
+            let want = u32::from_be_bytes([code[1], code[2], code[3], code[4]]);
+            let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+            ((u32::from(a) ^ want) & mask == 0, 5)
+        }
+        (true, IpAddr::V6(a)) => {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(&code[1..17]);
+            let want = u128::from_be_bytes(o);
+            let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+            ((u128::from(a) ^ want) & mask == 0, 17)
+        }
+        (v6, _) => (false, 1 + addr_len(v6)),
+    }
+}
+
 fn addr_len(v6: bool) -> usize {
     if v6 { 16 } else { 4 }
 }
@@ -1844,5 +1866,63 @@ impl<'a> RuleView<'a> for RuleRef<'a> {
     }
     fn line(self) -> usize {
         self.p.lines[self.id as usize] as usize
+    }
+    /// One pass over the header's encoding. Decoding each part separately (`src()`, `dst()`,
+    /// ...) re-walked the header per part and built an `IpNet` per address: ~60 of a rule's
+    /// ~480 instructions in a trace (callgrind, 10k-Service trace: 125.2k -> 118.3k per trace).
+    #[inline]
+    fn header_mismatch(
+        self,
+        pkt: &crate::trace::Packet,
+        in_iface: Option<&str>,
+        out_iface: Option<&str>,
+        saw: impl Fn(u16),
+    ) -> Option<HeaderPart> {
+        use super::eval::field;
+        let f = self.flags();
+        if f & (F_SRC | F_DST | F_IN | F_OUT | F_PROTO) == 0 {
+            return None;
+        }
+        let code = self.code;
+        let neg = code[1];
+        let mut at = 2;
+        if f & F_SRC != 0 {
+            saw(field::SRC);
+            let (hit, len) = net_contains(&code[at..], f & F_SRC6 != 0, pkt.src);
+            if hit == (neg & F_SRC != 0) {
+                return Some(HeaderPart::Src);
+            }
+            at += len;
+        }
+        if f & F_DST != 0 {
+            saw(field::DST);
+            let (hit, len) = net_contains(&code[at..], f & F_DST6 != 0, pkt.dst);
+            if hit == (neg & F_DST != 0) {
+                return Some(HeaderPart::Dst);
+            }
+            at += len;
+        }
+        for (bit, iface, part, fld) in [
+            (F_IN, in_iface, HeaderPart::In, field::IN_IFACE),
+            (F_OUT, out_iface, HeaderPart::Out, field::OUT_IFACE),
+        ] {
+            if f & bit != 0 {
+                saw(fld);
+                let pattern = self.s(le32(&code[at..]));
+                if iface_matches(pattern, iface) == (neg & bit != 0) {
+                    return Some(part);
+                }
+                at += 4;
+            }
+        }
+        if f & F_PROTO != 0 {
+            saw(field::PROTO);
+            let want = code[at];
+            let is = want == 0 || want == pkt.proto.number();
+            if is == (neg & F_PROTO != 0) {
+                return Some(HeaderPart::Proto);
+            }
+        }
+        None
     }
 }

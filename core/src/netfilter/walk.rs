@@ -127,8 +127,6 @@ struct Walker<'a, 'r> {
     /// Exploring by forking ([`explore`]): random matches answer "matches" and leave the other
     /// answer here as a branch to resume; `None` asks the chooser instead.
     forks: Option<Vec<Fork<'r>>>,
-    /// Answers for the random matches of the first rule a resumed branch re-evaluates.
-    forced: Answers,
     /// Scratch for printing a recorded rule's text.
     text_buf: String,
     /// What the current table run wrote: [`field`] bits, plus [`OUT_DNAT`] / [`OUT_SNAT`].
@@ -274,23 +272,26 @@ const ARRIVING_PATH: [Op; 19] = [
     Op::Done(Verdict::Forwarded),
 ];
 
-/// A branch not taken at a random match: everything needed to resume the walk at that rule
-/// with the other answer, instead of walking the whole path again from the start.
+/// A branch not taken at a random match: everything needed to resume the walk after that
+/// rule with the other answer, instead of walking the whole path again from the start.
+///
+/// "Does not match" at a rule's random match ends that rule's evaluation (the kernel stops at
+/// a rule's first failing match, `ipt_do_table`), and the matches before it already held in
+/// the walk that forked (exploring walks change no state): so the branch needs no second
+/// evaluation of the rule, only its choices and the frames pointing past it.
 struct Fork<'a> {
     pc: usize,
     local: Option<bool>,
-    /// Table and chain frames, the top one pointing at the rule to re-evaluate.
+    /// Table and chain frames, the top one pointing at the rule after the forking one.
     ti: usize,
     frames: Vec<(usize, usize)>,
     cx: PacketCtx<'a>,
     out: Outcome,
-    /// Answers of that rule's random matches: the ones taken before, then `false`.
-    forced: Answers,
 }
 
-/// Answers to the random matches of one rule, in order, a bit each (kube-proxy's rules have
-/// one; a rule with more than [`Answers::MAX`] is explored on its first ones only, with a
-/// warning).
+/// Which of one rule's random matches were free choices, in order, a bit each (kube-proxy's
+/// rules have one; a rule with more than [`Answers::MAX`] is explored on its first ones only,
+/// with a warning).
 #[derive(Debug, Clone, Copy, Default)]
 struct Answers {
     bits: u64,
@@ -299,8 +300,8 @@ struct Answers {
 
 impl Answers {
     const MAX: u32 = 64;
-    fn get(self, k: u32) -> Option<bool> {
-        (k < self.len.min(Self::MAX)).then_some(self.bits >> k & 1 == 1)
+    fn get(self, k: u32) -> bool {
+        k < self.len.min(Self::MAX) && self.bits >> k & 1 == 1
     }
     fn push(&mut self, v: bool) {
         if self.len < Self::MAX {
@@ -310,17 +311,6 @@ impl Answers {
     }
     fn any(self) -> bool {
         self.bits != 0
-    }
-    /// The first `k` answers.
-    fn prefix(self, k: u32) -> Answers {
-        Answers {
-            bits: if k >= 64 {
-                self.bits
-            } else {
-                self.bits & ((1u64 << k) - 1)
-            },
-            len: k,
-        }
     }
 }
 
@@ -435,20 +425,15 @@ impl Walker<'_, '_> {
             let choices_before = self.out.choices.len();
             let choices = &mut self.out.choices;
             let exploring = self.forks.is_some();
-            let forced = std::mem::take(&mut self.forced);
-            // Random matches of this rule: the answers given, and which were free choices.
-            let mut answers = Answers::default();
+            // Random matches of this rule that were free choices (forked).
             let mut branch_at = Answers::default();
             let mut coin = |fixed: u32, neg: bool| {
                 let p = Statistic::probability_of(fixed);
                 let p_match = if neg { 1.0 - p } else { p };
                 let hit = if exploring {
-                    let k = answers.len;
-                    let hit = forced.get(k).unwrap_or(true);
-                    // A free choice: take "matches" now, keep "does not match" for later.
-                    branch_at.push(k >= forced.len && p_match < 1.0);
-                    answers.push(hit);
-                    hit
+                    // Take "matches" now, keep "does not match" for later (a branch).
+                    branch_at.push(p_match < 1.0);
+                    true
                 } else {
                     let (hit, note) = chooser.choose(fixed, neg);
                     if let Some(n) = note {
@@ -488,7 +473,7 @@ impl Walker<'_, '_> {
                         Answers::MAX
                     ));
                 }
-                self.fork_at(ti, stack, next, choices_before, answers, branch_at);
+                self.fork_at(ti, stack, choices_before, branch_at);
             }
             let (matched, failed) = match res {
                 MatchResult::Matched => (true, None),
@@ -781,58 +766,49 @@ impl Walker<'_, '_> {
         });
     }
 
-    /// Keep the untaken answers of a rule's random matches as branches: each resumes at this
-    /// rule with the answers before it replayed and this one reversed.
+    /// Keep the untaken answers of a rule's random matches as branches: the one at match `k`
+    /// took "matches" at the `k` before it and "does not match" at `k`, so the rule failed
+    /// there, and it resumes at the next rule (see [`Fork`]). `stack` already points past the
+    /// rule and `self.out.choices` holds this rule's answers after `choices_before`.
     fn fork_at(
         &mut self,
         ti: usize,
         stack: &[(usize, usize)],
-        rule: usize,
         choices_before: usize,
-        answers: Answers,
         branch_at: Answers,
     ) {
         // Room for the chains the branch jumps into next (its KUBE-SEP), not an exact-size copy
         // that regrows at the branch's first jump.
         let mut frames = Vec::with_capacity(stack.len() + 4);
         frames.extend_from_slice(stack);
-        if let Some(top) = frames.last_mut() {
-            top.1 = rule;
-        }
-        // The branch goes on to make more random decisions (one per endpoint chain rule):
-        // room for them now instead of growing the exact-size clone at its next push.
-        let mut choices = Vec::with_capacity(choices_before + 8);
-        choices.extend_from_slice(&self.out.choices[..choices_before]);
-        let mut out = Outcome {
-            choices,
-            warnings: self.out.warnings.clone(),
-            ..self.out
-        };
-        out.rules_evaluated -= 1;
-        let mut out = Some(out);
         let forks = self.forks.as_mut().expect("forking walker");
-        // Nearly always one branch: the last one takes the copies instead of cloning them.
+        // Nearly always one branch: the last one takes the frames instead of cloning them.
         let last_k = 63 - branch_at.bits.leading_zeros();
-        for k in (0..=last_k).filter(|k| branch_at.get(*k) == Some(true)) {
-            let mut forced = answers.prefix(k);
-            forced.push(false);
-            let last = k == last_k;
+        for k in (0..=last_k).filter(|k| branch_at.get(*k)) {
+            let at = choices_before + k as usize;
+            // The branch goes on to make more random decisions (one per endpoint chain rule):
+            // room for them now instead of growing an exact-size copy at its next push.
+            let mut choices = Vec::with_capacity(at + 8);
+            choices.extend_from_slice(&self.out.choices[..at]);
+            choices.push(Choice {
+                p_match: self.out.choices[at].p_match,
+                matched: false,
+            });
             forks.push(Fork {
                 pc: self.pc,
                 local: self.local,
                 ti,
-                frames: if last {
+                frames: if k == last_k {
                     std::mem::take(&mut frames)
                 } else {
                     frames.clone()
                 },
                 cx: self.cx.clone(),
-                out: if last {
-                    out.take().expect("taken once, by the last branch")
-                } else {
-                    out.clone().expect("the last branch takes it")
+                out: Outcome {
+                    choices,
+                    warnings: self.out.warnings.clone(),
+                    ..self.out
                 },
-                forced,
             });
         }
     }
@@ -980,7 +956,6 @@ pub(crate) fn walk_reusing(
         pc: 0,
         local: None,
         forks: None,
-        forced: Answers::default(),
         text_buf: if record {
             String::with_capacity(512)
         } else {
@@ -1091,11 +1066,11 @@ pub fn explore(
     let mut made = Vec::new();
     let mut memo = Vec::new();
     loop {
-        let (pc, local, resume, cx, out, forced) = if let Some((cx, out)) = first.take() {
-            (0, None, None, cx, out, Answers::default())
+        let (pc, local, resume, cx, out) = if let Some((cx, out)) = first.take() {
+            (0, None, None, cx, out)
         } else {
             let Some(f) = pending.pop() else { break };
-            (f.pc, f.local, Some((f.ti, f.frames)), f.cx, f.out, f.forced)
+            (f.pc, f.local, Some((f.ti, f.frames)), f.cx, f.out)
         };
         let mut w = Walker {
             m,
@@ -1111,7 +1086,6 @@ pub fn explore(
             pc,
             local,
             forks: Some(std::mem::take(&mut made)),
-            forced,
             text_buf: String::new(),
             writes: 0,
             memo: Some(std::mem::take(&mut memo)),

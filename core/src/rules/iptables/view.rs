@@ -598,6 +598,72 @@ pub trait RuleView<'a>: Copy {
     fn target(self) -> Option<TargetRef<'a>>;
     /// 1-based dump line (0 when built in memory).
     fn line(self) -> usize;
+    /// The IP-header part (`-s`, `-d`, `-i`, `-o`, `-p`) against a packet, in the kernel's order
+    /// (`ip_packet_match`): the first part that fails, or `None` when all hold. `saw` is told
+    /// each [`field`](crate::netfilter::eval::field) a part reads, up to and including the
+    /// failing one. This is the reference, part by part; the compiled program's rules answer
+    /// in one pass over their encoding, and a property test holds the two equal.
+    fn header_mismatch(
+        self,
+        pkt: &crate::trace::Packet,
+        in_iface: Option<&str>,
+        out_iface: Option<&str>,
+        saw: impl Fn(u16),
+    ) -> Option<HeaderPart> {
+        use crate::netfilter::eval::field;
+        if let Some(s) = self.src() {
+            saw(field::SRC);
+            if s.value.contains(&pkt.src) == s.neg {
+                return Some(HeaderPart::Src);
+            }
+        }
+        if let Some(d) = self.dst() {
+            saw(field::DST);
+            if d.value.contains(&pkt.dst) == d.neg {
+                return Some(HeaderPart::Dst);
+            }
+        }
+        if let Some(i) = self.in_iface() {
+            saw(field::IN_IFACE);
+            if iface_matches(i.value, in_iface) == i.neg {
+                return Some(HeaderPart::In);
+            }
+        }
+        if let Some(o) = self.out_iface() {
+            saw(field::OUT_IFACE);
+            if iface_matches(o.value, out_iface) == o.neg {
+                return Some(HeaderPart::Out);
+            }
+        }
+        if let Some(pr) = self.proto() {
+            saw(field::PROTO);
+            let is = pr.value.0 == 0 || pr.value.0 == pkt.proto.number();
+            if is == pr.neg {
+                return Some(HeaderPart::Proto);
+            }
+        }
+        None
+    }
+}
+
+/// Which part of a rule's IP header failed (see [`RuleView::header_mismatch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderPart {
+    Src,
+    Dst,
+    In,
+    Out,
+    Proto,
+}
+
+/// `-i` / `-o`: an exact name, or a prefix ending in `+`; a packet without that interface
+/// never matches (the negation then holds).
+pub fn iface_matches(pattern: &str, iface: Option<&str>) -> bool {
+    let Some(i) = iface else { return false };
+    match pattern.strip_suffix('+') {
+        Some(prefix) => i.starts_with(prefix),
+        None => i == pattern,
+    }
 }
 
 impl<'a> RuleView<'a> for &'a Rule {
