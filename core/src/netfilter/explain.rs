@@ -97,7 +97,7 @@ pub fn trace(m: &Machine, req: &WalkRequest, state: &mut State, seed: u64, mode:
         .find(|x| x.output == chosen.output && x.masq == chosen.masq)
         .cloned()
         .unwrap_or(chosen);
-    let mut outputs: Vec<&str> = Vec::new();
+    let mut outputs: Vec<&str> = Vec::with_capacity(outcomes.len());
     for x in &outcomes {
         if !outputs.contains(&x.output.as_str()) && !x.output.is_empty() {
             outputs.push(&x.output);

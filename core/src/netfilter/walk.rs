@@ -5,7 +5,7 @@ use super::{CtEntry, FlowKey, IndexKey, Machine, State, ct_timeout};
 use crate::rules::iptables::Statistic;
 use crate::rules::iptables::print::write_probability;
 use crate::rules::iptables::view::{RuleView, TargetRef};
-use crate::trace::{Entry, Hook, Packet, Step, Verdict};
+use crate::trace::{Entry, Hook, Packet, Shared, Step, Verdict};
 use std::net::IpAddr;
 
 /// One random decision made by a `-m statistic --mode random` match.
@@ -129,6 +129,9 @@ struct Walker<'a, 'r> {
     forks: Option<Vec<Fork<'r>>>,
     /// Scratch for printing a recorded rule's text.
     text_buf: String,
+    /// The last chain name a recorded rule step took from the machine: consecutive rules of a
+    /// chain share it without a lookup in the machine's text cache each.
+    chain_name: Option<(usize, usize, Shared)>,
     /// What the current table run wrote: [`field`] bits, plus [`OUT_DNAT`] / [`OUT_SNAT`].
     writes: u16,
     /// Exploring walks: table runs to reuse (shared by every branch of one packet).
@@ -489,6 +492,14 @@ impl Walker<'_, '_> {
             };
             if self.steps.is_some() {
                 let text = m.rule_text(ti, ci, next, &mut self.text_buf);
+                let chain = match &self.chain_name {
+                    Some((t, c, name)) if (*t, *c) == (ti, ci) => name.clone(),
+                    _ => {
+                        let name = m.chain_text(ti, ci);
+                        self.chain_name = Some((ti, ci, name.clone()));
+                        name
+                    }
+                };
                 let note = match (notes.len(), coin_note) {
                     (0, c) => c,
                     (1, None) => notes.pop(),
@@ -497,7 +508,7 @@ impl Walker<'_, '_> {
                 let line = (rule.line() > 0).then_some(rule.line());
                 self.step(|| Step::Rule {
                     table: m.table_text(ti),
-                    chain: m.chain_text(ti, ci),
+                    chain,
                     index: next + 1,
                     text,
                     line,
@@ -956,6 +967,7 @@ pub(crate) fn walk_reusing(
         pc: 0,
         local: None,
         forks: None,
+        chain_name: None,
         text_buf: if record {
             String::with_capacity(512)
         } else {
@@ -1087,6 +1099,7 @@ pub fn explore(
             local,
             forks: Some(std::mem::take(&mut made)),
             text_buf: String::new(),
+            chain_name: None,
             writes: 0,
             memo: Some(std::mem::take(&mut memo)),
         };
