@@ -1886,21 +1886,18 @@ impl<'a> RuleView<'a> for RuleRef<'a> {
         let code = self.code;
         let neg = code[1];
         let mut at = 2;
-        if f & F_SRC != 0 {
-            saw(field::SRC);
-            let (hit, len) = net_contains(&code[at..], f & F_SRC6 != 0, pkt.src);
-            if hit == (neg & F_SRC != 0) {
-                return Some(HeaderPart::Src);
+        for (bit, v6, ip, part, fld) in [
+            (F_SRC, F_SRC6, pkt.src, HeaderPart::Src, field::SRC),
+            (F_DST, F_DST6, pkt.dst, HeaderPart::Dst, field::DST),
+        ] {
+            if f & bit != 0 {
+                saw(fld);
+                let (hit, len) = net_contains(&code[at..], f & v6 != 0, ip);
+                if hit == (neg & bit != 0) {
+                    return Some(part);
+                }
+                at += len;
             }
-            at += len;
-        }
-        if f & F_DST != 0 {
-            saw(field::DST);
-            let (hit, len) = net_contains(&code[at..], f & F_DST6 != 0, pkt.dst);
-            if hit == (neg & F_DST != 0) {
-                return Some(HeaderPart::Dst);
-            }
-            at += len;
         }
         for (bit, iface, part, fld) in [
             (F_IN, in_iface, HeaderPart::In, field::IN_IFACE),
