@@ -14,8 +14,10 @@ use crate::rules::iptables::{self as ipt, Chain, Counters, Family, Ruleset};
 use data_encoding::BASE32;
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::fmt::Write;
 use std::net::IpAddr;
+use std::ops::Range;
 
 /// More endpoints than this (over all service ports) puts kube-proxy in "large cluster mode":
 /// per-endpoint comments are dropped to keep the payload small (`largeClusterEndpointsThreshold`).
@@ -35,19 +37,12 @@ pub fn hash16(input: &str) -> String {
 /// Append the hash of the concatenated `parts` (a 10k-Service cluster names 110k chains: no
 /// intermediate strings).
 fn push_hash16(out: &mut String, parts: &[&[u8]]) {
-    out.push_str(std::str::from_utf8(&hash16_bytes(parts)).expect("base32 is ASCII"));
-}
-
-/// The 16 hash characters of the concatenated `parts`.
-fn hash16_bytes(parts: &[&[u8]]) -> [u8; 16] {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p);
     }
     // 16 base32 characters are exactly the first 10 bytes (80 bits); no padding is involved.
-    let mut out = [0u8; 16];
-    BASE32.encode_mut(&h.finalize()[..10], &mut out);
-    out
+    BASE32.encode_append(&h.finalize()[..10], out);
 }
 
 /// `KUBE-SVC-`/`KUBE-SVL-`/`KUBE-EXT-`/`KUBE-FW-` + hash of `ns/name[:port]` + protocol.
@@ -257,6 +252,12 @@ impl Piece for String {
     }
 }
 
+impl Piece for Cow<'_, str> {
+    fn put(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
 impl Piece for IpAddr {
     fn put(&self, out: &mut String) {
         push_ip(out, *self);
@@ -290,15 +291,6 @@ impl<T: Piece + ?Sized> Piece for &T {
     }
 }
 
-/// `ip:port` / `[ip]:port` (`Endpoint::key`).
-struct HostPort(IpAddr, u16);
-
-impl Piece for HostPort {
-    fn put(&self, out: &mut String) {
-        push_host_port(out, self.0, self.1);
-    }
-}
-
 /// Append pieces to a String.
 macro_rules! put {
     ($out:expr; $($p:expr),+ $(,)?) => {{
@@ -316,28 +308,13 @@ macro_rules! rule {
     }};
 }
 
-/// A chain named prefix + 16 hash characters, kept on the stack (a 10k-Service sync names 110k
-/// chains).
-#[derive(Clone, Copy)]
-struct ChainName {
-    prefix: &'static str,
-    hash: [u8; 16],
-}
-
-impl Piece for ChainName {
-    fn put(&self, out: &mut String) {
-        out.push_str(self.prefix);
-        out.push_str(std::str::from_utf8(&self.hash).expect("base32 is ASCII"));
-    }
-}
-
-/// Which endpoint lists a service port has chains for, and their names: decided once, used by
-/// both passes of [`generate`].
+/// Which endpoint lists a service port has chains for: decided once, used by both passes of
+/// [`generate`].
 struct PortPlan {
-    /// The hash shared by the port's SVC/SVL/EXT/FW chains.
-    hash: [u8; 16],
-    /// Index of the port's first SEP hash (one per `Categorized::reachable` endpoint).
-    seps: usize,
+    /// The port's chain names in [`Arena::names`] (see [`Names`]).
+    names: Range<usize>,
+    /// Index of the port's first endpoint key in [`Arena::keys`].
+    keys: usize,
     has_endpoints: bool,
     has_internal: bool,
     has_external: bool,
@@ -348,12 +325,13 @@ struct PortPlan {
 }
 
 impl PortPlan {
-    fn new(sp: &ServicePort, cat: &Categorized, seps: usize) -> Self {
+    fn new(sp: &ServicePort, cat: &Categorized, arena: &mut Arena) -> Self {
         let has_endpoints = cat.has_any;
         let local_ok = has_endpoints && !cat.local.is_empty();
+        let (names, keys) = arena.add_port(sp, &cat.reachable);
         PortPlan {
-            hash: hash16_bytes(&[sp.name_string.as_bytes(), sp.protocol.as_str().as_bytes()]),
-            seps,
+            names,
+            keys,
             has_endpoints,
             has_internal: if sp.internal_policy_local {
                 local_ok
@@ -373,45 +351,6 @@ impl PortPlan {
             uses_fw_chain: has_endpoints && !sp.lb_ips.is_empty() && !sp.source_ranges.is_empty(),
         }
     }
-    fn chain(&self, prefix: &'static str) -> ChainName {
-        ChainName {
-            prefix,
-            hash: self.hash,
-        }
-    }
-    fn svc(&self) -> ChainName {
-        self.chain("KUBE-SVC-")
-    }
-    fn svl(&self) -> ChainName {
-        self.chain("KUBE-SVL-")
-    }
-    fn ext(&self) -> ChainName {
-        self.chain("KUBE-EXT-")
-    }
-    fn fw(&self) -> ChainName {
-        self.chain("KUBE-FW-")
-    }
-    fn internal_chain(&self, sp: &ServicePort) -> ChainName {
-        if sp.internal_policy_local {
-            self.svl()
-        } else {
-            self.svc()
-        }
-    }
-    fn external_policy_chain(&self, sp: &ServicePort) -> ChainName {
-        if sp.external_policy_local {
-            self.svl()
-        } else {
-            self.svc()
-        }
-    }
-    fn lb_chain(&self) -> ChainName {
-        if self.uses_fw_chain {
-            self.fw()
-        } else {
-            self.ext()
-        }
-    }
     /// Target and comment tail of the rules for traffic the port cannot serve.
     fn unserved(&self) -> (&'static str, &'static str) {
         if !self.has_endpoints {
@@ -422,49 +361,128 @@ impl PortPlan {
     }
 }
 
-/// The SEP chain hashes of one service port, in `Categorized::reachable` order.
+/// Every chain name and endpoint `ip:port` of one sync, built once in the first pass and
+/// appended whole afterwards (each SEP name is written 3-5 times, each endpoint 2-4 times).
+#[derive(Default)]
+struct Arena {
+    /// Per port: KUBE-SVC-, KUBE-SVL-, KUBE-EXT-, KUBE-FW- + the service hash, then KUBE-SEP-
+    /// + hash per reachable endpoint.
+    names: String,
+    /// `ip:port` of every reachable endpoint, `key_ends` marking where each one ends.
+    keys: String,
+    key_ends: Vec<usize>,
+    /// Scratch for one base32 hash.
+    hash: String,
+}
+
+/// Length of the SVC+SVL+EXT+FW names at the start of a port's names.
+const SERVICE_NAMES_LEN: usize = 3 * 25 + 24;
+
+impl Arena {
+    fn with_capacity(ports: usize, endpoints: usize) -> Self {
+        Arena {
+            names: String::with_capacity(ports * SERVICE_NAMES_LEN + endpoints * 25),
+            keys: String::with_capacity(endpoints * 24),
+            key_ends: Vec::with_capacity(endpoints),
+            hash: String::with_capacity(16),
+        }
+    }
+
+    fn add_port(&mut self, sp: &ServicePort, reachable: &[Endpoint]) -> (Range<usize>, usize) {
+        let start = self.names.len();
+        let name = sp.name_string.as_bytes();
+        let proto = sp.protocol.as_str().as_bytes();
+        self.hash.clear();
+        push_hash16(&mut self.hash, &[name, proto]);
+        for prefix in ["KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-"] {
+            self.names.push_str(prefix);
+            self.names.push_str(&self.hash);
+        }
+        let keys = self.key_ends.len();
+        for ep in reachable {
+            let k = self.keys.len();
+            push_host_port(&mut self.keys, ep.ip, ep.port);
+            self.key_ends.push(self.keys.len());
+            self.names.push_str("KUBE-SEP-");
+            push_hash16(&mut self.names, &[name, proto, &self.keys.as_bytes()[k..]]);
+        }
+        (start..self.names.len(), keys)
+    }
+
+    fn names(&self, plan: &PortPlan) -> Names<'_> {
+        Names {
+            text: &self.names[plan.names.clone()],
+        }
+    }
+
+    /// `ip:port` of the port's `i`th reachable endpoint.
+    fn key(&self, plan: &PortPlan, i: usize) -> &str {
+        let i = plan.keys + i;
+        let start = if i == 0 { 0 } else { self.key_ends[i - 1] };
+        &self.keys[start..self.key_ends[i]]
+    }
+}
+
+/// One service port's chain names (a slice of [`Arena::names`]).
+#[derive(Clone, Copy)]
+struct Names<'a> {
+    text: &'a str,
+}
+
+impl<'a> Names<'a> {
+    fn svc(self) -> &'a str {
+        &self.text[..25]
+    }
+    fn svl(self) -> &'a str {
+        &self.text[25..50]
+    }
+    fn ext(self) -> &'a str {
+        &self.text[50..75]
+    }
+    fn fw(self) -> &'a str {
+        &self.text[75..SERVICE_NAMES_LEN]
+    }
+    /// SEP chain of the `i`th reachable endpoint.
+    fn sep(self, i: usize) -> &'a str {
+        let at = SERVICE_NAMES_LEN + 25 * i;
+        &self.text[at..at + 25]
+    }
+    fn internal_chain(self, sp: &ServicePort) -> &'a str {
+        if sp.internal_policy_local {
+            self.svl()
+        } else {
+            self.svc()
+        }
+    }
+    fn external_policy_chain(self, sp: &ServicePort) -> &'a str {
+        if sp.external_policy_local {
+            self.svl()
+        } else {
+            self.svc()
+        }
+    }
+}
+
+/// Finds endpoints of a port's `cluster` / `local` list among its reachable ones.
 struct Seps<'a> {
-    sp: &'a ServicePort,
     reachable: &'a [Endpoint],
-    hashes: &'a [[u8; 16]],
     /// Where the last lookup matched: `cluster` and `local` are subsequences of `reachable`
     /// (all three in endpoint-string order), so the next one is usually the next entry.
     cursor: usize,
 }
 
 impl Seps<'_> {
-    fn get(&mut self, ep: &Endpoint) -> ChainName {
+    fn find(&mut self, ep: &Endpoint) -> Option<usize> {
         let n = self.reachable.len();
         let same = |r: &Endpoint| r.ip == ep.ip && r.port == ep.port;
         let found = (self.cursor..n)
             .chain(0..self.cursor.min(n))
             .find(|&i| same(&self.reachable[i]));
-        match found {
-            Some(i) => {
-                self.cursor = i + 1;
-                ChainName {
-                    prefix: "KUBE-SEP-",
-                    hash: self.hashes[i],
-                }
-            }
-            // Not reachable (never the case for categorize's lists): hash it here.
-            None => ChainName {
-                prefix: "KUBE-SEP-",
-                hash: endpoint_hash(self.sp, ep, &mut String::new()),
-            },
+        if let Some(i) = found {
+            self.cursor = i + 1;
         }
+        found
     }
-}
-
-/// The hash of a SEP chain name; `key` is scratch space for `ip:port`.
-fn endpoint_hash(sp: &ServicePort, ep: &Endpoint, key: &mut String) -> [u8; 16] {
-    key.clear();
-    push_host_port(key, ep.ip, ep.port);
-    hash16_bytes(&[
-        sp.name_string.as_bytes(),
-        sp.protocol.as_str().as_bytes(),
-        key.as_bytes(),
-    ])
 }
 
 /// Which families kube-proxy runs a proxier for: those the node has a (non-loopback) address of;
@@ -584,19 +602,15 @@ pub fn generate(s: &Scenario, family: Family) -> FamilyRules {
     let est_nat_rules = ports.len() * 600 + total_endpoints * 400 + 4096;
     let mut programmed = Vec::with_capacity(ports.len());
     let mut plans = Vec::with_capacity(ports.len());
-    let mut sep_hashes: Vec<[u8; 16]> = Vec::with_capacity(total_endpoints);
-    let mut key = String::with_capacity(64);
+    let mut arena = Arena::with_capacity(ports.len(), total_endpoints);
     for spe in ports {
         let cat = categorize(&spe.endpoints, &spe.port);
-        let plan = PortPlan::new(&spe.port, &cat, sep_hashes.len());
-        for ep in &cat.reachable {
-            sep_hashes.push(endpoint_hash(&spe.port, ep, &mut key));
-        }
+        let plan = PortPlan::new(&spe.port, &cat, &mut arena);
         write_port_filter_and_chains(
             &spe.port,
             &cat,
             &plan,
-            &sep_hashes[plan.seps..],
+            arena.names(&plan),
             &mut filter_rules,
             &mut nat_chains,
         );
@@ -636,13 +650,7 @@ pub fn generate(s: &Scenario, family: Family) -> FamilyRules {
     let nat_rules = &mut payload;
     super::write_masquerade_rules(nat_rules, m, s.network.random_fully);
     for ((sp, cat), plan) in programmed.iter().zip(&plans) {
-        let seps = Seps {
-            sp,
-            reachable: &cat.reachable,
-            hashes: &sep_hashes[plan.seps..plan.seps + cat.reachable.len()],
-            cursor: 0,
-        };
-        write_port_nat_rules(&cx, sp, cat, plan, seps, nat_rules);
+        write_port_nat_rules(&cx, sp, cat, plan, &arena, nat_rules);
     }
 
     // The NodePort tail rule must stay last in KUBE-SERVICES.
@@ -700,7 +708,7 @@ fn write_port_filter_and_chains(
     sp: &ServicePort,
     cat: &Categorized,
     plan: &PortPlan,
-    sep_hashes: &[[u8; 16]],
+    names: Names,
     filter_rules: &mut String,
     nat_chains: &mut String,
 ) {
@@ -721,7 +729,7 @@ fn write_port_filter_and_chains(
     if plan.uses_fw_chain {
         for lb in &sp.lb_ips {
             rule!(filter_rules; "-A KUBE-PROXY-FIREWALL -m comment --comment \"", spn,
-                " traffic not accepted by ", plan.fw(), "\" -m ", p, " -p ", p, " -d ", lb,
+                " traffic not accepted by ", names.fw(), "\" -m ", p, " -p ", p, " -d ", lb,
                 " --dport ", port, " -j DROP");
         }
     }
@@ -742,27 +750,21 @@ fn write_port_filter_and_chains(
             " -j ACCEPT");
     }
 
-    let declare = |out: &mut String, chain: ChainName| rule!(out; ":", chain, " - [0:0]");
+    let declare = |out: &mut String, chain: &str| rule!(out; ":", chain, " - [0:0]");
     if plan.uses_ext_chain {
-        declare(nat_chains, plan.ext());
+        declare(nat_chains, names.ext());
     }
     if plan.uses_fw_chain {
-        declare(nat_chains, plan.fw());
+        declare(nat_chains, names.fw());
     }
     if plan.uses_cluster_chain {
-        declare(nat_chains, plan.svc());
+        declare(nat_chains, names.svc());
     }
     if plan.uses_local_chain {
-        declare(nat_chains, plan.svl());
+        declare(nat_chains, names.svl());
     }
-    for hash in &sep_hashes[..cat.reachable.len()] {
-        declare(
-            nat_chains,
-            ChainName {
-                prefix: "KUBE-SEP-",
-                hash: *hash,
-            },
-        );
+    for i in 0..cat.reachable.len() {
+        declare(nat_chains, names.sep(i));
     }
 }
 
@@ -772,26 +774,32 @@ fn write_port_nat_rules(
     sp: &ServicePort,
     cat: &Categorized,
     plan: &PortPlan,
-    mut seps: Seps,
+    arena: &Arena,
     nat_rules: &mut String,
 ) {
     let p = sp.protocol.as_str();
     let spn = &sp.name_string;
     let (cip, port) = (sp.cluster_ip, sp.port);
-    let ext_chain = plan.ext();
+    let names = arena.names(plan);
+    let ext_chain = names.ext();
     if plan.has_internal {
         rule!(nat_rules; "-A KUBE-SERVICES -m comment --comment \"", spn, " cluster IP\" -m ", p,
-            " -p ", p, " -d ", cip, " --dport ", port, " -j ", plan.internal_chain(sp));
+            " -p ", p, " -d ", cip, " --dport ", port, " -j ", names.internal_chain(sp));
     }
     if plan.has_endpoints {
         for eip in &sp.external_ips {
             rule!(nat_rules; "-A KUBE-SERVICES -m comment --comment \"", spn, " external IP\" -m ",
                 p, " -p ", p, " -d ", eip, " --dport ", port, " -j ", ext_chain);
         }
+        let lb_chain = if plan.uses_fw_chain {
+            names.fw()
+        } else {
+            ext_chain
+        };
         for lb in &sp.lb_ips {
             rule!(nat_rules; "-A KUBE-SERVICES -m comment --comment \"", spn,
                 " loadbalancer IP\" -m ", p, " -p ", p, " -d ", lb, " --dport ", port, " -j ",
-                plan.lb_chain());
+                lb_chain);
         }
         if sp.node_port != 0 {
             let np = sp.node_port;
@@ -814,7 +822,7 @@ fn write_port_nat_rules(
             cx.if_not_local.as_deref()
         };
         if let Some(nl) = not_local {
-            put!(nat_rules; "-A ", plan.internal_chain(sp), " -m comment --comment \"", spn,
+            put!(nat_rules; "-A ", names.internal_chain(sp), " -m comment --comment \"", spn,
                 " cluster IP\" -m ", p, " -p ", p, " -d ", cip, " --dport ", port);
             if !nl.is_empty() {
                 put!(nat_rules; " ", nl);
@@ -832,21 +840,21 @@ fn write_port_nat_rules(
                 // Pod -> external IP traffic acts as if it went out to the LB and came back:
                 // neither traffic policy applies.
                 rule!(nat_rules; "-A ", ext_chain, " -m comment --comment \"pod traffic for ", spn,
-                    " external destinations\" ", l, " -j ", plan.svc());
+                    " external destinations\" ", l, " -j ", names.svc());
             }
             rule!(nat_rules; "-A ", ext_chain,
                 " -m comment --comment \"masquerade LOCAL traffic for ", spn,
                 " external destinations\" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ");
             rule!(nat_rules; "-A ", ext_chain, " -m comment --comment \"route LOCAL traffic for ",
-                spn, " external destinations\" -m addrtype --src-type LOCAL -j ", plan.svc());
+                spn, " external destinations\" -m addrtype --src-type LOCAL -j ", names.svc());
         }
         if plan.has_external {
-            rule!(nat_rules; "-A ", ext_chain, " -j ", plan.external_policy_chain(sp));
+            rule!(nat_rules; "-A ", ext_chain, " -j ", names.external_policy_chain(sp));
         }
     }
 
     if plan.uses_fw_chain {
-        let fw_chain = plan.fw();
+        let fw_chain = names.fw();
         let mut allow_from_node = false;
         for cidr in &sp.source_ranges {
             rule!(nat_rules; "-A ", fw_chain, " -m comment --comment \"", spn,
@@ -867,17 +875,24 @@ fn write_port_nat_rules(
     }
 
     if plan.uses_cluster_chain {
-        write_service_to_endpoints(cx, nat_rules, sp, plan.svc(), &cat.cluster, &mut seps);
+        write_service_to_endpoints(
+            cx,
+            nat_rules,
+            sp,
+            cat,
+            plan,
+            arena,
+            names.svc(),
+            &cat.cluster,
+        );
     }
     if plan.uses_local_chain {
-        write_service_to_endpoints(cx, nat_rules, sp, plan.svl(), &cat.local, &mut seps);
+        write_service_to_endpoints(cx, nat_rules, sp, cat, plan, arena, names.svl(), &cat.local);
     }
 
-    for (ep, hash) in cat.reachable.iter().zip(seps.hashes) {
-        let sep = ChainName {
-            prefix: "KUBE-SEP-",
-            hash: *hash,
-        };
+    for i in 0..cat.reachable.len() {
+        let sep = names.sep(i);
+        let key = arena.key(plan, i);
         let head = |out: &mut String| {
             put!(out; "-A ", sep, " ");
             if !cx.large {
@@ -888,47 +903,72 @@ fn write_port_nat_rules(
         // Hairpin: a pod reaching itself through the Service must be SNATed, or the reply
         // would bypass conntrack's reverse NAT.
         head(nat_rules);
-        rule!(nat_rules; "-s ", ep.ip, " -j KUBE-MARK-MASQ");
+        rule!(nat_rules; "-s ", host_of(key), " -j KUBE-MARK-MASQ");
         head(nat_rules);
         if sp.affinity_seconds.is_some() {
             put!(nat_rules; "-m recent --name ", sep, " --set ");
         }
-        rule!(nat_rules; "-m ", p, " -p ", p, " -j DNAT --to-destination ", HostPort(ep.ip, ep.port));
+        rule!(nat_rules; "-m ", p, " -p ", p, " -j DNAT --to-destination ", key);
     }
 }
 
+/// The address part of `ip:port` / `[ip]:port`, as `IpAddr`'s `Display` prints it.
+fn host_of(key: &str) -> &str {
+    let host = key.rsplit_once(':').map_or(key, |(h, _)| h);
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
 /// SVC/SVL chain body: affinity checks, then the cascade of `1/(n-i)` random jumps.
+#[allow(clippy::too_many_arguments)]
 fn write_service_to_endpoints(
     cx: &Ctx,
     nat_rules: &mut String,
     sp: &ServicePort,
-    chain: ChainName,
+    cat: &Categorized,
+    plan: &PortPlan,
+    arena: &Arena,
+    chain: &str,
     eps: &[Endpoint],
-    seps: &mut Seps,
 ) {
     let spn = &sp.name_string;
-    // `-A CHAIN [-m comment --comment "ns/svc:port -> ip:port"] `; the comment is left out in
-    // large-cluster mode (and then not even built).
-    let head = |out: &mut String, ep: &Endpoint| {
-        put!(out; "-A ", chain, " ");
-        if !cx.large {
-            put!(out; "-m comment --comment \"", spn, " -> ", HostPort(ep.ip, ep.port), "\" ");
+    let names = arena.names(plan);
+    let mut seps = Seps {
+        reachable: &cat.reachable,
+        cursor: 0,
+    };
+    // SEP chain and `ip:port` of each endpoint; hashed here if it is not a reachable one (never
+    // the case for categorize's lists).
+    let mut lookup = |ep: &Endpoint| -> (Cow<'_, str>, Cow<'_, str>) {
+        match seps.find(ep) {
+            Some(i) => (names.sep(i).into(), arena.key(plan, i).into()),
+            None => (
+                endpoint_chain(sp, ep).into(),
+                crate::k8s::ip::join_host_port(ep.ip, ep.port).into(),
+            ),
         }
     };
-    seps.cursor = 0;
+    // `-A CHAIN [-m comment --comment "ns/svc:port -> ip:port"] `; the comment is left out in
+    // large-cluster mode.
+    let head = |out: &mut String, key: &str| {
+        put!(out; "-A ", chain, " ");
+        if !cx.large {
+            put!(out; "-m comment --comment \"", spn, " -> ", key, "\" ");
+        }
+    };
     if let Some(timeout) = sp.affinity_seconds {
         for ep in eps {
-            let sep = seps.get(ep);
-            head(nat_rules, ep);
+            let (sep, key) = lookup(ep);
+            head(nat_rules, &key);
             rule!(nat_rules; "-m recent --name ", sep, " --rcheck --seconds ", timeout,
                 " --reap -j ", sep);
         }
     }
-    seps.cursor = 0;
     let n = eps.len();
     for (i, ep) in eps.iter().enumerate() {
-        let sep = seps.get(ep);
-        head(nat_rules, ep);
+        let (sep, key) = lookup(ep);
+        head(nat_rules, &key);
         if i < n - 1 {
             nat_rules.push_str("-m statistic --mode random --probability ");
             match cx.probs.get(n - i) {

@@ -115,7 +115,9 @@ pub struct Categorized {
 pub fn categorize(eps: &[Endpoint], sp: &ServicePort) -> Categorized {
     let mut c = Categorized::default();
     if sp.uses_cluster_endpoints() {
-        c.cluster = eps.iter().filter(|e| e.ready).cloned().collect();
+        // Sized up front: growing from 4 was most of categorize at 10 endpoints a port.
+        c.cluster = Vec::with_capacity(eps.len());
+        c.cluster.extend(eps.iter().filter(|e| e.ready).cloned());
         if c.cluster.is_empty() {
             c.cluster = eps
                 .iter()
@@ -359,8 +361,12 @@ pub fn endpoints_from(
     let want_type = if v6 { "IPv6" } else { "IPv4" };
     // Each endpoint with its `ip:port` text (a range of `keys`): one buffer and one sort per
     // service port instead of a String and a BTreeMap node per endpoint.
-    let mut keys = String::new();
-    let mut found: Vec<(std::ops::Range<usize>, Endpoint)> = Vec::new();
+    let cap: usize = slices
+        .iter()
+        .map(|s| s.endpoints.as_ref().map_or(0, Vec::len))
+        .sum();
+    let mut keys = String::with_capacity(cap * 24);
+    let mut found: Vec<(std::ops::Range<usize>, Endpoint)> = Vec::with_capacity(cap);
     for slice in slices {
         if slice.address_type != want_type {
             continue;
