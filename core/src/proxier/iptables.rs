@@ -8,15 +8,16 @@
 //! nodePortAddresses matches) we keep endpoint-string / interface order.
 
 use super::{Categorized, Endpoint, ServicePort, categorize, service_ports};
-use crate::k8s::ip::push_ip;
-use crate::k8s::{DetectLocal, Scenario};
+use crate::k8s::Scenario;
+use crate::k8s::ip::{push_host_port, push_ip};
 use crate::rules::iptables::{self as ipt, Chain, Counters, Family, Ruleset};
 use data_encoding::BASE32;
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::fmt::Write;
 use std::net::IpAddr;
+use std::ops::Range;
 
 /// More endpoints than this (over all service ports) puts kube-proxy in "large cluster mode":
 /// per-endpoint comments are dropped to keep the payload small (`largeClusterEndpointsThreshold`).
@@ -58,7 +59,7 @@ pub fn service_chain(prefix: &str, sp: &ServicePort) -> String {
 /// `KUBE-SEP-` + hash of `ns/name[:port]` + protocol + `ip:port`.
 pub fn endpoint_chain(sp: &ServicePort, ep: &Endpoint) -> String {
     let mut key = String::with_capacity(48);
-    write_host_port(&mut key, ep.ip, ep.port);
+    push_host_port(&mut key, ep.ip, ep.port);
     let mut s = String::with_capacity(25);
     s.push_str("KUBE-SEP-");
     push_hash16(
@@ -216,7 +217,10 @@ pub struct FamilyRules {
 struct Ctx<'a> {
     s: &'a Scenario,
     mark: String,
-    detect: DetectLocal,
+    /// `IfLocal()` / `IfNotLocal()` of the local-traffic detector, built once per sync rather
+    /// than per Service.
+    if_local: Option<String>,
+    if_not_local: Option<String>,
     localhost_np: bool,
     node_ip: Option<IpAddr>,
     large: bool,
@@ -225,24 +229,260 @@ struct Ctx<'a> {
     probs: Vec<String>,
 }
 
-impl Ctx<'_> {
-    fn if_local(&self) -> Option<String> {
-        self.detect.if_local()
+/// `1/n` with 10 decimals, as kube-proxy's `computeProbability` (`%0.10f`).
+pub fn probability(n: usize) -> String {
+    format!("{:.10}", 1.0 / n as f64)
+}
+
+/// A piece of rule text, appended in place. With `format!`, the 327k rules of a 10k-Service
+/// sync cost a String per rule and the formatter per address: ~400M of 2,064M instructions.
+trait Piece {
+    fn put(&self, out: &mut String);
+}
+
+impl Piece for str {
+    fn put(&self, out: &mut String) {
+        out.push_str(self);
     }
-    fn if_not_local(&self) -> Option<String> {
-        self.detect.if_not_local()
+}
+
+impl Piece for String {
+    fn put(&self, out: &mut String) {
+        out.push_str(self);
     }
-    /// `-m comment --comment X ` unless in large-cluster mode (`appendServiceCommentLocked`).
-    fn service_comment(&self, out: &mut String, comment: &str) {
-        if !self.large {
-            let _ = write!(out, "-m comment --comment {comment} ");
+}
+
+impl Piece for Cow<'_, str> {
+    fn put(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl Piece for IpAddr {
+    fn put(&self, out: &mut String) {
+        push_ip(out, *self);
+    }
+}
+
+/// As ipnet's `Display`: `addr/prefix`.
+impl Piece for IpNet {
+    fn put(&self, out: &mut String) {
+        push_ip(out, self.addr());
+        out.push('/');
+        out.push_str(itoa::Buffer::new().format(self.prefix_len()));
+    }
+}
+
+impl Piece for u16 {
+    fn put(&self, out: &mut String) {
+        out.push_str(itoa::Buffer::new().format(*self));
+    }
+}
+
+impl Piece for u32 {
+    fn put(&self, out: &mut String) {
+        out.push_str(itoa::Buffer::new().format(*self));
+    }
+}
+
+impl<T: Piece + ?Sized> Piece for &T {
+    fn put(&self, out: &mut String) {
+        (**self).put(out);
+    }
+}
+
+/// Append pieces to a String.
+macro_rules! put {
+    ($out:expr; $($p:expr),+ $(,)?) => {{
+        let out: &mut String = $out;
+        $( Piece::put(&$p, out); )+
+    }};
+}
+
+/// Append pieces and the newline that ends a rule.
+macro_rules! rule {
+    ($out:expr; $($p:expr),+ $(,)?) => {{
+        let out: &mut String = $out;
+        $( Piece::put(&$p, out); )+
+        out.push('\n');
+    }};
+}
+
+/// Which endpoint lists a service port has chains for: decided once, used by both passes of
+/// [`generate`].
+struct PortPlan {
+    /// The port's chain names in [`Arena::names`] (see [`Names`]).
+    names: Range<usize>,
+    /// Index of the port's first endpoint key in [`Arena::keys`].
+    keys: usize,
+    has_endpoints: bool,
+    has_internal: bool,
+    has_external: bool,
+    uses_cluster_chain: bool,
+    uses_local_chain: bool,
+    uses_ext_chain: bool,
+    uses_fw_chain: bool,
+}
+
+impl PortPlan {
+    fn new(sp: &ServicePort, cat: &Categorized, arena: &mut Arena) -> Self {
+        let has_endpoints = cat.has_any;
+        let local_ok = has_endpoints && !cat.local.is_empty();
+        let (names, keys) = arena.add_port(sp, &cat.reachable);
+        PortPlan {
+            names,
+            keys,
+            has_endpoints,
+            has_internal: if sp.internal_policy_local {
+                local_ok
+            } else {
+                has_endpoints
+            },
+            has_external: if sp.external_policy_local {
+                local_ok
+            } else {
+                has_endpoints
+            },
+            uses_cluster_chain: !cat.cluster.is_empty() && sp.uses_cluster_endpoints(),
+            uses_local_chain: !cat.local.is_empty() && sp.uses_local_endpoints(),
+            // Based on has_endpoints, not has_external: the short-circuit rules for pod and node
+            // traffic are needed even when no local endpoint exists.
+            uses_ext_chain: has_endpoints && sp.externally_accessible(),
+            uses_fw_chain: has_endpoints && !sp.lb_ips.is_empty() && !sp.source_ranges.is_empty(),
+        }
+    }
+    /// Target and comment tail of the rules for traffic the port cannot serve.
+    fn unserved(&self) -> (&'static str, &'static str) {
+        if !self.has_endpoints {
+            ("REJECT", " has no endpoints\"")
+        } else {
+            ("DROP", " has no local endpoints\"")
         }
     }
 }
 
-/// `1/n` with 10 decimals, as kube-proxy's `computeProbability` (`%0.10f`).
-pub fn probability(n: usize) -> String {
-    format!("{:.10}", 1.0 / n as f64)
+/// Every chain name and endpoint `ip:port` of one sync, built once in the first pass and
+/// appended whole afterwards (each SEP name is written 3-5 times, each endpoint 2-4 times).
+#[derive(Default)]
+struct Arena {
+    /// Per port: KUBE-SVC-, KUBE-SVL-, KUBE-EXT-, KUBE-FW- + the service hash, then KUBE-SEP-
+    /// + hash per reachable endpoint.
+    names: String,
+    /// `ip:port` of every reachable endpoint, `key_ends` marking where each one ends.
+    keys: String,
+    key_ends: Vec<usize>,
+    /// Scratch for one base32 hash.
+    hash: String,
+}
+
+/// Length of the SVC+SVL+EXT+FW names at the start of a port's names.
+const SERVICE_NAMES_LEN: usize = 3 * 25 + 24;
+
+impl Arena {
+    fn with_capacity(ports: usize, endpoints: usize) -> Self {
+        Arena {
+            names: String::with_capacity(ports * SERVICE_NAMES_LEN + endpoints * 25),
+            keys: String::with_capacity(endpoints * 24),
+            key_ends: Vec::with_capacity(endpoints),
+            hash: String::with_capacity(16),
+        }
+    }
+
+    fn add_port(&mut self, sp: &ServicePort, reachable: &[Endpoint]) -> (Range<usize>, usize) {
+        let start = self.names.len();
+        let name = sp.name_string.as_bytes();
+        let proto = sp.protocol.as_str().as_bytes();
+        self.hash.clear();
+        push_hash16(&mut self.hash, &[name, proto]);
+        for prefix in ["KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-"] {
+            self.names.push_str(prefix);
+            self.names.push_str(&self.hash);
+        }
+        let keys = self.key_ends.len();
+        for ep in reachable {
+            let k = self.keys.len();
+            push_host_port(&mut self.keys, ep.ip, ep.port);
+            self.key_ends.push(self.keys.len());
+            self.names.push_str("KUBE-SEP-");
+            push_hash16(&mut self.names, &[name, proto, &self.keys.as_bytes()[k..]]);
+        }
+        (start..self.names.len(), keys)
+    }
+
+    fn names(&self, plan: &PortPlan) -> Names<'_> {
+        Names {
+            text: &self.names[plan.names.clone()],
+        }
+    }
+
+    /// `ip:port` of the port's `i`th reachable endpoint.
+    fn key(&self, plan: &PortPlan, i: usize) -> &str {
+        let i = plan.keys + i;
+        let start = if i == 0 { 0 } else { self.key_ends[i - 1] };
+        &self.keys[start..self.key_ends[i]]
+    }
+}
+
+/// One service port's chain names (a slice of [`Arena::names`]).
+#[derive(Clone, Copy)]
+struct Names<'a> {
+    text: &'a str,
+}
+
+impl<'a> Names<'a> {
+    fn svc(self) -> &'a str {
+        &self.text[..25]
+    }
+    fn svl(self) -> &'a str {
+        &self.text[25..50]
+    }
+    fn ext(self) -> &'a str {
+        &self.text[50..75]
+    }
+    fn fw(self) -> &'a str {
+        &self.text[75..SERVICE_NAMES_LEN]
+    }
+    /// SEP chain of the `i`th reachable endpoint.
+    fn sep(self, i: usize) -> &'a str {
+        let at = SERVICE_NAMES_LEN + 25 * i;
+        &self.text[at..at + 25]
+    }
+    fn internal_chain(self, sp: &ServicePort) -> &'a str {
+        if sp.internal_policy_local {
+            self.svl()
+        } else {
+            self.svc()
+        }
+    }
+    fn external_policy_chain(self, sp: &ServicePort) -> &'a str {
+        if sp.external_policy_local {
+            self.svl()
+        } else {
+            self.svc()
+        }
+    }
+}
+
+/// Finds endpoints of a port's `cluster` / `local` list among its reachable ones.
+struct Seps<'a> {
+    reachable: &'a [Endpoint],
+    /// Where the last lookup matched: `cluster` and `local` are subsequences of `reachable`
+    /// (all three in endpoint-string order), so the next one is usually the next entry.
+    cursor: usize,
+}
+
+impl Seps<'_> {
+    fn find(&mut self, ep: &Endpoint) -> Option<usize> {
+        let n = self.reachable.len();
+        let same = |r: &Endpoint| r.ip == ep.ip && r.port == ep.port;
+        let found = (self.cursor..n)
+            .chain(0..self.cursor.min(n))
+            .find(|&i| same(&self.reachable[i]));
+        if let Some(i) = found {
+            self.cursor = i + 1;
+        }
+        found
+    }
 }
 
 /// Which families kube-proxy runs a proxier for: those the node has a (non-loopback) address of;
@@ -285,6 +525,11 @@ fn node_port_cidrs(s: &Scenario, v6: bool) -> Option<Vec<IpNet>> {
 }
 
 /// Generate one family's payload.
+///
+/// Two passes over the service ports: the first writes the filter rules and the nat chain
+/// declarations, the second writes the nat rules straight into the payload. The nat rules are
+/// ~29 MB at 10k Services; building them apart and copying them behind the declarations cost a
+/// second 29 MB of fresh pages (page faults) plus the copy.
 pub fn generate(s: &Scenario, family: Family) -> FamilyRules {
     let v6 = family == Family::V6;
     let ports = service_ports(s, v6);
@@ -296,10 +541,12 @@ pub fn generate(s: &Scenario, family: Family) -> FamilyRules {
         && np_cidrs
             .as_ref()
             .is_none_or(|c| c.iter().any(|n| n.contains(&IpAddr::from([127, 0, 0, 1]))));
+    let detect = s.config.detect_local(v6, &s.node_pod_cidrs());
     let cx = Ctx {
         s,
         mark: format!("{:#x}", s.config.masquerade_mark()),
-        detect: s.config.detect_local(v6, &s.node_pod_cidrs()),
+        if_local: detect.if_local(),
+        if_not_local: detect.if_not_local(),
         localhost_np,
         node_ip: s.node_ip(v6),
         large: total_endpoints > LARGE_CLUSTER_ENDPOINTS,
@@ -319,11 +566,10 @@ pub fn generate(s: &Scenario, family: Family) -> FamilyRules {
             .collect(),
         nfacct: s.network.nfacct,
     };
-    let est = ports.len() * 600 + total_endpoints * 400 + 4096;
     let mut filter_chains = String::with_capacity(256);
-    let mut filter_rules = String::with_capacity(est / 4);
-    let mut nat_chains = String::with_capacity(est / 4);
-    let mut nat_rules = String::with_capacity(est);
+    let mut filter_rules = String::with_capacity(ports.len() * 64 + 4096);
+    // At most 4 service chains per port and one SEP chain per endpoint, 36 bytes a line.
+    let mut nat_chains = String::with_capacity(ports.len() * 4 * 36 + total_endpoints * 36 + 256);
 
     for c in [
         "KUBE-SERVICES",
@@ -343,7 +589,6 @@ pub fn generate(s: &Scenario, family: Family) -> FamilyRules {
         let _ = writeln!(nat_chains, ":{c} - [0:0]");
     }
     let m = &cx.mark;
-    super::write_masquerade_rules(&mut nat_rules, m, s.network.random_fully);
     if localhost_np {
         // route_localnet makes 127/8 NodePorts work and opens a hole (CVE-2020-8558); this rule,
         // a copy of kubelet's, closes it.
@@ -354,18 +599,58 @@ pub fn generate(s: &Scenario, family: Family) -> FamilyRules {
         );
     }
 
+    let est_nat_rules = ports.len() * 600 + total_endpoints * 400 + 4096;
     let mut programmed = Vec::with_capacity(ports.len());
+    let mut plans = Vec::with_capacity(ports.len());
+    let mut arena = Arena::with_capacity(ports.len(), total_endpoints);
     for spe in ports {
         let cat = categorize(&spe.endpoints, &spe.port);
-        write_service_port(
-            &cx,
+        let plan = PortPlan::new(&spe.port, &cat, &mut arena);
+        write_port_filter_and_chains(
             &spe.port,
             &cat,
+            &plan,
+            arena.names(&plan),
             &mut filter_rules,
             &mut nat_chains,
-            &mut nat_rules,
         );
         programmed.push((spe.port, cat));
+        plans.push(plan);
+    }
+
+    if !s.config.tcp_be_liberal {
+        let acct = if cx.nfacct {
+            format!(" -m nfacct --nfacct-name {NFACCT_CT_INVALID}")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            filter_rules,
+            "-A KUBE-FORWARD -m conntrack --ctstate INVALID{acct} -j DROP"
+        );
+    }
+    let _ = writeln!(
+        filter_rules,
+        "-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark {m}/{m} -j ACCEPT"
+    );
+    let _ = writeln!(
+        filter_rules,
+        "-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+    );
+
+    let mut payload = String::with_capacity(
+        filter_chains.len() + filter_rules.len() + nat_chains.len() + est_nat_rules + 32,
+    );
+    payload.push_str("*filter\n");
+    payload.push_str(&filter_chains);
+    payload.push_str(&filter_rules);
+    payload.push_str("COMMIT\n*nat\n");
+    payload.push_str(&nat_chains);
+    drop((filter_chains, filter_rules, nat_chains));
+    let nat_rules = &mut payload;
+    super::write_masquerade_rules(nat_rules, m, s.network.random_fully);
+    for ((sp, cat), plan) in programmed.iter().zip(&plans) {
+        write_port_nat_rules(&cx, sp, cat, plan, &arena, nat_rules);
     }
 
     // The NodePort tail rule must stay last in KUBE-SERVICES.
@@ -408,36 +693,6 @@ pub fn generate(s: &Scenario, family: Family) -> FamilyRules {
             }
         }
     }
-
-    if !s.config.tcp_be_liberal {
-        let acct = if cx.nfacct {
-            format!(" -m nfacct --nfacct-name {NFACCT_CT_INVALID}")
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            filter_rules,
-            "-A KUBE-FORWARD -m conntrack --ctstate INVALID{acct} -j DROP"
-        );
-    }
-    let _ = writeln!(
-        filter_rules,
-        "-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark {m}/{m} -j ACCEPT"
-    );
-    let _ = writeln!(
-        filter_rules,
-        "-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
-    );
-
-    let mut payload = String::with_capacity(
-        filter_chains.len() + filter_rules.len() + nat_chains.len() + nat_rules.len() + 32,
-    );
-    payload.push_str("*filter\n");
-    payload.push_str(&filter_chains);
-    payload.push_str(&filter_rules);
-    payload.push_str("COMMIT\n*nat\n");
-    payload.push_str(&nat_chains);
-    payload.push_str(&nat_rules);
     payload.push_str("COMMIT\n");
     FamilyRules {
         family,
@@ -448,183 +703,162 @@ pub fn generate(s: &Scenario, family: Family) -> FamilyRules {
     }
 }
 
-fn write_service_port(
+/// First pass for one service port: its filter rules and its nat chain declarations.
+fn write_port_filter_and_chains(
+    sp: &ServicePort,
+    cat: &Categorized,
+    plan: &PortPlan,
+    names: Names,
+    filter_rules: &mut String,
+    nat_chains: &mut String,
+) {
+    let p = sp.protocol.as_str();
+    let spn = &sp.name_string;
+    let (target, unserved) = plan.unserved();
+    let (cip, port) = (sp.cluster_ip, sp.port);
+    if !plan.has_internal {
+        rule!(filter_rules; "-A KUBE-SERVICES -m comment --comment \"", spn, unserved, " -m ", p,
+            " -p ", p, " -d ", cip, " --dport ", port, " -j ", target);
+    }
+    if !plan.has_external {
+        for eip in &sp.external_ips {
+            rule!(filter_rules; "-A KUBE-EXTERNAL-SERVICES -m comment --comment \"", spn, unserved,
+                " -m ", p, " -p ", p, " -d ", eip, " --dport ", port, " -j ", target);
+        }
+    }
+    if plan.uses_fw_chain {
+        for lb in &sp.lb_ips {
+            rule!(filter_rules; "-A KUBE-PROXY-FIREWALL -m comment --comment \"", spn,
+                " traffic not accepted by ", names.fw(), "\" -m ", p, " -p ", p, " -d ", lb,
+                " --dport ", port, " -j DROP");
+        }
+    }
+    if !plan.has_external {
+        for lb in &sp.lb_ips {
+            rule!(filter_rules; "-A KUBE-EXTERNAL-SERVICES -m comment --comment \"", spn, unserved,
+                " -m ", p, " -p ", p, " -d ", lb, " --dport ", port, " -j ", target);
+        }
+        if sp.node_port != 0 {
+            rule!(filter_rules; "-A KUBE-EXTERNAL-SERVICES -m comment --comment \"", spn, unserved,
+                " -m addrtype --dst-type LOCAL -m ", p, " -p ", p, " --dport ", sp.node_port,
+                " -j ", target);
+        }
+    }
+    if sp.health_check_node_port != 0 {
+        rule!(filter_rules; "-A KUBE-NODEPORTS -m comment --comment \"", spn,
+            " health check node port\" -m tcp -p tcp --dport ", sp.health_check_node_port,
+            " -j ACCEPT");
+    }
+
+    let declare = |out: &mut String, chain: &str| rule!(out; ":", chain, " - [0:0]");
+    if plan.uses_ext_chain {
+        declare(nat_chains, names.ext());
+    }
+    if plan.uses_fw_chain {
+        declare(nat_chains, names.fw());
+    }
+    if plan.uses_cluster_chain {
+        declare(nat_chains, names.svc());
+    }
+    if plan.uses_local_chain {
+        declare(nat_chains, names.svl());
+    }
+    for i in 0..cat.reachable.len() {
+        declare(nat_chains, names.sep(i));
+    }
+}
+
+/// Second pass for one service port: its nat rules, in kube-proxy's order.
+fn write_port_nat_rules(
     cx: &Ctx,
     sp: &ServicePort,
     cat: &Categorized,
-    filter_rules: &mut String,
-    nat_chains: &mut String,
+    plan: &PortPlan,
+    arena: &Arena,
     nat_rules: &mut String,
 ) {
     let p = sp.protocol.as_str();
     let spn = &sp.name_string;
-    // The four per-service chains share one hash suffix.
-    let suffix = &service_chain("", sp);
-    let svc_chain = format!("KUBE-SVC-{suffix}");
-    let svl_chain = format!("KUBE-SVL-{suffix}");
-    let ext_chain = format!("KUBE-EXT-{suffix}");
-    let fw_chain = format!("KUBE-FW-{suffix}");
-    let mut seps = SepNames {
-        sp,
-        names: HashMap::with_capacity(cat.reachable.len()),
-    };
-
-    let uses_cluster_chain = !cat.cluster.is_empty() && sp.uses_cluster_endpoints();
-    let uses_local_chain = !cat.local.is_empty() && sp.uses_local_endpoints();
-    let has_endpoints = cat.has_any;
-    let (internal_chain, has_internal) = if sp.internal_policy_local {
-        (&svl_chain, has_endpoints && !cat.local.is_empty())
-    } else {
-        (&svc_chain, has_endpoints)
-    };
-    let (external_policy_chain, has_external) = if sp.external_policy_local {
-        (&svl_chain, has_endpoints && !cat.local.is_empty())
-    } else {
-        (&svc_chain, has_endpoints)
-    };
-    // Based on has_endpoints, not has_external: the short-circuit rules for pod and node
-    // traffic are needed even when no local endpoint exists.
-    let uses_ext_chain = has_endpoints && sp.externally_accessible();
-    let uses_fw_chain = has_endpoints && !sp.lb_ips.is_empty() && !sp.source_ranges.is_empty();
-    let lb_chain = if uses_fw_chain { &fw_chain } else { &ext_chain };
-
-    let (int_target, int_comment, ext_target, ext_comment) = if !has_endpoints {
-        let c = format!("\"{spn} has no endpoints\"");
-        ("REJECT", c.clone(), "REJECT", c)
-    } else {
-        let c = format!("\"{spn} has no local endpoints\"");
-        ("DROP", c.clone(), "DROP", c)
-    };
-
-    let cip = sp.cluster_ip;
-    let port = sp.port;
-    if has_internal {
-        let _ = writeln!(
-            nat_rules,
-            "-A KUBE-SERVICES -m comment --comment \"{spn} cluster IP\" -m {p} -p {p} -d {cip} --dport {port} -j {internal_chain}"
-        );
-    } else {
-        let _ = writeln!(
-            filter_rules,
-            "-A KUBE-SERVICES -m comment --comment {int_comment} -m {p} -p {p} -d {cip} --dport {port} -j {int_target}"
-        );
+    let (cip, port) = (sp.cluster_ip, sp.port);
+    let names = arena.names(plan);
+    let ext_chain = names.ext();
+    if plan.has_internal {
+        rule!(nat_rules; "-A KUBE-SERVICES -m comment --comment \"", spn, " cluster IP\" -m ", p,
+            " -p ", p, " -d ", cip, " --dport ", port, " -j ", names.internal_chain(sp));
     }
-    for eip in &sp.external_ips {
-        if has_endpoints {
-            let _ = writeln!(
-                nat_rules,
-                "-A KUBE-SERVICES -m comment --comment \"{spn} external IP\" -m {p} -p {p} -d {eip} --dport {port} -j {ext_chain}"
-            );
+    if plan.has_endpoints {
+        for eip in &sp.external_ips {
+            rule!(nat_rules; "-A KUBE-SERVICES -m comment --comment \"", spn, " external IP\" -m ",
+                p, " -p ", p, " -d ", eip, " --dport ", port, " -j ", ext_chain);
         }
-        if !has_external {
-            let _ = writeln!(
-                filter_rules,
-                "-A KUBE-EXTERNAL-SERVICES -m comment --comment {ext_comment} -m {p} -p {p} -d {eip} --dport {port} -j {ext_target}"
-            );
-        }
-    }
-    for lb in &sp.lb_ips {
-        if has_endpoints {
-            let _ = writeln!(
-                nat_rules,
-                "-A KUBE-SERVICES -m comment --comment \"{spn} loadbalancer IP\" -m {p} -p {p} -d {lb} --dport {port} -j {lb_chain}"
-            );
-        }
-        if uses_fw_chain {
-            let _ = writeln!(
-                filter_rules,
-                "-A KUBE-PROXY-FIREWALL -m comment --comment \"{spn} traffic not accepted by {fw_chain}\" -m {p} -p {p} -d {lb} --dport {port} -j DROP"
-            );
-        }
-    }
-    if !has_external {
+        let lb_chain = if plan.uses_fw_chain {
+            names.fw()
+        } else {
+            ext_chain
+        };
         for lb in &sp.lb_ips {
-            let _ = writeln!(
-                filter_rules,
-                "-A KUBE-EXTERNAL-SERVICES -m comment --comment {ext_comment} -m {p} -p {p} -d {lb} --dport {port} -j {ext_target}"
-            );
+            rule!(nat_rules; "-A KUBE-SERVICES -m comment --comment \"", spn,
+                " loadbalancer IP\" -m ", p, " -p ", p, " -d ", lb, " --dport ", port, " -j ",
+                lb_chain);
         }
-    }
-    if sp.node_port != 0 {
-        let np = sp.node_port;
-        if has_endpoints {
+        if sp.node_port != 0 {
+            let np = sp.node_port;
             if cx.localhost_np && cx.nfacct {
-                let _ = writeln!(
-                    nat_rules,
-                    "-A KUBE-NODEPORTS -m comment --comment {spn} -m {p} -p {p} -d 127.0.0.0/8 --dport {np} -m nfacct --nfacct-name {NFACCT_LOCALHOST_NODEPORTS} -j {ext_chain}"
-                );
+                rule!(nat_rules; "-A KUBE-NODEPORTS -m comment --comment ", spn, " -m ", p, " -p ",
+                    p, " -d 127.0.0.0/8 --dport ", np, " -m nfacct --nfacct-name ",
+                    NFACCT_LOCALHOST_NODEPORTS, " -j ", ext_chain);
             }
-            let _ = writeln!(
-                nat_rules,
-                "-A KUBE-NODEPORTS -m comment --comment {spn} -m {p} -p {p} --dport {np} -j {ext_chain}"
-            );
+            rule!(nat_rules; "-A KUBE-NODEPORTS -m comment --comment ", spn, " -m ", p, " -p ", p,
+                " --dport ", np, " -j ", ext_chain);
         }
-        if !has_external {
-            let _ = writeln!(
-                filter_rules,
-                "-A KUBE-EXTERNAL-SERVICES -m comment --comment {ext_comment} -m addrtype --dst-type LOCAL -m {p} -p {p} --dport {np} -j {ext_target}"
-            );
-        }
-    }
-    if sp.health_check_node_port != 0 {
-        let _ = writeln!(
-            filter_rules,
-            "-A KUBE-NODEPORTS -m comment --comment \"{spn} health check node port\" -m tcp -p tcp --dport {} -j ACCEPT",
-            sp.health_check_node_port
-        );
     }
 
     // Internal masquerade: written to the internal chain's rules before its jump rules.
-    if has_internal {
-        let base = format!(
-            "-A {internal_chain} -m comment --comment \"{spn} cluster IP\" -m {p} -p {p} -d {cip} --dport {port}"
-        );
-        if cx.s.config.masquerade_all {
-            let _ = writeln!(nat_rules, "{base} -j KUBE-MARK-MASQ");
-        } else if let Some(nl) = cx.if_not_local() {
-            // Off-cluster traffic to a ClusterIP may bounce off-node: masquerade it.
-            let _ = writeln!(nat_rules, "{base} {nl} -j KUBE-MARK-MASQ");
+    if plan.has_internal {
+        // Off-cluster traffic to a ClusterIP may bounce off-node: masquerade it.
+        let not_local = if cx.s.config.masquerade_all {
+            Some("")
+        } else {
+            cx.if_not_local.as_deref()
+        };
+        if let Some(nl) = not_local {
+            put!(nat_rules; "-A ", names.internal_chain(sp), " -m comment --comment \"", spn,
+                " cluster IP\" -m ", p, " -p ", p, " -d ", cip, " --dport ", port);
+            if !nl.is_empty() {
+                put!(nat_rules; " ", nl);
+            }
+            nat_rules.push_str(" -j KUBE-MARK-MASQ\n");
         }
     }
 
-    if uses_ext_chain {
-        let _ = writeln!(nat_chains, ":{ext_chain} - [0:0]");
+    if plan.uses_ext_chain {
         if !sp.external_policy_local {
-            let _ = writeln!(
-                nat_rules,
-                "-A {ext_chain} -m comment --comment \"masquerade traffic for {spn} external destinations\" -j KUBE-MARK-MASQ"
-            );
+            rule!(nat_rules; "-A ", ext_chain, " -m comment --comment \"masquerade traffic for ",
+                spn, " external destinations\" -j KUBE-MARK-MASQ");
         } else {
-            if let Some(l) = cx.if_local() {
+            if let Some(l) = &cx.if_local {
                 // Pod -> external IP traffic acts as if it went out to the LB and came back:
                 // neither traffic policy applies.
-                let _ = writeln!(
-                    nat_rules,
-                    "-A {ext_chain} -m comment --comment \"pod traffic for {spn} external destinations\" {l} -j {svc_chain}"
-                );
+                rule!(nat_rules; "-A ", ext_chain, " -m comment --comment \"pod traffic for ", spn,
+                    " external destinations\" ", l, " -j ", names.svc());
             }
-            let _ = writeln!(
-                nat_rules,
-                "-A {ext_chain} -m comment --comment \"masquerade LOCAL traffic for {spn} external destinations\" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ"
-            );
-            let _ = writeln!(
-                nat_rules,
-                "-A {ext_chain} -m comment --comment \"route LOCAL traffic for {spn} external destinations\" -m addrtype --src-type LOCAL -j {svc_chain}"
-            );
+            rule!(nat_rules; "-A ", ext_chain,
+                " -m comment --comment \"masquerade LOCAL traffic for ", spn,
+                " external destinations\" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ");
+            rule!(nat_rules; "-A ", ext_chain, " -m comment --comment \"route LOCAL traffic for ",
+                spn, " external destinations\" -m addrtype --src-type LOCAL -j ", names.svc());
         }
-        if has_external {
-            let _ = writeln!(nat_rules, "-A {ext_chain} -j {external_policy_chain}");
+        if plan.has_external {
+            rule!(nat_rules; "-A ", ext_chain, " -j ", names.external_policy_chain(sp));
         }
     }
 
-    if uses_fw_chain {
-        let _ = writeln!(nat_chains, ":{fw_chain} - [0:0]");
+    if plan.uses_fw_chain {
+        let fw_chain = names.fw();
         let mut allow_from_node = false;
         for cidr in &sp.source_ranges {
-            let _ = writeln!(
-                nat_rules,
-                "-A {fw_chain} -m comment --comment \"{spn} loadbalancer IP\" -s {cidr} -j {ext_chain}"
-            );
+            rule!(nat_rules; "-A ", fw_chain, " -m comment --comment \"", spn,
+                " loadbalancer IP\" -s ", cidr, " -j ", ext_chain);
             if cx.node_ip.is_some_and(|ip| cidr.contains(&ip)) {
                 allow_from_node = true;
             }
@@ -632,118 +866,109 @@ fn write_service_port(
         // A node talking to its own LB VIP can loop back with the VIP as source.
         if allow_from_node {
             for lb in &sp.lb_ips {
-                let _ = writeln!(
-                    nat_rules,
-                    "-A {fw_chain} -m comment --comment \"{spn} loadbalancer IP\" -s {lb} -j {ext_chain}"
-                );
+                rule!(nat_rules; "-A ", fw_chain, " -m comment --comment \"", spn,
+                    " loadbalancer IP\" -s ", lb, " -j ", ext_chain);
             }
         }
-        let _ = writeln!(
+        rule!(nat_rules; "-A ", fw_chain, " -m comment --comment \"other traffic to ", spn,
+            " will be dropped by KUBE-PROXY-FIREWALL\"");
+    }
+
+    if plan.uses_cluster_chain {
+        write_service_to_endpoints(
+            cx,
             nat_rules,
-            "-A {fw_chain} -m comment --comment \"other traffic to {spn} will be dropped by KUBE-PROXY-FIREWALL\""
+            sp,
+            cat,
+            plan,
+            arena,
+            names.svc(),
+            &cat.cluster,
         );
     }
-
-    if uses_cluster_chain {
-        let _ = writeln!(nat_chains, ":{svc_chain} - [0:0]");
-        write_service_to_endpoints(cx, nat_rules, sp, &svc_chain, &cat.cluster, &mut seps);
-    }
-    if uses_local_chain {
-        let _ = writeln!(nat_chains, ":{svl_chain} - [0:0]");
-        write_service_to_endpoints(cx, nat_rules, sp, &svl_chain, &cat.local, &mut seps);
+    if plan.uses_local_chain {
+        write_service_to_endpoints(cx, nat_rules, sp, cat, plan, arena, names.svl(), &cat.local);
     }
 
-    for ep in &cat.reachable {
-        let sep = seps.get(ep);
-        nat_chains.push(':');
-        nat_chains.push_str(sep);
-        nat_chains.push_str(" - [0:0]\n");
+    for i in 0..cat.reachable.len() {
+        let sep = names.sep(i);
+        let key = arena.key(plan, i);
         let head = |out: &mut String| {
-            out.push_str("-A ");
-            out.push_str(sep);
-            out.push(' ');
-            cx.service_comment(out, spn);
+            put!(out; "-A ", sep, " ");
+            if !cx.large {
+                // `appendServiceCommentLocked`: left out in large-cluster mode.
+                put!(out; "-m comment --comment ", spn, " ");
+            }
         };
         // Hairpin: a pod reaching itself through the Service must be SNATed, or the reply
         // would bypass conntrack's reverse NAT.
         head(nat_rules);
-        nat_rules.push_str("-s ");
-        push_ip(nat_rules, ep.ip);
-        nat_rules.push_str(" -j KUBE-MARK-MASQ\n");
+        rule!(nat_rules; "-s ", host_of(key), " -j KUBE-MARK-MASQ");
         head(nat_rules);
         if sp.affinity_seconds.is_some() {
-            let _ = write!(nat_rules, "-m recent --name {sep} --set ");
+            put!(nat_rules; "-m recent --name ", sep, " --set ");
         }
-        for part in ["-m ", p, " -p ", p, " -j DNAT --to-destination "] {
-            nat_rules.push_str(part);
-        }
-        write_host_port(nat_rules, ep.ip, ep.port);
-        nat_rules.push('\n');
+        rule!(nat_rules; "-m ", p, " -p ", p, " -j DNAT --to-destination ", key);
     }
 }
 
-/// SEP chain names of one service port, each hashed once (SVC/SVL/SEP all need them).
-struct SepNames<'a> {
-    sp: &'a ServicePort,
-    names: HashMap<(IpAddr, u16), String>,
-}
-
-impl SepNames<'_> {
-    fn get(&mut self, ep: &Endpoint) -> &str {
-        let sp = self.sp;
-        self.names
-            .entry((ep.ip, ep.port))
-            .or_insert_with(|| endpoint_chain(sp, ep))
-    }
-}
-
-/// `ip:port` (`[ip]:port` for IPv6), as `Endpoint::key` / Go's `net.JoinHostPort`, written in
-/// place.
-fn write_host_port(out: &mut String, ip: IpAddr, port: u16) {
-    if ip.is_ipv6() {
-        out.push('[');
-    }
-    push_ip(out, ip);
-    out.push_str(if ip.is_ipv6() { "]:" } else { ":" });
-    out.push_str(itoa::Buffer::new().format(port));
+/// The address part of `ip:port` / `[ip]:port`, as `IpAddr`'s `Display` prints it.
+fn host_of(key: &str) -> &str {
+    let host = key.rsplit_once(':').map_or(key, |(h, _)| h);
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }
 
 /// SVC/SVL chain body: affinity checks, then the cascade of `1/(n-i)` random jumps.
+#[allow(clippy::too_many_arguments)]
 fn write_service_to_endpoints(
     cx: &Ctx,
     nat_rules: &mut String,
     sp: &ServicePort,
+    cat: &Categorized,
+    plan: &PortPlan,
+    arena: &Arena,
     chain: &str,
     eps: &[Endpoint],
-    seps: &mut SepNames,
 ) {
     let spn = &sp.name_string;
+    let names = arena.names(plan);
+    let mut seps = Seps {
+        reachable: &cat.reachable,
+        cursor: 0,
+    };
+    // SEP chain and `ip:port` of each endpoint; hashed here if it is not a reachable one (never
+    // the case for categorize's lists).
+    let mut lookup = |ep: &Endpoint| -> (Cow<'_, str>, Cow<'_, str>) {
+        match seps.find(ep) {
+            Some(i) => (names.sep(i).into(), arena.key(plan, i).into()),
+            None => (
+                endpoint_chain(sp, ep).into(),
+                crate::k8s::ip::join_host_port(ep.ip, ep.port).into(),
+            ),
+        }
+    };
     // `-A CHAIN [-m comment --comment "ns/svc:port -> ip:port"] `; the comment is left out in
-    // large-cluster mode (and then not even built).
-    let head = |out: &mut String, ep: &Endpoint| {
-        out.push_str("-A ");
-        out.push_str(chain);
-        out.push(' ');
+    // large-cluster mode.
+    let head = |out: &mut String, key: &str| {
+        put!(out; "-A ", chain, " ");
         if !cx.large {
-            let _ = write!(out, "-m comment --comment \"{spn} -> ");
-            write_host_port(out, ep.ip, ep.port);
-            out.push_str("\" ");
+            put!(out; "-m comment --comment \"", spn, " -> ", key, "\" ");
         }
     };
     if let Some(timeout) = sp.affinity_seconds {
         for ep in eps {
-            let sep = seps.get(ep);
-            head(nat_rules, ep);
-            let _ = writeln!(
-                nat_rules,
-                "-m recent --name {sep} --rcheck --seconds {timeout} --reap -j {sep}"
-            );
+            let (sep, key) = lookup(ep);
+            head(nat_rules, &key);
+            rule!(nat_rules; "-m recent --name ", sep, " --rcheck --seconds ", timeout,
+                " --reap -j ", sep);
         }
     }
     let n = eps.len();
     for (i, ep) in eps.iter().enumerate() {
-        let sep = seps.get(ep);
-        head(nat_rules, ep);
+        let (sep, key) = lookup(ep);
+        head(nat_rules, &key);
         if i < n - 1 {
             nat_rules.push_str("-m statistic --mode random --probability ");
             match cx.probs.get(n - i) {
@@ -752,9 +977,7 @@ fn write_service_to_endpoints(
             }
             nat_rules.push(' ');
         }
-        nat_rules.push_str("-j ");
-        nat_rules.push_str(sep);
-        nat_rules.push('\n');
+        rule!(nat_rules; "-j ", sep);
     }
 }
 
