@@ -618,7 +618,8 @@ fn run<'a>(
         &mut notes,
         true,
     );
-    (format!("{res:?}"), notes, drawn)
+    // The packet facts read must agree too: an exploring walk reuses table runs by them.
+    (format!("{res:?} reads {:#x}", cx.reads.get()), notes, drawn)
 }
 
 proptest! {
