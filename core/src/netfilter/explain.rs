@@ -87,19 +87,23 @@ pub fn trace(m: &Machine, req: &WalkRequest, state: &mut State, seed: u64, mode:
     let mut sampler = Sampler(StdRng::seed_from_u64(seed));
     let (o, steps) = walk(m, req, state, &mut sampler, true, true);
     warnings.extend(o.warnings.iter().cloned());
-    let chosen = Outcome {
-        output: output_of(key_of(&o)),
-        probability: 0.0,
-        masq: o.masq,
-    };
-    let chosen = outcomes
+    // Outcomes are told apart by key (equal keys print equal texts), not by their strings.
+    let key = key_of(&o);
+    let chosen = match outcomes
         .iter()
-        .find(|x| x.output == chosen.output && x.masq == chosen.masq)
-        .cloned()
-        .unwrap_or(chosen);
+        .zip(&keys)
+        .find(|(x, k)| **k == key && x.masq == o.masq)
+    {
+        Some((x, _)) => x.clone(),
+        None => Outcome {
+            output: output_of(key),
+            probability: 0.0,
+            masq: o.masq,
+        },
+    };
     let mut outputs: Vec<&str> = Vec::with_capacity(outcomes.len());
-    for x in &outcomes {
-        if !outputs.contains(&x.output.as_str()) && !x.output.is_empty() {
+    for (i, (x, k)) in outcomes.iter().zip(&keys).enumerate() {
+        if !x.output.is_empty() && !keys[..i].contains(k) {
             outputs.push(&x.output);
         }
     }

@@ -279,7 +279,21 @@ impl Machine {
     /// as (table index, chain index).
     pub fn hook_chain(&self, hook: crate::trace::Hook, table: &str) -> Option<(usize, usize)> {
         let slot = HOOK_TABLES.iter().position(|t| *t == table)?;
-        self.hooks[hook_slot(hook)][slot].map(|(t, c)| (t as usize, c as usize))
+        self.hook_chain_at(hook, slot)
+    }
+
+    /// [`Machine::hook_chain`] with the table given by its position in `raw`, `mangle`, `nat`,
+    /// `filter`, `security` (a walk's path names its tables that way, not by string).
+    pub(crate) fn hook_chain_at(
+        &self,
+        hook: crate::trace::Hook,
+        slot: usize,
+    ) -> Option<(usize, usize)> {
+        self.hooks[hook_slot(hook)]
+            .get(slot)
+            .copied()
+            .flatten()
+            .map(|(t, c)| (t as usize, c as usize))
     }
 
     pub fn table_index(&self, name: &str) -> Option<usize> {

@@ -129,13 +129,23 @@ struct Walker<'a, 'r> {
     forks: Option<Vec<Fork<'r>>>,
     /// Scratch for printing a recorded rule's text.
     text_buf: String,
-    /// The last chain name a recorded rule step took from the machine: consecutive rules of a
-    /// chain share it without a lookup in the machine's text cache each.
+    /// The chain a recorded step named last: a chain's entry, its rules and its end name it in a
+    /// row, so they share one lookup in the machine's (locked, hashed) text cache.
     chain_name: Option<(usize, usize, Shared)>,
     /// What the current table run wrote: [`field`] bits, plus [`OUT_DNAT`] / [`OUT_SNAT`].
     writes: u16,
     /// Exploring walks: table runs to reuse (shared by every branch of one packet).
     memo: Option<Vec<Memo<'r>>>,
+    /// Exploring walks: vectors of finished branches, for the next forks to fill.
+    spare: Spare,
+}
+
+/// Emptied frame and choice vectors kept for reuse: each fork needs one of each and each
+/// finished branch gives them back, so a Service's n endpoints cost no allocation per branch.
+#[derive(Default)]
+struct Spare {
+    frames: Vec<Vec<(usize, usize)>>,
+    choices: Vec<Vec<Choice>>,
 }
 
 /// The run set the outcome's DNAT / SNAT (and masquerade flag).
@@ -214,11 +224,21 @@ fn copy_facts(mask: u16, from: &PacketCtx, to: &mut PacketCtx) {
     }
 }
 
+/// A table a hook can run; the value is its slot in [`Machine::hook_chain_at`].
+#[derive(Clone, Copy, PartialEq)]
+enum Table {
+    Raw = 0,
+    Mangle = 1,
+    Nat = 2,
+    Filter = 3,
+    Security = 4,
+}
+
 /// One step of a packet's path through the stack.
 #[derive(Clone, Copy)]
 enum Op {
     /// Run a table's built-in chain for a hook (nat only for a connection's first packet).
-    Table(Hook, &'static str),
+    Table(Hook, Table),
     /// An established flow: apply the DNAT recorded in its conntrack entry.
     ReplayDnat,
     /// The routing decision on the (possibly DNATed) destination.
@@ -233,20 +253,20 @@ enum Op {
 /// A locally generated packet: OUTPUT, routing (re-done after DNAT), POSTROUTING, then INPUT
 /// when it loops back to a local address.
 const LOCAL_PATH: [Op; 16] = [
-    Op::Table(Hook::Output, "raw"),
-    Op::Table(Hook::Output, "mangle"),
-    Op::Table(Hook::Output, "nat"),
+    Op::Table(Hook::Output, Table::Raw),
+    Op::Table(Hook::Output, Table::Mangle),
+    Op::Table(Hook::Output, Table::Nat),
     Op::ReplayDnat,
     Op::Route,
-    Op::Table(Hook::Output, "filter"),
-    Op::Table(Hook::Output, "security"),
-    Op::Table(Hook::Postrouting, "mangle"),
-    Op::Table(Hook::Postrouting, "nat"),
+    Op::Table(Hook::Output, Table::Filter),
+    Op::Table(Hook::Output, Table::Security),
+    Op::Table(Hook::Postrouting, Table::Mangle),
+    Op::Table(Hook::Postrouting, Table::Nat),
     Op::ReplaySnat,
     Op::IfRemote(15),
-    Op::Table(Hook::Input, "mangle"),
-    Op::Table(Hook::Input, "filter"),
-    Op::Table(Hook::Input, "security"),
+    Op::Table(Hook::Input, Table::Mangle),
+    Op::Table(Hook::Input, Table::Filter),
+    Op::Table(Hook::Input, Table::Security),
     Op::Done(Verdict::Accept),
     Op::Done(Verdict::Forwarded),
 ];
@@ -254,23 +274,23 @@ const LOCAL_PATH: [Op; 16] = [
 /// A packet arriving on an interface: PREROUTING, routing, then INPUT (with SNAT in nat INPUT)
 /// or FORWARD and POSTROUTING.
 const ARRIVING_PATH: [Op; 19] = [
-    Op::Table(Hook::Prerouting, "raw"),
-    Op::Table(Hook::Prerouting, "mangle"),
-    Op::Table(Hook::Prerouting, "nat"),
+    Op::Table(Hook::Prerouting, Table::Raw),
+    Op::Table(Hook::Prerouting, Table::Mangle),
+    Op::Table(Hook::Prerouting, Table::Nat),
     Op::ReplayDnat,
     Op::Route,
     Op::IfRemote(12),
-    Op::Table(Hook::Input, "mangle"),
-    Op::Table(Hook::Input, "filter"),
-    Op::Table(Hook::Input, "security"),
-    Op::Table(Hook::Input, "nat"),
+    Op::Table(Hook::Input, Table::Mangle),
+    Op::Table(Hook::Input, Table::Filter),
+    Op::Table(Hook::Input, Table::Security),
+    Op::Table(Hook::Input, Table::Nat),
     Op::ReplaySnat,
     Op::Done(Verdict::Accept),
-    Op::Table(Hook::Forward, "mangle"),
-    Op::Table(Hook::Forward, "filter"),
-    Op::Table(Hook::Forward, "security"),
-    Op::Table(Hook::Postrouting, "mangle"),
-    Op::Table(Hook::Postrouting, "nat"),
+    Op::Table(Hook::Forward, Table::Mangle),
+    Op::Table(Hook::Forward, Table::Filter),
+    Op::Table(Hook::Forward, Table::Security),
+    Op::Table(Hook::Postrouting, Table::Mangle),
+    Op::Table(Hook::Postrouting, Table::Nat),
     Op::ReplaySnat,
     Op::Done(Verdict::Forwarded),
 ];
@@ -324,15 +344,36 @@ impl Walker<'_, '_> {
         }
     }
 
-    /// Run one table's built-in chain for a hook.
-    fn run_table(&mut self, hook: Hook, table: &str) -> Option<TableResult> {
-        let (ti, ci) = self.m.hook_chain(hook, table)?;
+    /// A chain's name for a recorded step (see [`Walker::chain_name`]).
+    fn chain_text(&mut self, ti: usize, ci: usize) -> Shared {
+        match &self.chain_name {
+            Some((t, c, name)) if (*t, *c) == (ti, ci) => name.clone(),
+            _ => {
+                let name = self.m.chain_text(ti, ci);
+                self.chain_name = Some((ti, ci, name.clone()));
+                name
+            }
+        }
+    }
+
+    /// Record entering, leaving or returning from chain `ci` (recorded walks only: exploring
+    /// walks must not name chains per rule).
+    fn chain_step(&mut self, ti: usize, ci: usize, make: impl FnOnce(Shared, Shared) -> Step) {
+        if self.steps.is_some() {
+            let chain = self.chain_text(ti, ci);
+            let table = self.m.table_text(ti);
+            self.step(|| make(table, chain));
+        }
+    }
+
+    /// Run one table's built-in chain `(ti, ci)` for a hook.
+    fn run_table(&mut self, hook: Hook, (ti, ci): (usize, usize)) -> TableResult {
         let m = self.m;
         self.step(|| Step::Hook {
             hook,
             table: m.table_text(ti),
         });
-        Some(self.run_chain(ti, ci))
+        self.run_chain(ti, ci)
     }
 
     fn run_chain(&mut self, ti: usize, start: usize) -> TableResult {
@@ -341,10 +382,9 @@ impl Walker<'_, '_> {
         let mut stack = std::mem::take(&mut self.frames);
         stack.clear();
         stack.push((start, 0));
-        let m = self.m;
-        self.step(|| Step::Chain {
-            table: m.table_text(ti),
-            chain: m.chain_text(ti, start),
+        self.chain_step(ti, start, |table, chain| Step::Chain {
+            table,
+            chain,
             entry: Entry::Hook,
         });
         let r = self.run_frames(ti, &mut stack);
@@ -383,9 +423,9 @@ impl Walker<'_, '_> {
                         r
                     }
                 };
-                self.step(|| Step::Skipped {
-                    table: m.table_text(ti),
-                    chain: m.chain_text(ti, ci),
+                self.chain_step(ti, ci, |table, chain| Step::Skipped {
+                    table,
+                    chain,
                     first: pos + 1,
                     last: next,
                     reason,
@@ -400,9 +440,9 @@ impl Walker<'_, '_> {
                     } else {
                         Verdict::Accept
                     };
-                    self.step(|| Step::ChainEnd {
-                        table: m.table_text(ti),
-                        chain: m.chain_text(ti, ci),
+                    self.chain_step(ti, ci, |table, chain| Step::ChainEnd {
+                        table,
+                        chain,
                         policy: Some(policy),
                     });
                     return if policy == Verdict::Drop {
@@ -411,9 +451,9 @@ impl Walker<'_, '_> {
                         TableResult::Accept
                     };
                 }
-                self.step(|| Step::ChainEnd {
-                    table: m.table_text(ti),
-                    chain: m.chain_text(ti, ci),
+                self.chain_step(ti, ci, |table, chain| Step::ChainEnd {
+                    table,
+                    chain,
                     policy: None,
                 });
                 continue;
@@ -492,14 +532,7 @@ impl Walker<'_, '_> {
             };
             if self.steps.is_some() {
                 let text = m.rule_text(ti, ci, next, &mut self.text_buf);
-                let chain = match &self.chain_name {
-                    Some((t, c, name)) if (*t, *c) == (ti, ci) => name.clone(),
-                    _ => {
-                        let name = m.chain_text(ti, ci);
-                        self.chain_name = Some((ti, ci, name.clone()));
-                        name
-                    }
-                };
+                let chain = self.chain_text(ti, ci);
                 let note = match (notes.len(), coin_note) {
                     (0, c) => c,
                     (1, None) => notes.pop(),
@@ -534,10 +567,7 @@ impl Walker<'_, '_> {
                 TargetRef::Reject { .. } => return TableResult::Reject,
                 TargetRef::Return => {
                     stack.pop();
-                    self.step(|| Step::Return {
-                        table: m.table_text(ti),
-                        chain: m.chain_text(ti, ci),
-                    });
+                    self.chain_step(ti, ci, |table, chain| Step::Return { table, chain });
                     if stack.is_empty() {
                         // RETURN from a built-in chain applies its policy.
                         return if self.m.program.policy_drop(ti, ci) {
@@ -564,9 +594,9 @@ impl Walker<'_, '_> {
                             }
                             stack.push((to, 0));
                             let entry = if goto { Entry::Goto } else { Entry::Jump };
-                            self.step(|| Step::Chain {
-                                table: m.table_text(ti),
-                                chain: m.chain_text(ti, to),
+                            self.chain_step(ti, to, |table, chain| Step::Chain {
+                                table,
+                                chain,
                                 entry,
                             });
                         }
@@ -680,7 +710,7 @@ impl Walker<'_, '_> {
     /// [`Walker::run_table`] for an exploring walk: reuse an earlier branch's run of this table
     /// when the packet agrees on every fact that run read, else run it and keep it if it made
     /// no random decision.
-    fn run_table_memo(&mut self, hook: Hook, table: &str) -> Option<TableResult> {
+    fn run_table_memo(&mut self, hook: Hook, at: (usize, usize)) -> TableResult {
         let pc = self.pc;
         let memo = self.memo.as_ref().expect("exploring walk");
         if let Some(e) = memo
@@ -697,7 +727,7 @@ impl Walker<'_, '_> {
             }
             self.out.rules_evaluated += e.evaluated;
             self.out.warnings.extend(e.warnings.iter().cloned());
-            return Some(e.result);
+            return e.result;
         }
         let before = self.cx.clone();
         self.cx.reads.set(0);
@@ -705,7 +735,7 @@ impl Walker<'_, '_> {
         let forks = self.forks.as_ref().map_or(0, Vec::len);
         let (choices, warnings) = (self.out.choices.len(), self.out.warnings.len());
         let evaluated = self.out.rules_evaluated;
-        let result = self.run_table(hook, table)?;
+        let result = self.run_table(hook, at);
         let memo = self.memo.as_mut().expect("exploring walk");
         let decided =
             self.forks.as_ref().map_or(0, Vec::len) != forks || self.out.choices.len() != choices;
@@ -723,7 +753,7 @@ impl Walker<'_, '_> {
                 result,
             });
         }
-        Some(result)
+        result
     }
 
     /// The routing decision for the (possibly DNATed) destination: local delivery or not.
@@ -788,18 +818,16 @@ impl Walker<'_, '_> {
         choices_before: usize,
         branch_at: Answers,
     ) {
-        // Room for the chains the branch jumps into next (its KUBE-SEP), not an exact-size copy
-        // that regrows at the branch's first jump.
-        let mut frames = Vec::with_capacity(stack.len() + 4);
+        let mut frames = self.spare.frames.pop().unwrap_or_default();
+        frames.clear();
         frames.extend_from_slice(stack);
         let forks = self.forks.as_mut().expect("forking walker");
         // Nearly always one branch: the last one takes the frames instead of cloning them.
         let last_k = 63 - branch_at.bits.leading_zeros();
         for k in (0..=last_k).filter(|k| branch_at.get(*k)) {
             let at = choices_before + k as usize;
-            // The branch goes on to make more random decisions (one per endpoint chain rule):
-            // room for them now instead of growing an exact-size copy at its next push.
-            let mut choices = Vec::with_capacity(at + 8);
+            let mut choices = self.spare.choices.pop().unwrap_or_default();
+            choices.clear();
             choices.extend_from_slice(&self.out.choices[..at]);
             choices.push(Choice {
                 p_match: self.out.choices[at].p_match,
@@ -838,12 +866,18 @@ impl Walker<'_, '_> {
                     let r = match resume.take() {
                         Some((ti, mut frames)) => {
                             let r = self.run_frames(ti, &mut frames);
-                            self.frames = frames;
+                            let done = std::mem::replace(&mut self.frames, frames);
+                            self.spare.frames.push(done);
                             Some(r)
                         }
-                        None if table == "nat" && !self.cx.ct_new => None,
-                        None if self.memo.is_some() => self.run_table_memo(hook, table),
-                        None => self.run_table(hook, table),
+                        None if table == Table::Nat && !self.cx.ct_new => None,
+                        // A table this ruleset lacks runs nothing; exploring walks look for it
+                        // before their memo (most of the path's tables are absent).
+                        None => match self.m.hook_chain_at(hook, table as usize) {
+                            None => None,
+                            Some(at) if self.memo.is_some() => Some(self.run_table_memo(hook, at)),
+                            Some(at) => Some(self.run_table(hook, at)),
+                        },
                     };
                     match r {
                         None | Some(TableResult::Accept) => {}
@@ -975,6 +1009,7 @@ pub(crate) fn walk_reusing(
         },
         writes: 0,
         memo: None,
+        spare: Spare::default(),
     };
     let dnat = w.existing.as_ref().map(|e| e.dnat);
     w.step(|| Step::Conntrack {
@@ -1066,53 +1101,54 @@ pub fn explore(
     state: &mut State,
     visit: &mut dyn FnMut(&Outcome) -> bool,
 ) {
-    let (existing, first_cx, first_out) = start(req, state);
-    let mut first = Some((first_cx, first_out));
+    let (existing, cx, mut out) = start(req, state);
+    // Room for a typical Service's draws and branches without regrowing.
+    out.choices.reserve(16);
     let mut unused = Scripted {
         script: Vec::new(),
         pos: 0,
     };
-    let mut pending: Vec<Fork> = Vec::new();
-    // Reused by every branch: the frames of the tables it enters, the branches it makes.
-    let mut frames = Vec::with_capacity(8);
-    let mut made = Vec::new();
-    let mut memo = Vec::new();
+    let mut pending: Vec<Fork> = Vec::with_capacity(16);
+    // One walker for every branch: its frames, memo and spare vectors carry over, and a branch
+    // only replaces the packet, the outcome and the position.
+    let mut w = Walker {
+        m,
+        effects: false,
+        state,
+        chooser: &mut unused,
+        steps: None,
+        cx,
+        out,
+        frames: Vec::with_capacity(8),
+        existing,
+        local_origin: req.local_origin,
+        pc: 0,
+        local: None,
+        forks: Some(Vec::with_capacity(16)),
+        text_buf: String::new(),
+        chain_name: None,
+        writes: 0,
+        memo: Some(Vec::new()),
+        spare: Spare::default(),
+    };
+    let mut resume = None;
     loop {
-        let (pc, local, resume, cx, out) = if let Some((cx, out)) = first.take() {
-            (0, None, None, cx, out)
-        } else {
-            let Some(f) = pending.pop() else { break };
-            (f.pc, f.local, Some((f.ti, f.frames)), f.cx, f.out)
-        };
-        let mut w = Walker {
-            m,
-            effects: false,
-            state: &mut *state,
-            chooser: &mut unused,
-            steps: None,
-            cx,
-            out,
-            frames: std::mem::take(&mut frames),
-            existing: existing.clone(),
-            local_origin: req.local_origin,
-            pc,
-            local,
-            forks: Some(std::mem::take(&mut made)),
-            text_buf: String::new(),
-            chain_name: None,
-            writes: 0,
-            memo: Some(std::mem::take(&mut memo)),
-        };
-        let verdict = w.run_path(resume);
+        let verdict = w.run_path(resume.take());
         w.out.verdict = verdict;
         w.out.packet = w.cx.pkt;
-        made = w.forks.take().unwrap_or_default();
-        memo = w.memo.take().unwrap_or_default();
-        frames = std::mem::take(&mut w.frames);
         if !visit(&w.out) {
             return;
         }
         // Shallowest branch next, as a fresh walk per branch would order them.
+        let made = w.forks.as_mut().expect("exploring walker");
         pending.extend(made.drain(..).rev());
+        let Some(f) = pending.pop() else { break };
+        let done = std::mem::replace(&mut w.out, f.out);
+        w.spare.choices.push(done.choices);
+        w.cx = f.cx;
+        w.pc = f.pc;
+        w.local = f.local;
+        w.writes = 0;
+        resume = Some((f.ti, f.frames));
     }
 }
