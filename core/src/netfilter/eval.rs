@@ -357,13 +357,18 @@ pub fn eval_rule<'r>(
                     };
                     let hit = st.value.iter().any(state_of);
                     if hit == st.neg {
+                        // Every traced packet fails kube-proxy's `--ctstate INVALID` rule:
+                        // built in place, not through a name vector and the formatter.
                         return MatchResult::Failed(lazy(describe, || {
-                            let names: Vec<&str> = st.value.iter().map(|x| x.as_str()).collect();
-                            format!(
-                                "{}--ctstate {}",
-                                if st.neg { "! " } else { "" },
-                                names.join(",")
-                            )
+                            let mut t = String::with_capacity(48);
+                            t.push_str(if st.neg { "! --ctstate " } else { "--ctstate " });
+                            for (i, c) in st.value.iter().enumerate() {
+                                if i > 0 {
+                                    t.push(',');
+                                }
+                                t.push_str(c.as_str());
+                            }
+                            t
                         }));
                     }
                 }

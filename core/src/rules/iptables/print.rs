@@ -45,7 +45,21 @@ pub(crate) fn push_net(out: &mut String, n: ipnet::IpNet) {
 /// (and Rust's float formatting) round an exact tie. Float formatting took a third of a trace.
 pub fn write_probability(out: &mut String, fixed: u32, decimals: u32) {
     let int = fixed >> 31;
-    let scale = 10u128.pow(decimals);
+    // 10^decimals from a table (a traced packet prints one probability per endpoint); larger
+    // counts than kube-proxy's 10 and 11 still compute it.
+    const POW10: [u128; 12] = {
+        let mut t = [1u128; 12];
+        let mut i = 1;
+        while i < 12 {
+            t[i] = t[i - 1] * 10;
+            i += 1;
+        }
+        t
+    };
+    let scale = POW10
+        .get(decimals as usize)
+        .copied()
+        .unwrap_or_else(|| 10u128.pow(decimals));
     let num = u128::from(fixed & 0x7fff_ffff) * scale;
     let (mut q, r) = (num >> 31, num & 0x7fff_ffff);
     let half = 1u128 << 30;
