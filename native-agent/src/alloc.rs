@@ -81,10 +81,13 @@ mod tests {
                 // SAFETY: non-zero size; freed below with the same layout.
                 unsafe {
                     let p = Counting.alloc(l);
-                    assert!(!p.is_null() && p as usize % align == 0, "{size}/{align}");
+                    assert!(
+                        !p.is_null() && (p as usize).is_multiple_of(align),
+                        "{size}/{align}"
+                    );
                     let q = Counting.realloc(p, l, size * 3);
                     assert!(
-                        !q.is_null() && q as usize % align == 0,
+                        !q.is_null() && (q as usize).is_multiple_of(align),
                         "{size}/{align} realloc"
                     );
                     Counting.dealloc(q, Layout::from_size_align(size * 3, align).expect("l"));
@@ -96,7 +99,7 @@ mod tests {
         // SAFETY: as above.
         unsafe {
             let p = Counting.alloc(l);
-            assert!(!p.is_null() && p as usize % 64 == 0);
+            assert!(!p.is_null() && (p as usize).is_multiple_of(64));
             Counting.dealloc(p, l);
         }
     }
