@@ -1108,7 +1108,6 @@ pub fn explore(
         script: Vec::new(),
         pos: 0,
     };
-    let mut pending: Vec<Fork> = Vec::with_capacity(16);
     // One walker for every branch: its frames, memo and spare vectors carry over, and a branch
     // only replaces the packet, the outcome and the position.
     let mut w = Walker {
@@ -1133,15 +1132,19 @@ pub fn explore(
     };
     let mut resume = None;
     loop {
+        // The walker's fork list is the stack of pending branches: this walk pushes its own on
+        // top.
+        let first_new = w.forks.as_ref().map_or(0, Vec::len);
         let verdict = w.run_path(resume.take());
         w.out.verdict = verdict;
         w.out.packet = w.cx.pkt;
         if !visit(&w.out) {
             return;
         }
-        // Shallowest branch next, as a fresh walk per branch would order them.
-        let made = w.forks.as_mut().expect("exploring walker");
-        pending.extend(made.drain(..).rev());
+        // Shallowest branch next, as a fresh walk per branch would order them: this walk's
+        // branches are reversed in place (nearly always one, so nothing moves).
+        let pending = w.forks.as_mut().expect("exploring walker");
+        pending[first_new..].reverse();
         let Some(f) = pending.pop() else { break };
         let done = std::mem::replace(&mut w.out, f.out);
         w.spare.choices.push(done.choices);
