@@ -2184,9 +2184,30 @@ mod tests {
             Just("é".to_string()),
             Just("\u{a0}".to_string()),
             "[a-zA-Z0-9./:-]{1,12}",
+            // Words and gaps across the tokenizer's 64-byte windows.
+            "[a-z]{50,140}",
+            " {1,70}",
             any::<char>().prop_map(String::from),
         ];
         prop::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+    }
+
+    /// Lines like a dump's, quoted comments included.
+    fn dump_lines() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("-A".to_string()),
+            Just("KUBE-SVC-22ADXQ67Z2ORM2RO".to_string()),
+            Just("-m".to_string()),
+            Just("comment".to_string()),
+            Just("--comment".to_string()),
+            Just("\"ns66/svc6646:http cluster IP\"".to_string()),
+            Just("\"a\\\"b\"".to_string()),
+            Just("10.96.26.0/32".to_string()),
+            Just("!".to_string()),
+        ];
+        let sep = prop_oneof![Just(" "), Just("  "), Just("\t"), Just("")];
+        prop::collection::vec((piece, sep), 0..40)
+            .prop_map(|v| v.into_iter().map(|(p, s)| p + s).collect())
     }
 
     proptest! {
@@ -2194,6 +2215,12 @@ mod tests {
 
         #[test]
         fn tokenizer_matches_the_reference(s in words()) {
+            let got = tokenize(&s).map(|v| v.into_iter().map(|w| w.into_owned()).collect());
+            prop_assert_eq!(got, reference_tokenize(&s));
+        }
+
+        #[test]
+        fn tokenizer_matches_the_reference_on_dump_lines(s in dump_lines()) {
             let got = tokenize(&s).map(|v| v.into_iter().map(|w| w.into_owned()).collect());
             prop_assert_eq!(got, reference_tokenize(&s));
         }
