@@ -337,7 +337,38 @@ impl Answers {
     }
 }
 
-impl Walker<'_, '_> {
+impl<'a, 'r> Walker<'a, 'r> {
+    /// A walker at the start of the path, from [`start`]'s packet: no effects, nothing
+    /// recorded, no forking (callers switch on what they need).
+    fn new(
+        m: &'a Machine,
+        state: &'a mut State,
+        chooser: &'a mut dyn Chooser,
+        req: &WalkRequest,
+        (existing, cx, out): (Option<CtEntry>, PacketCtx<'r>, Outcome),
+    ) -> Self {
+        Walker {
+            m,
+            effects: false,
+            state,
+            chooser,
+            steps: None,
+            cx,
+            out,
+            frames: Vec::with_capacity(8),
+            existing,
+            local_origin: req.local_origin,
+            pc: 0,
+            local: None,
+            forks: None,
+            text_buf: String::new(),
+            chain_name: None,
+            writes: 0,
+            memo: None,
+            spare: Spare::default(),
+        }
+    }
+
     fn step(&mut self, s: impl FnOnce() -> Step) {
         if let Some(v) = self.steps.as_mut() {
             v.push(s());
@@ -986,31 +1017,13 @@ pub(crate) fn walk_reusing(
     let (existing, cx, mut out) = start(req, state);
     out.choices = choices;
     let ct_new = existing.is_none();
-    let mut w = Walker {
-        m,
-        effects,
-        state,
-        chooser,
+    let mut w = Walker::new(m, state, chooser, req, (existing, cx, out));
+    w.effects = effects;
+    if record {
         // A traced packet to a Service records ~50 steps; growing the vector was a visible cost.
-        steps: record.then(|| Vec::with_capacity(64)),
-        cx,
-        out,
-        frames: Vec::with_capacity(8),
-        existing,
-        local_origin: req.local_origin,
-        pc: 0,
-        local: None,
-        forks: None,
-        chain_name: None,
-        text_buf: if record {
-            String::with_capacity(512)
-        } else {
-            String::new()
-        },
-        writes: 0,
-        memo: None,
-        spare: Spare::default(),
-    };
+        w.steps = Some(Vec::with_capacity(64));
+        w.text_buf = String::with_capacity(512);
+    }
     let dnat = w.existing.as_ref().map(|e| e.dnat);
     w.step(|| Step::Conntrack {
         established: !ct_new,
@@ -1110,26 +1123,9 @@ pub fn explore(
     };
     // One walker for every branch: its frames, memo and spare vectors carry over, and a branch
     // only replaces the packet, the outcome and the position.
-    let mut w = Walker {
-        m,
-        effects: false,
-        state,
-        chooser: &mut unused,
-        steps: None,
-        cx,
-        out,
-        frames: Vec::with_capacity(8),
-        existing,
-        local_origin: req.local_origin,
-        pc: 0,
-        local: None,
-        forks: Some(Vec::with_capacity(16)),
-        text_buf: String::new(),
-        chain_name: None,
-        writes: 0,
-        memo: Some(Vec::new()),
-        spare: Spare::default(),
-    };
+    let mut w = Walker::new(m, state, &mut unused, req, (existing, cx, out));
+    w.forks = Some(Vec::with_capacity(16));
+    w.memo = Some(Vec::new());
     let mut resume = None;
     loop {
         // The walker's fork list is the stack of pending branches: this walk pushes its own on
