@@ -176,8 +176,8 @@ impl std::fmt::Debug for Texts {
     }
 }
 
-/// The tables a hook can run, in the order of [`Machine::hook_chain`]'s table argument.
-const HOOK_TABLES: [&str; 5] = ["raw", "mangle", "nat", "filter", "security"];
+/// The tables a hook can run; a table's position here is its slot in [`Machine::hook_chain_at`].
+pub(crate) const HOOK_TABLES: [&str; 5] = ["raw", "mangle", "nat", "filter", "security"];
 
 fn hook_slot(h: crate::trace::Hook) -> usize {
     use crate::trace::Hook;
@@ -275,15 +275,8 @@ impl Machine {
         self.program.to_ruleset()
     }
 
-    /// The built-in chain a hook runs in `table` (`raw`, `mangle`, `nat`, `filter`, `security`),
-    /// as (table index, chain index).
-    pub fn hook_chain(&self, hook: crate::trace::Hook, table: &str) -> Option<(usize, usize)> {
-        let slot = HOOK_TABLES.iter().position(|t| *t == table)?;
-        self.hook_chain_at(hook, slot)
-    }
-
-    /// [`Machine::hook_chain`] with the table given by its position in `raw`, `mangle`, `nat`,
-    /// `filter`, `security` (a walk's path names its tables that way, not by string).
+    /// The built-in chain a hook runs in the table at `slot` of [`HOOK_TABLES`], as (table
+    /// index, chain index). A walk's path names its tables by slot, not by string.
     pub(crate) fn hook_chain_at(
         &self,
         hook: crate::trace::Hook,

@@ -224,7 +224,8 @@ fn copy_facts(mask: u16, from: &PacketCtx, to: &mut PacketCtx) {
     }
 }
 
-/// A table a hook can run; the value is its slot in [`Machine::hook_chain_at`].
+/// A table a hook can run; the value is its slot in [`super::HOOK_TABLES`] (a test holds the
+/// two in step).
 #[derive(Clone, Copy, PartialEq)]
 enum Table {
     Raw = 0,
@@ -1149,5 +1150,25 @@ pub fn explore(
         w.local = f.local;
         w.writes = 0;
         resume = Some((f.ti, f.frames));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Table;
+
+    /// The path's table slots index the machine's hook table by name order: a mismatch would run
+    /// the wrong table at every hook.
+    #[test]
+    fn table_slots_follow_hook_tables() {
+        for (t, name) in [
+            (Table::Raw, "raw"),
+            (Table::Mangle, "mangle"),
+            (Table::Nat, "nat"),
+            (Table::Filter, "filter"),
+            (Table::Security, "security"),
+        ] {
+            assert_eq!(super::super::HOOK_TABLES[t as usize], name);
+        }
     }
 }
