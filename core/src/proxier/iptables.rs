@@ -1021,11 +1021,10 @@ pub fn node_ruleset(fr: &FamilyRules) -> Ruleset {
             });
         }
         let text = j.args();
-        let toks = ipt::parse::tokenize(&text).expect("static rule text");
         // The parser only asks whether the jump target is a declared chain: it is (just above).
         let idx: std::collections::HashMap<String, usize> = [(j.to.to_string(), 0)].into();
         let mut diags = Vec::new();
-        let rule = ipt::parse::parse_rule_args(&toks, fr.family, j.table, &idx, 0, &mut diags)
+        let rule = ipt::parse::parse_rule_args(&text, fr.family, j.table, &idx, 0, &mut diags)
             .expect("static rule");
         let chain = t.chain_mut(j.from).expect("built-in chain");
         // `iptables -C` first, then `-I CHAIN 1` (prepend) when missing.

@@ -849,10 +849,9 @@ pub fn node_ruleset(f: &FamilyIpvs) -> Ruleset {
     for (table, from, to, comment) in JUMPS {
         let t = rs.table_mut(table).expect("table created above");
         let text = format!("-m comment --comment \"{comment}\" -j {to}");
-        let toks = ipt::parse::tokenize(&text).expect("static rule text");
         let idx: HashMap<String, usize> = [(to.to_string(), 0)].into();
         let mut diags = Vec::new();
-        let rule = ipt::parse::parse_rule_args(&toks, f.family, table, &idx, 0, &mut diags)
+        let rule = ipt::parse::parse_rule_args(&text, f.family, table, &idx, 0, &mut diags)
             .expect("static rule");
         let chain = t.chain_mut(from).expect("built-in chain");
         if !chain.rules.contains(&rule) {

@@ -16,6 +16,7 @@ pub mod view;
 
 use ipnet::IpNet;
 use serde::Serialize;
+use std::net::Ipv4Addr;
 
 pub use parse::parse;
 pub use print::print_saved;
@@ -529,4 +530,55 @@ impl Rule {
             _ => None,
         })
     }
+}
+
+/// A decimal number of at most five digits in canonical form (no leading zero) at the start of
+/// `b`: (value, digits).
+pub(crate) fn canonical_decimal(b: &[u8]) -> Option<(u32, usize)> {
+    let mut v = 0u32;
+    let mut n = 0;
+    while let Some(d) = b.get(n).filter(|d| d.is_ascii_digit()) {
+        if n == 5 {
+            return None;
+        }
+        v = v * 10 + u32::from(d - b'0');
+        n += 1;
+    }
+    if n == 0 || (n > 1 && b[0] == b'0') {
+        return None;
+    }
+    Some((v, n))
+}
+
+/// An IPv4 address in the form iptables-save prints (`a.b.c.d`, canonical decimal octets) at
+/// the start of `b`: the address and the bytes it took. Every address this reads, std's
+/// `Ipv4Addr` parser reads the same; it is the parser's fast path for the 100k+ addresses of
+/// a big dump, where std's general parser was 4% of a 10k-Service parse (callgrind). Other
+/// text (leading zeros, IPv6) is left to std.
+pub(crate) fn canonical_v4(b: &[u8]) -> Option<(Ipv4Addr, usize)> {
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (k, o) in octets.iter_mut().enumerate() {
+        if k > 0 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        // At most four digits read: a fourth makes the octet too long either way.
+        let start = i;
+        let mut v = 0u32;
+        while i - start < 4
+            && let Some(d) = b.get(i).filter(|d| d.is_ascii_digit())
+        {
+            v = v * 10 + u32::from(d - b'0');
+            i += 1;
+        }
+        let n = i - start;
+        if n == 0 || n > 3 || (n > 1 && b[start] == b'0') || v > 255 {
+            return None;
+        }
+        *o = v as u8;
+    }
+    Some((Ipv4Addr::from(octets), i))
 }
