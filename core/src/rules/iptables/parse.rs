@@ -341,18 +341,24 @@ impl StreamParser {
             Ok(v) => v,
             Err(e) => return self.err(n, e),
         };
-        if split_unquoted(rest, tokens) {
-            self.command(sink, n, tokens, counters);
+        // Quotes (a comment): the general tokenizer; escapes (never in kube-proxy's rules):
+        // the words rebuilt without them.
+        let plain = if split_unquoted(rest, tokens) {
+            Ok(true)
         } else {
-            // Quotes (a comment): the general tokenizer, which may have to rebuild words
-            // without their escapes.
-            match tokenize(rest) {
+            tokens.clear();
+            tokenize_words(rest, tokens)
+        };
+        match plain {
+            Ok(true) => self.command(sink, n, tokens, counters),
+            Ok(false) => match tokenize(rest) {
                 Ok(words) => {
                     let words: Vec<&str> = words.iter().map(|w| w.as_ref()).collect();
                     self.command(sink, n, &words, counters);
                 }
                 Err(e) => self.err(n, e),
-            }
+            },
+            Err(e) => self.err(n, e),
         }
         tokens.clear();
     }
@@ -465,6 +471,7 @@ struct AsciiWords<'a> {
 
 impl<'a> Iterator for AsciiWords<'a> {
     type Item = &'a str;
+    #[inline(always)]
     fn next(&mut self) -> Option<&'a str> {
         let b = self.s.as_bytes();
         while self.i < b.len() && is_char_ws(b[self.i]) {
@@ -474,9 +481,7 @@ impl<'a> Iterator for AsciiWords<'a> {
             return None;
         }
         let start = self.i;
-        while self.i < b.len() && !is_char_ws(b[self.i]) {
-            self.i += 1;
-        }
+        self.i = word_end_by(b, start, is_char_ws);
         self.s.get(start..self.i)
     }
 }
@@ -541,6 +546,38 @@ pub fn tokenize(s: &str) -> Result<Vec<Cow<'_, str>>, String> {
 
 /// [`tokenize`] into a caller's buffer (appended).
 pub fn tokenize_into<'s>(s: &'s str, out: &mut Vec<Cow<'s, str>>) -> Result<(), String> {
+    tokenize_words(s, out).map(|_| ())
+}
+
+/// Where the tokenizer puts words: the public `Cow`s, or the parser's plain `&str`s, which
+/// cannot keep a word rebuilt without its escapes.
+trait Words<'s> {
+    fn borrowed(&mut self, w: &'s str);
+    /// False when the word cannot be kept.
+    fn owned(&mut self, w: String) -> bool;
+}
+
+impl<'s> Words<'s> for Vec<Cow<'s, str>> {
+    fn borrowed(&mut self, w: &'s str) {
+        self.push(Cow::Borrowed(w));
+    }
+    fn owned(&mut self, w: String) -> bool {
+        self.push(Cow::Owned(w));
+        true
+    }
+}
+
+impl<'s> Words<'s> for Vec<&'s str> {
+    fn borrowed(&mut self, w: &'s str) {
+        self.push(w);
+    }
+    fn owned(&mut self, _: String) -> bool {
+        false
+    }
+}
+
+/// [`tokenize_into`] into any [`Words`]; `Ok(false)` when `out` could not keep a word.
+fn tokenize_words<'s>(s: &'s str, out: &mut impl Words<'s>) -> Result<bool, String> {
     let bytes = s.as_bytes();
     let mut i = 0;
     loop {
@@ -548,22 +585,25 @@ pub fn tokenize_into<'s>(s: &'s str, out: &mut Vec<Cow<'s, str>>) -> Result<(), 
             i += 1;
         }
         if i >= bytes.len() {
-            return Ok(());
+            return Ok(true);
         }
         if bytes[i] == b'"' {
-            i = quoted(s, i + 1, out)?;
+            match quoted(s, i + 1, out)? {
+                Some(next) => i = next,
+                None => return Ok(false),
+            }
         } else {
             let start = i;
             i = word_end(bytes, i);
             // Both ends are next to ASCII bytes (or the ends of `s`): char boundaries.
-            out.push(Cow::Borrowed(&s[start..i]));
+            out.borrowed(&s[start..i]);
         }
     }
 }
 
 /// The words of a line without `"` (every rule line of a dump but those with comments), eight
-/// bytes per step: one exact mask of the separator candidates (bytes below 0x21) and one of
-/// quotes per step, then one word per separator. Scanning word by word instead (find the end,
+/// bytes per step: one exact mask of the separator candidates (bytes below 0x21) per step,
+/// then one word per separator. Scanning word by word instead (find the end,
 /// skip the spaces, look for a quote) was a fifth of a 10k-Service parse (callgrind). False
 /// (with some words pushed) when the line has a `"`: then [`tokenize_into`] reads it. The
 /// words are plain `&str`s, so dropping a line's words is free (they were `Cow`s, and their
@@ -571,8 +611,10 @@ pub fn tokenize_into<'s>(s: &'s str, out: &mut Vec<Cow<'s, str>>) -> Result<(), 
 fn split_unquoted<'s>(s: &'s str, out: &mut Vec<&'s str>) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    const LOW7: u64 = !HIGH;
     let b = s.as_bytes();
+    if memchr::memchr(b'"', b).is_some() {
+        return false;
+    }
     let mut start = 0;
     let mut word = |k: usize, out: &mut Vec<&'s str>| {
         if k > start {
@@ -586,13 +628,7 @@ fn split_unquoted<'s>(s: &'s str, out: &mut Vec<&'s str>) -> bool {
         let x = u64::from_le_bytes(*chunk);
         // Per byte, without borrows between bytes: the high bit of `(x | 0x80) - 0x21` is
         // clear exactly where the low seven bits are below 0x21; `!x` keeps ASCII bytes.
-        let below = !(x | HIGH).wrapping_sub(ONES * 0x21) & !x & HIGH;
-        // Zero bytes of `x ^ "..."`: the quotes.
-        let q = x ^ (ONES * u64::from(b'"'));
-        if !((q & LOW7).wrapping_add(LOW7) | q) & HIGH != 0 {
-            return false;
-        }
-        let mut m = below;
+        let mut m = !(x | HIGH).wrapping_sub(ONES * 0x21) & !x & HIGH;
         while m != 0 {
             let k = i + (m.trailing_zeros() / 8) as usize;
             m &= m - 1;
@@ -604,10 +640,8 @@ fn split_unquoted<'s>(s: &'s str, out: &mut Vec<&'s str>) -> bool {
         i += 8;
     }
     for k in i..b.len() {
-        match b[k] {
-            b'"' => return false,
-            c if is_ws(c) => word(k, out),
-            _ => {}
+        if is_ws(b[k]) {
+            word(k, out);
         }
     }
     word(b.len(), out);
@@ -617,7 +651,13 @@ fn split_unquoted<'s>(s: &'s str, out: &mut Vec<&'s str>) -> bool {
 /// The first ASCII whitespace at or after `i` (or the end), eight bytes per step: the byte loop
 /// was a third of a 10k-Service parse (callgrind), words are short but lines are 80 bytes.
 #[inline]
-fn word_end(b: &[u8], mut i: usize) -> usize {
+fn word_end(b: &[u8], i: usize) -> usize {
+    word_end_by(b, i, is_ws)
+}
+
+/// [`word_end`] for separators `ws` (each a byte below 0x21).
+#[inline(always)]
+fn word_end_by(b: &[u8], mut i: usize, ws: impl Fn(u8) -> bool) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     while let Some(chunk) = b.get(i..).and_then(|r| r.first_chunk::<8>()) {
@@ -630,13 +670,13 @@ fn word_end(b: &[u8], mut i: usize) -> usize {
             continue;
         }
         let k = i + (low.trailing_zeros() / 8) as usize;
-        if is_ws(b[k]) {
+        if ws(b[k]) {
             return k;
         }
         // A control character inside a word.
         i = k + 1;
     }
-    while i < b.len() && !is_ws(b[i]) {
+    while i < b.len() && !ws(b[i]) {
         i += 1;
     }
     i
@@ -644,15 +684,20 @@ fn word_end(b: &[u8], mut i: usize) -> usize {
 
 /// A quoted word whose text starts at `start` (after the `"`); returns where the next word
 /// may start (after the closing `"`).
-fn quoted<'s>(s: &'s str, start: usize, out: &mut Vec<Cow<'s, str>>) -> Result<usize, String> {
+/// `None` when `out` cannot keep the word (it had escapes).
+fn quoted<'s>(
+    s: &'s str,
+    start: usize,
+    out: &mut impl Words<'s>,
+) -> Result<Option<usize>, String> {
     let bytes = s.as_bytes();
     let unterminated = || String::from("unterminated quoted string");
     let rest = bytes.get(start..).unwrap_or_default();
     let first = memchr::memchr2(b'"', b'\\', rest).ok_or_else(unterminated)?;
     let mut j = start + first;
     if bytes[j] == b'"' {
-        out.push(Cow::Borrowed(s.get(start..j).unwrap_or_default()));
-        return Ok(j + 1);
+        out.borrowed(s.get(start..j).unwrap_or_default());
+        return Ok(Some(j + 1));
     }
     // A backslash: the word is rebuilt without the escapes (rare: kube-proxy never writes one).
     let mut owned = s.get(start..j).unwrap_or_default().to_string();
@@ -678,8 +723,7 @@ fn quoted<'s>(s: &'s str, start: usize, out: &mut Vec<Cow<'s, str>>) -> Result<u
             }
         }
     }
-    out.push(Cow::Owned(owned));
-    Ok(j + 1)
+    Ok(out.owned(owned).then_some(j + 1))
 }
 
 /// `s.parse::<f64>()` with Clinger's fast path for `digits.digits` (kube-proxy's
