@@ -602,19 +602,16 @@ fn tokenize_words<'s>(s: &'s str, out: &mut impl Words<'s>) -> Result<bool, Stri
 }
 
 /// The words of a line without `"` (every rule line of a dump but those with comments), eight
-/// bytes per step: one exact mask of the separator candidates (bytes below 0x21) per step,
-/// then one word per separator. Scanning word by word instead (find the end,
-/// skip the spaces, look for a quote) was a fifth of a 10k-Service parse (callgrind). False
-/// (with some words pushed) when the line has a `"`: then [`tokenize_into`] reads it. The
-/// words are plain `&str`s, so dropping a line's words is free (they were `Cow`s, and their
-/// drop was another 2%).
+/// bytes per step: one exact mask of the candidates (bytes below 0x23: separators, `!`, `"`),
+/// then one word per separator. Scanning word by word instead (find the end, skip the spaces,
+/// look for a quote) cost twice as much: a fifth of a 10k-Service parse (callgrind). False
+/// (with some words pushed) when the line has a `"`: then [`tokenize_words`] reads it. The
+/// words are plain `&str`s, so dropping a line's words is free (as `Cow`s their drop was
+/// another 2%).
 fn split_unquoted<'s>(s: &'s str, out: &mut Vec<&'s str>) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let b = s.as_bytes();
-    if memchr::memchr(b'"', b).is_some() {
-        return false;
-    }
     let mut start = 0;
     let mut word = |k: usize, out: &mut Vec<&'s str>| {
         if k > start {
@@ -626,22 +623,28 @@ fn split_unquoted<'s>(s: &'s str, out: &mut Vec<&'s str>) -> bool {
     let mut i = 0;
     while let Some(chunk) = b.get(i..).and_then(|r| r.first_chunk::<8>()) {
         let x = u64::from_le_bytes(*chunk);
-        // Per byte, without borrows between bytes: the high bit of `(x | 0x80) - 0x21` is
-        // clear exactly where the low seven bits are below 0x21; `!x` keeps ASCII bytes.
-        let mut m = !(x | HIGH).wrapping_sub(ONES * 0x21) & !x & HIGH;
+        // Per byte, without borrows between bytes: the high bit of `(x | 0x80) - 0x23` is
+        // clear exactly where the low seven bits are below 0x23 (`"` is 0x22, `!` 0x21);
+        // `!x` keeps ASCII bytes.
+        let mut m = !(x | HIGH).wrapping_sub(ONES * 0x23) & !x & HIGH;
         while m != 0 {
             let k = i + (m.trailing_zeros() / 8) as usize;
             m &= m - 1;
-            // Other control characters belong to the word.
-            if is_ws(b[k]) {
-                word(k, out);
+            // A separator, a quote (not this function's line), or part of a word (`!`,
+            // other control characters).
+            match b[k] {
+                c if is_ws(c) => word(k, out),
+                b'"' => return false,
+                _ => {}
             }
         }
         i += 8;
     }
     for k in i..b.len() {
-        if is_ws(b[k]) {
-            word(k, out);
+        match b[k] {
+            c if is_ws(c) => word(k, out),
+            b'"' => return false,
+            _ => {}
         }
     }
     word(b.len(), out);
@@ -1928,6 +1931,57 @@ pub(crate) fn parse_rule_args<S: BuildHasher>(
     Some(to_rule(r, r.counters()))
 }
 
+/// The options of the rule itself; the rest belong to its matches and target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RuleOpt {
+    Src,
+    Dst,
+    In,
+    Out,
+    Proto,
+    Match,
+    Jump,
+    Goto,
+    Counters,
+    Fragment,
+}
+
+/// Which rule option `tok` is: by its letter for the short forms (the ones iptables-save
+/// writes), by name for the long ones. A `match` over all twenty names compared them one by
+/// one for every word of every rule (3% of a 10k-Service parse, callgrind).
+fn rule_opt(tok: &str) -> Option<RuleOpt> {
+    use RuleOpt::*;
+    Some(match tok.as_bytes() {
+        [b'-', c] => match c {
+            b's' => Src,
+            b'd' => Dst,
+            b'i' => In,
+            b'o' => Out,
+            b'p' => Proto,
+            b'm' => Match,
+            b'j' => Jump,
+            b'g' => Goto,
+            b'c' => Counters,
+            b'f' => Fragment,
+            _ => return None,
+        },
+        [b'-', b'-', ..] => match tok {
+            "--source" | "--src" => Src,
+            "--destination" | "--dst" => Dst,
+            "--in-interface" => In,
+            "--out-interface" => Out,
+            "--protocol" => Proto,
+            "--match" => Match,
+            "--jump" => Jump,
+            "--goto" => Goto,
+            "--set-counters" => Counters,
+            "--fragment" => Fragment,
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
 /// Parse the arguments of one `-A CHAIN ...` line into `d` (words are indices into `args`).
 /// Returns false (with an error diagnostic) when the rule cannot be used at all.
 fn parse_draft(
@@ -1955,8 +2009,8 @@ fn parse_draft(
         }
         let take_neg = std::mem::take(&mut neg);
         let next = |i: usize| args.get(i).copied();
-        match tok {
-            "-s" | "--source" | "--src" | "-d" | "--destination" | "--dst" => {
+        match rule_opt(tok) {
+            Some(o @ (RuleOpt::Src | RuleOpt::Dst)) => {
                 let Some(v) = next(i) else {
                     return fail(diags, format!("{tok} needs an address"));
                 };
@@ -1967,14 +2021,14 @@ fn parse_draft(
                         format!("{tok}: `{v}` is not an address or CIDR of this family"),
                     );
                 };
-                let slot = if tok.starts_with("-s") || tok.starts_with("--s") {
+                let slot = if o == RuleOpt::Src {
                     &mut d.src
                 } else {
                     &mut d.dst
                 };
                 *slot = Some(Neg::new(take_neg, net));
             }
-            "-i" | "--in-interface" | "-o" | "--out-interface" => {
+            Some(o @ (RuleOpt::In | RuleOpt::Out)) => {
                 let Some(v) = next(i) else {
                     return fail(diags, format!("{tok} needs an interface"));
                 };
@@ -1983,14 +2037,14 @@ fn parse_draft(
                 if !valid_iface(v) {
                     return fail(diags, format!("{tok}: `{v}` is not a valid interface name"));
                 }
-                let slot = if tok.starts_with("-i") || tok.starts_with("--in") {
+                let slot = if o == RuleOpt::In {
                     &mut d.in_iface
                 } else {
                     &mut d.out_iface
                 };
                 *slot = Some(Neg::new(take_neg, w));
             }
-            "-p" | "--protocol" => {
+            Some(RuleOpt::Proto) => {
                 let Some(v) = next(i) else {
                     return fail(diags, "-p needs a protocol".into());
                 };
@@ -2000,7 +2054,7 @@ fn parse_draft(
                 };
                 d.proto = Some(Neg::new(take_neg, p));
             }
-            "-m" | "--match" => {
+            Some(RuleOpt::Match) => {
                 let Some(v) = next(i) else {
                     return fail(diags, "-m needs a module name".into());
                 };
@@ -2015,13 +2069,13 @@ fn parse_draft(
                 }
                 d.matches.push(m);
             }
-            "-j" | "--jump" | "-g" | "--goto" => {
+            Some(o @ (RuleOpt::Jump | RuleOpt::Goto)) => {
                 let Some(v) = next(i) else {
                     return fail(diags, format!("{tok} needs a target"));
                 };
                 let w = Word::Tok(i as u32);
                 i += 1;
-                let goto = tok.starts_with("-g") || tok == "--goto";
+                let goto = o == RuleOpt::Goto;
                 let to = chain(v).map(|c| c as u32);
                 let is_chain = to.is_some();
                 let t = if goto {
@@ -2051,7 +2105,7 @@ fn parse_draft(
                 }
                 d.target = Some(t);
             }
-            "-c" | "--set-counters" => {
+            Some(RuleOpt::Counters) => {
                 let (Some(p), Some(b)) = (next(i), next(i + 1)) else {
                     return fail(diags, "-c needs packets and bytes".into());
                 };
@@ -2061,10 +2115,11 @@ fn parse_draft(
                     _ => return fail(diags, format!("-c: bad counters `{p} {b}`")),
                 }
             }
-            "-f" | "--fragment" => {
+            Some(RuleOpt::Fragment) => {
                 return fail(diags, "-f (fragments) is not supported".into());
             }
-            opt if is_option(opt) => {
+            None if is_option(tok) => {
+                let opt = tok;
                 // Values are the following words up to the next option or `!`.
                 let mut end = i;
                 while end < args.len() && !is_option(&args[end]) && args[end] != "!" {
@@ -2166,7 +2221,7 @@ fn parse_draft(
                 }
                 return fail(diags, format!("unknown option `{opt}`"));
             }
-            other => return fail(diags, format!("unexpected word `{other}`")),
+            None => return fail(diags, format!("unexpected word `{tok}`")),
         }
     }
     if neg {
