@@ -640,8 +640,8 @@ fn split_unquoted<'s>(s: &'s str, out: &mut Vec<&'s str>) -> bool {
         }
         i += 8;
     }
-    for k in i..b.len() {
-        match b[k] {
+    for (k, &c) in b.iter().enumerate().skip(i) {
+        match c {
             c if is_ws(c) => word(k, out),
             b'"' => return false,
             _ => {}
@@ -688,11 +688,7 @@ fn word_end_by(b: &[u8], mut i: usize, ws: impl Fn(u8) -> bool) -> usize {
 /// A quoted word whose text starts at `start` (after the `"`); returns where the next word
 /// may start (after the closing `"`).
 /// `None` when `out` cannot keep the word (it had escapes).
-fn quoted<'s>(
-    s: &'s str,
-    start: usize,
-    out: &mut impl Words<'s>,
-) -> Result<Option<usize>, String> {
+fn quoted<'s>(s: &'s str, start: usize, out: &mut impl Words<'s>) -> Result<Option<usize>, String> {
     let bytes = s.as_bytes();
     let unterminated = || String::from("unterminated quoted string");
     let rest = bytes.get(start..).unwrap_or_default();
@@ -2122,7 +2118,7 @@ fn parse_draft(
                 let opt = tok;
                 // Values are the following words up to the next option or `!`.
                 let mut end = i;
-                while end < args.len() && !is_option(&args[end]) && args[end] != "!" {
+                while end < args.len() && !is_option(args[end]) && args[end] != "!" {
                     end += 1;
                 }
                 let vals = &args[i..end];
