@@ -640,9 +640,9 @@ fn split_unquoted<'s>(s: &'s str, out: &mut Vec<&'s str>) -> bool {
         }
         i += 8;
     }
-    for (k, &c) in b.iter().enumerate().skip(i) {
+    for (j, &c) in b.get(i..).unwrap_or_default().iter().enumerate() {
         match c {
-            c if is_ws(c) => word(k, out),
+            c if is_ws(c) => word(i + j, out),
             b'"' => return false,
             _ => {}
         }
