@@ -231,21 +231,38 @@ impl Interner {
         self.remember(y);
         Some(y)
     }
+    /// Room for `n` symbols without a rehash.
+    fn reserve(&mut self, n: usize) {
+        let want = (2 * n).next_power_of_two();
+        if want > self.slots.len() {
+            let old = std::mem::replace(&mut self.slots, vec![(NO_SYM, 0); want]);
+            self.rehash(old);
+        }
+    }
+    fn rehash(&mut self, old: Vec<(Sym, u32)>) {
+        // From the slots' own hashes: the pool also holds strings never interned.
+        let n = self.slots.len();
+        for (y, h) in old.into_iter().filter(|(y, _)| *y != NO_SYM) {
+            let mut i = h as usize & (n - 1);
+            while self.slots[i].0 != NO_SYM {
+                i = (i + 1) & (n - 1);
+            }
+            self.slots[i] = (y, h);
+        }
+    }
     fn intern(&mut self, pool: &mut StrPool, s: &str) -> Sym {
         if let Some(y) = self.cached(pool, s) {
             return y;
         }
+        self.intern_uncached(pool, s)
+    }
+    /// [`Interner::intern`] without the check of the last two: for a string that is most
+    /// likely new (a chain's declaration).
+    fn intern_uncached(&mut self, pool: &mut StrPool, s: &str) -> Sym {
         if (self.len + 1) * 2 > self.slots.len() {
-            // Rehash from the slots' own hashes: the pool also holds strings never interned.
             let n = (self.slots.len() * 2).max(1024);
             let old = std::mem::replace(&mut self.slots, vec![(NO_SYM, 0); n]);
-            for (y, h) in old.into_iter().filter(|(y, _)| *y != NO_SYM) {
-                let mut i = h as usize & (n - 1);
-                while self.slots[i].0 != NO_SYM {
-                    i = (i + 1) & (n - 1);
-                }
-                self.slots[i] = (y, h);
-            }
+            self.rehash(old);
         }
         let h = Self::hash(s);
         let y = match self.find(pool, s, h) {
@@ -924,11 +941,17 @@ impl Builder {
         p.ct_states.shrink_to_fit();
         p.dirs.shrink_to_fit();
         p.indexes.shrink_to_fit();
+        // Built-in chains by symbol (one string per symbol): comparing each chain's name with
+        // its table's built-in names cost 8M of a 10k-Service parse (callgrind).
         let mut meta = Vec::with_capacity(p.chains.len());
         for t in 0..p.tables.len() {
             let (a, b) = p.chain_range(t);
-            for g in a..b {
-                let builtin = is_builtin(p.table_name(t), p.strings.get(p.chains[g].name));
+            let builtins: Vec<Sym> = builtin_chains(p.table_name(t))
+                .iter()
+                .filter_map(|n| self.interner.lookup(&p.strings, n))
+                .collect();
+            for c in &p.chains[a..b] {
+                let builtin = builtins.contains(&c.name);
                 meta.push(if builtin { CHAIN_BUILTIN } else { 0 } | NO_INDEX);
             }
         }
@@ -1034,6 +1057,10 @@ impl ProgramSink {
         b.resolve = false;
         b.p.code.reserve(text_len / 4);
         b.p.strings.reserve(text_len / 4, text_len / 150);
+        // Sized like the pool: rehashing and doubling as symbols came was 6M of a 10k-Service
+        // parse (callgrind).
+        b.interner.reserve(text_len / 150);
+        b.chain_of.resize(text_len / 150, NO_SYM);
         b.p.rule_at.reserve(text_len / 100);
         b.p.lines.reserve(text_len / 100);
         ProgramSink {
@@ -1161,7 +1188,8 @@ impl Sink for ProgramSink {
         let Some(t) = self.t.as_mut() else {
             return false;
         };
-        let y = self.b.sym(name);
+        // Not the last two first: a declaration names a new string (callgrind: 6M for 111k).
+        let y = self.b.interner.intern_uncached(&mut self.b.p.strings, name);
         if !self.b.name_chain(y, t.chains.len() as u32, false) {
             return false;
         }
