@@ -909,11 +909,16 @@ impl Builder {
     fn index(&mut self, g: u32, first: u32, n: usize) {
         let t = (self.p.tables.len() - 1) as u32;
         let p = &self.p;
-        let rule = |i: usize| RuleRef::new(p, t, first + i as u32);
-        let dst = (0..n).filter(|i| rule_dst_key(rule(*i)).is_some()).count();
-        let dport = (0..n)
-            .filter(|i| rule_dport_key(rule(*i)).is_some())
-            .count();
+        // Both keys of each rule in one pass: decoding every rule three times (two counts,
+        // then the keys) was 3M of a 10k-Service parse (callgrind).
+        let keys: Vec<(Option<u64>, Option<u64>)> = (0..n)
+            .map(|i| {
+                let r = RuleRef::new(p, t, first + i as u32);
+                (rule_dst_key(r), rule_dport_key(r))
+            })
+            .collect();
+        let dst = keys.iter().filter(|k| k.0.is_some()).count();
+        let dport = keys.iter().filter(|k| k.1.is_some()).count();
         let key = if dst >= dport && dst * 2 >= n {
             IndexKey::Dst
         } else if dport * 2 >= n {
@@ -923,8 +928,12 @@ impl Builder {
         };
         let mut pairs = Vec::new();
         let mut wildcard = Vec::new();
-        for i in 0..n {
-            match rule_key(key, rule(i)) {
+        for (i, k) in keys.iter().enumerate() {
+            let k = match key {
+                IndexKey::Dst => k.0,
+                IndexKey::Dport => k.1,
+            };
+            match k {
                 Some(k) => pairs.push((k, i as u32)),
                 None => wildcard.push(i as u32),
             }
