@@ -414,6 +414,8 @@ impl Builder {
     }
 
     /// Name a chain of the open table; false when the name is taken (the first stays).
+    /// Inline: as a call it was 3M of a 10k-Service parse's 111k declarations (callgrind).
+    #[inline]
     fn name_chain(&mut self, name: Sym, c: u32, replace: bool) -> bool {
         let y = name as usize;
         if self.chain_of.len() <= y {
