@@ -191,6 +191,16 @@ impl StrPool {
                 .get(start as usize..end as usize)
                 .is_some_and(|b| same_bytes(b, s.as_bytes()))
     }
+    /// Where symbol `sym` is in [`StrPool::bytes`]: start and end.
+    pub fn span(&self, sym: u32) -> (u32, u32) {
+        let i = sym as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        (start, self.ends[i])
+    }
+    /// Every string, one after another.
+    pub fn bytes(&self) -> &[u8] {
+        self.text.as_bytes()
+    }
     /// Append a string (no deduplication: the caller interns).
     pub fn push(&mut self, s: &str) -> u32 {
         self.text.push_str(s);
