@@ -180,8 +180,8 @@ struct Interner {
     slots: Vec<(Sym, u32)>,
     /// Symbols in `slots`.
     len: usize,
-    /// The last two strings found or added: a jump target is looked up, then the rule's
-    /// chain, then the target is interned.
+    /// The last two strings found or added: consecutive rules name the same strings again (a
+    /// chain's comment, a REJECT's `--reject-with`).
     last: Cell<[Sym; 2]>,
 }
 
@@ -241,8 +241,7 @@ impl Interner {
         }
     }
     /// The symbol of `s` if it is interned. No check of the last two first: a lookup's caller
-    /// has its own; the found symbol is remembered for the [`Interner::intern`] that often
-    /// follows (a jump target is looked up, then interned with its rule).
+    /// (a chain lookup) has its own cache; the found symbol joins the last two all the same.
     fn lookup(&self, pool: &StrPool, s: &str) -> Option<Sym> {
         if self.slots.is_empty() {
             return None;
@@ -1222,22 +1221,25 @@ impl Sink for ProgramSink {
             deleted: t.deleted,
         });
         let named = b.named_jumps;
+        // Both ways below leave the table's rules in chain order from its first rule (an
+        // unsorted table took its rules back out of the program), so each chain starts
+        // where the one before it ends.
+        let mut first = t.first_rule;
+        for (c, (name, policy, counters)) in t.chains.iter().enumerate() {
+            let g = first_chain + c as u32;
+            b.p.chains.push(ChainRec {
+                name: *name,
+                policy: *policy,
+                first_rule: first,
+            });
+            if *counters != Counters::default() {
+                b.p.chain_counters.push((g, *counters));
+            }
+            first += t.lens[c];
+        }
         if t.sorted {
             // The rules are in place (see `ProgramSink::rule`); their jumps need resolving
             // only if one was left by name.
-            let mut first = t.first_rule;
-            for (c, (name, policy, counters)) in t.chains.iter().enumerate() {
-                let g = first_chain + c as u32;
-                b.p.chains.push(ChainRec {
-                    name: *name,
-                    policy: *policy,
-                    first_rule: first,
-                });
-                if *counters != Counters::default() {
-                    b.p.chain_counters.push((g, *counters));
-                }
-                first += t.lens[c];
-            }
             if named {
                 for i in t.first_rule..first {
                     b.resolve_jump(b.p.rule_at[i as usize] as usize);
@@ -1264,29 +1266,17 @@ impl Sink for ProgramSink {
                 }
             };
             let tail = b.p.code.split_off(t.code_start);
-            let mut k = 0;
-            for (c, (name, policy, counters)) in t.chains.iter().enumerate() {
-                let g = first_chain + c as u32;
-                b.p.chains.push(ChainRec {
-                    name: *name,
-                    policy: *policy,
-                    first_rule: b.n_rules(),
-                });
-                if *counters != Counters::default() {
-                    b.p.chain_counters.push((g, *counters));
+            for &k in &order {
+                let r = &t.recs[k as usize];
+                let at = b.p.code.len();
+                b.p.code
+                    .extend_from_slice(&tail[r.start as usize..r.end as usize]);
+                if named {
+                    b.resolve_jump(at);
                 }
-                for _ in 0..t.lens[c] {
-                    let r = &t.recs[order[k] as usize];
-                    k += 1;
-                    let at = b.p.code.len();
-                    b.p.code
-                        .extend_from_slice(&tail[r.start as usize..r.end as usize]);
-                    if named {
-                        b.resolve_jump(at);
-                    }
-                    b.end_rule(r.line as usize, r.counters);
-                }
+                b.end_rule(r.line as usize, r.counters);
             }
+            debug_assert_eq!(b.n_rules(), first);
         }
         // Indexes once every chain is in place (their rules name jump targets by index).
         for c in 0..t.chains.len() {
